@@ -1,0 +1,299 @@
+"""Configuration: one pydantic-settings model from ATS_* environment variables and an optional TOML file.
+
+Precedence (highest first): explicit arguments, environment (ATS_*, nested with "__", e.g.
+ATS_LIMITS__MAX_LEVERAGE), the TOML file named by ATS_CONFIG, then defaults. Secrets are SecretStr and can
+also come from files (ATS_EXCHANGE__API_SECRET_FILE); the Prefect shell may inject them from a Secret block.
+Invalid values fail at load with `ConfigError`, whose message names each field, its variable and the rule.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ats.domain import BINANCE_INTERVALS
+
+ENV_PREFIX = "ATS_"
+NESTED_DELIMITER = "__"
+
+
+class Venue(StrEnum):
+    SIM = "sim"
+    TESTNET = "testnet"
+    MAINNET = "mainnet"
+
+
+# Binance's documented base URLs (binance-futures-api.md); all overridable.
+DEFAULT_URLS: dict[Venue, tuple[str, str]] = {
+    Venue.SIM: ("http://127.0.0.1:8765", "ws://127.0.0.1:8765"),
+    Venue.TESTNET: ("https://demo-fapi.binance.com", "wss://fstream.binancefuture.com"),
+    Venue.MAINNET: ("https://fapi.binance.com", "wss://fstream.binance.com"),
+}
+
+# The simulated exchange's own key pair: a local paper-trading credential, not a secret of anyone's.
+SIM_API_KEY = "ats-sim-api-key"
+SIM_API_SECRET = "ats-sim-api-secret"  # noqa: S105
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. The message names every offending field and never echoes a secret."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeSettings(_Section):
+    rest_url: str | None = Field(None, description="REST base URL; default depends on the venue")
+    ws_url: str | None = Field(None, description="WebSocket base URL (paths /market, /public, /private)")
+    api_key: SecretStr | None = Field(None, description="API key (X-MBX-APIKEY)")
+    api_secret: SecretStr | None = Field(None, description="API secret (HMAC) or Ed25519 private key (PEM)")
+    api_key_file: Path | None = Field(None, description="File holding the API key")
+    api_secret_file: Path | None = Field(None, description="File holding the API secret")
+    key_type: Literal["hmac", "ed25519"] = "hmac"
+    recv_window_ms: int = Field(5000, ge=100, le=60000, description="recvWindow; Binance advises <= 5000")
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    weight_limit_per_minute: int = Field(2400, ge=1, description="REQUEST_WEIGHT per IP per minute")
+    weight_safety_margin: float = Field(0.2, ge=0, lt=1, description="fraction of the budget kept unused")
+    time_resync_s: float = Field(300.0, gt=0, description="server-time offset re-measure period")
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        for name in ("api_key", "api_secret"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is not None and getattr(self, name) is None:
+                try:
+                    value = path.expanduser().read_text().strip()
+                except OSError as exc:
+                    raise ValueError(f"cannot read {name}_file {path}: {exc.strerror}") from None
+                object.__setattr__(self, name, SecretStr(value))
+        return self
+
+
+class RiskLimits(_Section):
+    max_concurrent_positions: int = Field(5, ge=1, le=100)
+    max_position_size_usdt: Decimal = Field(Decimal(10000), gt=0, description="max notional per position")
+    max_daily_loss_usdt: Decimal = Field(Decimal(2000), gt=0, description="realised + unrealised since 00:00 UTC")
+    max_leverage: int = Field(10, ge=1, le=125)
+    leverage: int = Field(5, ge=1, le=125, description="leverage for medium signals; stronger ones scale up")
+    min_order_size_usdt: Decimal = Field(Decimal(10), gt=0)
+    risk_per_trade_pct: Decimal = Field(
+        Decimal(1), gt=0, le=10, description="equity % lost if the stop is hit; caps the position size"
+    )
+
+    @field_validator("leverage")
+    @classmethod
+    def _leverage_within_max(cls, value: int, info: ValidationInfo) -> int:
+        maximum = info.data.get("max_leverage")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must not exceed max_leverage ({maximum})")
+        return value
+
+    @field_validator("min_order_size_usdt")
+    @classmethod
+    def _min_below_max(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        maximum = info.data.get("max_position_size_usdt")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must not exceed max_position_size_usdt ({maximum})")
+        return value
+
+
+class LevelSettings(_Section):
+    """Base levels in percent of the entry price and the factor adjustments (factors.md)."""
+
+    stop_pct: Decimal = Field(Decimal(2), gt=0, lt=50)
+    tp1_pct: Decimal = Field(Decimal(4), gt=0, lt=100)
+    tp2_pct: Decimal = Field(Decimal(8), gt=0, lt=200)
+    tp1_close_fraction: Decimal = Field(Decimal("0.5"), gt=0, lt=1)
+    strong_signal_score: float = Field(80, ge=0, le=100, description="strength at which a signal counts as strong")
+    strong_stop_tighten: Decimal = Field(Decimal("0.2"), ge=0, lt=1)
+    strong_target_extend: Decimal = Field(Decimal("0.3"), ge=0, le=5)
+    strong_trend: float = Field(50, ge=0, le=100, description="|T| at which the trend counts as strong")
+    trend_target_extend: Decimal = Field(Decimal("0.2"), ge=0, le=5)
+    good_liquidity: float = Field(70, ge=0, le=100, description="L at which liquidity counts as good")
+    liquidity_stop_tighten: Decimal = Field(Decimal("0.1"), ge=0, lt=1)
+    high_volatility_atr_pct: Decimal = Field(Decimal("0.03"), gt=0, description="ATR/price above this is high")
+    volatility_stop_widen: Decimal = Field(Decimal("0.5"), ge=0, le=5)
+
+    @field_validator("tp2_pct")
+    @classmethod
+    def _beyond_tp1(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        tp1 = info.data.get("tp1_pct")
+        if tp1 is not None and value <= tp1:
+            raise ValueError(f"must be above tp1_pct ({tp1})")
+        return value
+
+
+class TelegramSettings(_Section):
+    token: SecretStr | None = Field(None, description="Bot token; when unset, notifications go to the console")
+    chat_id: str | None = None
+    api_url: str = "https://api.telegram.org"
+
+
+class MonitorSettings(_Section):
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(8787, ge=0, le=65535, description="0 picks a free port")
+    reconcile_interval_s: float = Field(180.0, gt=0)
+    watchdog_interval_s: float = Field(5.0, gt=0)
+    stream_stale_after_s: float = Field(30.0, gt=0)
+    listen_key_keepalive_s: float = Field(1800.0, gt=0, lt=3600)
+    on_reversal: Literal["tighten", "close", "ignore"] = "tighten"
+    reversal_score: float = Field(70, ge=0, le=100, description="opposite-direction strength that counts")
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("ats", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    venue: Venue = Field(Venue.SIM, description="sim (default, local paper trading), testnet or mainnet")
+    allow_mainnet: bool = Field(False, description="must be true to trade on mainnet")
+    account: str = Field("main", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    database_url: SecretStr | None = Field(None, description="postgresql+psycopg://...; unset = embedded")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    bar_interval: str = Field("1h", description="primary kline interval")
+    min_score: float = Field(75, ge=0, le=100)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    exchange: ExchangeSettings = ExchangeSettings()
+    limits: RiskLimits = RiskLimits()
+    levels: LevelSettings = LevelSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    monitor: MonitorSettings = MonitorSettings()
+
+    @field_validator("bar_interval")
+    @classmethod
+    def _known_interval(cls, value: str) -> str:
+        if value not in BINANCE_INTERVALS:
+            raise ValueError(f"must be one of {', '.join(BINANCE_INTERVALS)}")
+        return value
+
+    @field_validator("allow_mainnet")
+    @classmethod
+    def _mainnet_opt_in(cls, value: bool, info: ValidationInfo) -> bool:
+        if info.data.get("venue") is Venue.MAINNET and not value:
+            raise ValueError("venue 'mainnet' trades real money and needs the explicit opt-in ATS_ALLOW_MAINNET=true")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ATS_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # ------------------------------------------------------------------------------------------ derived
+
+    @property
+    def rest_url(self) -> str:
+        return (self.exchange.rest_url or DEFAULT_URLS[self.venue][0]).rstrip("/")
+
+    @property
+    def ws_url(self) -> str:
+        return (self.exchange.ws_url or DEFAULT_URLS[self.venue][1]).rstrip("/")
+
+    @property
+    def is_live(self) -> bool:
+        """True when orders reach a real Binance venue (testnet or mainnet)."""
+        return self.venue is not Venue.SIM
+
+    def api_credentials(self) -> tuple[SecretStr, SecretStr]:
+        """The key pair to sign with; the sim's own pair when trading on the sim without keys."""
+        key, secret = self.exchange.api_key, self.exchange.api_secret
+        if key is not None and secret is not None:
+            return key, secret
+        if self.venue is Venue.SIM:
+            return SecretStr(SIM_API_KEY), SecretStr(SIM_API_SECRET)
+        missing = "ATS_EXCHANGE__API_KEY" if key is None else "ATS_EXCHANGE__API_SECRET"
+        raise ConfigError(f"exchange.api_key/api_secret: {missing} is required for venue '{self.venue}'")
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets shown as '**********' (or unset)."""
+        return _mask(self.model_dump(mode="python"))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, Path | Decimal | StrEnum):
+        return str(value)
+    return value
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def _secret_field(loc: tuple[str | int, ...]) -> bool:
+    model: Any = Settings
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if annotation in (SecretStr, SecretStr | None):
+            return True
+        model = annotation
+    return False
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: field path, environment variable, rule; values shown only if not secret."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if p != "__root__")
+        field = ".".join(str(p) for p in loc) or "settings"
+        where = f"{field} ({env_name(loc)})" if loc else "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+        ctx_input = err.get("input") if not _secret_field(loc) else None
+        if ctx_input is not None and not isinstance(ctx_input, dict):
+            lines[-1] += f" (got {ctx_input!r})"
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate the configuration, raising ConfigError with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,172 @@
+"""Typed exchange errors, mapped from Binance's {"code", "msg"} bodies and HTTP statuses.
+
+The one distinction that protects money: `UnknownOutcome` (the request may have been executed) is kept
+apart from definite failures. After an UnknownOutcome, look the order up by client id before retrying.
+Messages never carry request parameters, headers or URLs with query strings (no secrets, no signatures).
+"""
+
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    """Any error answered by (or on the way to) the exchange."""
+
+    def __init__(self, msg: str, *, code: int | None = None, http_status: int | None = None) -> None:
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        prefix = f"[{code}] " if code is not None else ""
+        super().__init__(f"{prefix}{msg}")
+
+
+class DefiniteFailure(ExchangeError):
+    """The request was not executed; retrying it is safe."""
+
+
+class UnknownOutcome(ExchangeError):
+    """The request may or may not have been executed (timeouts after sending, 503 'Unknown error')."""
+
+
+class ExchangeUnavailable(DefiniteFailure):
+    """Network failure before sending, 5xx 'Service Unavailable', 408 backend timeout, 403 WAF."""
+
+
+class RateLimited(DefiniteFailure):
+    """HTTP 429 or -1003: the request weight or order count limit was broken."""
+
+    def __init__(self, msg: str, *, retry_after_s: float | None = None, **kw: int | None) -> None:
+        super().__init__(msg, **kw)
+        self.retry_after_s = retry_after_s
+
+
+class IpBanned(DefiniteFailure):
+    """HTTP 418: this IP is banned; nothing may be sent until `until_ms`."""
+
+    def __init__(self, msg: str, *, until_ms: int | None = None, **kw: int | None) -> None:
+        super().__init__(msg, **kw)
+        self.until_ms = until_ms
+
+
+class Throttled(DefiniteFailure):
+    """-1008: request throttled by system-level protection."""
+
+
+class InvalidTimestamp(DefiniteFailure):
+    """-1021: timestamp outside recvWindow; resync the clock once, then retry."""
+
+
+class AuthError(DefiniteFailure):
+    """-1022 bad signature, -2014 bad key format, -2015 invalid key, IP or permissions."""
+
+
+class InvalidSymbol(DefiniteFailure):
+    """-1121."""
+
+
+class BadRequest(DefiniteFailure):
+    """A request the exchange refused as malformed (missing or invalid parameters)."""
+
+
+class FilterRejected(BadRequest):
+    """Precision, tick size, step size, percent price: the order broke a symbol filter."""
+
+
+class NotionalTooSmall(FilterRejected):
+    """-4164: notional below the symbol's minimum."""
+
+
+class OrderNotFound(DefiniteFailure):
+    """-2011 (cancel) or -2013 (query): the exchange does not know this order."""
+
+
+class InsufficientMargin(DefiniteFailure):
+    """-2019."""
+
+
+class WouldImmediatelyTrigger(DefiniteFailure):
+    """-2021: the trigger price is already crossed."""
+
+
+class ReduceOnlyRejected(DefiniteFailure):
+    """-2022: a reduce-only order would not reduce the position."""
+
+
+class DuplicateClientId(DefiniteFailure):
+    """-4116: an open order already uses this client id. For an idempotent retry this means 'already placed'."""
+
+
+class UseAlgoEndpoint(DefiniteFailure):
+    """-4120: conditional orders must go to /fapi/v1/algoOrder (since 2025-12-09)."""
+
+
+class ClosePositionStopExists(DefiniteFailure):
+    """-4130: a closePosition stop in this direction already exists."""
+
+
+class ListenKeyNotFound(DefiniteFailure):
+    """-1125: the listenKey expired or never existed; create a new one."""
+
+
+class PositionModeError(DefiniteFailure):
+    """-4061 position side mismatch; or the account is in hedge mode, which this system refuses."""
+
+
+class MarginTypeLocked(DefiniteFailure):
+    """-4047/-4048: margin type cannot change with open orders or a position."""
+
+
+class AccountInactive(DefiniteFailure):
+    """-4109."""
+
+
+# Codes that mean "nothing to do" for idempotent settings calls.
+NO_CHANGE_CODES = frozenset({-4046, -4059})
+
+_BY_CODE: dict[int, type[ExchangeError]] = {
+    -1003: RateLimited,
+    -1008: Throttled,
+    -1021: InvalidTimestamp,
+    -1022: AuthError,
+    -1102: BadRequest,
+    -1111: FilterRejected,
+    -1121: InvalidSymbol,
+    -1125: ListenKeyNotFound,
+    -2011: OrderNotFound,
+    -2013: OrderNotFound,
+    -2014: AuthError,
+    -2015: AuthError,
+    -2019: InsufficientMargin,
+    -2021: WouldImmediatelyTrigger,
+    -2022: ReduceOnlyRejected,
+    -4014: FilterRejected,
+    -4015: BadRequest,
+    -4023: FilterRejected,
+    -4047: MarginTypeLocked,
+    -4048: MarginTypeLocked,
+    -4061: PositionModeError,
+    -4109: AccountInactive,
+    -4116: DuplicateClientId,
+    -4120: UseAlgoEndpoint,
+    -4130: ClosePositionStopExists,
+    -4131: FilterRejected,
+    -4164: NotionalTooSmall,
+}
+
+UNKNOWN_503_MSG = "Unknown error, please check your request or try again later."
+
+
+def error_for(http_status: int, code: int | None, msg: str) -> ExchangeError:
+    """Map an HTTP status and Binance error body to the typed exception to raise."""
+    if http_status == 418:
+        return IpBanned(msg, code=code, http_status=http_status)
+    if http_status == 429:
+        return RateLimited(msg, code=code, http_status=http_status)
+    if code == -1007 or (http_status == 503 and (msg.startswith("Unknown error") or code == -1000)):
+        return UnknownOutcome(msg, code=code, http_status=http_status)
+    if code is not None and code in _BY_CODE:
+        return _BY_CODE[code](msg, code=code, http_status=http_status)
+    if http_status in (403, 408) or http_status >= 500:
+        return ExchangeUnavailable(msg, code=code, http_status=http_status)
+    if 400 <= http_status < 500:
+        return BadRequest(msg, code=code, http_status=http_status)
+    return ExchangeError(msg, code=code, http_status=http_status)

@@ -1,0 +1,5 @@
+"""Shared test setup. Fixtures live in tests/fixtures/*, one module per area, registered here."""
+
+pytest_plugins = [
+    "tests.fixtures.env",
+]
