@@ -165,7 +165,9 @@ class SymbolRules:
     @staticmethod
     def from_exchange_info(entry: dict[str, Any]) -> SymbolRules:
         """Parse one element of exchangeInfo.symbols; unknown filter types are ignored."""
-        filters = {f["filterType"]: f for f in entry.get("filters", []) if isinstance(f, dict)}
+        filters: dict[str, dict[str, Any]] = {
+            f["filterType"]: f for f in entry.get("filters", []) if isinstance(f, dict) and "filterType" in f
+        }
         price_filter = filters.get("PRICE_FILTER", {})
         lot = filters.get("LOT_SIZE", {})
         market_lot = filters.get("MARKET_LOT_SIZE", lot)
@@ -183,9 +185,9 @@ class SymbolRules:
             step_size=Decimal(lot.get("stepSize", "0")),
             min_qty=Decimal(lot.get("minQty", "0")),
             max_qty=Decimal(lot.get("maxQty", "0")),
-            market_step_size=Decimal(market_lot.get("stepSize", lot.get("stepSize", "0"))),
-            market_min_qty=Decimal(market_lot.get("minQty", lot.get("minQty", "0"))),
-            market_max_qty=Decimal(market_lot.get("maxQty", lot.get("maxQty", "0"))),
+            market_step_size=Decimal(str(market_lot.get("stepSize", lot.get("stepSize", "0")))),
+            market_min_qty=Decimal(str(market_lot.get("minQty", lot.get("minQty", "0")))),
+            market_max_qty=Decimal(str(market_lot.get("maxQty", lot.get("maxQty", "0")))),
             min_notional=Decimal(notional.get("notional", "0")),
             price_precision=int(entry.get("pricePrecision", 8)),
             quantity_precision=int(entry.get("quantityPrecision", 8)),

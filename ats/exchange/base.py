@@ -485,8 +485,9 @@ class Exchange(Protocol):
 
     async def new_algo_order(self, request: AlgoOrderRequest) -> AlgoOrder: ...
 
-    async def get_algo_order(self, *, client_algo_id: str | None = None, algo_id: int | None = None) -> AlgoOrder | None:
-        ...
+    async def get_algo_order(
+        self, *, client_algo_id: str | None = None, algo_id: int | None = None
+    ) -> AlgoOrder | None: ...
 
     async def cancel_algo_order(
         self, *, client_algo_id: str | None = None, algo_id: int | None = None

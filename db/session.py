@@ -1,0 +1,147 @@
+"""Database connections: PostgreSQL at ATS_DATABASE_URL, or an embedded PostgreSQL when it is unset.
+
+One `Database` per process. Units of work use `db.session()` (commit on success, rollback on error).
+Cross-process coordination uses PostgreSQL advisory locks (`advisory_xact_lock` inside a transaction,
+`SessionLock` for a lock held by a long-lived worker on its own connection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from ats.config import Settings
+from ats.log import get_logger, register_secret
+from db import migrate
+
+log = get_logger(__name__)
+EMBEDDED_DATABASE = "ats"
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and always use the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername != "postgresql+psycopg":
+        raise ValueError(f"unsupported database driver {parsed.drivername!r}: PostgreSQL (psycopg 3) only")
+    if parsed.password:
+        register_secret(parsed.password)
+    return parsed.render_as_string(hide_password=False)
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under data_dir/pgdata and return its URL."""
+    import pgserver  # imported only when no database is configured
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    pgdata = data_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")  # noqa: S608  (constant)
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    uri: str = server.get_uri(EMBEDDED_DATABASE)
+    log.info("using the embedded PostgreSQL (ATS_DATABASE_URL is unset)", pgdata=str(pgdata))
+    return normalise_url(uri)
+
+
+def resolve_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return normalise_url(settings.database_url.get_secret_value())
+    return start_embedded(settings.data_dir)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name (e.g. 'place-orders:main')."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.engine: Engine = create_engine(
+            normalise_url(url),
+            pool_size=pool_size,
+            max_overflow=5,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            hide_parameters=True,  # parameters may carry payloads; never put them in exception text
+        )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate_empty: bool = True) -> Database:
+        """Connect; on an empty database, run the migrations (and say so)."""
+        database = cls(resolve_url(settings))
+        if migrate_empty and migrate.ensure_schema(database.engine):
+            log.info(
+                "database was empty: migrated to the current schema", revision=migrate.head_revision(database.engine)
+            )
+        return database
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+
+def advisory_xact_lock(session: Session, name: str) -> None:
+    """Block until this transaction holds the named lock; released at commit or rollback."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+
+
+class SessionLock:
+    """A session-level advisory lock on a dedicated connection: held until released or the process dies."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
+        self.name = name
+        self._key = lock_key(name)
+        self._conn: Connection | None = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = self._engine.connect()
+        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar())
+        conn.commit()
+        if got:
+            self._conn = conn
+        else:
+            conn.close()
+        return got
+
+    def still_held(self) -> bool:
+        """False if the connection holding the lock died (then another process may hold it now)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(text("SELECT 1")).scalar()
+            self._conn.commit()
+        except Exception:  # the connection is gone, and with it the lock
+            self._conn = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            self._conn.commit()
+        finally:
+            self._conn.close()
+            self._conn = None

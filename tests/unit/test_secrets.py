@@ -1,0 +1,67 @@
+"""A sentinel secret must never show: not in `ats config show`, not in logs, not in exception messages."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from typer.testing import CliRunner
+
+from ats.cli import app
+from ats.config import ConfigError, load_settings
+from ats.log import configure_logging, get_logger, redact
+
+SENTINEL_SECRET = "SENTINEL-secret-7f3a9c2e1b"
+SENTINEL_KEY = "SENTINEL-key-0d4e8b6a5c"
+SENTINEL_TOKEN = "123456789:AAH-SENTINELtokenSENTINELtoken1234"
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATS_EXCHANGE__API_SECRET", SENTINEL_SECRET)
+    monkeypatch.setenv("ATS_EXCHANGE__API_KEY", SENTINEL_KEY)
+    monkeypatch.setenv("ATS_TELEGRAM__TOKEN", SENTINEL_TOKEN)
+
+
+@pytest.mark.usefixtures("secret_env")
+@pytest.mark.parametrize("args", [["config", "show"], ["config", "show", "--json"]])
+def test_config_show_masks_secrets(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for sentinel in (SENTINEL_SECRET, SENTINEL_KEY, SENTINEL_TOKEN):
+        assert sentinel not in result.output
+    assert "**********" in result.output
+
+
+@pytest.mark.usefixtures("secret_env")
+def test_settings_repr_and_validation_errors_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert SENTINEL_SECRET not in repr(settings)
+    assert SENTINEL_SECRET not in str(settings.model_dump())
+    monkeypatch.setenv("ATS_LIMITS__MAX_LEVERAGE", "500")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert SENTINEL_SECRET not in str(caught.value)
+
+
+def test_logs_redact_registered_secrets_and_token_urls(caplog: pytest.LogCaptureFixture) -> None:
+    configure_logging("DEBUG", "json", secrets=[SENTINEL_SECRET])
+    log = get_logger("tests.secrets")
+    with caplog.at_level(logging.DEBUG):
+        log.info("calling", url=f"https://api.telegram.org/bot{SENTINEL_TOKEN}/sendMessage", secret=SENTINEL_SECRET)
+        try:
+            raise RuntimeError(f"failed with {SENTINEL_SECRET}")
+        except RuntimeError:
+            log.exception("boom")
+        logging.getLogger("httpx").warning(
+            "HTTP Request: POST https://api.telegram.org/bot%s/sendMessage", SENTINEL_TOKEN
+        )
+    text = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
+    assert SENTINEL_SECRET not in text
+    assert SENTINEL_TOKEN not in text
+
+
+def test_redact_covers_signatures_and_database_passwords() -> None:
+    text = redact("GET /fapi/v1/order?symbol=X&signature=" + "ab" * 32 + " postgresql+psycopg://u:hunter2@h/db")
+    assert "ab" * 32 not in text
+    assert "hunter2" not in text
