@@ -296,7 +296,11 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class Levels:
-    """Protective levels for one position. Prices are on the tick grid; quantities on the step grid."""
+    """Protective levels for one position. Prices are on the tick grid; quantities on the step grid.
+
+    `single_target` says the position was too small to split: TP1 closes everything and TP2 is unused
+    (tp2_qty is 0). `adjustments` names the factor adjustments that shaped the levels, for the user.
+    """
 
     entry: Decimal
     stop: Decimal
@@ -304,6 +308,8 @@ class Levels:
     tp2: Decimal
     tp1_qty: Decimal
     tp2_qty: Decimal
+    single_target: bool = False
+    adjustments: tuple[str, ...] = ()
 
     @property
     def quantity(self) -> Decimal:
