@@ -7,6 +7,8 @@ Messages never carry request parameters, headers or URLs with query strings (no 
 
 from __future__ import annotations
 
+import re
+
 
 class ExchangeError(Exception):
     """Any error answered by (or on the way to) the exchange."""
@@ -24,11 +26,12 @@ class DefiniteFailure(ExchangeError):
 
 
 class UnknownOutcome(ExchangeError):
-    """The request may or may not have been executed (timeouts after sending, 503 'Unknown error')."""
+    """A write may or may not have been executed: a timeout after sending, 503 'Unknown error', a 408
+    backend timeout, or any 5xx that Binance does not document as a definite failure."""
 
 
 class ExchangeUnavailable(DefiniteFailure):
-    """Network failure before sending, 5xx 'Service Unavailable', 408 backend timeout, 403 WAF."""
+    """Network failure before sending, 503 'Service Unavailable', 403 WAF; or any failed read."""
 
 
 class RateLimited(DefiniteFailure):
@@ -119,6 +122,13 @@ class AccountInactive(DefiniteFailure):
     """-4109."""
 
 
+class MalformedResponse(DefiniteFailure):
+    """A read was answered with JSON this client cannot understand (nothing changed on the exchange).
+
+    A write answered that way raises UnknownOutcome instead: the exchange accepted something.
+    """
+
+
 # Codes that mean "nothing to do" for idempotent settings calls.
 NO_CHANGE_CODES = frozenset({-4046, -4059})
 
@@ -153,16 +163,44 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
 }
 
 UNKNOWN_503_MSG = "Unknown error, please check your request or try again later."
+# 5xx answers that Binance documents as "the request failed" (everything else 5xx is "status unknown").
+_DEFINITE_5XX_PREFIXES = ("Service Unavailable", "Internal error; unable to process your request")
+_DEFINITE_5XX_CODES = frozenset({-1001})
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
 
 
-def error_for(http_status: int, code: int | None, msg: str) -> ExchangeError:
-    """Map an HTTP status and Binance error body to the typed exception to raise."""
+def banned_until_ms(msg: str) -> int | None:
+    """The ban end from -1003's message ("... IP(1.2.3.4) banned until 1700000000000. ..."), if present."""
+    match = _BANNED_UNTIL.search(msg)
+    return int(match.group(1)) if match else None
+
+
+def _outcome_unknown(http_status: int, code: int | None, msg: str) -> bool:
+    """Whether the exchange may have executed a write it answered this way."""
+    if code == -1007 or http_status == 408:  # timeout waiting for the backend: sent, status unknown
+        return True
+    if http_status < 500:
+        return False
+    if msg.startswith("Unknown error") or code == -1000:
+        return True
+    return not (msg.startswith(_DEFINITE_5XX_PREFIXES) or code in _DEFINITE_5XX_CODES)
+
+
+def error_for(http_status: int, code: int | None, msg: str, *, mutating: bool = True) -> ExchangeError:
+    """Map an HTTP status and Binance error body to the typed exception to raise.
+
+    `mutating` says whether the request could change state (POST/PUT/DELETE). Only then can an answer
+    mean "maybe executed" (UnknownOutcome); the same answer to a read is a plain ExchangeUnavailable.
+    """
     if http_status == 418:
-        return IpBanned(msg, code=code, http_status=http_status)
+        return IpBanned(msg, until_ms=banned_until_ms(msg), code=code, http_status=http_status)
     if http_status == 429:
         return RateLimited(msg, code=code, http_status=http_status)
-    if code == -1007 or (http_status == 503 and (msg.startswith("Unknown error") or code == -1000)):
-        return UnknownOutcome(msg, code=code, http_status=http_status)
+    if code == -1003 and banned_until_ms(msg) is not None:
+        return IpBanned(msg, until_ms=banned_until_ms(msg), code=code, http_status=http_status)
+    if _outcome_unknown(http_status, code, msg):
+        cls: type[ExchangeError] = UnknownOutcome if mutating else ExchangeUnavailable
+        return cls(msg, code=code, http_status=http_status)
     if code is not None and code in _BY_CODE:
         return _BY_CODE[code](msg, code=code, http_status=http_status)
     if http_status in (403, 408) or http_status >= 500:

@@ -1,0 +1,259 @@
+"""The request-weight and order-count budget, shared by every process that talks to Binance from this host.
+
+Binance limits request weight per IP (2400/min) and orders per account (300/10 s, 1200/min); breaking a limit
+answers 429, and continuing after 429s earns an IP ban (418) of 2 minutes up to 3 days. So every process
+reserves weight before it sends, records what the exchange reports back, and honours back-offs and bans
+recorded by any other process. The arithmetic lives in pure functions over `BudgetState`; the state itself
+lives in a `BudgetStore` (one row per scope, updated atomically), in memory here and in PostgreSQL in db/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from ats.clock import Clock
+from ats.exchange.errors import IpBanned, RateLimited
+from ats.log import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+MINUTE_MS = 60_000
+TEN_SECONDS_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """One scope's shared rate-limit state. Every field is a plain integer (SQL friendly); 0 means unset.
+
+    Windows are fixed and aligned like Binance's: the minute window starts at a multiple of 60 000 ms of
+    server time, the order 10-second window at a multiple of 10 000 ms.
+    """
+
+    window_start_ms: int = 0  # start of the current 1-minute window
+    used_weight: int = 0  # request weight used in that window (reserved here or reported by the exchange)
+    orders_1m: int = 0  # orders placed in that window
+    orders_10s_start_ms: int = 0  # start of the current 10-second order window
+    orders_10s: int = 0  # orders placed in that window
+    backoff_until_ms: int = 0  # after a 429: nothing is sent before this
+    banned_until_ms: int = 0  # after a 418: nothing is sent before this
+
+
+class BudgetStore(Protocol):
+    """Where the budget state lives. An implementation must make `update` atomic across processes.
+
+    PostgreSQL: `SELECT ... FOR UPDATE` the scope's row (insert a default row first if missing), call
+    `change` with it, `UPDATE` the row with the returned state, commit, return the second element.
+    `change` is pure and fast; it may be called again if the transaction is retried.
+    """
+
+    async def update(self, scope: str, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T: ...
+
+
+class InMemoryBudgetStore:
+    """The budget for one process (tests, the demo, or a host running a single process)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, BudgetState] = {}
+        self._lock = asyncio.Lock()
+
+    async def update(self, scope: str, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T:
+        async with self._lock:
+            new_state, result = change(self._states.get(scope, BudgetState()))
+            self._states[scope] = new_state
+            return result
+
+    def snapshot(self, scope: str) -> BudgetState:
+        return self._states.get(scope, BudgetState())
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimits:
+    weight_per_minute: int = 2400
+    orders_per_10s: int = 300
+    orders_per_minute: int = 1200
+    safety_margin: float = 0.2  # fraction of every limit left unused
+
+    def usable(self, limit: int) -> int:
+        return max(1, math.floor(limit * (1.0 - self.safety_margin)))
+
+
+# ------------------------------------------------------------------------------------------ pure functions
+
+
+def roll(state: BudgetState, now_ms: int) -> BudgetState:
+    """Start fresh windows when the current ones have ended."""
+    minute = now_ms - now_ms % MINUTE_MS
+    ten = now_ms - now_ms % TEN_SECONDS_MS
+    if state.window_start_ms != minute:
+        state = replace(state, window_start_ms=minute, used_weight=0, orders_1m=0)
+    if state.orders_10s_start_ms != ten:
+        state = replace(state, orders_10s_start_ms=ten, orders_10s=0)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The outcome of asking for budget: granted (wait_ms == 0), or how long to wait, or banned."""
+
+    wait_ms: int = 0
+    banned_until_ms: int = 0
+    reason: str = ""
+
+    @property
+    def granted(self) -> bool:
+        return self.wait_ms == 0 and self.banned_until_ms == 0
+
+
+def reserve(
+    state: BudgetState, now_ms: int, weight: int, orders: int, limits: BudgetLimits
+) -> tuple[BudgetState, Reservation]:
+    """Take `weight` and `orders` from the budget if they fit; otherwise say how long to wait."""
+    if state.banned_until_ms > now_ms:
+        return state, Reservation(banned_until_ms=state.banned_until_ms, reason="ip banned")
+    if state.backoff_until_ms > now_ms:
+        return state, Reservation(wait_ms=state.backoff_until_ms - now_ms, reason="backing off after 429")
+    state = roll(state, now_ms)
+    next_minute = state.window_start_ms + MINUTE_MS
+    weight_cap = limits.usable(limits.weight_per_minute)
+    # A request heavier than the whole usable budget still goes out, alone, at the start of a window.
+    if weight > 0 and state.used_weight > 0 and state.used_weight + weight > weight_cap:
+        return state, Reservation(wait_ms=next_minute - now_ms, reason="request weight budget used up")
+    if orders > 0:
+        if state.orders_1m + orders > limits.usable(limits.orders_per_minute):
+            return state, Reservation(wait_ms=next_minute - now_ms, reason="order budget (1 min) used up")
+        if state.orders_10s + orders > limits.usable(limits.orders_per_10s):
+            wait = state.orders_10s_start_ms + TEN_SECONDS_MS - now_ms
+            return state, Reservation(wait_ms=wait, reason="order budget (10 s) used up")
+    granted = replace(
+        state,
+        used_weight=state.used_weight + weight,
+        orders_1m=state.orders_1m + orders,
+        orders_10s=state.orders_10s + orders,
+    )
+    return granted, Reservation()
+
+
+def observe(
+    state: BudgetState,
+    now_ms: int,
+    *,
+    used_weight: int | None = None,
+    orders_10s: int | None = None,
+    orders_1m: int | None = None,
+) -> BudgetState:
+    """Fold in the exchange's own counters (X-MBX-USED-WEIGHT-1M, X-MBX-ORDER-COUNT-10S/-1M).
+
+    The exchange counts every process on the IP, so its figure can only raise ours; ours can be higher
+    while our other requests are still in flight.
+    """
+    state = roll(state, now_ms)
+    return replace(
+        state,
+        used_weight=max(state.used_weight, used_weight or 0),
+        orders_10s=max(state.orders_10s, orders_10s or 0),
+        orders_1m=max(state.orders_1m, orders_1m or 0),
+    )
+
+
+def back_off(state: BudgetState, now_ms: int, retry_after_ms: int | None) -> BudgetState:
+    """After a 429: pause every process until Retry-After, or else until the weight window turns over."""
+    if retry_after_ms is None or retry_after_ms <= 0:
+        until = now_ms - now_ms % MINUTE_MS + MINUTE_MS
+    else:
+        until = now_ms + retry_after_ms
+    return replace(state, backoff_until_ms=max(state.backoff_until_ms, until, now_ms + 1000))
+
+
+def ban(state: BudgetState, until_ms: int) -> BudgetState:
+    """After a 418: nothing may be sent from this IP until the ban ends."""
+    return replace(state, banned_until_ms=max(state.banned_until_ms, until_ms))
+
+
+# ------------------------------------------------------------------------------------------ the shell
+
+
+class RequestBudget:
+    """Reserves budget before each request and records what the exchange says; shared through a store.
+
+    Windows are measured in server time: the client tells the budget its clock offset after each sync.
+    """
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        *,
+        scope: str,
+        clock: Clock,
+        limits: BudgetLimits | None = None,
+        max_wait_s: float = 90.0,
+    ) -> None:
+        self._store = store
+        self._scope = scope
+        self._clock = clock
+        self.limits = limits or BudgetLimits()
+        self._max_wait_ms = int(max_wait_s * 1000)
+        self._offset_ms = 0
+
+    @property
+    def scope(self) -> str:
+        return self._scope
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        self._offset_ms = offset_ms
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms() + self._offset_ms
+
+    async def acquire(self, weight: int, orders: int = 0) -> None:
+        """Wait until the request fits; raise IpBanned during a ban, RateLimited if the wait is too long."""
+        while True:
+            take = functools.partial(reserve, now_ms=self.now_ms(), weight=weight, orders=orders, limits=self.limits)
+            reservation = await self._store.update(self._scope, take)
+            if reservation.granted:
+                return
+            if reservation.banned_until_ms:
+                raise IpBanned(
+                    "this IP is banned by Binance; no request is sent until the ban ends",
+                    until_ms=reservation.banned_until_ms,
+                )
+            if reservation.wait_ms > self._max_wait_ms:
+                raise RateLimited(
+                    f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s is longer than allowed",
+                    retry_after_s=reservation.wait_ms / 1000,
+                )
+            log.info("waiting for request budget", reason=reservation.reason, wait_s=reservation.wait_ms / 1000)
+            await self._clock.sleep(reservation.wait_ms / 1000)
+
+    async def record(
+        self, *, used_weight: int | None, orders_10s: int | None, orders_1m: int | None
+    ) -> None:
+        if used_weight is None and orders_10s is None and orders_1m is None:
+            return
+        now = self.now_ms()
+
+        def fold(state: BudgetState) -> tuple[BudgetState, None]:
+            return observe(state, now, used_weight=used_weight, orders_10s=orders_10s, orders_1m=orders_1m), None
+
+        await self._store.update(self._scope, fold)
+
+    async def rate_limited(self, retry_after_s: float | None) -> None:
+        now = self.now_ms()
+        retry_ms = None if retry_after_s is None else int(retry_after_s * 1000)
+
+        def pause(state: BudgetState) -> tuple[BudgetState, None]:
+            return back_off(state, now, retry_ms), None
+
+        await self._store.update(self._scope, pause)
+
+    async def banned(self, until_ms: int) -> None:
+        def stop(state: BudgetState) -> tuple[BudgetState, None]:
+            return ban(state, until_ms), None
+
+        await self._store.update(self._scope, stop)
