@@ -1,0 +1,1002 @@
+"""Market data for the simulated exchange: a seeded synthetic market or a replay of stored klines.
+
+A *source* decides how prices move (`SyntheticSource`: BTC factor + beta + idiosyncratic noise with
+volatility and trend regimes; `ReplaySource`: stored 12-column kline rows walked through open-low-high-close).
+`Market` owns everything derived from the path: bars (closed and forming), mark/index prices and basis,
+funding, open interest, the order book, aggregate trades and liquidations. It advances in ticks (one per
+second of market time in normal operation) and calls back after each tick so the engine can run triggers
+and the server can push stream events.
+
+Volatility is per bar of the configured interval: with a 1m interval every bar moves like an hourly bar
+(the demo's compressed market). Prices are float64 internally; everything handed out is Decimal on the grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ats.domain import interval_ms
+from ats.log import get_logger
+from ats.sim.specs import CATALOGUE, SymbolSpec, decimals_of
+
+log = get_logger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+BAR_FIELDS = (
+    "open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_volume",
+    "taker_buy_quote_volume",
+)  # fmt: skip
+OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
+
+FUNDING_PERIOD_MS = 8 * 3_600_000
+OI_SAMPLE_MS = 300_000  # open-interest history is kept on a 5-minute grid (Binance's finest period)
+OI_HISTORY_MS = 30 * 86_400_000  # Binance serves the last month only
+OI_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
+MARKET_FACTOR_VOL = 0.006  # BTC's volatility per bar
+VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
+MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
+FORCE_ORDERS_KEPT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BarHistory:
+    """Closed bars from a source: arrays shaped (fields, symbols, bars); NaN before a symbol is listed."""
+
+    bars: FloatArray
+    open_interest: FloatArray  # (symbols, bars), base units at each bar's close
+    basis: FloatArray  # (symbols, bars), (mark - index) / index at each bar's close
+
+
+@dataclass(frozen=True, slots=True)
+class TickDraw:
+    """What a source says happened during one tick, per symbol."""
+
+    price: FloatArray
+    quote_volume: FloatArray
+    taker_buy_ratio: FloatArray
+    trades: FloatArray
+
+
+class PriceSource(Protocol):
+    """Where prices come from. Stateful: `history` once, then `begin_bar`/`tick` in time order."""
+
+    specs: tuple[SymbolSpec, ...]
+
+    def history(self, n_bars: int) -> BarHistory: ...
+
+    def begin_bar(self) -> None: ...
+
+    def tick(self, frac_from: float, frac_to: float) -> TickDraw:
+        """The tick covering [frac_from, frac_to] of the current bar (fractions of the interval)."""
+        ...
+
+    def set_price(self, index: int, price: float) -> None:
+        """An operator moved the price: continue the path from here."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+
+
+class SyntheticSource:
+    """Seeded random market: BTC is the market factor; alts = beta * BTC + idiosyncratic, with regimes.
+
+    Regimes switch at bar boundaries: volatility (calm/normal/volatile) and trend (down/flat/up drift),
+    per symbol, plus a market-wide regime carried by BTC. Strong movers drift hard over their last bars.
+    """
+
+    def __init__(self, specs: Iterable[SymbolSpec] = CATALOGUE, *, seed: int = 7) -> None:
+        self.specs = tuple(specs)
+        self.rng = np.random.default_rng(seed)
+        self.beta = np.array([s.beta for s in self.specs])
+        self.vol = np.array([s.vol for s in self.specs])
+        self.quote_volume = np.array([s.quote_volume for s in self.specs])
+        self.mover = np.array([s.mover for s in self.specs])
+        n = len(self.specs)
+        self.vol_state = np.ones(n, dtype=np.int64)
+        self.trend_state = np.zeros(n, dtype=np.int64)
+        self.market_vol_state = 1
+        self.market_trend = 0
+        self.log_price = np.log(np.array([s.price for s in self.specs]))
+        self.bars_live = 0
+        self._ticks_normals: FloatArray = np.zeros((0, n + 3))
+        self._tick_cursor = 0
+
+    # regimes ------------------------------------------------------------------------------------
+
+    def _switch(self, vol_state: IntArray, trend_state: IntArray, u: FloatArray) -> tuple[IntArray, IntArray]:
+        """One bar of the regime Markov chains; u holds uniforms shaped (4, n)."""
+        up = (u[0] < 0.015) & (vol_state < 2)
+        down = (u[1] < 0.02) & (vol_state > 0)
+        vol_state = vol_state + up.astype(np.int64) - down.astype(np.int64)
+        flip = u[2] < 0.03
+        new_trend = np.where(u[3] < 0.5, -1, 1)
+        trend_state = np.where(flip, np.where(trend_state == 0, new_trend, 0), trend_state)
+        return vol_state, trend_state
+
+    def _market_switch(self) -> None:
+        u = self.rng.random(4)
+        vs, ts = self._switch(
+            np.array([self.market_vol_state]), np.array([self.market_trend]), u.reshape(4, 1)
+        )
+        self.market_vol_state, self.market_trend = int(vs[0]), int(ts[0])
+
+    def _sigma_bar(self) -> FloatArray:
+        """Total per-bar volatility of each symbol (market part plus idiosyncratic part)."""
+        market = MARKET_FACTOR_VOL * VOL_LEVELS[self.market_vol_state] * self.beta
+        idio = self.vol * VOL_LEVELS[self.vol_state]
+        return np.sqrt(market**2 + idio**2)
+
+    # history ------------------------------------------------------------------------------------
+
+    def history(self, n_bars: int) -> BarHistory:
+        rng = self.rng
+        n, k = n_bars, 16
+        s = len(self.specs)
+        vol_states = np.empty((n, s), dtype=np.int64)
+        trends = np.empty((n, s), dtype=np.int64)
+        market_vol = np.empty(n, dtype=np.int64)
+        market_trend = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            self.vol_state, self.trend_state = self._switch(self.vol_state, self.trend_state, rng.random((4, s)))
+            self._market_switch()
+            vol_states[i], trends[i] = self.vol_state, self.trend_state
+            market_vol[i], market_trend[i] = self.market_vol_state, self.market_trend
+        sigma_m = MARKET_FACTOR_VOL * VOL_LEVELS[market_vol]
+        drift_m = 0.3 * sigma_m * market_trend
+        market = rng.standard_normal((n, k)) * (sigma_m / math.sqrt(k))[:, None] + (drift_m / k)[:, None]
+        sigma_i = self.vol[None, :] * VOL_LEVELS[vol_states]
+        drift_i = 0.3 * np.maximum(sigma_i, 0.002) * trends
+        mover_bars = np.arange(n) >= n - MOVER_BARS
+        drift_i = drift_i + np.where(mover_bars[:, None], self.mover[None, :], 0.0)
+        idio = rng.standard_normal((n, k, s)) * (sigma_i / math.sqrt(k))[:, None, :] + (drift_i / k)[:, None, :]
+        returns = self.beta[None, None, :] * market[:, :, None] + idio
+        path = np.cumsum(returns.reshape(n * k, s), axis=0)
+        anchor = np.log(np.array([sp.price for sp in self.specs])) + 0.03 * rng.standard_normal(s)
+        path = path - path[-1] + anchor
+        steps = path.reshape(n, k, s)
+        ends = steps[:, -1, :]
+        starts = np.vstack([ends[:1] - returns[0].sum(axis=0), ends[:-1]])
+        prices = np.exp(np.concatenate([starts[:, None, :], steps], axis=1))
+        bars = np.full((9, s, n), np.nan)
+        bars[OPEN] = np.exp(starts).T
+        bars[CLOSE] = np.exp(ends).T
+        bars[HIGH] = prices.max(axis=1).T
+        bars[LOW] = prices.min(axis=1).T
+        bar_ret = (ends - starts) / np.maximum(np.sqrt(sigma_i**2 + (sigma_m[:, None] * self.beta) ** 2), 1e-6)
+        activity = (0.6 + 0.4 * np.abs(bar_ret)) * VOL_LEVELS[vol_states] ** 0.7
+        activity *= np.exp(0.3 * rng.standard_normal((n, s)))
+        activity *= np.where(mover_bars[:, None], 1.0 + 250.0 * np.abs(self.mover)[None, :], 1.0)
+        quote_volume = (self.quote_volume[None, :] * activity).T
+        mid = (bars[OPEN] + bars[CLOSE]) / 2
+        buy_ratio = np.clip(0.5 + 0.2 * np.tanh(bar_ret.T) + 0.03 * rng.standard_normal((s, n)), 0.05, 0.95)
+        bars[QUOTE_VOLUME] = quote_volume
+        bars[VOLUME] = quote_volume / mid
+        bars[TRADES] = np.maximum(1.0, np.round(quote_volume / self._avg_trade()[:, None]))
+        bars[TAKER_BUY] = bars[VOLUME] * buy_ratio
+        bars[TAKER_BUY_QUOTE] = quote_volume * buy_ratio
+        oi = np.empty((s, n))
+        basis = np.empty((s, n))
+        log_oi = np.log(8.0 * self.quote_volume / np.array([sp.price for sp in self.specs]))
+        base_log_oi = log_oi.copy()
+        b = np.zeros(s)
+        oi_noise = rng.standard_normal((n, s))
+        basis_noise = rng.standard_normal((n, s))
+        for i in range(n):
+            bar_return = ends[i] - starts[i]
+            log_oi = log_oi + 0.5 * bar_return * np.sign(trends[i] + 0.5) + 0.01 * oi_noise[i]
+            log_oi -= 0.02 * (log_oi - base_log_oi)
+            b = 0.85 * b + 0.15 * (0.0015 * np.tanh(bar_return / 0.01)) + 0.0002 * basis_noise[i]
+            oi[:, i] = np.exp(log_oi)
+            basis[:, i] = b
+        self.log_price = np.log(bars[CLOSE][:, -1])
+        for index, spec in enumerate(self.specs):
+            if spec.listed_bars is not None and spec.listed_bars < n:
+                bars[:, index, : n - spec.listed_bars] = np.nan
+        return BarHistory(bars=bars, open_interest=oi, basis=basis)
+
+    def _avg_trade(self) -> FloatArray:
+        return 150.0 + self.quote_volume / 2e5
+
+    # live ticks ---------------------------------------------------------------------------------
+
+    def begin_bar(self) -> None:
+        self.vol_state, self.trend_state = self._switch(
+            self.vol_state, self.trend_state, self.rng.random((4, len(self.specs)))
+        )
+        self._market_switch()
+        self.bars_live += 1
+
+    def _normals(self) -> FloatArray:
+        """Pre-drawn normals in chunks: one row per tick (market, idio per symbol, volume, flow, spare)."""
+        if self._tick_cursor >= len(self._ticks_normals):
+            self._ticks_normals = self.rng.standard_normal((4096, len(self.specs) + 3))
+            self._tick_cursor = 0
+        row = self._ticks_normals[self._tick_cursor]
+        self._tick_cursor += 1
+        return row
+
+    def tick(self, frac_from: float, frac_to: float) -> TickDraw:
+        dt = max(frac_to - frac_from, 1e-9)
+        z = self._normals()
+        s = len(self.specs)
+        sigma_m = MARKET_FACTOR_VOL * VOL_LEVELS[self.market_vol_state]
+        market = z[0] * sigma_m * math.sqrt(dt) + 0.3 * sigma_m * self.market_trend * dt
+        sigma_i = self.vol * VOL_LEVELS[self.vol_state]
+        mover = self.mover * 0.5 ** (self.bars_live / 48.0)
+        drift = (0.3 * np.maximum(sigma_i, 0.002) * self.trend_state + mover) * dt
+        idio = z[1 : s + 1] * sigma_i * math.sqrt(dt) + drift
+        returns = self.beta * market + idio
+        self.log_price = self.log_price + returns
+        zscore = returns / np.maximum(self._sigma_bar() * math.sqrt(dt), 1e-9)
+        activity = (0.6 + 0.4 * np.abs(zscore)) * VOL_LEVELS[self.vol_state] ** 0.7 * math.exp(0.3 * z[s + 1])
+        activity *= 1.0 + 250.0 * np.abs(mover)
+        quote_volume = self.quote_volume * dt * activity
+        ratio = np.clip(0.5 + 0.2 * np.tanh(zscore) + 0.03 * z[s + 2], 0.05, 0.95)
+        trades = np.maximum(1.0, np.round(quote_volume / self._avg_trade()))
+        return TickDraw(np.exp(self.log_price), quote_volume, ratio, trades)
+
+    def set_price(self, index: int, price: float) -> None:
+        self.log_price[index] = math.log(price)
+
+
+# ------------------------------------------------------------------------------------------ replay
+
+
+def _spec_from_rows(symbol: str, rows: list[list[str]]) -> SymbolSpec:
+    """Filters guessed from the data when the symbol is not in the synthetic catalogue."""
+    price_decimals = max(len(r[4].split(".")[1]) if "." in r[4] else 0 for r in rows[-200:])
+    qty_decimals = max(len(r[5].split(".")[1]) if "." in r[5] else 0 for r in rows[-200:])
+    closes = np.array([float(r[4]) for r in rows])
+    returns = np.diff(np.log(closes)) if len(closes) > 1 else np.zeros(1)
+    step = Decimal(1).scaleb(-qty_decimals)
+    return SymbolSpec(
+        symbol=symbol,
+        base_asset=symbol.removesuffix("USDT"),
+        price=float(closes[-1]),
+        tick=str(Decimal(1).scaleb(-price_decimals)),
+        step=str(step),
+        min_qty=str(step),
+        max_qty="100000000",
+        market_max_qty="10000000",
+        min_notional="5",
+        vol=float(np.std(returns)) if len(returns) else 0.01,
+        beta=1.0,
+        quote_volume=float(np.mean([float(r[7]) for r in rows])),
+    )
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """12-column kline rows from a CSV (optionally with a header line) or a JSON array."""
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        return [[str(v) for v in row] for row in data if isinstance(row, list) and len(row) >= 11]
+    rows: list[list[str]] = []
+    with path.open(newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) >= 11 and row[0].strip().isdigit():
+                rows.append([v.strip() for v in row])
+    return rows
+
+
+class ReplaySource:
+    """Replays stored kline rows (Binance's 12-column format) instead of a synthetic path.
+
+    All symbols share one time grid (gaps are filled flat with no volume; a symbol whose data starts late
+    counts as listed then). The first bars become history; the rest are walked through tick by tick
+    (open -> low -> high -> close for up bars, open -> high -> low -> close for down bars). At the end the
+    replay starts over, scaled so that prices continue from where they are.
+    """
+
+    def __init__(self, rows_by_symbol: dict[str, list[list[str]]], interval: str) -> None:
+        if not rows_by_symbol:
+            raise ValueError("a replay needs at least one symbol with kline rows")
+        step = interval_ms(interval)
+        catalogue = {spec.symbol: spec for spec in CATALOGUE}
+        symbols = sorted(rows_by_symbol)
+        starts = [int(rows_by_symbol[s][0][0]) for s in symbols]
+        ends = [int(rows_by_symbol[s][-1][0]) for s in symbols]
+        grid = np.arange(min(starts), max(ends) + step, step, dtype=np.int64)
+        self.bars = np.full((9, len(symbols), len(grid)), np.nan)
+        self._first_bar: dict[int, int] = {}
+        specs: list[SymbolSpec] = []
+        for index, symbol in enumerate(symbols):
+            rows = rows_by_symbol[symbol]
+            data = np.array([[float(r[c]) for c in (0, 1, 2, 3, 4, 5, 7, 8, 9, 10)] for r in rows])
+            positions = ((data[:, 0].astype(np.int64) - grid[0]) // step).astype(np.int64)
+            self.bars[:, index, positions] = data[:, 1:].T
+            self._fill_gaps(index, int(positions[0]))
+            known = catalogue.get(symbol)
+            spec = known if known is not None else _spec_from_rows(symbol, rows)
+            specs.append(replace(spec, listed_bars=None, mover=0.0, price=float(data[-1, 4])))
+            self._first_bar[index] = int(positions[0])
+        self.specs = tuple(specs)
+        self.grid = grid
+        self.cursor = 0
+        self.scale = np.ones(len(symbols))
+        self.override = np.full(len(symbols), np.nan)
+        self.live_start = 0
+
+    def _fill_gaps(self, index: int, first: int) -> None:
+        row = self.bars[:, index, :]
+        for i in range(first + 1, row.shape[1]):
+            if np.isnan(row[CLOSE, i]):
+                row[OPEN:CLOSE + 1, i] = row[CLOSE, i - 1]
+                row[VOLUME:, i] = 0.0
+
+    @staticmethod
+    def from_directory(directory: Path, interval: str) -> ReplaySource:
+        """Load every <SYMBOL>*.csv / *.json file of a directory (e.g. BTCUSDT-1h-2025-01.csv)."""
+        rows: dict[str, dict[int, list[str]]] = {}
+        for path in sorted(directory.iterdir()):
+            if path.suffix not in (".csv", ".json"):
+                continue
+            symbol = path.stem.split("-")[0].split("_")[0].upper()
+            for row in _read_rows(path):
+                rows.setdefault(symbol, {})[int(row[0])] = row
+        ordered = {s: [r[k] for k in sorted(r)] for s, r in rows.items() if r}
+        return ReplaySource(ordered, interval)
+
+    def history(self, n_bars: int) -> BarHistory:
+        total = self.bars.shape[2]
+        split = max(1, min(n_bars, total - 1))
+        self.live_start = split
+        self.cursor = split - 1
+        bars = self.bars[:, :, :split].copy()
+        for index, first in self._first_bar.items():
+            bars[:, index, : min(first, split)] = np.nan
+        closes = np.nan_to_num(bars[CLOSE], nan=0.0)
+        oi = np.where(closes > 0, 8.0 * np.nan_to_num(bars[QUOTE_VOLUME]).mean(axis=1, keepdims=True), 0.0)
+        oi = oi / np.where(closes > 0, closes, 1.0)
+        return BarHistory(bars=bars, open_interest=oi, basis=np.zeros_like(closes))
+
+    def begin_bar(self) -> None:
+        total = self.bars.shape[2]
+        self.cursor += 1
+        if self.cursor >= total:
+            last_close = self._row(total - 1)[CLOSE]
+            self.cursor = self.live_start
+            first_open = self.bars[OPEN, :, self.cursor]
+            ok = np.isfinite(first_open) & (first_open > 0)
+            self.scale = np.where(ok, self.scale * last_close / np.where(ok, first_open, 1.0), self.scale)
+        self.override[:] = np.nan
+
+    def _row(self, position: int) -> FloatArray:
+        row = self.bars[:, :, position].copy()
+        row[OPEN : CLOSE + 1] *= self.scale
+        return np.nan_to_num(row, nan=0.0)
+
+    def tick(self, frac_from: float, frac_to: float) -> TickDraw:
+        row = self._row(min(self.cursor, self.bars.shape[2] - 1))
+        o, h, low, c = row[OPEN], row[HIGH], row[LOW], row[CLOSE]
+        up = c >= o
+        first = np.where(up, low, h)
+        second = np.where(up, h, low)
+        t = min(max(frac_to, 0.0), 1.0)
+        if t <= 0.25:
+            price = o + (first - o) * (t / 0.25)
+        elif t <= 0.75:
+            price = first + (second - first) * ((t - 0.25) / 0.5)
+        else:
+            price = second + (c - second) * ((t - 0.75) / 0.25)
+        price = np.where(np.isnan(self.override), price, self.override)
+        dt = max(frac_to - frac_from, 0.0)
+        volume = row[VOLUME]
+        ratio = np.where(volume > 0, row[TAKER_BUY] / np.where(volume > 0, volume, 1.0), 0.5)
+        return TickDraw(
+            price=np.maximum(price, 1e-12),
+            quote_volume=row[QUOTE_VOLUME] * dt,
+            taker_buy_ratio=np.clip(ratio, 0.0, 1.0),
+            trades=np.round(row[TRADES] * dt),
+        )
+
+    def set_price(self, index: int, price: float) -> None:
+        self.override[index] = price
+
+
+# ------------------------------------------------------------------------------------------ market
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A symbol's prices at one moment, on the grid, as the engine needs them."""
+
+    symbol: str
+    last: Decimal
+    mark: Decimal
+    index: Decimal
+    bid: Decimal
+    ask: Decimal
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevel:
+    price: Decimal
+    qty: Decimal
+
+
+@dataclass(slots=True)
+class TickInfo:
+    """What happened in one tick, for the callbacks (engine triggers, stream pushes)."""
+
+    time_ms: int
+    seconds: float  # length of the tick
+    closed_bar_open_ms: int | None = None  # a bar closed at this tick (its open time)
+    funding_time_ms: int | None = None  # a funding settlement happened at this tick
+    force_orders: list[dict[str, Any]] = field(default_factory=list)
+    symbols: tuple[int, ...] | None = None  # only these symbols moved (set_price); None = all
+
+
+def _fmt(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+class Market:
+    """The market state: bars, prices, funding, open interest, book; advanced tick by tick."""
+
+    def __init__(
+        self,
+        source: PriceSource,
+        *,
+        interval: str = "1h",
+        start_ms: int,
+        seed: int = 7,
+        history_bars: int = 1500,
+        max_bars: int = 3000,
+    ) -> None:
+        if history_bars < 1:
+            raise ValueError("history_bars must be at least 1")
+        self.source = source
+        self.specs = source.specs
+        self.symbols = tuple(spec.symbol for spec in self.specs)
+        self.index = {symbol: i for i, symbol in enumerate(self.symbols)}
+        self.interval = interval
+        self.interval_ms = interval_ms(interval)
+        self.seed = seed
+        self.max_bars = max(max_bars, history_bars + 10)
+        self.ticks_per_bar = self.interval_ms / 1000.0
+        s = len(self.specs)
+        self.tick_size = np.array([float(spec.tick_size) for spec in self.specs])
+        self.step_size = np.array([float(spec.step_size) for spec in self.specs])
+        self._rng = np.random.default_rng([seed, 1])
+        self._vol_scale = np.array([max(spec.vol, 0.004) / 0.01 for spec in self.specs])
+        self.now_ms = start_ms - start_ms % 1000
+        bar_open = self.now_ms - self.now_ms % self.interval_ms
+        history = source.history(history_bars)
+        n = history.bars.shape[2]
+        self.open_times = bar_open - self.interval_ms * np.arange(n, 0, -1, dtype=np.int64)
+        self.bars = history.bars.copy()
+        grid = self.tick_size[None, :, None]
+        self.bars[OPEN : CLOSE + 1] = np.maximum(np.round(self.bars[OPEN : CLOSE + 1] / grid), 1.0) * grid
+        self.listed_ms = np.full(s, 0, dtype=np.int64)
+        for i in range(s):
+            listed = np.flatnonzero(np.isfinite(history.bars[CLOSE, i]))
+            self.listed_ms[i] = self.open_times[listed[0]] if len(listed) else bar_open
+        closes = self.bars[CLOSE][:, -1]
+        self.price = np.where(np.isfinite(closes), closes, np.array([spec.price for spec in self.specs]))
+        self.last = self._on_grid(self.price)
+        self.basis = history.basis[:, -1].copy()
+        self.basis_ema = self.basis.copy()
+        self.premium_avg = self.basis.copy()
+        self.open_interest = history.open_interest[:, -1].copy()
+        self._oi_base = np.log(np.maximum(history.open_interest.mean(axis=1), 1e-9))
+        self.taker_was_buyer = np.ones(s, dtype=bool)
+        self.agg_trade_id = np.full(s, 1_000_000, dtype=np.int64)
+        self.trade_id = np.full(s, 5_000_000, dtype=np.int64)
+        self.last_trade_qty = np.zeros(s)
+        self.book_update_id = 1_000_000_000
+        self.forming = np.zeros((9, s))
+        self.bar_open_ms = bar_open
+        self._start_bar(bar_open)
+        self.force_orders: deque[dict[str, Any]] = deque(maxlen=FORCE_ORDERS_KEPT)
+        self.funding_history: list[deque[tuple[int, float, float]]] = [deque(maxlen=1000) for _ in range(s)]
+        self._seed_funding_history(history)
+        self._oi_times, self._oi_values = self._seed_oi_history(history)
+        elapsed = (self.now_ms - bar_open) / 1000.0
+        if elapsed > 0:
+            self._catch_up(elapsed)
+
+    # ---------------------------------------------------------------------------------- setup
+
+    def _on_grid(self, prices: FloatArray) -> FloatArray:
+        return np.maximum(np.round(prices / self.tick_size), 1.0) * self.tick_size
+
+    def _seed_funding_history(self, history: BarHistory) -> None:
+        times = self.open_times + self.interval_ms
+        for position, t in enumerate(times):
+            if t % FUNDING_PERIOD_MS == 0:
+                rates = self._funding_rates(history.basis[:, position])
+                for i in range(len(self.specs)):
+                    close = history.bars[CLOSE, i, position]
+                    if np.isfinite(close):
+                        self.funding_history[i].append((int(t), float(rates[i]), float(close)))
+
+    def _seed_oi_history(self, history: BarHistory) -> tuple[deque[int], list[deque[float]]]:
+        close_times = self.open_times + self.interval_ms
+        first = max(int(close_times[0]), self.now_ms - OI_HISTORY_MS)
+        first += (-first) % OI_SAMPLE_MS
+        grid = np.arange(first, self.now_ms + 1, OI_SAMPLE_MS, dtype=np.int64)
+        capacity = OI_HISTORY_MS // OI_SAMPLE_MS + 1
+        times: deque[int] = deque((int(t) for t in grid), maxlen=capacity)
+        values: list[deque[float]] = []
+        for i in range(len(self.specs)):
+            series = np.interp(grid, close_times, history.open_interest[i])
+            listed = grid >= self.listed_ms[i]
+            values.append(deque((float(v) if ok else math.nan for v, ok in zip(series, listed, strict=True)),
+                                maxlen=capacity))  # fmt: skip
+        return times, values
+
+    def _start_bar(self, open_ms: int) -> None:
+        self.bar_open_ms = open_ms
+        self.forming[OPEN : CLOSE + 1] = self.last
+        self.forming[VOLUME:] = 0.0
+
+    def _catch_up(self, seconds: float) -> None:
+        """Fill the part of the forming bar that elapsed before the market started, in coarse steps."""
+        steps = max(1, min(60, int(seconds)))
+        start = self.now_ms - round(seconds * 1000)
+        self.now_ms = start
+        for k in range(steps):
+            target = start + round(seconds * 1000 * (k + 1) / steps)
+            self._step((target - self.now_ms) / 1000.0)
+
+    # ---------------------------------------------------------------------------------- ticking
+
+    def advance(self, seconds: float, on_tick: Callable[[TickInfo], None] | None = None) -> None:
+        """Move market time forward in one-second ticks (coarser if a long gap must be caught up)."""
+        whole = int(seconds)
+        fine = min(whole, 6 * 3600)
+        coarse_seconds = whole - fine
+        if coarse_seconds > 0:
+            step = min(60.0, self.ticks_per_bar)
+            count = math.ceil(coarse_seconds / step)
+            for k in range(count):
+                info = self._step(min(step, coarse_seconds - k * step))
+                if on_tick is not None:
+                    on_tick(info)
+        for _ in range(fine):
+            info = self._step(1.0)
+            if on_tick is not None:
+                on_tick(info)
+
+    def advance_to(self, time_ms: int, on_tick: Callable[[TickInfo], None] | None = None) -> None:
+        if time_ms >= self.now_ms + 1000:
+            self.advance((time_ms - self.now_ms) / 1000.0, on_tick)
+
+    def _step(self, seconds: float) -> TickInfo:
+        t_next = self.now_ms + round(seconds * 1000)
+        info = TickInfo(time_ms=t_next, seconds=seconds)
+        next_open = t_next - t_next % self.interval_ms
+        frac_from = (self.now_ms - self.bar_open_ms) / self.interval_ms
+        if next_open != self.bar_open_ms:
+            info.closed_bar_open_ms = self.bar_open_ms
+            self._close_bar()
+            self.source.begin_bar()
+            self._start_bar(next_open)
+            frac_from = 0.0
+        frac_to = (t_next - self.bar_open_ms) / self.interval_ms
+        draw = self.source.tick(frac_from, frac_to)
+        previous = self.price
+        self.price = draw.price
+        self.last = self._on_grid(self.price)
+        returns = np.log(self.price / previous)
+        dt = seconds / self.ticks_per_bar
+        z = self._rng.standard_normal((3, len(self.specs)))
+        sigma_tick = math.sqrt(dt) * 0.01
+        self.basis += -self.basis * min(1.0, 0.3 * dt * 24) + 0.0002 * math.sqrt(dt) * z[0] + 0.15 * returns
+        self.basis = np.clip(self.basis, -0.01, 0.01)
+        ema = min(1.0, seconds / 60.0)
+        self.basis_ema += ema * (self.basis - self.basis_ema)
+        period_weight = min(1.0, seconds * 1000 / FUNDING_PERIOD_MS)
+        self.premium_avg += period_weight * (self.basis_ema - self.premium_avg)
+        self.open_interest *= np.exp(
+            0.5 * returns * np.sign(returns + 1e-12) * 0.5 + 0.002 * math.sqrt(dt) * z[1]
+            - 0.02 * dt * (np.log(np.maximum(self.open_interest, 1e-9)) - self._oi_base)
+        )
+        quote_volume = draw.quote_volume
+        volume = quote_volume / self.price
+        self.taker_was_buyer = self._rng.random(len(self.specs)) < draw.taker_buy_ratio
+        self.last_trade_qty = volume
+        f = self.forming
+        f[HIGH] = np.maximum(f[HIGH], self.last)
+        f[LOW] = np.minimum(f[LOW], self.last)
+        f[CLOSE] = self.last
+        f[VOLUME] += volume
+        f[QUOTE_VOLUME] += quote_volume
+        f[TRADES] += draw.trades
+        f[TAKER_BUY] += volume * draw.taker_buy_ratio
+        f[TAKER_BUY_QUOTE] += quote_volume * draw.taker_buy_ratio
+        self.agg_trade_id += 1
+        self.trade_id += draw.trades.astype(np.int64)
+        self.book_update_id += 1
+        if (self.now_ms // FUNDING_PERIOD_MS) != (t_next // FUNDING_PERIOD_MS):
+            info.funding_time_ms = t_next - t_next % FUNDING_PERIOD_MS
+            rates = self.funding_rates()
+            marks = self.mark_prices()
+            for i in range(len(self.specs)):
+                self.funding_history[i].append((info.funding_time_ms, float(rates[i]), float(marks[i])))
+            self.premium_avg[:] = self.basis_ema
+        if (self.now_ms // OI_SAMPLE_MS) != (t_next // OI_SAMPLE_MS):
+            self._oi_times.append(t_next - t_next % OI_SAMPLE_MS)
+            for i, series in enumerate(self._oi_values):
+                series.append(float(self.open_interest[i]))
+        shock = np.abs(returns) / np.maximum(sigma_tick * self._vol_scale, 1e-9)
+        self._liquidations(info, t_next, seconds, shock, returns, z[2])
+        self.now_ms = t_next
+        return info
+
+    def _liquidations(
+        self, info: TickInfo, t_ms: int, seconds: float, shock: FloatArray, returns: FloatArray, z: FloatArray
+    ) -> None:
+        probability = np.minimum(1.0, 0.0004 * seconds * (1.0 + 20.0 * (shock > 2.5)))
+        hits = np.flatnonzero(self._rng.random(len(self.specs)) < probability)
+        for i in hits:
+            if t_ms < self.listed_ms[i]:
+                continue
+            spec = self.specs[i]
+            side = "SELL" if returns[i] < 0 else "BUY"
+            notional = spec.quote_volume * 2e-4 * math.exp(0.8 * z[i])
+            qty = max(round(notional / self.price[i] / self.step_size[i]), 1) * self.step_size[i]
+            slip = -0.002 if side == "SELL" else 0.002
+            price = max(round(self.price[i] * (1 + slip) / self.tick_size[i]), 1) * self.tick_size[i]
+            spec_q, spec_p = spec.quantity_precision, spec.price_precision
+            event = {
+                "e": "forceOrder",
+                "E": t_ms,
+                "o": {
+                    "s": spec.symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": _fmt(qty, spec_q),
+                    "p": _fmt(price, spec_p), "ap": _fmt(float(self.last[i]), spec_p), "X": "FILLED",
+                    "l": _fmt(qty, spec_q), "z": _fmt(qty, spec_q), "T": t_ms,
+                },
+            }  # fmt: skip
+            self.force_orders.append(event)
+            info.force_orders.append(event)
+
+    def _close_bar(self) -> None:
+        """Append the forming bar to the closed bars (dropping the oldest beyond max_bars)."""
+        bar = self.forming.copy()
+        not_listed = self.bar_open_ms < self.listed_ms
+        bar[:, not_listed] = np.nan
+        self.bars = np.concatenate([self.bars, bar[:, :, None]], axis=2)
+        self.open_times = np.append(self.open_times, self.bar_open_ms)
+        if self.bars.shape[2] > self.max_bars:
+            drop = self.bars.shape[2] - self.max_bars
+            self.bars = self.bars[:, :, drop:]
+            self.open_times = self.open_times[drop:]
+
+    def add_force_order(self, event: dict[str, Any]) -> None:
+        """Record a liquidation produced by the engine so it shows on the forceOrder streams."""
+        self.force_orders.append(event)
+
+    def set_price(self, symbol: str, last: Decimal, mark: Decimal | None = None) -> TickInfo:
+        """Put a symbol's last (and mark) price somewhere; the synthetic path continues from there."""
+        i = self.index[symbol]
+        tick = self.specs[i].tick_size
+        last = (last / tick).to_integral_value() * tick
+        if last <= 0:
+            raise ValueError("price must be positive")
+        value = float(last)
+        self.price[i] = value
+        self.last[i] = value
+        self.source.set_price(i, value)
+        self.basis[i] = 0.0
+        self.basis_ema[i] = 0.0 if mark is None else float(mark) / value - 1.0
+        f = self.forming
+        f[HIGH, i] = max(f[HIGH, i], value)
+        f[LOW, i] = min(f[LOW, i], value)
+        f[CLOSE, i] = value
+        self.agg_trade_id[i] += 1
+        self.book_update_id += 1
+        return TickInfo(time_ms=self.now_ms, seconds=0.0, symbols=(i,))
+
+    # ---------------------------------------------------------------------------------- prices
+
+    def mark_prices(self) -> FloatArray:
+        index = self.price / (1.0 + self.basis)
+        return index * (1.0 + self.basis_ema)
+
+    def index_prices(self) -> FloatArray:
+        return self.price / (1.0 + self.basis)
+
+    def funding_rates(self) -> FloatArray:
+        return self._funding_rates(self.premium_avg)
+
+    @staticmethod
+    def _funding_rates(premium: FloatArray) -> FloatArray:
+        """Binance's formula: premium + clamp(interest - premium, +-0.05 %), capped at +-0.75 %."""
+        interest = 0.0001
+        return np.clip(premium + np.clip(interest - premium, -0.0005, 0.0005), -0.0075, 0.0075)
+
+    def next_funding_ms(self) -> int:
+        return self.now_ms - self.now_ms % FUNDING_PERIOD_MS + FUNDING_PERIOD_MS
+
+    def mark_decimals(self, i: int) -> int:
+        return max(8, self.specs[i].price_precision + 2)
+
+    def _decimal(self, value: float, decimals: int) -> Decimal:
+        return Decimal(_fmt(value, decimals))
+
+    def grid_decimal(self, i: int, value: float) -> Decimal:
+        tick = self.specs[i].tick_size
+        return Decimal(round(value / float(tick))) * tick
+
+    def quote(self, symbol: str) -> Quote:
+        i = self.index[symbol]
+        last = self.grid_decimal(i, float(self.last[i]))
+        spacing = self._spacing(i)
+        if self.taker_was_buyer[i]:
+            ask, bid = last, last - spacing
+        else:
+            bid, ask = last, last + spacing
+        decimals = self.mark_decimals(i)
+        return Quote(
+            symbol=symbol,
+            last=last,
+            mark=self._decimal(float(self.mark_prices()[i]), decimals),
+            index=self._decimal(float(self.index_prices()[i]), decimals),
+            bid=max(bid, self.specs[i].tick_size),
+            ask=ask,
+            time_ms=self.now_ms,
+        )
+
+    def _spacing(self, i: int) -> Decimal:
+        tick = self.specs[i].tick_size
+        ticks = max(1, round(float(self.last[i]) * 0.00001 / float(tick)))
+        return tick * ticks
+
+    def book(self, symbol: str, levels: int = 100) -> tuple[list[BookLevel], list[BookLevel]]:
+        """Bids and asks, best first. Deterministic for the market state (seed, symbol, tick)."""
+        i = self.index[symbol]
+        quote = self.quote(symbol)
+        spec = self.specs[i]
+        spacing = self._spacing(i)
+        rng = np.random.default_rng([self.seed, i, self.book_update_id])
+        per_level = spec.quote_volume * 5e-4 / max(float(quote.last), 1e-12)
+        shape = (1.0 + 0.08 * np.arange(levels)) * np.exp(0.4 * rng.standard_normal((2, levels)))
+        imbalance = 1.0 + 0.3 * (1.0 if self.taker_was_buyer[i] else -1.0)
+        step = spec.step_size
+        bids: list[BookLevel] = []
+        asks: list[BookLevel] = []
+        for k in range(levels):
+            bid_price = quote.bid - spacing * k
+            if bid_price > 0:
+                qty = max(1, round(per_level * shape[0, k] * imbalance / float(step))) * step
+                bids.append(BookLevel(bid_price, qty))
+            qty = max(1, round(per_level * shape[1, k] / imbalance / float(step))) * step
+            asks.append(BookLevel(quote.ask + spacing * k, qty))
+        return bids, asks
+
+    # ---------------------------------------------------------------------------------- queries
+
+    def is_listed(self, symbol: str) -> bool:
+        return self.listed_ms[self.index[symbol]] <= self.now_ms
+
+    def bars_for(self, symbol: str, interval: str) -> tuple[IntArray, FloatArray]:
+        """Open times and bars (fields, n) of a symbol at `interval`, forming bar last.
+
+        Intervals that are multiples of the base interval are aggregated from it; finer ones are not
+        available (the caller answers -1120).
+        """
+        i = self.index[symbol]
+        step = interval_ms(interval)
+        times = np.append(self.open_times, self.bar_open_ms)
+        bars = np.concatenate([self.bars[:, i, :], self.forming[:, i : i + 1]], axis=1)
+        listed = times >= self.listed_ms[i]
+        times, bars = times[listed], bars[:, listed]
+        if step == self.interval_ms:
+            return times, bars
+        if step % self.interval_ms != 0:
+            raise ValueError(f"interval {interval} is finer than the simulated {self.interval}")
+        offset = 4 * 86_400_000 if interval == "1w" else 0  # Binance weeks start on Monday
+        groups = (times - offset) // step
+        boundaries = np.flatnonzero(np.diff(groups)) + 1
+        starts = np.concatenate([[0], boundaries]).astype(np.int64)
+        ends = np.concatenate([boundaries, [len(times)]]).astype(np.int64)
+        out = np.empty((9, len(starts)))
+        for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            chunk = bars[:, a:b]
+            out[OPEN, j] = chunk[OPEN, 0]
+            out[HIGH, j] = chunk[HIGH].max()
+            out[LOW, j] = chunk[LOW].min()
+            out[CLOSE, j] = chunk[CLOSE, -1]
+            out[VOLUME:, j] = chunk[VOLUME:].sum(axis=1)
+        return groups[starts] * step + offset, out
+
+    def kline_rows(
+        self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[list[Any]]:
+        """Binance's 12-column rows with its paging rules: startTime/endTime bound open times."""
+        times, bars = self.bars_for(symbol, interval)
+        mask = np.ones(len(times), dtype=bool)
+        if start_ms is not None:
+            mask &= times >= start_ms
+        if end_ms is not None:
+            mask &= times <= end_ms
+        picked = np.flatnonzero(mask)
+        picked = picked[:limit] if start_ms is not None else picked[-limit:]
+        step = interval_ms(interval)
+        return [self._row(symbol, int(times[j]), bars[:, j], step) for j in picked]
+
+    def _row(self, symbol: str, open_ms: int, bar: FloatArray, step: int) -> list[Any]:
+        spec = self.specs[self.index[symbol]]
+        p, q = spec.price_precision, spec.quantity_precision
+        return [
+            open_ms, _fmt(bar[OPEN], p), _fmt(bar[HIGH], p), _fmt(bar[LOW], p), _fmt(bar[CLOSE], p),
+            _fmt(bar[VOLUME], q), open_ms + step - 1, _fmt(bar[QUOTE_VOLUME], 8), int(bar[TRADES]),
+            _fmt(bar[TAKER_BUY], q), _fmt(bar[TAKER_BUY_QUOTE], 8), "0",
+        ]  # fmt: skip
+
+    def kline_event(self, symbol: str, *, closed_open_ms: int | None = None) -> dict[str, Any]:
+        """The kline stream payload for the forming bar, or for a just-closed bar (x = true)."""
+        i = self.index[symbol]
+        if closed_open_ms is not None:
+            position = int(np.searchsorted(self.open_times, closed_open_ms))
+            bar, open_ms, closed = self.bars[:, i, position], closed_open_ms, True
+        else:
+            bar, open_ms, closed = self.forming[:, i], self.bar_open_ms, False
+        row = self._row(symbol, open_ms, bar, self.interval_ms)
+        first_trade = int(self.trade_id[i] - bar[TRADES]) if np.isfinite(bar[TRADES]) else 0
+        return {
+            "e": "kline",
+            "E": self.now_ms,
+            "s": symbol,
+            "k": {
+                "t": open_ms, "T": row[6], "s": symbol, "i": self.interval, "f": first_trade,
+                "L": int(self.trade_id[i]), "o": row[1], "c": row[4], "h": row[2], "l": row[3], "v": row[5],
+                "n": row[8], "x": closed, "q": row[7], "V": row[9], "Q": row[10], "B": "0",
+            },
+        }  # fmt: skip
+
+    def mark_price_event(self, symbol: str) -> dict[str, Any]:
+        i = self.index[symbol]
+        decimals = self.mark_decimals(i)
+        return {
+            "e": "markPriceUpdate",
+            "E": self.now_ms,
+            "s": symbol,
+            "p": _fmt(float(self.mark_prices()[i]), decimals),
+            "ap": _fmt(float(self.mark_prices()[i]), decimals),
+            "P": _fmt(float(self.index_prices()[i]), decimals),
+            "i": _fmt(float(self.index_prices()[i]), decimals),
+            "r": _fmt(float(self.funding_rates()[i]), 8),
+            "T": self.next_funding_ms(),
+        }
+
+    def agg_trade_event(self, symbol: str) -> dict[str, Any]:
+        i = self.index[symbol]
+        spec = self.specs[i]
+        qty = max(self.last_trade_qty[i], float(spec.step_size))
+        return {
+            "e": "aggTrade",
+            "E": self.now_ms,
+            "a": int(self.agg_trade_id[i]),
+            "s": symbol,
+            "p": str(self.grid_decimal(i, float(self.last[i]))),
+            "q": _fmt(round(qty / float(spec.step_size)) * float(spec.step_size), spec.quantity_precision),
+            "f": int(self.trade_id[i]),
+            "l": int(self.trade_id[i]),
+            "T": self.now_ms,
+            "m": not bool(self.taker_was_buyer[i]),
+        }
+
+    def book_ticker_event(self, symbol: str) -> dict[str, Any]:
+        bids, asks = self.book(symbol, 1)
+        return {
+            "e": "bookTicker",
+            "u": self.book_update_id,
+            "E": self.now_ms,
+            "T": self.now_ms,
+            "s": symbol,
+            "b": str(bids[0].price),
+            "B": str(bids[0].qty),
+            "a": str(asks[0].price),
+            "A": str(asks[0].qty),
+        }
+
+    def ticker_24h(self, symbol: str) -> dict[str, Any]:
+        i = self.index[symbol]
+        spec = self.specs[i]
+        since = self.now_ms - 86_400_000
+        times, bars = self.bars_for(symbol, self.interval)
+        window = times >= since - self.interval_ms + 1
+        if not window.any():
+            window[-1:] = True
+        chunk = bars[:, window]
+        open_price = float(chunk[OPEN, 0])
+        last = float(self.last[i])
+        p, q = spec.price_precision, spec.quantity_precision
+        change = last - open_price
+        volume = float(np.nansum(chunk[VOLUME]))
+        quote_volume = float(np.nansum(chunk[QUOTE_VOLUME]))
+        trades = int(np.nansum(chunk[TRADES]))
+        return {
+            "symbol": symbol,
+            "priceChange": _fmt(change, p),
+            "priceChangePercent": _fmt(100.0 * change / open_price if open_price else 0.0, 3),
+            "weightedAvgPrice": _fmt(quote_volume / volume if volume else last, p),
+            "lastPrice": _fmt(last, p),
+            "lastQty": _fmt(max(self.last_trade_qty[i], float(spec.step_size)), q),
+            "openPrice": _fmt(open_price, p),
+            "highPrice": _fmt(max(float(np.nanmax(chunk[HIGH])), last), p),
+            "lowPrice": _fmt(min(float(np.nanmin(chunk[LOW])), last), p),
+            "volume": _fmt(volume, q),
+            "quoteVolume": _fmt(quote_volume, 2),
+            "openTime": max(int(times[window][0]), since),
+            "closeTime": self.now_ms,
+            "firstId": int(self.trade_id[i]) - trades + 1,
+            "lastId": int(self.trade_id[i]),
+            "count": trades,
+        }
+
+    def premium_index(self, symbol: str) -> dict[str, Any]:
+        i = self.index[symbol]
+        decimals = self.mark_decimals(i)
+        return {
+            "symbol": symbol,
+            "markPrice": _fmt(float(self.mark_prices()[i]), decimals),
+            "indexPrice": _fmt(float(self.index_prices()[i]), decimals),
+            "estimatedSettlePrice": _fmt(float(self.index_prices()[i]), decimals),
+            "lastFundingRate": _fmt(float(self.funding_rates()[i]), 8),
+            "interestRate": "0.00010000",
+            "nextFundingTime": self.next_funding_ms(),
+            "time": self.now_ms,
+        }
+
+    def funding_rate_history(
+        self, symbol: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        i = self.index[symbol]
+        decimals = self.mark_decimals(i)
+        entries = [
+            e for e in self.funding_history[i]
+            if (start_ms is None or e[0] >= start_ms) and (end_ms is None or e[0] <= end_ms)
+        ]  # fmt: skip
+        entries = entries[:limit] if start_ms is not None else entries[-limit:]
+        return [
+            {"symbol": symbol, "fundingTime": t, "fundingRate": _fmt(rate, 8), "markPrice": _fmt(mark, decimals)}
+            for t, rate, mark in entries
+        ]
+
+    def open_interest_now(self, symbol: str) -> dict[str, Any]:
+        i = self.index[symbol]
+        return {
+            "symbol": symbol,
+            "openInterest": _fmt(float(self.open_interest[i]), self.specs[i].quantity_precision),
+            "time": self.now_ms,
+        }
+
+    def open_interest_hist(
+        self, symbol: str, period: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Samples on the period's grid from the 5-minute history (last 30 days)."""
+        i = self.index[symbol]
+        step = interval_ms(period)
+        marks = self.mark_prices()
+        out: list[dict[str, Any]] = []
+        for t, value in zip(self._oi_times, self._oi_values[i], strict=True):
+            if t % step or math.isnan(value):
+                continue
+            if (start_ms is not None and t < start_ms) or (end_ms is not None and t > end_ms):
+                continue
+            out.append({
+                "symbol": symbol,
+                "sumOpenInterest": _fmt(value, 8),
+                "sumOpenInterestValue": _fmt(value * float(marks[i]), 8),
+                "CMCCirculatingSupply": _fmt(value * 40.0, 2),
+                "timestamp": t,
+            })  # fmt: skip
+        return out[:limit] if start_ms is not None and end_ms is None else out[-limit:]
