@@ -7,10 +7,22 @@ vectorised; they are never used to compute an order's price or quantity.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    ROUND_UP,
+    Decimal,
+    localcontext,
+)
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -87,11 +99,47 @@ class FilterViolation(ValueError):
     """An order would break one of the symbol's exchange filters; raised before anything is sent."""
 
 
+def _round_ratio(ratio: Fraction, rounding: str) -> int:
+    """An exact rational rounded to an integer with a decimal rounding mode."""
+    floor = math.floor(ratio)
+    if ratio == floor or rounding == ROUND_FLOOR:
+        return floor
+    positive = ratio > 0
+    if rounding == ROUND_CEILING:
+        return floor + 1
+    if rounding == ROUND_DOWN:
+        return floor if positive else floor + 1
+    if rounding == ROUND_UP:
+        return floor + 1 if positive else floor
+    fraction = ratio - floor
+    if fraction != Fraction(1, 2):
+        if rounding in (ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN):
+            return floor if fraction < Fraction(1, 2) else floor + 1
+    elif rounding == ROUND_HALF_EVEN:
+        return floor if floor % 2 == 0 else floor + 1
+    elif rounding == ROUND_HALF_UP:
+        return floor + 1 if positive else floor
+    elif rounding == ROUND_HALF_DOWN:
+        return floor if positive else floor + 1
+    raise ValueError(f"unsupported rounding mode {rounding}")
+
+
 def _quantize(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    """`value` on the grid of `step`, exactly, however many digits it has.
+
+    Decimal division first rounds to the context's 28 digits, which can carry a value with more digits
+    across a grid line (a floor that rounds up); the grid index is therefore computed as an exact ratio.
+    """
     if step <= 0:
         return value
-    units = (value / step).to_integral_value(rounding=rounding)
-    return (units * step).quantize(step)
+    units = _round_ratio(Fraction(value) / Fraction(step), rounding)
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, len(str(abs(units))) + len(step.as_tuple().digits) + 2)
+        return (Decimal(units) * step).quantize(step)
+
+
+def _on_grid(value: Decimal, step: Decimal) -> bool:
+    return step <= 0 or (Fraction(value) / Fraction(step)).denominator == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +195,7 @@ class SymbolRules:
         max_qty = self.market_max_qty if market else self.max_qty
         if qty <= 0:
             raise FilterViolation(f"{self.symbol}: quantity must be positive, got {qty}")
-        if step > 0 and qty % step != 0:
+        if not _on_grid(qty, step):
             raise FilterViolation(f"{self.symbol}: quantity {qty} is not a multiple of step size {step}")
         if qty < min_qty:
             raise FilterViolation(f"{self.symbol}: quantity {qty} is below the minimum {min_qty}")
@@ -155,8 +203,12 @@ class SymbolRules:
             raise FilterViolation(f"{self.symbol}: quantity {qty} is above the maximum {max_qty}")
         if price <= 0:
             raise FilterViolation(f"{self.symbol}: price must be positive, got {price}")
-        if not market and self.tick_size > 0 and price % self.tick_size != 0:
+        if not market and not _on_grid(price, self.tick_size):
             raise FilterViolation(f"{self.symbol}: price {price} is not a multiple of tick size {self.tick_size}")
+        if not market and self.min_price > 0 and price < self.min_price:
+            raise FilterViolation(f"{self.symbol}: price {price} is below the minimum {self.min_price}")
+        if not market and self.max_price > 0 and price > self.max_price:
+            raise FilterViolation(f"{self.symbol}: price {price} is above the maximum {self.max_price}")
         if not reduce_only and qty * price < self.min_notional:
             raise FilterViolation(
                 f"{self.symbol}: notional {qty * price} is below the minimum {self.min_notional} USDT"
