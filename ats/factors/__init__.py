@@ -1,0 +1,55 @@
+"""The 10+1 factor model: ten factors and a modulator, vectorised over symbols (see docs/factors.md).
+
+Typical use (a scan over the universe, bars cached by the caller):
+
+    result = scan(bars_by_symbol, as_of_ms=clock.now_ms(), extras=extras, context=MarketContext(btc, eth))
+    signals = result.signals(min_score=settings.min_score)
+
+and for re-scoring on each closed bar without replaying history:
+
+    scorer = IncrementalScorer("1h"); scorer.warm(bars, as_of_ms=now)
+    row = scorer.update(new_bars, as_of_ms=now, extras=SymbolExtras(premium=premium_snapshot(p)))
+"""
+
+from ats.factors.config import DIRECTIONAL, FACTOR_NAMES, QUALITY, FactorConfig
+from ats.factors.engine import IncrementalScorer, scan
+from ats.factors.inputs import (
+    BookSnapshot,
+    MarketContext,
+    OpenInterestSeries,
+    Panel,
+    PremiumSnapshot,
+    SymbolExtras,
+    TradeFlow,
+    book_snapshot,
+    build_panel,
+    last_closed_open_time,
+    open_interest_series,
+    premium_snapshot,
+    trade_flow,
+)
+from ats.factors.score import FactorRow, ScanResult
+
+__all__ = [
+    "DIRECTIONAL",
+    "FACTOR_NAMES",
+    "QUALITY",
+    "BookSnapshot",
+    "FactorConfig",
+    "FactorRow",
+    "IncrementalScorer",
+    "MarketContext",
+    "OpenInterestSeries",
+    "Panel",
+    "PremiumSnapshot",
+    "ScanResult",
+    "SymbolExtras",
+    "TradeFlow",
+    "book_snapshot",
+    "build_panel",
+    "last_closed_open_time",
+    "open_interest_series",
+    "premium_snapshot",
+    "scan",
+    "trade_flow",
+]

@@ -1,0 +1,305 @@
+"""What the factor engine reads: a panel of closed bars aligned by open time, and optional extras per symbol.
+
+Callers hold exchange values (ats.exchange.base); the adapters here turn them into these small typed inputs,
+converting Decimal to float once, at this boundary. Every extra may be missing: a factor without its data is
+reported as unavailable and left out of the composite, never guessed.
+
+Time discipline: `build_panel` keeps only bars closed at `as_of_ms` (open time + interval <= as_of), so a
+forming bar handed in by mistake is dropped, and its grid always ends at the last bar that *should* be closed
+at `as_of_ms`: a symbol whose data stops earlier shows up as stale instead of being silently scored on old bars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from ats.domain import Bars, FloatArray, IntArray, Side, interval_ms
+from ats.exchange.base import AggTrade, ForceOrder, MarkPriceUpdate, OpenInterestPoint, OrderBook, PremiumIndex
+from ats.factors.indicators import BoolArray
+from ats.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterestSeries:
+    """Open interest snapshots of one symbol, oldest first, in contracts (base asset, not USDT value:
+    the USDT value moves with the price and would count price as positioning)."""
+
+    time_ms: IntArray
+    contracts: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class PremiumSnapshot:
+    """Mark and index price and the current funding rate (premiumIndex or the markPrice stream)."""
+
+    mark_price: float
+    index_price: float
+    funding_rate: float
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """Top order-book levels, best first (bids descending, asks ascending)."""
+
+    bid_price: FloatArray
+    bid_qty: FloatArray
+    ask_price: FloatArray
+    ask_qty: FloatArray
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFlow:
+    """Recent trades and liquidations: aggressor side, quote value (USDT) and time of each print."""
+
+    time_ms: IntArray
+    quote_value: FloatArray
+    is_buy: BoolArray  # the aggressor (or the liquidation order) bought
+    forced: BoolArray  # a liquidation: always counted as large
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolExtras:
+    """Optional data beyond bars for one symbol; any of it may be None."""
+
+    open_interest: OpenInterestSeries | None = None
+    premium: PremiumSnapshot | None = None
+    book: BookSnapshot | None = None
+    trades: TradeFlow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketContext:
+    """BTC and ETH bars (same interval as the panel) for the independence factor."""
+
+    btc: Bars | None = None
+    eth: Bars | None = None
+
+    def merged(self, newer: MarketContext, keep_bars: int) -> MarketContext:
+        """This context extended by newer bars, trimmed to the last `keep_bars`."""
+        return MarketContext(_merge(self.btc, newer.btc, keep_bars), _merge(self.eth, newer.eth, keep_bars))
+
+
+def _merge(held: Bars | None, newer: Bars | None, keep_bars: int) -> Bars | None:
+    if newer is None:
+        return held
+    return (newer if held is None else held.concat(newer)).tail(keep_bars)
+
+
+NO_EXTRAS = SymbolExtras()
+
+
+# ---------------------------------------------------------------------------------------------- adapters
+
+
+def open_interest_series(points: Sequence[OpenInterestPoint]) -> OpenInterestSeries:
+    """From GET /futures/data/openInterestHist points (any order)."""
+    ordered = sorted(points, key=lambda p: p.timestamp_ms)
+    return OpenInterestSeries(
+        time_ms=np.array([p.timestamp_ms for p in ordered], dtype=np.int64),
+        contracts=np.array([float(p.sum_open_interest) for p in ordered], dtype=np.float64),
+    )
+
+
+def premium_snapshot(premium: PremiumIndex | MarkPriceUpdate) -> PremiumSnapshot:
+    """From GET /fapi/v1/premiumIndex or a markPriceUpdate stream event."""
+    if isinstance(premium, PremiumIndex):
+        return PremiumSnapshot(
+            float(premium.mark_price), float(premium.index_price), float(premium.last_funding_rate), premium.time_ms
+        )
+    return PremiumSnapshot(
+        float(premium.mark_price), float(premium.index_price), float(premium.funding_rate), premium.event_time_ms
+    )
+
+
+def book_snapshot(book: OrderBook) -> BookSnapshot:
+    """From GET /fapi/v1/depth."""
+
+    def column(levels: Sequence[tuple[Decimal, Decimal]], i: int) -> FloatArray:
+        return np.array([float(level[i]) for level in levels], dtype=np.float64)
+
+    return BookSnapshot(
+        column(book.bids, 0), column(book.bids, 1), column(book.asks, 0), column(book.asks, 1), book.time_ms
+    )
+
+
+def trade_flow(trades: Sequence[AggTrade] = (), liquidations: Sequence[ForceOrder] = ()) -> TradeFlow:
+    """From aggTrade events (the aggressor sold when the buyer was the maker) and forceOrder events."""
+    return TradeFlow(
+        time_ms=np.array([t.trade_time_ms for t in trades] + [f.trade_time_ms for f in liquidations], dtype=np.int64),
+        quote_value=np.array(
+            [float(t.price * t.qty) for t in trades] + [float(f.price * f.qty) for f in liquidations], dtype=np.float64
+        ),
+        is_buy=np.array(
+            [not t.buyer_is_maker for t in trades] + [f.side is Side.BUY for f in liquidations], dtype=bool
+        ),
+        forced=np.array([False] * len(trades) + [True] * len(liquidations), dtype=bool),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- the panel
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """Closed bars of several symbols on one time grid: arrays (symbols, bars), NaN where a symbol has no bar.
+
+    Prices are natural logs (the factors work in log space); volumes are quote (USDT) values, so no factor
+    ever mixes base units with prices. Open interest is in log contracts, as of each bar's close.
+    """
+
+    symbols: tuple[str, ...]
+    interval: str
+    open_time: IntArray  # (bars,)
+    close: FloatArray  # as received, for the price a signal quotes
+    log_high: FloatArray
+    log_low: FloatArray
+    log_close: FloatArray
+    quote_volume: FloatArray
+    taker_buy_quote: FloatArray
+    log_open_interest: FloatArray
+
+    @property
+    def valid(self) -> BoolArray:
+        return np.isfinite(self.log_close)
+
+
+def last_closed_open_time(as_of_ms: int, interval: str, anchor_ms: int = 0) -> int:
+    """Open time of the newest bar that is closed at as_of_ms (open time + interval <= as_of_ms).
+
+    `anchor_ms` is any bar's open time: bars of weekly intervals do not start at multiples of the interval.
+    """
+    step = interval_ms(interval)
+    return ((as_of_ms - anchor_ms) // step) * step + anchor_ms - step
+
+
+def build_panel(
+    bars: Sequence[Bars],
+    *,
+    as_of_ms: int,
+    interval: str,
+    anchor_ms: int | None = None,
+    start_ms: int | None = None,
+    extras: Mapping[str, SymbolExtras] | None = None,
+    oi_max_age_bars: int = 2,
+) -> Panel:
+    """Align the symbols' closed bars on one grid ending at the last bar closed at as_of_ms.
+
+    The grid starts at `start_ms` when given (bars before it are already known to the caller), else at the
+    oldest bar. Invalid bars (non-positive or non-finite prices, negative or non-finite volumes) and bars off
+    the grid are skipped and logged. Different intervals or a symbol listed twice are programming errors.
+    """
+    step = interval_ms(interval)
+    names = [b.symbol for b in bars]
+    if len(set(names)) != len(names):
+        raise ValueError("build_panel: each symbol may appear once")
+    for b in bars:
+        if b.interval != interval:
+            raise ValueError(f"build_panel: {b.symbol} has {b.interval} bars, the panel is {interval}")
+    if anchor_ms is None:
+        anchor_ms = next((int(b.open_time[0]) for b in bars if len(b)), 0)
+    end = last_closed_open_time(as_of_ms, interval, anchor_ms)
+    rows, times, fields = _concatenated(bars)
+    if start_ms is None:
+        closed = times[times <= end]
+        start_ms = int(closed.min()) if closed.size else end + step
+        start_ms += (anchor_ms - start_ms) % step
+    count = max((end - start_ms) // step + 1, 0)
+    grid = start_ms + step * np.arange(count, dtype=np.int64)
+    arrays = _place(rows, times, fields, names, (len(bars), count), start_ms, end, step)
+    oi = np.full((len(bars), count), np.nan)
+    for row, name in enumerate(names):
+        series = (extras or {}).get(name, NO_EXTRAS).open_interest
+        if series is not None and count:
+            oi[row] = _oi_as_of(series, grid + step, oi_max_age_bars * step)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return Panel(
+            symbols=tuple(names),
+            interval=interval,
+            open_time=grid,
+            close=arrays["close"],
+            log_high=np.log(arrays["high"]),
+            log_low=np.log(arrays["low"]),
+            log_close=np.log(arrays["close"]),
+            quote_volume=arrays["quote"],
+            taker_buy_quote=arrays["taker_buy_quote"],
+            log_open_interest=np.log(oi),
+        )
+
+
+_FIELDS = ("open", "high", "low", "close", "quote_volume", "taker_buy_quote_volume")
+
+
+def _concatenated(bars: Sequence[Bars]) -> tuple[IntArray, IntArray, dict[str, FloatArray]]:
+    """All symbols' bars in one flat array per field, with the panel row of each bar."""
+    rows = np.repeat(np.arange(len(bars), dtype=np.int64), [len(b) for b in bars])
+    if not bars:
+        return rows, np.zeros(0, dtype=np.int64), {name: np.zeros(0) for name in _FIELDS}
+    times = np.concatenate([b.open_time for b in bars]).astype(np.int64)
+    return rows, times, {name: np.concatenate([getattr(b, name) for b in bars]) for name in _FIELDS}
+
+
+def _place(
+    rows: IntArray,
+    times: IntArray,
+    fields: dict[str, FloatArray],
+    names: Sequence[str],
+    shape: tuple[int, int],
+    start: int,
+    end: int,
+    step: int,
+) -> dict[str, FloatArray]:
+    """Scatter the valid, closed, on-grid bars into (symbols, bars) arrays, NaN elsewhere."""
+    arrays = {name: np.full(shape, np.nan) for name in ("high", "low", "close", "quote", "taker_buy_quote")}
+    in_range = (times >= start) & (times <= end)
+    on_grid = (times - start) % step == 0
+    prices = np.stack([fields["open"], fields["high"], fields["low"], fields["close"]])
+    quote, taker_buy = fields["quote_volume"], fields["taker_buy_quote_volume"]
+    with np.errstate(invalid="ignore"):
+        sane = (
+            np.isfinite(prices).all(axis=0)
+            & (prices > 0).all(axis=0)
+            & np.isfinite(quote)
+            & (quote >= 0)
+            & np.isfinite(taker_buy)
+            & (taker_buy >= 0)
+        )
+    keep = in_range & on_grid & sane
+    skipped = in_range & ~keep
+    if skipped.any():
+        for row, count in enumerate(np.bincount(rows[skipped], minlength=shape[0])):
+            if count:
+                log.warning("bars skipped", symbol=names[row], count=int(count), reason="invalid or off the time grid")
+    at = (rows[keep], (times[keep] - start) // step)
+    # A repeated open time keeps its last copy (the freshest fetch).
+    arrays["high"][at] = prices[:, keep].max(axis=0)
+    arrays["low"][at] = prices[:, keep].min(axis=0)
+    arrays["close"][at] = fields["close"][keep]
+    arrays["quote"][at] = quote[keep]
+    arrays["taker_buy_quote"][at] = np.minimum(taker_buy[keep], quote[keep])
+    return arrays
+
+
+def _oi_as_of(series: OpenInterestSeries, close_ms: IntArray, max_age_bars_ms: int) -> FloatArray:
+    """Open interest at each bar close: the newest snapshot at or before it, if recent enough."""
+    times, values = series.time_ms, series.contracts
+    usable = np.isfinite(values) & (values > 0)
+    times, values = times[usable], values[usable]
+    if times.size == 0:
+        return np.full(close_ms.shape, np.nan)
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    spacing = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+    max_age = max(max_age_bars_ms, 1.5 * spacing)
+    pos = np.searchsorted(times, close_ms, side="right") - 1
+    found = pos >= 0
+    safe_pos = np.maximum(pos, 0)
+    fresh = found & (close_ms - times[safe_pos] <= max_age)
+    return np.where(fresh, values[safe_pos], np.nan)

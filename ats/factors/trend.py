@@ -1,0 +1,26 @@
+"""T trend (directional, -100..100): regression slope of log closes in ATR units and fast/slow EMA agreement,
+weighted by how well a straight line explains the closes (R²)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ats.domain import FloatArray
+from ats.factors.config import FactorConfig
+from ats.factors.indicators import Reading, masked_linreg, safe_div, squash
+
+
+def trend(close: FloatArray, ema_gap: FloatArray, atr: FloatArray, config: FactorConfig) -> Reading:
+    """`close`: log closes window; `ema_gap`: fast EMA minus slow EMA window; `atr`: current ATR (log)."""
+    recent = close[:, -config.trend_window :]
+    mask = np.isfinite(recent)
+    slope, r2 = masked_linreg(recent, mask)
+    regression = squash(safe_div(slope, atr), config.trend_slope_ref)
+    gap_known = np.isfinite(ema_gap)
+    agreement = safe_div(
+        np.where(gap_known, np.sign(np.where(gap_known, ema_gap, 0.0)), 0.0).sum(axis=1),
+        gap_known.sum(axis=1).astype(np.float64),
+    )
+    w = config.trend_regression_weight
+    value = 100.0 * r2**config.trend_r2_power * (w * regression + (1.0 - w) * agreement)
+    return Reading(value, mask.sum(axis=1) >= 2)

@@ -1,0 +1,91 @@
+"""A small seeded market generator for the factor tests (no dependency on the simulated exchange)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ats.domain import Bars, interval_ms
+from ats.factors.inputs import BookSnapshot, OpenInterestSeries, PremiumSnapshot, TradeFlow
+
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def make_bars(
+    symbol: str = "AAAUSDT",
+    n: int = 300,
+    *,
+    seed: int = 0,
+    interval: str = "1h",
+    start_ms: int = START_MS,
+    price: float = 100.0,
+    drift: float = 0.0,
+    volatility: float = 0.01,
+    quote_volume: float = 1e6,
+    buy_bias: float = 0.0,
+) -> Bars:
+    """A random walk with drift: OHLC consistent, quote volume lognormal, taker-buy share 0.5 + bias + noise."""
+    rng = np.random.default_rng(seed)
+    step = interval_ms(interval)
+    returns = rng.normal(drift, volatility, n)
+    close = price * np.exp(np.cumsum(returns))
+    open_ = np.concatenate([[price], close[:-1]])
+    wick_up = np.exp(np.abs(rng.normal(0, volatility / 2, n)))
+    wick_down = np.exp(-np.abs(rng.normal(0, volatility / 2, n)))
+    high = np.maximum(open_, close) * wick_up
+    low = np.minimum(open_, close) * wick_down
+    quote = quote_volume * np.exp(rng.normal(0, 0.3, n))
+    share = np.clip(0.5 + buy_bias + rng.normal(0, 0.05, n), 0.02, 0.98)
+    vwap = (high + low + close) / 3
+    return Bars(
+        symbol=symbol,
+        interval=interval,
+        open_time=start_ms + step * np.arange(n, dtype=np.int64),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=quote / vwap,
+        quote_volume=quote,
+        trades=np.maximum(np.round(quote / 5_000), 1.0),
+        taker_buy_volume=share * quote / vwap,
+        taker_buy_quote_volume=share * quote,
+    )
+
+
+def make_open_interest(bars: Bars, *, seed: int = 0, trend: float = 0.0) -> OpenInterestSeries:
+    """OI snapshots at each bar close, a noisy random walk in contracts."""
+    rng = np.random.default_rng(seed + 1000)
+    n = len(bars)
+    contracts = 1e6 * np.exp(np.cumsum(rng.normal(trend, 0.005, n)))
+    return OpenInterestSeries(bars.open_time + interval_ms(bars.interval), contracts)
+
+
+def make_premium(mark: float = 100.05, index: float = 100.0, funding: float = 0.0003) -> PremiumSnapshot:
+    return PremiumSnapshot(mark, index, funding, START_MS)
+
+
+def make_book(mid: float = 100.0, *, spread: float = 0.0002, levels: int = 20, qty: float = 500.0) -> BookSnapshot:
+    half = mid * spread / 2
+    offsets = mid * 0.0005 * np.arange(levels)
+    return BookSnapshot(
+        bid_price=mid - half - offsets,
+        bid_qty=np.full(levels, qty),
+        ask_price=mid + half + offsets,
+        ask_qty=np.full(levels, qty),
+        time_ms=START_MS,
+    )
+
+
+def make_trades(end_ms: int, *, seed: int = 0, n: int = 200, buy_share: float = 0.5) -> TradeFlow:
+    rng = np.random.default_rng(seed + 2000)
+    return TradeFlow(
+        time_ms=end_ms - rng.integers(0, 3_600_000, n).astype(np.int64),
+        quote_value=np.exp(rng.normal(8, 1.5, n)),
+        is_buy=rng.random(n) < buy_share,
+        forced=rng.random(n) < 0.05,
+    )
+
+
+def as_of_after(bars: Bars) -> int:
+    """The moment the last bar closes."""
+    return int(bars.open_time[-1]) + interval_ms(bars.interval)
