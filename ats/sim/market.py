@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from ats.domain import interval_ms
 from ats.log import get_logger
-from ats.sim.specs import CATALOGUE, SymbolSpec, decimals_of
+from ats.sim.specs import CATALOGUE, SymbolSpec
 
 log = get_logger(__name__)
 
@@ -129,16 +129,15 @@ class SyntheticSource:
 
     def _market_switch(self) -> None:
         u = self.rng.random(4)
-        vs, ts = self._switch(
-            np.array([self.market_vol_state]), np.array([self.market_trend]), u.reshape(4, 1)
-        )
+        vs, ts = self._switch(np.array([self.market_vol_state]), np.array([self.market_trend]), u.reshape(4, 1))
         self.market_vol_state, self.market_trend = int(vs[0]), int(ts[0])
 
     def _sigma_bar(self) -> FloatArray:
         """Total per-bar volatility of each symbol (market part plus idiosyncratic part)."""
         market = MARKET_FACTOR_VOL * VOL_LEVELS[self.market_vol_state] * self.beta
         idio = self.vol * VOL_LEVELS[self.vol_state]
-        return np.sqrt(market**2 + idio**2)
+        total: FloatArray = np.sqrt(market**2 + idio**2)
+        return total
 
     # history ------------------------------------------------------------------------------------
 
@@ -225,7 +224,7 @@ class SyntheticSource:
         if self._tick_cursor >= len(self._ticks_normals):
             self._ticks_normals = self.rng.standard_normal((4096, len(self.specs) + 3))
             self._tick_cursor = 0
-        row = self._ticks_normals[self._tick_cursor]
+        row: FloatArray = self._ticks_normals[self._tick_cursor]
         self._tick_cursor += 1
         return row
 
@@ -334,7 +333,7 @@ class ReplaySource:
         row = self.bars[:, index, :]
         for i in range(first + 1, row.shape[1]):
             if np.isnan(row[CLOSE, i]):
-                row[OPEN:CLOSE + 1, i] = row[CLOSE, i - 1]
+                row[OPEN : CLOSE + 1, i] = row[CLOSE, i - 1]
                 row[VOLUME:, i] = 0.0
 
     @staticmethod
@@ -377,7 +376,8 @@ class ReplaySource:
     def _row(self, position: int) -> FloatArray:
         row = self.bars[:, :, position].copy()
         row[OPEN : CLOSE + 1] *= self.scale
-        return np.nan_to_num(row, nan=0.0)
+        cleaned: FloatArray = np.nan_to_num(row, nan=0.0)
+        return cleaned
 
     def tick(self, frac_from: float, frac_to: float) -> TickDraw:
         row = self._row(min(self.cursor, self.bars.shape[2] - 1))
@@ -513,7 +513,8 @@ class Market:
     # ---------------------------------------------------------------------------------- setup
 
     def _on_grid(self, prices: FloatArray) -> FloatArray:
-        return np.maximum(np.round(prices / self.tick_size), 1.0) * self.tick_size
+        snapped: FloatArray = np.maximum(np.round(prices / self.tick_size), 1.0) * self.tick_size
+        return snapped
 
     def _seed_funding_history(self, history: BarHistory) -> None:
         times = self.open_times + self.interval_ms
@@ -536,8 +537,9 @@ class Market:
         for i in range(len(self.specs)):
             series = np.interp(grid, close_times, history.open_interest[i])
             listed = grid >= self.listed_ms[i]
-            values.append(deque((float(v) if ok else math.nan for v, ok in zip(series, listed, strict=True)),
-                                maxlen=capacity))  # fmt: skip
+            values.append(
+                deque((float(v) if ok else math.nan for v, ok in zip(series, listed, strict=True)), maxlen=capacity)
+            )
         return times, values
 
     def _start_bar(self, open_ms: int) -> None:
@@ -604,7 +606,8 @@ class Market:
         period_weight = min(1.0, seconds * 1000 / FUNDING_PERIOD_MS)
         self.premium_avg += period_weight * (self.basis_ema - self.premium_avg)
         self.open_interest *= np.exp(
-            0.5 * returns * np.sign(returns + 1e-12) * 0.5 + 0.002 * math.sqrt(dt) * z[1]
+            0.5 * returns * np.sign(returns + 1e-12) * 0.5
+            + 0.002 * math.sqrt(dt) * z[1]
             - 0.02 * dt * (np.log(np.maximum(self.open_interest, 1e-9)) - self._oi_base)
         )
         quote_volume = draw.quote_volume
@@ -658,11 +661,19 @@ class Market:
                 "e": "forceOrder",
                 "E": t_ms,
                 "o": {
-                    "s": spec.symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": _fmt(qty, spec_q),
-                    "p": _fmt(price, spec_p), "ap": _fmt(float(self.last[i]), spec_p), "X": "FILLED",
-                    "l": _fmt(qty, spec_q), "z": _fmt(qty, spec_q), "T": t_ms,
+                    "s": spec.symbol,
+                    "S": side,
+                    "o": "LIMIT",
+                    "f": "IOC",
+                    "q": _fmt(qty, spec_q),
+                    "p": _fmt(price, spec_p),
+                    "ap": _fmt(float(self.last[i]), spec_p),
+                    "X": "FILLED",
+                    "l": _fmt(qty, spec_q),
+                    "z": _fmt(qty, spec_q),
+                    "T": t_ms,
                 },
-            }  # fmt: skip
+            }
             self.force_orders.append(event)
             info.force_orders.append(event)
 
@@ -783,7 +794,7 @@ class Market:
     # ---------------------------------------------------------------------------------- queries
 
     def is_listed(self, symbol: str) -> bool:
-        return self.listed_ms[self.index[symbol]] <= self.now_ms
+        return bool(self.listed_ms[self.index[symbol]] <= self.now_ms)
 
     def bars_for(self, symbol: str, interval: str) -> tuple[IntArray, FloatArray]:
         """Open times and bars (fields, n) of a symbol at `interval`, forming bar last.
@@ -835,10 +846,19 @@ class Market:
         spec = self.specs[self.index[symbol]]
         p, q = spec.price_precision, spec.quantity_precision
         return [
-            open_ms, _fmt(bar[OPEN], p), _fmt(bar[HIGH], p), _fmt(bar[LOW], p), _fmt(bar[CLOSE], p),
-            _fmt(bar[VOLUME], q), open_ms + step - 1, _fmt(bar[QUOTE_VOLUME], 8), int(bar[TRADES]),
-            _fmt(bar[TAKER_BUY], q), _fmt(bar[TAKER_BUY_QUOTE], 8), "0",
-        ]  # fmt: skip
+            open_ms,
+            _fmt(bar[OPEN], p),
+            _fmt(bar[HIGH], p),
+            _fmt(bar[LOW], p),
+            _fmt(bar[CLOSE], p),
+            _fmt(bar[VOLUME], q),
+            open_ms + step - 1,
+            _fmt(bar[QUOTE_VOLUME], 8),
+            int(bar[TRADES]),
+            _fmt(bar[TAKER_BUY], q),
+            _fmt(bar[TAKER_BUY_QUOTE], 8),
+            "0",
+        ]
 
     def kline_event(self, symbol: str, *, closed_open_ms: int | None = None) -> dict[str, Any]:
         """The kline stream payload for the forming bar, or for a just-closed bar (x = true)."""
@@ -855,11 +875,25 @@ class Market:
             "E": self.now_ms,
             "s": symbol,
             "k": {
-                "t": open_ms, "T": row[6], "s": symbol, "i": self.interval, "f": first_trade,
-                "L": int(self.trade_id[i]), "o": row[1], "c": row[4], "h": row[2], "l": row[3], "v": row[5],
-                "n": row[8], "x": closed, "q": row[7], "V": row[9], "Q": row[10], "B": "0",
+                "t": open_ms,
+                "T": row[6],
+                "s": symbol,
+                "i": self.interval,
+                "f": first_trade,
+                "L": int(self.trade_id[i]),
+                "o": row[1],
+                "c": row[4],
+                "h": row[2],
+                "l": row[3],
+                "v": row[5],
+                "n": row[8],
+                "x": closed,
+                "q": row[7],
+                "V": row[9],
+                "Q": row[10],
+                "B": "0",
             },
-        }  # fmt: skip
+        }
 
     def mark_price_event(self, symbol: str) -> dict[str, Any]:
         i = self.index[symbol]
@@ -962,9 +996,10 @@ class Market:
         i = self.index[symbol]
         decimals = self.mark_decimals(i)
         entries = [
-            e for e in self.funding_history[i]
+            e
+            for e in self.funding_history[i]
             if (start_ms is None or e[0] >= start_ms) and (end_ms is None or e[0] <= end_ms)
-        ]  # fmt: skip
+        ]
         entries = entries[:limit] if start_ms is not None else entries[-limit:]
         return [
             {"symbol": symbol, "fundingTime": t, "fundingRate": _fmt(rate, 8), "markPrice": _fmt(mark, decimals)}
@@ -992,11 +1027,13 @@ class Market:
                 continue
             if (start_ms is not None and t < start_ms) or (end_ms is not None and t > end_ms):
                 continue
-            out.append({
-                "symbol": symbol,
-                "sumOpenInterest": _fmt(value, 8),
-                "sumOpenInterestValue": _fmt(value * float(marks[i]), 8),
-                "CMCCirculatingSupply": _fmt(value * 40.0, 2),
-                "timestamp": t,
-            })  # fmt: skip
+            out.append(
+                {
+                    "symbol": symbol,
+                    "sumOpenInterest": _fmt(value, 8),
+                    "sumOpenInterestValue": _fmt(value * float(marks[i]), 8),
+                    "CMCCirculatingSupply": _fmt(value * 40.0, 2),
+                    "timestamp": t,
+                }
+            )
         return out[:limit] if start_ms is not None and end_ms is None else out[-limit:]
