@@ -755,7 +755,10 @@ class BinanceFutures:
             cursor = window_start
             while True:
                 params: dict[str, Any] = {
-                    "symbol": symbol, "startTime": cursor, "endTime": window_end, "limit": page_size
+                    "symbol": symbol,
+                    "startTime": cursor,
+                    "endTime": window_end,
+                    "limit": page_size,
                 }
                 body = await self._request("GET", path, params, signed=True, weight=5)
                 trades = self._parsed_list("GET", path, parse.trade, body)

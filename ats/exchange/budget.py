@@ -231,9 +231,7 @@ class RequestBudget:
             log.info("waiting for request budget", reason=reservation.reason, wait_s=reservation.wait_ms / 1000)
             await self._clock.sleep(reservation.wait_ms / 1000)
 
-    async def record(
-        self, *, used_weight: int | None, orders_10s: int | None, orders_1m: int | None
-    ) -> None:
+    async def record(self, *, used_weight: int | None, orders_10s: int | None, orders_1m: int | None) -> None:
         if used_weight is None and orders_10s is None and orders_1m is None:
             return
         now = self.now_ms()
