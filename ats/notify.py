@@ -1,0 +1,541 @@
+"""Notifications: typed payloads, their rendering as short Telegram-HTML messages, and delivery.
+
+Rendering is pure: `render(note)` turns a payload into text; `to_plain_text` strips it for a console. Delivery is
+small on purpose: a `Notifier` sends one rendered message or raises a `NotifyError`; retries, ordering and
+exactly-once belong to the outbox sender, which stores each message under the dedupe key the lifecycle gives it.
+
+The Telegram bot token lives in the request URL. It never reaches a log line (httpx's request logging is
+silenced by ats.log.configure_logging, and this module logs no URL) nor an exception: errors are raised outside
+the `except` block that caught httpx's exception, so neither the message nor the exception chain carries it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+import httpx
+from pydantic import SecretStr
+from rich.console import Console
+
+from ats.config import TelegramSettings
+from ats.domain import Band, Direction, Levels
+from ats.log import get_logger, redact
+
+log = get_logger(__name__)
+
+# Telegram's limit is 4096 characters after entity parsing; stay below it.
+MAX_MESSAGE_CHARS = 4000
+
+
+class NoteKind(StrEnum):
+    """The outbox's `kind` column."""
+
+    SIGNAL = "signal"
+    ENTRY = "entry"
+    TP1 = "tp1"
+    TP2 = "tp2"
+    STOP = "stop"
+    RESULT = "result"
+    ALERT = "alert"
+    REPORT = "report"
+
+
+class ExitReason(StrEnum):
+    """Why a position ended."""
+
+    TP1 = "tp1"  # the position was too small to split; TP1 closed all of it
+    TP2 = "tp2"
+    STOP = "stop"
+    BREAKEVEN_STOP = "breakeven_stop"  # the stop fired after TP1 (at breakeven or tighter)
+    STOP_FAILED = "stop_failed"  # a stop could not be placed (e.g. -2021): closed at market
+    SUPERVISION = "supervision"  # the mark crossed the stop and the exchange stop did not fire: closed at market
+    REVERSAL = "reversal"  # a strong opposite signal: closed at market
+    MANUAL = "manual"  # a user or an emergency close
+    LIQUIDATION = "liquidation"
+    EXTERNAL = "external"  # closed outside the system, or vanished from the exchange
+
+
+_EXIT_TEXT = {
+    ExitReason.TP1: "TP1 hit (single target)",
+    ExitReason.TP2: "TP2 hit",
+    ExitReason.STOP: "stopped out",
+    ExitReason.BREAKEVEN_STOP: "stopped after TP1",
+    ExitReason.STOP_FAILED: "closed: stop could not be placed",
+    ExitReason.SUPERVISION: "closed: exchange stop did not fire",
+    ExitReason.REVERSAL: "closed on reversal",
+    ExitReason.MANUAL: "closed on request",
+    ExitReason.LIQUIDATION: "LIQUIDATED",
+    ExitReason.EXTERNAL: "closed outside the system",
+}
+
+
+# ---------------------------------------------------------------------------------------------- payloads
+
+
+@dataclass(frozen=True, slots=True)
+class SignalNote:
+    symbol: str
+    direction: Direction
+    strength: float
+    band: Band
+    price: Decimal
+    bar_open_time_ms: int
+    factors: tuple[tuple[str, float], ...] = ()  # (name, score) in display order
+    levels: Levels | None = None
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.SIGNAL
+
+
+@dataclass(frozen=True, slots=True)
+class EntryNote:
+    symbol: str
+    direction: Direction
+    quantity: Decimal
+    entry_price: Decimal
+    leverage: int
+    strength: float
+    band: Band
+    levels: Levels
+    fees: Decimal
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class TakeProfitNote:
+    """TP1 filled and the rest of the position is still open (its stop moved to breakeven)."""
+
+    symbol: str
+    direction: Direction
+    quantity: Decimal
+    price: Decimal
+    entry_price: Decimal
+    pnl: Decimal  # this leg, after its fees
+    remaining_qty: Decimal
+    new_stop: Decimal
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.TP1
+
+
+@dataclass(frozen=True, slots=True)
+class ResultNote:
+    """A closed position: the one message a close sends, whatever closed it."""
+
+    symbol: str
+    direction: Direction
+    reason: ExitReason
+    quantity: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    gross_pnl: Decimal
+    fees: Decimal
+    funding: Decimal  # signed: positive received
+    net_pnl: Decimal
+    leverage: int
+    opened_ms: int
+    closed_ms: int
+    estimated: bool = False  # part of the exit price is an estimate (the position vanished)
+    detail: str = ""
+
+    @property
+    def kind(self) -> NoteKind:
+        if self.reason is ExitReason.TP2:
+            return NoteKind.TP2
+        if self.reason in (ExitReason.STOP, ExitReason.BREAKEVEN_STOP):
+            return NoteKind.STOP
+        return NoteKind.RESULT
+
+    @property
+    def pnl_pct(self) -> Decimal:
+        """Net PnL in percent of the entry notional."""
+        notional = self.entry_price * self.quantity
+        return self.net_pnl / notional * 100 if notional else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNote:
+    title: str
+    detail: str = ""
+    symbol: str | None = None
+    severity: Literal["warning", "critical"] = "warning"
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.ALERT
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPositionLine:
+    symbol: str
+    direction: Direction
+    quantity: Decimal
+    entry_price: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    day: str  # YYYY-MM-DD, UTC
+    wallet_balance: Decimal
+    equity: Decimal
+    realized_pnl: Decimal  # gross, closed today
+    fees: Decimal
+    funding: Decimal  # signed
+    trades: int
+    wins: int
+    losses: int
+    open_positions: tuple[OpenPositionLine, ...] = ()
+    halted: bool = False  # the daily loss limit stopped new entries
+    notes: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.REPORT
+
+    @property
+    def net_pnl(self) -> Decimal:
+        return self.realized_pnl - self.fees + self.funding
+
+
+Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote | DailyReport
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+_CENT = Decimal("0.01")
+
+
+def fmt_decimal(value: Decimal) -> str:
+    """Digits without an exponent, keeping the value's own precision (a price keeps its tick's decimals)."""
+    if not value.is_finite():
+        return str(value)
+    return format(abs(value) if value == 0 else value, "f")
+
+
+def fmt_qty(value: Decimal) -> str:
+    """A quantity without trailing zeros or exponent: 0.010 -> 0.01, 1E+2 -> 100."""
+    return fmt_decimal(value.normalize()) if value.is_finite() and value != 0 else fmt_decimal(value)
+
+
+def fmt_usdt(value: Decimal, *, signed: bool = False) -> str:
+    """Money to the cent with thousands separators; `signed` always shows the sign."""
+    cents = value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    if cents == 0:
+        cents = abs(cents)
+    return format(cents, "+,.2f" if signed else ",.2f")
+
+
+def fmt_pct(value: Decimal) -> str:
+    cents = value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return format(abs(cents) if cents == 0 else cents, "+.2f") + " %"
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _side(direction: Direction) -> str:
+    return "🟢 LONG" if direction is Direction.LONG else "🔴 SHORT"
+
+
+def _strength(strength: float, band: Band) -> str:
+    return f"{strength:.0f} ({band.value.replace('_', ' ')})"
+
+
+def _distance(price: Decimal, entry: Decimal) -> str:
+    return fmt_pct((price - entry) / entry * 100) if entry else ""
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(ms: int) -> str:
+    minutes = max(ms, 0) // 60_000
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {mins}m" if hours else f"{mins}m"
+
+
+def _levels_lines(levels: Levels) -> list[str]:
+    lines = [f"Stop {fmt_decimal(levels.stop)} ({_distance(levels.stop, levels.entry)})"]
+    if levels.single_target:
+        lines.append(
+            f"TP1 {fmt_decimal(levels.tp1)} ({_distance(levels.tp1, levels.entry)}) · all "
+            f"{fmt_qty(levels.tp1_qty)} (too small to split)"
+        )
+    else:
+        for name, price, qty in (("TP1", levels.tp1, levels.tp1_qty), ("TP2", levels.tp2, levels.tp2_qty)):
+            lines.append(f"{name} {fmt_decimal(price)} ({_distance(price, levels.entry)}) · {fmt_qty(qty)}")
+    if levels.adjustments:
+        lines.append(f"<i>Adjusted for {_e(', '.join(levels.adjustments))}</i>")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_signal(note: SignalNote) -> str:
+    lines = [
+        f"📡 <b>Signal {_e(note.symbol)}</b> {_side(note.direction)} · {_strength(note.strength, note.band)}",
+        f"Price {fmt_decimal(note.price)} · bar {_time(note.bar_open_time_ms)}",
+    ]
+    if note.levels is not None:
+        lines.extend(_levels_lines(note.levels))
+    if note.factors:
+        lines.append("Factors " + " · ".join(f"{_e(name)} {score:+.0f}" for name, score in note.factors))
+    return "\n".join(lines)
+
+
+def render_entry(note: EntryNote) -> str:
+    notional = note.quantity * note.entry_price
+    return "\n".join(
+        [
+            f"{_side(note.direction)} <b>{_e(note.symbol)}</b> entered · {_strength(note.strength, note.band)}",
+            f"Qty {fmt_qty(note.quantity)} @ {fmt_decimal(note.entry_price)} · {fmt_usdt(notional)} USDT · "
+            f"x{note.leverage}",
+            *_levels_lines(note.levels),
+        ]
+    )
+
+
+def render_take_profit(note: TakeProfitNote) -> str:
+    notional = note.quantity * note.entry_price
+    pct = note.pnl / notional * 100 if notional else Decimal(0)
+    return "\n".join(
+        [
+            f"🎯 <b>TP1 {_e(note.symbol)}</b> {note.direction.value} · {fmt_qty(note.quantity)} @ "
+            f"{fmt_decimal(note.price)}",
+            f"PnL {fmt_usdt(note.pnl, signed=True)} USDT ({fmt_pct(pct)})",
+            f"Stop moved to {fmt_decimal(note.new_stop)} (breakeven) · {fmt_qty(note.remaining_qty)} left",
+        ]
+    )
+
+
+def render_result(note: ResultNote) -> str:
+    icon = {
+        NoteKind.TP2: "🎯",
+        NoteKind.STOP: "🛑",
+    }.get(note.kind, "🚨" if note.reason is ExitReason.LIQUIDATION else "🏁")
+    margin = note.entry_price * note.quantity / note.leverage if note.leverage else Decimal(0)
+    roe = f", ROE {fmt_pct(note.net_pnl / margin * 100)}" if margin else ""
+    approx = "≈" if note.estimated else ""
+    lines = [
+        f"{icon} <b>{_e(note.symbol)} {note.direction.value}</b> {_EXIT_TEXT[note.reason]}",
+        f"Entry {fmt_decimal(note.entry_price)} → exit {approx}{fmt_decimal(note.exit_price)} · qty "
+        f"{fmt_qty(note.quantity)}",
+        f"<b>Net {approx}{fmt_usdt(note.net_pnl, signed=True)} USDT</b> ({fmt_pct(note.pnl_pct)}{roe})",
+        f"Gross {fmt_usdt(note.gross_pnl, signed=True)} · fees {fmt_usdt(-note.fees, signed=True)} · funding "
+        f"{fmt_usdt(note.funding, signed=True)}",
+        f"Held {_duration(note.closed_ms - note.opened_ms)}",
+    ]
+    if note.detail:
+        lines.append(f"<i>{_e(note.detail)}</i>")
+    return "\n".join(lines)
+
+
+def render_alert(note: AlertNote) -> str:
+    icon = "🚨" if note.severity == "critical" else "⚠️"
+    where = f" {_e(note.symbol)}" if note.symbol else ""
+    head = f"{icon} <b>Alert{where}</b>: {_e(note.title)}"
+    return f"{head}\n{_e(note.detail)}" if note.detail else head
+
+
+def render_daily_report(note: DailyReport) -> str:
+    lines = [
+        f"📊 <b>Daily report {_e(note.day)}</b>",
+        f"<b>Net {fmt_usdt(note.net_pnl, signed=True)} USDT</b> · {note.trades} trades "
+        f"({note.wins} won, {note.losses} lost)",
+        f"Realised {fmt_usdt(note.realized_pnl, signed=True)} · fees {fmt_usdt(-note.fees, signed=True)} · "
+        f"funding {fmt_usdt(note.funding, signed=True)}",
+        f"Balance {fmt_usdt(note.wallet_balance)} · equity {fmt_usdt(note.equity)} USDT",
+    ]
+    if note.halted:
+        lines.append("⛔ Daily loss limit reached: no new entries today")
+    if note.open_positions:
+        lines.append(f"Open ({len(note.open_positions)}):")
+        lines.extend(
+            f"· {_e(p.symbol)} {p.direction.value} {fmt_qty(p.quantity)} @ {fmt_decimal(p.entry_price)} · "
+            f"uPnL {fmt_usdt(p.unrealized_pnl, signed=True)}"
+            for p in note.open_positions
+        )
+    else:
+        lines.append("No open positions")
+    lines.extend(f"<i>{_e(n)}</i>" for n in note.notes)
+    return "\n".join(lines)
+
+
+def render(note: Notification) -> str:
+    """The Telegram-HTML message for any notification payload."""
+    match note:
+        case SignalNote():
+            return render_signal(note)
+        case EntryNote():
+            return render_entry(note)
+        case TakeProfitNote():
+            return render_take_profit(note)
+        case ResultNote():
+            return render_result(note)
+        case AlertNote():
+            return render_alert(note)
+        case DailyReport():
+            return render_daily_report(note)
+
+
+_TAG_RE = re.compile(r"</?[a-z]+>")
+
+
+def to_plain_text(message: str) -> str:
+    """A rendered message without its HTML tags and entities, for consoles and logs."""
+    return html.unescape(_TAG_RE.sub("", message))
+
+
+def signal_dedupe_key(account: str, symbol: str, bar_open_time_ms: int) -> str:
+    """The outbox key that makes a signal notify once, however often the scan that found it is rerun."""
+    return f"{account}:signal:{symbol}:{bar_open_time_ms}"
+
+
+# ---------------------------------------------------------------------------------------------- delivery
+
+
+class NotifyError(Exception):
+    """A message was not delivered. The text never contains the bot token or a request URL."""
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotifyUnavailable(NotifyError):
+    """The service could not be reached or asked to wait (network, timeout, 5xx, 429): retry later."""
+
+
+class NotifyRejected(NotifyError):
+    """The service refused the message for good (bad token, unknown chat, malformed text): retrying won't help."""
+
+    retryable = False
+
+
+class Notifier(Protocol):
+    async def send(self, message: str) -> None:
+        """Deliver one rendered (Telegram-HTML) message; raise NotifyError when it was not delivered."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _fit(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Cut an over-long message at a line break (every rendered line closes its own tags)."""
+    if len(message) <= limit:
+        return message
+    cut = message.rfind("\n", 0, limit - 2)
+    return message[: cut if cut > 0 else limit - 2] + "\n…"
+
+
+class TelegramNotifier:
+    """Bot API sendMessage over httpx. `settings.api_url` may point at a local server in tests."""
+
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if settings.token is None or not settings.chat_id:
+            raise ValueError("TelegramNotifier needs telegram.token and telegram.chat_id")
+        self._token: SecretStr = settings.token
+        self._chat_id = settings.chat_id
+        self._api_url = settings.api_url.rstrip("/")
+        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"TelegramNotifier(api_url={self._api_url!r}, chat_id={self._chat_id!r})"
+
+    def _clean(self, text: str) -> str:
+        return redact(text).replace(self._token.get_secret_value(), "**********")
+
+    async def send(self, message: str) -> None:
+        payload: dict[str, Any] = {
+            "chat_id": self._chat_id,
+            "text": _fit(message),
+            "parse_mode": "HTML",
+            "disable_web_page_preview": True,
+        }
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/sendMessage"
+        failure: NotifyError | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.post(url, json=payload)
+        except httpx.TimeoutException:
+            failure = NotifyUnavailable("telegram: request timed out")
+        except httpx.HTTPError as exc:
+            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
+        # Raised here, outside the except blocks: no chained httpx exception (which holds the URL) travels along.
+        if failure is not None:
+            raise failure
+        assert response is not None
+        self._check(response)
+
+    def _check(self, response: httpx.Response) -> None:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        if response.status_code == 200 and body.get("ok") is True:
+            return
+        description = self._clean(str(body.get("description") or response.reason_phrase or "no description"))
+        status = response.status_code
+        if status == 429:
+            parameters = body.get("parameters")
+            retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
+            wait = float(retry_after) if isinstance(retry_after, int | float) else None
+            raise NotifyUnavailable(f"telegram: rate limited (HTTP 429): {description}", retry_after_s=wait)
+        if status >= 500 or status == 200:
+            raise NotifyUnavailable(f"telegram: HTTP {status}: {description}")
+        if status in (401, 404):
+            raise NotifyRejected(f"telegram: the bot token was refused (HTTP {status}); check telegram.token")
+        raise NotifyRejected(f"telegram: HTTP {status}: {description}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class ConsoleNotifier:
+    """Prints messages as plain text: the demo, and any setup without a Telegram token."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console()
+
+    async def send(self, message: str) -> None:
+        self._console.print(to_plain_text(message), markup=False, highlight=False)
+        self._console.print()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_notifier(settings: TelegramSettings, *, console: Console | None = None) -> Notifier:
+    """Telegram when a token and chat id are configured, else the console."""
+    if settings.token is not None and settings.chat_id:
+        return TelegramNotifier(settings)
+    log.info("telegram not configured, notifications go to the console")
+    return ConsoleNotifier(console)
