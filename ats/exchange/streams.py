@@ -62,8 +62,14 @@ def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.R
 
 
 def normalize_stream(name: str) -> str:
-    """Symbols are lower case in stream names; the stream type keeps its case (btcusdt@markPrice@1s)."""
-    symbol, sep, rest = name.strip().partition("@")
+    """Symbols are lower case in stream names; the stream type keeps its case (btcusdt@markPrice@1s).
+
+    All-market streams ("!markPrice@arr@1s") have no symbol part and stay as they are.
+    """
+    name = name.strip()
+    if name.startswith("!"):
+        return name
+    symbol, sep, rest = name.partition("@")
     return f"{symbol.lower()}{sep}{rest}"
 
 
