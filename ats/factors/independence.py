@@ -34,7 +34,7 @@ def independence(
     close: FloatArray, last_open_ms: IntArray, interval: str, context: MarketContext, config: FactorConfig
 ) -> Reading:
     """`close`: log closes window; `last_open_ms`: open time of each symbol's newest window bar."""
-    span = config.independence_window + 1
+    span = min(config.independence_window + 1, close.shape[1])
     recent = close[:, -span:]
     offsets = interval_ms(interval) * np.arange(span - 1, -1, -1, dtype=np.int64)
     times = last_open_ms[:, None] - offsets[None, :]

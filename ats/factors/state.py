@@ -73,9 +73,11 @@ def initial_windows(symbols: int, config: FactorConfig) -> Windows:
 
 def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) -> tuple[State, Windows]:
     """Feed a chunk of closed bars (rows = the state's symbols, in order) and return the new state and windows."""
-    state = {name: value.copy() for name, value in state.items()}
     log_close = chunk.log_close
     symbols, bars = log_close.shape
+    if bars == 0:
+        return state, windows
+    state = {name: value.copy() for name, value in state.items()}
     valid = np.isfinite(log_close)
     quote = np.where(valid, chunk.quote_volume, np.nan)
     delta = 2.0 * np.where(valid, chunk.taker_buy_quote, np.nan) - quote
@@ -101,9 +103,8 @@ def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) 
         ema_path[:, j] = ema
     ema_path[~valid] = np.nan
     state["count"], state["atr"], state["ema"] = count, atr, ema
-    if bars:
-        state["last_close"] = _last_valid(log_close, valid, state["last_close"])
-        state["last_price"] = _last_valid(chunk.close, valid, state["last_price"])
+    state["last_close"] = _last_valid(log_close, valid, state["last_close"])
+    state["last_price"] = _last_valid(chunk.close, valid, state["last_price"])
 
     flow = np.where(valid, safe_div(ema_path[..., FLOW_DELTA], ema_path[..., FLOW_VALUE]), np.nan)
     series = {
