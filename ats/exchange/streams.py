@@ -19,7 +19,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -29,6 +29,9 @@ from ats.exchange import parse
 from ats.exchange.base import ListenKeyExpired, MarketEvent, StreamGap, UserEvent
 from ats.exchange.errors import ExchangeError
 from ats.log import get_logger
+
+if TYPE_CHECKING:
+    from ats.config import Settings
 
 log = get_logger(__name__)
 
@@ -405,6 +408,10 @@ class BinanceMarketStream:
         self._sockets: list[_MarketSocket] = []
         self._lock = asyncio.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> BinanceMarketStream:
+        return cls(settings.ws_url, clock=clock, stale_after_s=settings.monitor.stream_stale_after_s)
+
     @property
     def streams(self) -> frozenset[str]:
         return frozenset(name for socket in self._sockets for name in socket.desired)
@@ -599,6 +606,20 @@ class BinanceUserStream:
             ping_interval_s=ping_interval_s,
             rng=rng or random.Random(),
             on_gap=self._out.put,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, api: ListenKeyApi, *, clock: Clock | None = None, stale_after_s: float = 600.0
+    ) -> BinanceUserStream:
+        """An idle account sends nothing for hours: the user stream's watchdog waits far longer than the
+        market stream's, and the WebSocket pings prove the connection alive in between."""
+        return cls(
+            api,
+            settings.ws_url,
+            clock=clock,
+            keepalive_s=settings.monitor.listen_key_keepalive_s,
+            stale_after_s=stale_after_s,
         )
 
     def start(self) -> None:
