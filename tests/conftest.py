@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.env",
+    "tests.fixtures.sim",
     "tests.fixtures.db",
 ]
