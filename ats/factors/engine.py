@@ -92,8 +92,7 @@ class IncrementalScorer:
         self._index: dict[str, int] = {}
         self._state: State = initial_state(0)
         self._windows: Windows = initial_windows(0, self.config)
-        self._last_open = np.zeros(0, dtype=np.int64)  # grid end each symbol has been advanced to
-        self._last_valid_open = np.zeros(0, dtype=np.int64)  # open time of its newest valid bar, -1 if none
+        self._last_open = np.zeros(0, dtype=np.int64)  # open time of each symbol's newest bar fed, -1 if none
         self._anchor: int | None = None
         self._context = MarketContext()
 
@@ -143,12 +142,13 @@ class IncrementalScorer:
         if len(set(names)) != len(names):
             raise ValueError("update_many: each symbol may appear once")
         self._absorb_context(bars, context, as_of_ms)
-        unknown = [b for b in bars if b.symbol not in self._index]
-        known = [b for b in bars if b.symbol in self._index]
+        unknown = [b for b in bars if self._held(b.symbol) < 0]
         end = self._end(as_of_ms)
         groups: dict[int, list[Bars]] = {}
-        for b in known:
-            held = int(self._last_open[self._index[b.symbol]])
+        for b in bars:
+            held = self._held(b.symbol)
+            if held < 0:
+                continue
             if held > end:
                 raise ValueError(
                     f"{b.symbol}: as_of {_iso(as_of_ms)} is before bars already scored (up to {_iso(held)})"
@@ -156,8 +156,7 @@ class IncrementalScorer:
             groups.setdefault(held, []).append(b)
         for held, group in groups.items():
             rows = np.array([self._index[b.symbol] for b in group], dtype=np.int64)
-            chunk = self._panel(group, as_of_ms, extras, start_ms=held + self._step)
-            self._advance(rows, chunk, end)
+            self._advance(rows, self._panel(group, as_of_ms, extras, start_ms=held + self._step))
         if unknown:
             self._start(unknown, as_of_ms, extras)
         rows = np.array([self._index[name] for name in names], dtype=np.int64)
@@ -171,11 +170,16 @@ class IncrementalScorer:
         keep = np.arange(len(self._symbols)) != row
         self._state = {name: value[keep] for name, value in self._state.items()}
         self._windows = {name: value[keep] for name, value in self._windows.items()}
-        self._last_open, self._last_valid_open = self._last_open[keep], self._last_valid_open[keep]
+        self._last_open = self._last_open[keep]
         self._symbols.pop(row)
         self._index = {name: i for i, name in enumerate(self._symbols)}
 
     # ------------------------------------------------------------------------------------------ internals
+
+    def _held(self, symbol: str) -> int:
+        """Open time of the newest bar fed for the symbol; -1 when it has none (or is unknown)."""
+        row = self._index.get(symbol)
+        return -1 if row is None else int(self._last_open[row])
 
     def _end(self, as_of_ms: int) -> int:
         return last_closed_open_time(as_of_ms, self.interval, self._anchor or 0)
@@ -202,7 +206,7 @@ class IncrementalScorer:
         if self._anchor is None:
             self._anchor = next((int(b.open_time[0]) % self._step for b in bars if len(b)), None)
         rows = self._fresh_rows([b.symbol for b in bars])
-        self._advance(rows, self._panel(bars, as_of_ms, extras), self._end(as_of_ms))
+        self._advance(rows, self._panel(bars, as_of_ms, extras))
         return rows
 
     def _fresh_rows(self, symbols: Sequence[str]) -> IntArray:
@@ -212,8 +216,7 @@ class IncrementalScorer:
             fresh_windows = initial_windows(len(added), self.config)
             self._state = {n: np.concatenate([v, fresh_state[n]]) for n, v in self._state.items()}
             self._windows = {n: np.concatenate([v, fresh_windows[n]]) for n, v in self._windows.items()}
-            self._last_open = np.concatenate([self._last_open, np.zeros(len(added), dtype=np.int64)])
-            self._last_valid_open = np.concatenate([self._last_valid_open, np.full(len(added), -1, dtype=np.int64)])
+            self._last_open = np.concatenate([self._last_open, np.full(len(added), -1, dtype=np.int64)])
             for name in added:
                 self._index[name] = len(self._symbols)
                 self._symbols.append(name)
@@ -224,23 +227,29 @@ class IncrementalScorer:
             value[rows] = reset_state[name]
         for name, value in self._windows.items():
             value[rows] = reset_windows[name]
-        self._last_valid_open[rows] = -1
+        self._last_open[rows] = -1
         return rows
 
-    def _advance(self, rows: IntArray, chunk: Panel, end: int) -> None:
-        state = {name: value[rows] for name, value in self._state.items()}
-        windows = {name: value[rows] for name, value in self._windows.items()}
-        state, windows = advance(state, windows, chunk, self.config)
-        for name, value in state.items():
-            self._state[name][rows] = value
-        for name, value in windows.items():
-            self._windows[name][rows] = value
-        self._last_open[rows] = end
-        if chunk.open_time.size:
-            valid = chunk.valid
-            newest = np.where(valid, np.arange(chunk.open_time.size), -1).max(axis=1)
-            seen = chunk.open_time[np.maximum(newest, 0)]
-            self._last_valid_open[rows] = np.where(newest >= 0, seen, self._last_valid_open[rows])
+    def _advance(self, rows: IntArray, chunk: Panel) -> None:
+        """Feed the chunk to these rows, each up to its own newest valid bar.
+
+        Trailing missing bars are not consumed: a bar that arrives late is still taken in by the next call,
+        and a stale symbol's windows end at its real newest bar.
+        """
+        if not chunk.open_time.size:
+            return
+        newest = np.where(chunk.valid, np.arange(chunk.open_time.size), -1).max(axis=1)
+        for stop in np.unique(newest[newest >= 0]).tolist():
+            members = np.flatnonzero(newest == stop)
+            targets = rows[members]
+            state = {name: value[targets] for name, value in self._state.items()}
+            windows = {name: value[targets] for name, value in self._windows.items()}
+            state, windows = advance(state, windows, chunk.select(members, stop + 1), self.config)
+            for name, value in state.items():
+                self._state[name][targets] = value
+            for name, value in windows.items():
+                self._windows[name][targets] = value
+            self._last_open[targets] = chunk.open_time[stop]
 
     def _absorb_context(self, bars: Sequence[Bars], context: MarketContext | None, as_of_ms: int) -> None:
         """Keep BTC/ETH bars (closed by as_of) for the independence factor, from `context` or from `bars`."""
@@ -286,7 +295,7 @@ class IncrementalScorer:
         }
         result = composite(readings, config)
         end = self._end(as_of_ms)
-        newest = self._last_valid_open[rows]
+        newest = self._last_open[rows]
         reasons = _insufficient(state["count"], newest, end, config.min_bars)
         built = _rows(symbols, result, reasons, newest, end, state)
         return ScanResult(as_of_ms, self.interval, built)

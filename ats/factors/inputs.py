@@ -170,6 +170,18 @@ class Panel:
     def valid(self) -> BoolArray:
         return np.isfinite(self.log_close)
 
+    def select(self, rows: IntArray, stop: int) -> Panel:
+        """These symbols' rows, bars before `stop`."""
+        return Panel(
+            tuple(self.symbols[r] for r in rows.tolist()),
+            self.interval,
+            self.open_time[:stop],
+            *(getattr(self, name)[rows, :stop] for name in _SERIES),
+        )
+
+
+_SERIES = ("close", "log_high", "log_low", "log_close", "quote_volume", "taker_buy_quote", "log_open_interest")
+
 
 def last_closed_open_time(as_of_ms: int, interval: str, anchor_ms: int = 0) -> int:
     """Open time of the newest bar that is closed at as_of_ms (open time + interval <= as_of_ms).
