@@ -516,6 +516,8 @@ def adopt_position(
     time_ms: int,
 ) -> tuple[Position, list[Action]]:
     """Take over a position found on the exchange without a record of ours, and protect it like any other."""
+    if not (quantity > 0 and entry_price > 0):
+        raise ValueError(f"cannot adopt {symbol}: quantity {quantity} and entry price {entry_price} must be positive")
     position = Position(
         key=key,
         symbol=symbol,
@@ -611,6 +613,11 @@ def _exceeds_position(p: Position, qty: Decimal) -> bool:
     return cap is not None and p.exit_qty + qty > cap
 
 
+def _finite(*values: Decimal | None) -> bool:
+    """Exchange numbers can be anything; a NaN would make every later comparison raise."""
+    return all(v is None or v.is_finite() for v in values)
+
+
 def _reason_text(code: int | None, message: str) -> str:
     return f"[{code}] {message}" if code is not None else (message or "no reason given")
 
@@ -622,7 +629,7 @@ def _on_fill(p: Position, e: Fill, out: list[Action]) -> Position:
     seen = f"t:{e.trade_id}"
     if seen in p.seen:
         return p
-    if not (e.qty > 0 and e.price > 0 and e.fee.is_finite()):
+    if not (_finite(e.qty, e.price, e.fee, e.order_filled_qty) and e.qty > 0 and e.price > 0):
         return _anomaly(p, out, e, f"unusable fill qty={e.qty} price={e.price} fee={e.fee}")
     if p.phase is Phase.CLOSED:
         out.append(RequestReconcile(p.symbol, f"fill {e.trade_id} after the position closed"))
@@ -751,8 +758,8 @@ def _take_profit_at_market(p: Position, target: LegOrder, out: list[Action]) -> 
 
 def _on_canceled(p: Position, e: OrderCanceled, out: list[Action]) -> Position:
     order = p.order(e.client_id)
-    if order is None:
-        return _anomaly(p, out, e, f"cancellation of unknown order {e.client_id}")
+    if order is None or not _finite(e.filled_qty):
+        return _anomaly(p, out, e, f"cancellation of unknown order {e.client_id} (filled {e.filled_qty})")
     if not order.state.live:
         return p
     expected = order.state is OrderState.CANCELING
@@ -761,7 +768,7 @@ def _on_canceled(p: Position, e: OrderCanceled, out: list[Action]) -> Position:
     if order.role is Role.ENTRY:
         if e.filled_qty is not None:
             p = replace(p, entry_final_qty=e.filled_qty)
-        return p if p.error else replace(p, error=f"entry {what} without a fill")
+        return p if p.error or p.entry_qty > 0 else replace(p, error=f"entry {what} without a fill")
     if expected or p.is_terminal or p.close_reason is not None:
         return p
     if order.role is Role.STOP:
@@ -772,6 +779,8 @@ def _on_canceled(p: Position, e: OrderCanceled, out: list[Action]) -> Position:
 
 
 def _on_mark(p: Position, e: MarkPrice, out: list[Action]) -> Position:
+    if not (_finite(e.price) and e.price > 0):
+        return _anomaly(p, out, e, f"unusable mark price {e.price}")
     if p.is_terminal or p.stop_price is None or p.open_qty <= 0 or p.close_reason is not None:
         return p
     if not stop_crossed(p.stop_price, e.price, p.direction):
@@ -793,7 +802,7 @@ def _on_funding(p: Position, e: FundingPaid, out: list[Action]) -> Position:
     seen = f"f:{e.ref}"
     if seen in p.seen:
         return p
-    if p.entry_qty <= 0 or not e.amount.is_finite():
+    if p.entry_qty <= 0 or not _finite(e.amount):
         return _anomaly(p, out, e, f"funding {e.amount} without a position")
     return replace(p, funding=p.funding + e.amount, seen=p.seen | {seen})
 
@@ -801,7 +810,7 @@ def _on_funding(p: Position, e: FundingPaid, out: list[Action]) -> Position:
 def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Position:
     if p.is_terminal or p.vanished:
         return p
-    if p.entry_qty <= 0:
+    if p.entry_qty <= 0 or not _finite(e.price):
         return _anomaly(p, out, e, "no position to vanish: the entry has not filled")
     p = replace(p, vanished=True)
     remaining = p.open_qty
@@ -826,6 +835,8 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
 def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:
     if p.last_reversal_bar_ms is not None and e.bar_open_time_ms <= p.last_reversal_bar_ms:
         return p
+    if not (_finite(e.mark_price) and e.mark_price > 0):
+        return _anomaly(p, out, e, f"unusable mark price {e.mark_price}")
     p = replace(p, last_reversal_bar_ms=e.bar_open_time_ms)
     if p.is_terminal or p.open_qty <= 0 or p.close_reason is not None or p.stop_price is None:
         return p
