@@ -93,6 +93,21 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at emit time (test runners and daemons swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        return
+
+
 class StructLogger:
     """A thin wrapper that turns keyword arguments into structured fields."""
 
@@ -138,7 +153,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", secrets: Iterab
     """Install one redacting handler on the root logger; quiet the chatty libraries."""
     for secret in secrets:
         register_secret(secret)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

@@ -265,9 +265,10 @@ class OrderRow(Base):
     exchange_order_id: Mapped[int | None] = mapped_column(BigInteger)
     algo_id: Mapped[int | None] = mapped_column(BigInteger)
     actual_order_id: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(
-        String(24), default="PENDING", server_default="PENDING"
-    )  # PENDING until the exchange answers
+    # PENDING until the exchange answers; then the exchange's status (NEW, FILLED, CANCELED, ...) or REJECTED.
+    status: Mapped[str] = mapped_column(String(24), default="PENDING", server_default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))  # sends tried
+    sent_at: Mapped[datetime | None]  # first send; any later attempt must look the order up before sending
     executed_qty: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default=sa_text("0"))
     avg_price: Mapped[Decimal | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -464,10 +465,12 @@ class RateLimitStateRow(Base):
     __tablename__ = "rate_limit_state"
 
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Mirrors ats.exchange.budget.BudgetState field for field.
     window_start_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default=sa_text("0"))
     used_weight: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))
-    order_count_10s: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))
-    order_count_1m: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))
+    orders_1m: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))
+    orders_10s_start_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default=sa_text("0"))
+    orders_10s: Mapped[int] = mapped_column(Integer, default=0, server_default=sa_text("0"))
     backoff_until_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default=sa_text("0"))
     banned_until_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default=sa_text("0"))
     updated_at: Mapped[datetime] = _now()

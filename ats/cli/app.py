@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import NoReturn
 
 import typer
@@ -47,6 +48,8 @@ def settings_or_exit(**overrides: object) -> Settings:
 
 
 def main() -> None:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); it is harmless here.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:
         app()
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 08:14:06.671558
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=64), nullable=False),
         sa.Column("window_start_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("used_weight", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("order_count_10s", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("order_count_1m", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("orders_1m", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("orders_10s_start_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("orders_10s", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("backoff_until_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("banned_until_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
@@ -373,6 +374,8 @@ def upgrade() -> None:
         sa.Column("algo_id", sa.BigInteger(), nullable=True),
         sa.Column("actual_order_id", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=24), server_default="PENDING", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("executed_qty", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
         sa.Column("avg_price", sa.Numeric(precision=36, scale=18), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,18 @@ from db import migrate
 from db.session import Database
 
 
-def test_embedded_database_when_no_url_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Outside pytest's private temp tree: the embedded server runs as an unprivileged user when we are root."""
+    path = Path(tempfile.mkdtemp(prefix="ats-embedded-"))
+    path.chmod(0o755)
+    yield path / "data"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_embedded_database_when_no_url_is_configured(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ATS_DATABASE_URL", raising=False)
-    monkeypatch.setenv("ATS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ATS_DATA_DIR", str(data_dir))
     settings = load_settings()
     assert settings.database_url is None
     database = Database.open(settings)
@@ -24,7 +36,7 @@ def test_embedded_database_when_no_url_is_configured(tmp_path: Path, monkeypatch
         with database.session() as session:
             assert session.execute(text("SELECT 1")).scalar() == 1
         assert migrate.current_revision(database.engine) == migrate.head_revision(database.engine)
-        assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
+        assert (data_dir / "pgdata" / "PG_VERSION").exists()
     finally:
         database.dispose()
     result = CliRunner().invoke(app, ["db", "upgrade"])
