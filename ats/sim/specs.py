@@ -116,6 +116,7 @@ class SymbolSpec:
     quote_volume: float  # typical traded value per bar, USDT
     tier: str = "alt"
     price_precision_override: int | None = None  # Binance's pricePrecision is not always the tick's decimals
+    quantity_precision_override: int | None = None  # nor quantityPrecision the step's (BTCUSDT: 2 vs tick 0.1)
     listed_bars: int | None = None  # a new listing: only this many bars of history exist
     mover: float = 0.0  # a strong mover: extra drift per bar (fraction) over the recent bars
     contract_type: str = "PERPETUAL"
@@ -138,6 +139,8 @@ class SymbolSpec:
 
     @property
     def quantity_precision(self) -> int:
+        if self.quantity_precision_override is not None:
+            return self.quantity_precision_override
         return decimals_of(self.step_size)
 
     @property
@@ -246,7 +249,7 @@ CATALOGUE: tuple[SymbolSpec, ...] = (
     _spec("FILUSDT", 3.0, "0.001", "0.1", "1000000", "200000", 0.010, 1.2, 8e6),
     _spec("ATOMUSDT", 5.0, "0.001", "0.01", "1000000", "100000", 0.009, 1.2, 8e6),
     _spec("UNIUSDT", 9.0, "0.0010", "1", "1000000", "50000", 0.010, 1.3, 10e6),
-    _spec("AAVEUSDT", 250.0, "0.010", "0.1", "100000", "2000", 0.011, 1.3, 18e6),
+    _spec("AAVEUSDT", 250.0, "0.010", "0.1", "100000", "2000", 0.011, 1.3, 18e6, quantity_precision_override=2),
     _spec("ETCUSDT", 18.0, "0.001", "0.01", "1000000", "20000", 0.009, 1.1, 8e6),
     _spec("XLMUSDT", 0.35, "0.00001", "1", "10000000", "2000000", 0.008, 1.1, 7e6),
     _spec("HBARUSDT", 0.22, "0.00001", "1", "10000000", "5000000", 0.011, 1.3, 9e6),
