@@ -135,6 +135,7 @@ NO_CHANGE_CODES = frozenset({-4046, -4059})
 _BY_CODE: dict[int, type[ExchangeError]] = {
     -1003: RateLimited,
     -1008: Throttled,
+    -1015: RateLimited,  # too many new orders
     -1021: InvalidTimestamp,
     -1022: AuthError,
     -1102: BadRequest,
@@ -145,17 +146,35 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
     -2013: OrderNotFound,
     -2014: AuthError,
     -2015: AuthError,
+    -2018: InsufficientMargin,  # balance
     -2019: InsufficientMargin,
     -2021: WouldImmediatelyTrigger,
     -2022: ReduceOnlyRejected,
-    -4014: FilterRejected,
+    -4001: FilterRejected,  # price < 0
+    -4002: FilterRejected,  # price > max price
+    -4003: FilterRejected,  # quantity < 0
+    -4004: FilterRejected,  # quantity < min quantity
+    -4005: FilterRejected,  # quantity > max quantity
+    -4006: FilterRejected,  # stop price < 0
+    -4007: FilterRejected,  # stop price > max price
+    -4013: FilterRejected,  # price < min price
+    -4014: FilterRejected,  # price not on the tick grid
     -4015: BadRequest,
-    -4023: FilterRejected,
+    -4016: FilterRejected,  # price above the PERCENT_PRICE cap
+    -4023: FilterRejected,  # quantity not on the step grid
+    -4024: FilterRejected,  # price below the PERCENT_PRICE floor
+    -4029: FilterRejected,  # tick size precision
+    -4030: FilterRejected,  # step size precision
     -4047: MarginTypeLocked,
     -4048: MarginTypeLocked,
+    -4050: InsufficientMargin,  # cross balance
+    -4051: InsufficientMargin,  # isolated balance
     -4061: PositionModeError,
+    -4067: PositionModeError,  # position mode cannot change with open orders
+    -4068: PositionModeError,  # position mode cannot change with a position
     -4109: AccountInactive,
     -4116: DuplicateClientId,
+    -4118: ReduceOnlyRejected,  # reduce-only margin check
     -4120: UseAlgoEndpoint,
     -4130: ClosePositionStopExists,
     -4131: FilterRejected,
@@ -177,7 +196,7 @@ def banned_until_ms(msg: str) -> int | None:
 
 def _outcome_unknown(http_status: int, code: int | None, msg: str) -> bool:
     """Whether the exchange may have executed a write it answered this way."""
-    if code == -1007 or http_status == 408:  # timeout waiting for the backend: sent, status unknown
+    if code in (-1006, -1007) or http_status == 408:  # backend timeout or unexpected answer: status unknown
         return True
     if http_status < 500:
         return False
