@@ -353,7 +353,7 @@ class ReplaySource:
         total = self.bars.shape[2]
         split = max(1, min(n_bars, total - 1))
         self.live_start = split
-        self.cursor = split - 1
+        self.cursor = split  # the market's first forming bar is the first replayed one
         bars = self.bars[:, :, :split].copy()
         for index, first in self._first_bar.items():
             bars[:, index, : min(first, split)] = np.nan
@@ -388,10 +388,10 @@ class ReplaySource:
         t = min(max(frac_to, 0.0), 1.0)
         if t <= 0.25:
             price = o + (first - o) * (t / 0.25)
-        elif t <= 0.75:
-            price = first + (second - first) * ((t - 0.25) / 0.5)
-        else:
-            price = second + (c - second) * ((t - 0.75) / 0.25)
+        elif t <= 0.7:
+            price = first + (second - first) * ((t - 0.25) / 0.45)
+        else:  # reach the close before the bar ends, so one-second ticks reproduce O, H, L and C exactly
+            price = second + (c - second) * min(1.0, (t - 0.7) / 0.25)
         price = np.where(np.isnan(self.override), price, self.override)
         dt = max(frac_to - frac_from, 0.0)
         volume = row[VOLUME]

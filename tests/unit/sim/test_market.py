@@ -1,0 +1,156 @@
+"""The simulated market: determinism, bar consistency, history, paging, aggregation, replay."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ats.domain import Bars
+from ats.sim.market import CLOSE, HIGH, LOW, OPEN, TAKER_BUY, VOLUME, Market, ReplaySource, SyntheticSource
+from ats.sim.specs import CATALOGUE
+
+START_MS = 1_767_225_600_000 + 1_234_567  # not aligned to a bar: a forming bar exists at start
+
+
+def market(seed: int = 7, interval: str = "1h", start_ms: int = START_MS, history: int = 600) -> Market:
+    return Market(SyntheticSource(seed=seed), interval=interval, start_ms=start_ms, history_bars=history)
+
+
+def test_catalogue_has_realistic_contracts() -> None:
+    perpetuals = [s for s in CATALOGUE if s.contract_type == "PERPETUAL"]
+    assert len(perpetuals) >= 30
+    btc = next(s for s in CATALOGUE if s.symbol == "BTCUSDT")
+    assert (btc.tick, btc.step, btc.price_precision, btc.quantity_precision) == ("0.10", "0.001", 2, 3)
+    assert any(s.tick_size <= Decimal("0.00001") for s in CATALOGUE)
+    assert sum(1 for s in CATALOGUE if s.listed_bars) >= 2
+    assert sum(1 for s in CATALOGUE if s.mover) >= 2
+
+
+def test_same_seed_same_market_and_different_seed_different_market() -> None:
+    a, b, c = market(seed=11), market(seed=11), market(seed=12)
+    a.advance(120)
+    b.advance(120)
+    c.advance(120)
+    assert np.array_equal(a.bars, b.bars, equal_nan=True)
+    assert np.array_equal(a.last, b.last)
+    assert not np.array_equal(a.last, c.last)
+
+
+def test_bars_are_consistent_and_free_of_nan_once_listed() -> None:
+    m = market()
+    m.advance(2 * 3600)
+    for i, spec in enumerate(m.specs):
+        bars = m.bars[:, i, :]
+        listed = np.isfinite(bars[CLOSE])
+        data = bars[:, listed]
+        assert data.shape[1] > 0, spec.symbol
+        assert np.all(np.isfinite(data))
+        assert np.all(data[LOW] <= np.minimum(data[OPEN], data[CLOSE]) + 1e-9)
+        assert np.all(data[HIGH] >= np.maximum(data[OPEN], data[CLOSE]) - 1e-9)
+        assert np.all(data[TAKER_BUY] <= data[VOLUME] + 1e-9)
+        assert np.all(data[VOLUME] > 0)
+        if spec.listed_bars is None:
+            assert listed.all(), spec.symbol
+
+
+def test_klines_serve_history_with_the_forming_bar_last_and_page_by_time() -> None:
+    m = market()
+    rows = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=500)
+    assert len(rows) == 500
+    step = 3_600_000
+    assert all(b[0] - a[0] == step for a, b in itertools.pairwise(rows))
+    assert rows[-1][0] == m.bar_open_ms
+    assert rows[-1][6] == m.bar_open_ms + step - 1
+    closed = rows[:-1]
+    assert closed[-1][0] + step == m.bar_open_ms
+    page = m.kline_rows("BTCUSDT", "1h", start_ms=rows[10][0], end_ms=None, limit=5)
+    assert [r[0] for r in page] == [r[0] for r in rows[10:15]]
+    tail = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=rows[20][0], limit=3)
+    assert [r[0] for r in tail] == [r[0] for r in rows[18:21]]
+    bars = Bars.from_rows("BTCUSDT", "1h", rows)
+    assert np.all(bars.low <= bars.high)
+
+
+def test_bars_close_as_time_passes_and_aggregate_to_longer_intervals() -> None:
+    m = market()
+    before = len(m.open_times)
+    closed: list[int] = []
+    m.advance(2 * 3600, lambda info: closed.append(info.closed_bar_open_ms) if info.closed_bar_open_ms else None)
+    assert len(closed) == 2
+    assert len(m.open_times) == before + 2
+    four_hour = m.kline_rows("ETHUSDT", "4h", start_ms=None, end_ms=None, limit=10)
+    assert all(r[0] % (4 * 3_600_000) == 0 for r in four_hour)
+    with pytest.raises(ValueError, match="finer"):
+        m.kline_rows("ETHUSDT", "15m", start_ms=None, end_ms=None, limit=10)
+
+
+def test_compressed_market_moves_like_hourly_bars_on_one_minute_bars() -> None:
+    hourly, minute = market(interval="1h"), market(interval="1m")
+    hourly_returns = np.diff(np.log(hourly.bars[CLOSE, 0, -400:]))
+    minute_returns = np.diff(np.log(minute.bars[CLOSE, 0, -400:]))
+    ratio = np.std(minute_returns) / np.std(hourly_returns)
+    assert 0.6 < ratio < 1.6
+
+
+def test_new_listings_have_short_history_and_movers_move() -> None:
+    m = market()
+    kaito = m.kline_rows("KAITOUSDT", "1h", start_ms=None, end_ms=None, limit=1500)
+    assert 100 <= len(kaito) <= 125
+    assert m.listed_ms[m.index["KAITOUSDT"]] > m.open_times[0]
+    changes = {s: float(m.ticker_24h(s)["priceChangePercent"]) for s in ("WIFUSDT", "ENAUSDT")}
+    assert changes["WIFUSDT"] > 10
+    assert changes["ENAUSDT"] < -5
+
+
+def test_open_interest_funding_and_book_are_served() -> None:
+    m = market()
+    oi = m.open_interest_hist("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=30)
+    assert len(oi) == 30
+    assert all(r["timestamp"] % 3_600_000 == 0 for r in oi)
+    assert all(float(r["sumOpenInterest"]) > 0 for r in oi)
+    funding = m.funding_rate_history("BTCUSDT", start_ms=None, end_ms=None, limit=10)
+    assert len(funding) == 10
+    assert all(r["fundingTime"] % (8 * 3_600_000) == 0 for r in funding)
+    assert all(not math.isnan(float(r["fundingRate"])) for r in funding)
+    bids, asks = m.book("BTCUSDT", 20)
+    assert bids[0].price < asks[0].price
+    assert all(a.price < b.price for a, b in itertools.pairwise(asks))
+    quote = m.quote("BTCUSDT")
+    assert quote.last % Decimal("0.1") == 0
+    premium = m.premium_index("BTCUSDT")
+    assert premium["nextFundingTime"] % (8 * 3_600_000) == 0
+
+
+def test_set_price_moves_last_and_mark_and_the_forming_bar() -> None:
+    m = market()
+    m.set_price("BTCUSDT", Decimal("123456.7"), Decimal("123400"))
+    quote = m.quote("BTCUSDT")
+    assert quote.last == Decimal("123456.7")
+    assert abs(quote.mark - Decimal("123400")) < Decimal("0.01")
+    assert m.forming[HIGH, m.index["BTCUSDT"]] == pytest.approx(123456.7)
+
+
+def test_replay_source_walks_stored_klines(tmp_path: Path) -> None:
+    step = 3_600_000
+    rows = []
+    price = 100.0
+    for k in range(700):
+        o, c = price, price * (1.01 if k % 3 else 0.99)
+        rows.append([k * step, f"{o:.2f}", f"{max(o, c) * 1.002:.2f}", f"{min(o, c) * 0.998:.2f}", f"{c:.2f}",
+                     "10.000", k * step + step - 1, "1000.0", 50, "6.000", "600.0", "0"])  # fmt: skip
+        price = c
+    path = tmp_path / "TESTUSDT-1h.csv"
+    path.write_text("\n".join(",".join(str(v) for v in row) for row in rows))
+    source = ReplaySource.from_directory(tmp_path, "1h")
+    m = Market(source, interval="1h", start_ms=1_767_225_600_000, history_bars=600)
+    served = m.kline_rows("TESTUSDT", "1h", start_ms=None, end_ms=None, limit=1000)
+    assert len(served) == 601  # 600 history bars + the forming one
+    assert served[-2][4] == rows[599][4]
+    m.advance(3 * 3600)
+    after = m.kline_rows("TESTUSDT", "1h", start_ms=None, end_ms=None, limit=4)
+    assert after[0][1:5] == rows[600][1:5]
