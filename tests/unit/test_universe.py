@@ -1,0 +1,296 @@
+"""Elite and Overlay pools: ranking, every exclusion rule with its reason, windows in hours, fallback."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from ats.domain import Bars, SymbolRules
+from ats.exchange.base import Ticker24h
+from ats.universe import (
+    HOUR_MS,
+    PoolResult,
+    UniverseConfig,
+    bars_for,
+    build_elite,
+    build_overlay,
+    combine,
+    elite_candidates,
+    fall_back,
+    measure,
+    overlay_candidates,
+)
+from tests.unit.factors.synthetic import START_MS, make_bars
+
+N_BARS = 100  # 1h bars: covers every 72h window
+NOW = START_MS + N_BARS * HOUR_MS  # the moment the last bar closes
+CFG = UniverseConfig(elite_size=3, overlay_size=3)
+
+
+def rules(
+    symbol: str,
+    *,
+    status: str = "TRADING",
+    contract: str = "PERPETUAL",
+    quote: str = "USDT",
+    tick: str = "0.0001",
+    onboard_ms: int = START_MS - 400 * HOUR_MS,
+) -> SymbolRules:
+    zero = Decimal(0)
+    return SymbolRules(
+        symbol, symbol.removesuffix(quote), quote, status, contract, Decimal(tick), zero, Decimal(10**6),
+        Decimal("0.001"), zero, Decimal(10**6), Decimal("0.001"), zero, Decimal(10**6), Decimal(5),
+        onboard_date_ms=onboard_ms,
+    )  # fmt: skip
+
+
+def ticker(symbol: str, quote_volume: float = 50e6, trades: int = 100_000, change_pct: float = 1.0) -> Ticker24h:
+    return Ticker24h(
+        symbol, Decimal(100), Decimal(str(change_pct)), Decimal(101), Decimal(99), Decimal(1),
+        Decimal(str(quote_volume)), trades, NOW - 24 * HOUR_MS, NOW,
+    )  # fmt: skip
+
+
+def calm(symbol: str, seed: int, **kwargs: float) -> Bars:
+    return make_bars(symbol, N_BARS, seed=seed, volatility=0.004, **kwargs)
+
+
+def edit(b: Bars, **arrays: np.ndarray) -> Bars:
+    fields = {name: getattr(b, name) for name in ("open", "high", "low", "close", "volume", "quote_volume")}
+    fields |= {n: getattr(b, n) for n in ("trades", "taker_buy_volume", "taker_buy_quote_volume")}
+    fields |= arrays
+    return Bars(b.symbol, b.interval, b.open_time, **fields)
+
+
+def spiked(b: Bars) -> Bars:
+    close = b.close.copy()
+    close[60:] *= 1.08  # one 8 % bar among 0.4 % ones: far beyond 12x the median move
+    return edit(b, close=close, high=np.maximum(b.high, close), open=np.minimum(b.open, close))
+
+
+def jumped(b: Bars) -> Bars:
+    """A volatile symbol (5 % bars) that rose about 30 % in one hour: not anomalous for it, but extreme."""
+    wild = make_bars(b.symbol, N_BARS, seed=99, volatility=0.05)
+    factor = np.where(np.arange(N_BARS) >= 95, 1.3, 1.0)
+    return edit(
+        wild, open=wild.open * factor, high=wild.high * factor, low=wild.low * factor, close=wild.close * factor
+    )
+
+
+def collapsed(b: Bars) -> Bars:
+    quote = b.quote_volume.copy()
+    quote[-6:] *= 0.05
+    return edit(b, quote_volume=quote, taker_buy_quote_volume=quote / 2)
+
+
+def pinned(b: Bars) -> Bars:
+    close = b.close.copy()
+    close[-4:] = close[:-4].max() * 1.001
+    return edit(b, close=close, high=np.maximum(b.high, close), low=np.minimum(b.low, close))
+
+
+def dead(b: Bars) -> Bars:
+    quote = np.where(np.arange(N_BARS) % 5 < 3, 0.0, b.quote_volume)  # 60 % of hours without a trade
+    return edit(b, quote_volume=quote, taker_buy_quote_volume=quote / 2)
+
+
+def market() -> tuple[dict[str, SymbolRules], list[Ticker24h], dict[str, Bars]]:
+    specs = {
+        # symbol: (ticker kwargs, rule kwargs, bars transform)
+        "AUSDT": ({"quote_volume": 900e6, "trades": 900_000}, {}, None),
+        "BUSDT": ({"quote_volume": 500e6, "trades": 800_000}, {}, None),
+        "CUSDT": ({"quote_volume": 400e6, "trades": 100_000}, {}, None),
+        "DUSDT": ({"quote_volume": 300e6, "trades": 50_000}, {}, None),  # ranks 4th: beyond elite_size
+        "HALTUSDT": ({}, {"status": "SETTLING"}, None),
+        "QTRUSDT": ({}, {"contract": "CURRENT_QUARTER"}, None),
+        "BTCUSDC": ({}, {"quote": "USDC"}, None),
+        "THINUSDT": ({"quote_volume": 1e6}, {}, None),
+        "FEWUSDT": ({"trades": 500}, {}, None),
+        "NEWUSDT": ({}, {"onboard_ms": NOW - 10 * HOUR_MS}, None),
+        "SPIKEUSDT": ({}, {}, spiked),
+        "DEADUSDT": ({}, {}, dead),
+        "COARSEUSDT": ({}, {"tick": "0.5"}, None),
+        "JUMPUSDT": ({}, {}, jumped),
+        "FADEUSDT": ({}, {}, collapsed),
+        "PINUSDT": ({}, {}, pinned),
+        "NOBARSUSDT": ({}, {}, None),
+    }
+    all_rules, tickers, bars = {}, [], {}
+    for i, (symbol, (t_kwargs, r_kwargs, transform)) in enumerate(specs.items()):
+        all_rules[symbol] = rules(symbol, **r_kwargs)
+        tickers.append(ticker(symbol, **t_kwargs))
+        if symbol != "NOBARSUSDT":
+            b = calm(symbol, seed=i)
+            bars[symbol] = transform(b) if transform else b
+    return all_rules, tickers, bars
+
+
+def test_elite_ranks_and_explains_every_exclusion() -> None:
+    all_rules, tickers, bars = market()
+    pool = build_elite(all_rules, tickers, bars, now_ms=NOW, config=CFG)
+    assert pool.symbols == ("AUSDT", "BUSDT", "CUSDT")
+    assert not pool.fell_back
+    assert pool.scores["AUSDT"] > pool.scores["BUSDT"] > pool.scores["CUSDT"]
+    why = pool.excluded
+    assert "ranked 4" in why["DUSDT"]
+    assert "SETTLING" in why["HALTUSDT"]
+    assert "CURRENT_QUARTER" in why["QTRUSDT"]
+    assert "USDC" in why["BTCUSDC"]
+    assert why["THINUSDT"] == "24h quote volume 1.0M < 20.0M USDT"
+    assert "500 trades" in why["FEWUSDT"]
+    assert "listed 10h ago" in why["NEWUSDT"]
+    assert why["SPIKEUSDT"].startswith("anomaly")
+    assert why["DEADUSDT"] == "quality 42 < 50 (42% of bars traded, 100% of bars present)"
+    assert why["COARSEUSDT"].startswith("quality 0 < 50")
+    assert why["COARSEUSDT"].endswith("tick size costs 100%)")  # a 0.5 tick on a price of 100
+    assert why["JUMPUSDT"].startswith("extreme 1h move")
+    assert why["FADEUSDT"].startswith("volume collapse")
+    assert why["PINUSDT"] == "price pinned at its 72h high for 3h"
+    assert why["NOBARSUSDT"] == "no recent closed bars to check"
+    assert set(why) | set(pool.symbols) == {t.symbol for t in tickers}
+    markdown = pool.to_markdown()
+    assert "| 1 | AUSDT |" in markdown
+    assert "PINUSDT" in markdown
+
+
+def test_elite_candidates_are_the_ticker_screen() -> None:
+    all_rules, tickers, _ = market()
+    candidates = elite_candidates(all_rules, tickers, now_ms=NOW, config=CFG)
+    assert candidates[:4] == ["AUSDT", "BUSDT", "CUSDT", "DUSDT"]
+    assert not {"HALTUSDT", "THINUSDT", "FEWUSDT", "NEWUSDT", "BTCUSDC"} & set(candidates)
+
+
+def test_windows_are_hours_converted_to_bars() -> None:
+    assert bars_for(72, "1h") == 72
+    assert bars_for(72, "1m") == 4320
+    assert bars_for(1, "4h") == 1
+    minute = make_bars("MUSDT", 300, seed=3, interval="1m", volatility=0.0005)
+    stats = measure(minute, int(minute.open_time[-1]) + 60_000, CFG)
+    assert stats is not None
+    assert stats.move_1h == pytest.approx(minute.close[-1] / minute.close[-61] - 1)
+    assert any("anomaly window 72h (300 of 4320 bars)" in s for s in stats.shortened)
+    rules_m = {"MUSDT": rules("MUSDT")}
+    pool = build_elite(
+        rules_m, [ticker("MUSDT")], {"MUSDT": minute}, now_ms=int(minute.open_time[-1]) + 60_000, config=CFG
+    )
+    assert pool.symbols == ("MUSDT",)
+    assert "used what exists" in pool.notes[0]
+
+
+def test_forming_bar_is_not_measured() -> None:
+    b = calm("XUSDT", seed=1)
+    assert measure(b, NOW - 1, CFG) == measure(b.slice(0, N_BARS - 1), NOW - 1, CFG)
+    assert measure(b.slice(0, 1), NOW, CFG) is None
+
+
+def test_elite_falls_back_and_says_so() -> None:
+    all_rules, tickers, bars = market()
+    good = build_elite(all_rules, tickers, bars, now_ms=NOW, config=CFG)
+    later = NOW + 24 * HOUR_MS
+    failed = build_elite(all_rules, [], bars, now_ms=later, config=CFG, previous=good)
+    assert failed.fell_back
+    assert failed.symbols == good.symbols
+    assert "no exchange info or 24h tickers" in failed.reason
+    assert "24.0 h ago" in failed.reason
+    nothing = build_elite(all_rules, tickers, {}, now_ms=later, config=CFG, previous=good)
+    assert nothing.fell_back
+    assert nothing.symbols == good.symbols
+    assert "no symbol passed" in nothing.reason
+    first = build_elite(all_rules, tickers, {}, now_ms=NOW, config=CFG)
+    assert first.symbols == ()
+    assert not first.fell_back
+    assert "no previous elite pool" in first.reason
+    assert fall_back("elite", failed, "fetch failed", later).symbols == good.symbols
+
+
+def overlay_market() -> tuple[dict[str, SymbolRules], list[Ticker24h], dict[str, Bars]]:
+    all_rules: dict[str, SymbolRules] = {}
+    tickers: list[Ticker24h] = []
+    bars: dict[str, Bars] = {}
+
+    def add(symbol: str, b: Bars | None, *, onboard_ms: int = START_MS - 400 * HOUR_MS, **t: float) -> None:
+        all_rules[symbol] = rules(symbol, onboard_ms=onboard_ms)
+        tickers.append(ticker(symbol, **t))  # type: ignore[arg-type]
+        if b is not None:
+            bars[symbol] = b
+
+    base = calm("XUSDT", seed=5)
+    up = base.close.copy()
+    up[-1] = up[-2] * 1.05
+    add("RUNUSDT", edit(base, close=up, high=np.maximum(base.high, up)))  # +5 % in the last hour
+    loud = base.quote_volume.copy()
+    loud[-1] *= 10
+    add("LOUDUSDT", edit(base, quote_volume=loud, taker_buy_quote_volume=loud / 2))  # volume x10
+    last = np.arange(N_BARS) == N_BARS - 1
+    bought = np.where(last, base.quote_volume * 0.9, base.taker_buy_quote_volume)
+    add("BUYUSDT", edit(base, taker_buy_quote_volume=bought))  # 90 % taker buys in the last hour
+    far = base.close.copy()
+    far[-1] = far[-2] * 1.2
+    add("CHASEUSDT", edit(base, close=far, high=np.maximum(base.high, far)))  # +20 % in 1h: too late
+    add("DAYUSDT", calm("DAYUSDT", seed=6), change_pct=45.0)  # new, but +45 % in 24h: too late
+    add("QUIETUSDT", calm("QUIETUSDT", seed=7))
+    add("FRESHUSDT", None, onboard_ms=NOW - 5 * HOUR_MS)
+    add("FRESHERUSDT", None, onboard_ms=NOW - 2 * HOUR_MS)
+    add("SMALLUSDT", calm("SMALLUSDT", seed=8), quote_volume=1e6)
+    all_rules["DAYUSDT"] = rules("DAYUSDT", onboard_ms=NOW - 20 * HOUR_MS)
+    return all_rules, tickers, bars
+
+
+def test_overlay_new_listings_then_movers_with_anti_chase() -> None:
+    all_rules, tickers, bars = overlay_market()
+    pool = build_overlay(all_rules, tickers, bars, now_ms=NOW, config=UniverseConfig(overlay_size=10))
+    assert pool.symbols[:2] == ("FRESHERUSDT", "FRESHUSDT")  # newest listing first, no bars needed
+    # strongest reading first: flow 0.8 / 0.2 = 4, volume 10 / (33 / 24) / 3 = 2.4, move 5 % / 3 % = 1.7
+    assert pool.symbols[2:] == ("BUYUSDT", "LOUDUSDT", "RUNUSDT")
+    why = pool.excluded
+    assert why["CHASEUSDT"].startswith("already moved +20.0% in 1h")
+    assert why["DAYUSDT"].startswith("already moved +45.0% in 24h")
+    assert why["QUIETUSDT"].startswith("not new and not moving")
+    assert why["SMALLUSDT"].startswith("24h quote volume")
+    assert "2 new listings and 3 movers" in pool.reason
+    assert overlay_candidates(all_rules, tickers, now_ms=NOW, config=CFG)[-1] != "SMALLUSDT"
+
+
+def test_overlay_size_and_empty_hour() -> None:
+    all_rules, tickers, bars = overlay_market()
+    capped = build_overlay(all_rules, tickers, bars, now_ms=NOW, config=UniverseConfig(overlay_size=3))
+    assert len(capped.symbols) == 3
+    assert sum("ranked" in r for r in capped.excluded.values()) == 2
+    quiet = build_overlay(
+        {"QUIETUSDT": rules("QUIETUSDT")}, [ticker("QUIETUSDT")], {"QUIETUSDT": calm("QUIETUSDT", 7)}, now_ms=NOW
+    )
+    assert quiet.symbols == ()
+    assert not quiet.fell_back
+    assert quiet.reason == "no new listings or movers this hour"
+    previous = build_overlay(all_rules, tickers, bars, now_ms=NOW)
+    failed = build_overlay(all_rules, [], bars, now_ms=NOW + HOUR_MS, previous=previous)
+    assert failed.fell_back
+    assert failed.symbols == previous.symbols
+
+
+def test_universe_is_overlay_first_without_duplicates() -> None:
+    elite = PoolResult("elite", ("AUSDT", "BUSDT", "CUSDT"), NOW, "ok")
+    overlay = PoolResult("overlay", ("NEWUSDT", "BUSDT"), NOW, "ok")
+    universe = combine(elite, overlay)
+    assert universe.symbols == ("NEWUSDT", "BUSDT", "AUSDT", "CUSDT")
+
+
+def test_pool_result_round_trip_and_refresh() -> None:
+    all_rules, tickers, bars = market()
+    pool = build_elite(all_rules, tickers, bars, now_ms=NOW, config=CFG)
+    assert PoolResult.from_dict(pool.to_dict()) == pool
+    assert not pool.is_due(NOW + 23 * HOUR_MS, CFG)
+    assert pool.is_due(NOW + 24 * HOUR_MS, CFG)
+    overlay = PoolResult("overlay", (), NOW, "quiet")
+    assert overlay.is_due(NOW + HOUR_MS, CFG)
+    with pytest.raises(ValueError, match="kind"):
+        PoolResult.from_dict({**pool.to_dict(), "kind": "other"})
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        UniverseConfig(pin_hours=0)
+    with pytest.raises(ValueError, match="tick"):
+        UniverseConfig(fine_tick_fraction=0.01)
