@@ -389,3 +389,11 @@ def client_id(key: str, leg: str) -> str:
 
 def is_own_client_id(cid: str) -> bool:
     return cid.startswith(CLIENT_ID_PREFIX + "_")
+
+
+def parse_client_id(cid: str) -> tuple[str, str] | None:
+    """(intent key, leg) of one of our client ids; None for anyone else's (liquidations, manual orders)."""
+    parts = cid.split("_")
+    if len(parts) != 3 or parts[0] != CLIENT_ID_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]

@@ -249,7 +249,7 @@ class OrderRow(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     account: Mapped[str] = mapped_column(String(32))
-    intent_key: Mapped[str | None] = mapped_column(ForeignKey("order_intents.intent_key", ondelete="SET NULL"))
+    position_key: Mapped[str | None] = mapped_column(String(32), index=True)  # the lifecycle key (= intent key)
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id", ondelete="SET NULL"))
     client_id: Mapped[str] = mapped_column(String(36))
     leg: Mapped[str] = mapped_column(String(8))  # E, S1, S2, T1, T2, X1, ...
@@ -304,7 +304,7 @@ class FillRow(Base):
     account: Mapped[str] = mapped_column(String(32))
     symbol: Mapped[str] = mapped_column(String(32))
     trade_id: Mapped[int] = mapped_column(BigInteger)
-    exchange_order_id: Mapped[int] = mapped_column(BigInteger)
+    exchange_order_id: Mapped[int | None] = mapped_column(BigInteger)  # unknown for some stream-only fills
     client_id: Mapped[str | None] = mapped_column(String(64))
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id", ondelete="SET NULL"))
     side: Mapped[str] = mapped_column(String(4))
@@ -343,7 +343,9 @@ class PositionRow(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     account: Mapped[str] = mapped_column(String(32))
-    intent_key: Mapped[str | None] = mapped_column(ForeignKey("order_intents.intent_key", ondelete="SET NULL"))
+    # The lifecycle key: the intent's key for our own entries (order_intents.intent_key), a fresh one for adopted
+    # positions. Client ids of every order of the position derive from it.
+    key: Mapped[str] = mapped_column(String(32), unique=True)
     symbol: Mapped[str] = mapped_column(String(32))
     direction: Mapped[str] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(24))

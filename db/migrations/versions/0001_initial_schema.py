@@ -108,6 +108,51 @@ def upgrade() -> None:
     )
     op.create_index("ix_pools_kind_built_at", "pools", ["kind", "built_at"], unique=False)
     op.create_table(
+        "positions",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=32), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("direction", sa.String(length=8), nullable=False),
+        sa.Column("state", sa.String(length=24), nullable=False),
+        sa.Column("leverage", sa.Integer(), nullable=False),
+        sa.Column("entry_qty", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("quantity", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("entry_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("stop_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("tp1_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("tp2_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("tp1_qty", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("tp2_qty", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("tp1_done", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("stop_client_id", sa.String(length=36), nullable=True),
+        sa.Column("tp1_client_id", sa.String(length=36), nullable=True),
+        sa.Column("tp2_client_id", sa.String(length=36), nullable=True),
+        sa.Column("realized_pnl", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
+        sa.Column("fees", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
+        sa.Column("funding", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
+        sa.Column("exit_reason", sa.String(length=32), nullable=True),
+        sa.Column(
+            "lifecycle", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.Column("opened_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("direction IN ('LONG', 'SHORT')", name=op.f("ck_positions_direction")),
+        sa.CheckConstraint("entry_qty >= 0", name=op.f("ck_positions_entry_qty_non_negative")),
+        sa.CheckConstraint("quantity >= 0", name=op.f("ck_positions_quantity_non_negative")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_positions")),
+        sa.UniqueConstraint("key", name=op.f("uq_positions_key")),
+    )
+    op.create_index(
+        "uq_positions_one_open_per_symbol",
+        "positions",
+        ["account", "symbol"],
+        unique=True,
+        postgresql_where=sa.text("closed_at IS NULL"),
+    )
+    op.create_table(
         "rate_limit_state",
         sa.Column("scope", sa.String(length=64), nullable=False),
         sa.Column("window_start_ms", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
@@ -189,6 +234,77 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_worker_heartbeats")),
     )
+    op.create_table(
+        "fills",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account", sa.String(length=32), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("trade_id", sa.BigInteger(), nullable=False),
+        sa.Column("exchange_order_id", sa.BigInteger(), nullable=True),
+        sa.Column("client_id", sa.String(length=64), nullable=True),
+        sa.Column("position_id", sa.BigInteger(), nullable=True),
+        sa.Column("side", sa.String(length=4), nullable=False),
+        sa.Column("price", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("qty", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("quote_qty", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("realized_pnl", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("commission", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("commission_asset", sa.String(length=16), nullable=False),
+        sa.Column("maker", sa.Boolean(), nullable=False),
+        sa.Column("liquidation", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("time_ms", sa.BigInteger(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("price > 0", name=op.f("ck_fills_price_positive")),
+        sa.CheckConstraint("qty > 0", name=op.f("ck_fills_qty_positive")),
+        sa.ForeignKeyConstraint(
+            ["position_id"], ["positions.id"], name=op.f("fk_fills_position_id_positions"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fills")),
+        sa.UniqueConstraint("account", "symbol", "trade_id", name="uq_fills_trade"),
+    )
+    op.create_index("ix_fills_position", "fills", ["position_id"], unique=False)
+    op.create_index("ix_fills_time", "fills", ["account", "time_ms"], unique=False)
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("account", sa.String(length=32), nullable=False),
+        sa.Column("position_key", sa.String(length=32), nullable=True),
+        sa.Column("position_id", sa.BigInteger(), nullable=True),
+        sa.Column("client_id", sa.String(length=36), nullable=False),
+        sa.Column("leg", sa.String(length=8), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("side", sa.String(length=4), nullable=False),
+        sa.Column("type", sa.String(length=24), nullable=False),
+        sa.Column("quantity", sa.Numeric(precision=36, scale=18), nullable=False),
+        sa.Column("price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("trigger_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("reduce_only", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("close_position", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("exchange_order_id", sa.BigInteger(), nullable=True),
+        sa.Column("algo_id", sa.BigInteger(), nullable=True),
+        sa.Column("actual_order_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sa.String(length=24), server_default="PENDING", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("executed_qty", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
+        sa.Column("avg_price", sa.Numeric(precision=36, scale=18), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("kind IN ('order', 'algo')", name=op.f("ck_orders_kind")),
+        sa.CheckConstraint("executed_qty >= 0", name=op.f("ck_orders_executed_qty_non_negative")),
+        sa.CheckConstraint("quantity >= 0", name=op.f("ck_orders_quantity_non_negative")),
+        sa.ForeignKeyConstraint(
+            ["position_id"], ["positions.id"], name=op.f("fk_orders_position_id_positions"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
+        sa.UniqueConstraint("account", "client_id", name="uq_orders_account_client_id"),
+    )
+    op.create_index("ix_orders_algo_id", "orders", ["algo_id"], unique=False)
+    op.create_index("ix_orders_exchange_order_id", "orders", ["exchange_order_id"], unique=False)
+    op.create_index(op.f("ix_orders_position_key"), "orders", ["position_key"], unique=False)
+    op.create_index("ix_orders_symbol_status", "orders", ["account", "symbol", "status"], unique=False)
     op.create_table(
         "pool_members",
         sa.Column("pool_id", sa.BigInteger(), nullable=False),
@@ -274,132 +390,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("intent_key", name=op.f("pk_order_intents")),
     )
     op.create_table(
-        "positions",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("account", sa.String(length=32), nullable=False),
-        sa.Column("intent_key", sa.String(length=32), nullable=True),
-        sa.Column("symbol", sa.String(length=32), nullable=False),
-        sa.Column("direction", sa.String(length=8), nullable=False),
-        sa.Column("state", sa.String(length=24), nullable=False),
-        sa.Column("leverage", sa.Integer(), nullable=False),
-        sa.Column("entry_qty", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("quantity", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("entry_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("stop_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("tp1_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("tp2_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("tp1_qty", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("tp2_qty", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("tp1_done", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("stop_client_id", sa.String(length=36), nullable=True),
-        sa.Column("tp1_client_id", sa.String(length=36), nullable=True),
-        sa.Column("tp2_client_id", sa.String(length=36), nullable=True),
-        sa.Column("realized_pnl", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
-        sa.Column("fees", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
-        sa.Column("funding", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
-        sa.Column("exit_reason", sa.String(length=32), nullable=True),
-        sa.Column(
-            "lifecycle", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
-        ),
-        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
-        sa.Column("opened_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("direction IN ('LONG', 'SHORT')", name=op.f("ck_positions_direction")),
-        sa.CheckConstraint("entry_qty >= 0", name=op.f("ck_positions_entry_qty_non_negative")),
-        sa.CheckConstraint("quantity >= 0", name=op.f("ck_positions_quantity_non_negative")),
-        sa.ForeignKeyConstraint(
-            ["intent_key"],
-            ["order_intents.intent_key"],
-            name=op.f("fk_positions_intent_key_order_intents"),
-            ondelete="SET NULL",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_positions")),
-    )
-    op.create_index(
-        "uq_positions_one_open_per_symbol",
-        "positions",
-        ["account", "symbol"],
-        unique=True,
-        postgresql_where=sa.text("closed_at IS NULL"),
-    )
-    op.create_table(
-        "fills",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("account", sa.String(length=32), nullable=False),
-        sa.Column("symbol", sa.String(length=32), nullable=False),
-        sa.Column("trade_id", sa.BigInteger(), nullable=False),
-        sa.Column("exchange_order_id", sa.BigInteger(), nullable=False),
-        sa.Column("client_id", sa.String(length=64), nullable=True),
-        sa.Column("position_id", sa.BigInteger(), nullable=True),
-        sa.Column("side", sa.String(length=4), nullable=False),
-        sa.Column("price", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("qty", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("quote_qty", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("realized_pnl", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("commission", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("commission_asset", sa.String(length=16), nullable=False),
-        sa.Column("maker", sa.Boolean(), nullable=False),
-        sa.Column("liquidation", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("time_ms", sa.BigInteger(), nullable=False),
-        sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("price > 0", name=op.f("ck_fills_price_positive")),
-        sa.CheckConstraint("qty > 0", name=op.f("ck_fills_qty_positive")),
-        sa.ForeignKeyConstraint(
-            ["position_id"], ["positions.id"], name=op.f("fk_fills_position_id_positions"), ondelete="SET NULL"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fills")),
-        sa.UniqueConstraint("account", "symbol", "trade_id", name="uq_fills_trade"),
-    )
-    op.create_index("ix_fills_position", "fills", ["position_id"], unique=False)
-    op.create_index("ix_fills_time", "fills", ["account", "time_ms"], unique=False)
-    op.create_table(
-        "orders",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("account", sa.String(length=32), nullable=False),
-        sa.Column("intent_key", sa.String(length=32), nullable=True),
-        sa.Column("position_id", sa.BigInteger(), nullable=True),
-        sa.Column("client_id", sa.String(length=36), nullable=False),
-        sa.Column("leg", sa.String(length=8), nullable=False),
-        sa.Column("kind", sa.String(length=8), nullable=False),
-        sa.Column("symbol", sa.String(length=32), nullable=False),
-        sa.Column("side", sa.String(length=4), nullable=False),
-        sa.Column("type", sa.String(length=24), nullable=False),
-        sa.Column("quantity", sa.Numeric(precision=36, scale=18), nullable=False),
-        sa.Column("price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("trigger_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("reduce_only", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("close_position", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("exchange_order_id", sa.BigInteger(), nullable=True),
-        sa.Column("algo_id", sa.BigInteger(), nullable=True),
-        sa.Column("actual_order_id", sa.BigInteger(), nullable=True),
-        sa.Column("status", sa.String(length=24), server_default="PENDING", nullable=False),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("executed_qty", sa.Numeric(precision=36, scale=18), server_default=sa.text("0"), nullable=False),
-        sa.Column("avg_price", sa.Numeric(precision=36, scale=18), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("kind IN ('order', 'algo')", name=op.f("ck_orders_kind")),
-        sa.CheckConstraint("executed_qty >= 0", name=op.f("ck_orders_executed_qty_non_negative")),
-        sa.CheckConstraint("quantity >= 0", name=op.f("ck_orders_quantity_non_negative")),
-        sa.ForeignKeyConstraint(
-            ["intent_key"],
-            ["order_intents.intent_key"],
-            name=op.f("fk_orders_intent_key_order_intents"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["position_id"], ["positions.id"], name=op.f("fk_orders_position_id_positions"), ondelete="SET NULL"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
-        sa.UniqueConstraint("account", "client_id", name="uq_orders_account_client_id"),
-    )
-    op.create_index("ix_orders_algo_id", "orders", ["algo_id"], unique=False)
-    op.create_index("ix_orders_exchange_order_id", "orders", ["exchange_order_id"], unique=False)
-    op.create_index("ix_orders_symbol_status", "orders", ["account", "symbol", "status"], unique=False)
-    op.create_table(
         "order_status_history",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("order_id", sa.BigInteger(), nullable=False),
@@ -437,26 +427,27 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_index(op.f("ix_order_status_history_order_id"), table_name="order_status_history")
     op.drop_table("order_status_history")
+    op.drop_table("order_intents")
+    op.drop_table("signals")
+    op.drop_table("scan_results")
+    op.drop_table("pool_members")
     op.drop_index("ix_orders_symbol_status", table_name="orders")
+    op.drop_index(op.f("ix_orders_position_key"), table_name="orders")
     op.drop_index("ix_orders_exchange_order_id", table_name="orders")
     op.drop_index("ix_orders_algo_id", table_name="orders")
     op.drop_table("orders")
     op.drop_index("ix_fills_time", table_name="fills")
     op.drop_index("ix_fills_position", table_name="fills")
     op.drop_table("fills")
-    op.drop_index(
-        "uq_positions_one_open_per_symbol", table_name="positions", postgresql_where=sa.text("closed_at IS NULL")
-    )
-    op.drop_table("positions")
-    op.drop_table("order_intents")
-    op.drop_table("signals")
-    op.drop_table("scan_results")
-    op.drop_table("pool_members")
     op.drop_table("worker_heartbeats")
     op.drop_table("symbols")
     op.drop_table("scans")
     op.drop_table("risk_ledger")
     op.drop_table("rate_limit_state")
+    op.drop_index(
+        "uq_positions_one_open_per_symbol", table_name="positions", postgresql_where=sa.text("closed_at IS NULL")
+    )
+    op.drop_table("positions")
     op.drop_index("ix_pools_kind_built_at", table_name="pools")
     op.drop_table("pools")
     op.drop_index("ix_notifications_pending", table_name="notifications")

@@ -1,0 +1,474 @@
+"""Carries out lifecycle actions on the exchange, once per client id, and feeds every outcome back.
+
+The position state machine (ats.lifecycle) decides; this module acts. It is the one place where orders are
+sent, shared by the order-placement flow and the monitor, so both behave the same under retries and restarts:
+
+- Look before you place. Every placement is recorded as an attempt (in the journal) before it is sent. A later
+  attempt for the same client id first asks the exchange whether the earlier one landed, and adopts it if so.
+- An answer that never came (timeout, 503 "Unknown error", dropped connection) is not a failure: the order is
+  looked up by client id until it is found or the lookups run out; then it stays "requested" and the next
+  re-drive (task retry, monitor, reconciliation) finds it.
+- The exchange being unreachable or rate limiting is not a refusal either: nothing is reported to the state
+  machine (a stop that "failed" because the network is down must not trigger a market close into the same
+  outage); `ExecutionDeferred` tells the caller to try again later.
+- Refusals (-2021 would trigger, -2019 margin, filters, ...) are reported as OrderRejected: the state machine
+  decides (a refused stop closes the position at market and alerts).
+
+The journal (db/journal.py) persists each transition with its records (orders, fills, outbox, events) in one
+transaction, under a row lock, so the flow and the monitor can both drive the same position safely.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol, TypeVar
+
+from ats.clock import Clock
+from ats.domain import parse_client_id
+from ats.exchange.base import (
+    AlgoOrder,
+    AlgoStatus,
+    AlgoUpdate,
+    Exchange,
+    Order,
+    OrderStatus,
+    OrderUpdate,
+    Trade,
+)
+from ats.exchange.errors import (
+    DefiniteFailure,
+    DuplicateClientId,
+    ExchangeError,
+    ExchangeUnavailable,
+    IpBanned,
+    RateLimited,
+    Throttled,
+    UnknownOutcome,
+)
+from ats.lifecycle import (
+    Action,
+    CancelOrder,
+    Event,
+    Fill,
+    LegOrder,
+    MarketClose,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderState,
+    PlaceEntry,
+    PlaceStop,
+    PlaceTakeProfit,
+    Position,
+    RequestReconcile,
+    Role,
+)
+from ats.log import get_logger
+from ats.notify import ExitReason
+
+log = get_logger(__name__)
+T = TypeVar("T")
+ZERO = Decimal(0)
+QUOTE_ASSET = "USDT"
+_NOT_NOW = (ExchangeUnavailable, RateLimited, IpBanned, Throttled)
+
+
+class ExecutionDeferred(Exception):
+    """The exchange could not be reached (or asked us to wait); the action stays pending for a later re-drive."""
+
+
+class UnknownPosition(KeyError):
+    """No position with this key is recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """What the exchange said about one of our orders, for the orders table."""
+
+    status: str  # the exchange's status (NEW, FILLED, ...), REJECTED, or UNKNOWN
+    exchange_order_id: int | None = None
+    algo_id: int | None = None
+    actual_order_id: int | None = None
+    executed_qty: Decimal | None = None
+    avg_price: Decimal | None = None
+    error: str | None = None
+
+
+class Journal(Protocol):
+    """Where positions live (PostgreSQL in db/journal.py). Each call is one committed transaction."""
+
+    def apply(self, key: str, event: Event, *, source: str) -> tuple[Position, list[Action]]:
+        """Lock the position, run `lifecycle.transition` with the event, persist the new state and the records its
+        actions carry (order rows for placements, fills, results, outbox, event log), commit, return both."""
+        ...
+
+    def position(self, key: str) -> Position | None: ...
+
+    def record_attempt(self, client_id: str) -> bool:
+        """Count a send attempt; True when an earlier attempt may have reached the exchange (look it up first)."""
+        ...
+
+    def record_outcome(self, client_id: str, outcome: OrderOutcome) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    lookup_attempts: int = 4  # lookups by client id after an unknown outcome
+    lookup_delay_s: float = 0.5  # doubled after each lookup
+    send_retries: int = 2  # extra sends after a failure that certainly executed nothing (connect error)
+    send_retry_delay_s: float = 0.5
+    trade_window_ms: int = 120_000  # how far before an order's last update to look for its fills
+    stale_entry_ms: int = 60_000  # an entry not confirmed after this long is abandoned, never re-sent
+
+
+# ---------------------------------------------------------------------------------------------- pure mapping
+
+
+def fills_of(client_id: str, order: Order, trades: Sequence[Trade]) -> list[Fill]:
+    """Lifecycle fills for an order's trades, with cumulative quantities and the finishing flag."""
+    own = sorted((t for t in trades if t.order_id == order.order_id), key=lambda t: (t.time_ms, t.trade_id))
+    fills: list[Fill] = []
+    cumulative = ZERO
+    for trade in own:
+        cumulative += trade.qty
+        done = order.status is OrderStatus.FILLED and cumulative >= order.executed_qty
+        fills.append(
+            Fill(
+                client_id=client_id,
+                trade_id=trade.trade_id,
+                side=trade.side,
+                qty=trade.qty,
+                price=trade.price,
+                fee=trade.commission if trade.commission_asset == QUOTE_ASSET else ZERO,
+                time_ms=trade.time_ms,
+                realized_pnl=trade.realized_pnl,
+                order_done=done,
+                order_filled_qty=cumulative,
+            )
+        )
+    return fills
+
+
+def fill_from_update(update: OrderUpdate, client_id: str) -> Fill | None:
+    """The fill an ORDER_TRADE_UPDATE carries (execution type TRADE), reported under `client_id`."""
+    if update.execution_type != "TRADE" or update.last_filled_qty <= 0:
+        return None
+    return Fill(
+        client_id=client_id,
+        trade_id=update.trade_id,
+        side=update.side,
+        qty=update.last_filled_qty,
+        price=update.last_filled_price,
+        fee=update.commission if update.commission_asset in (QUOTE_ASSET, "") else ZERO,
+        time_ms=update.transaction_time_ms,
+        realized_pnl=update.realized_pnl,
+        order_done=update.status is OrderStatus.FILLED,
+        order_filled_qty=update.cum_filled_qty,
+        liquidation=update.is_liquidation,
+    )
+
+
+def events_from_order_update(update: OrderUpdate, client_id: str) -> list[Event]:
+    """Lifecycle events for one ORDER_TRADE_UPDATE of a normal order (or of a triggered algo's order)."""
+    time_ms = update.transaction_time_ms or update.event_time_ms
+    fill = fill_from_update(update, client_id)
+    if fill is not None:
+        return [fill]
+    if update.status is OrderStatus.REJECTED:
+        return [OrderRejected(client_id, time_ms, None, "rejected by the exchange")]
+    if update.execution_type in ("CANCELED", "EXPIRED") or update.status in (
+        OrderStatus.CANCELED,
+        OrderStatus.EXPIRED,
+        OrderStatus.EXPIRED_IN_MATCH,
+    ):
+        expired = update.execution_type == "EXPIRED" or update.status is not OrderStatus.CANCELED
+        return [OrderCanceled(client_id, time_ms, expired=expired, filled_qty=update.cum_filled_qty)]
+    if update.execution_type == "NEW" and client_id == update.client_order_id:
+        return [OrderAccepted(client_id, time_ms)]
+    return []
+
+
+def events_from_algo_update(update: AlgoUpdate) -> list[Event]:
+    """Lifecycle events for one ALGO_UPDATE; fills of the triggered order come as order updates."""
+    cid, time_ms = update.client_algo_id, update.transaction_time_ms or update.event_time_ms
+    match update.status:
+        case AlgoStatus.NEW:
+            return [OrderAccepted(cid, time_ms)]
+        case AlgoStatus.CANCELED:
+            return [OrderCanceled(cid, time_ms)]
+        case AlgoStatus.EXPIRED:
+            return [OrderCanceled(cid, time_ms, expired=True)]
+        case AlgoStatus.REJECTED:
+            return [OrderRejected(cid, time_ms, None, update.reject_reason or "rejected by the exchange")]
+    return []
+
+
+def action_for_leg(position: Position, leg: LegOrder) -> Action | None:
+    """The action that (re)sends a live leg whose outcome is not known: placements and cancels."""
+    p, cid = position, leg.client_id
+    if leg.state is OrderState.CANCELING:
+        return CancelOrder(cid, p.symbol, leg.algo)
+    if leg.state is not OrderState.REQUESTED:
+        return None
+    exit_side = p.direction.exit_side
+    match leg.role:
+        case Role.ENTRY:
+            return PlaceEntry(cid, p.symbol, p.direction.entry_side, leg.qty or p.requested_qty)
+        case Role.STOP if leg.trigger is not None:
+            return PlaceStop(cid, p.symbol, exit_side, leg.trigger, leg.qty)
+        case Role.TP1 | Role.TP2 if leg.algo and leg.trigger is not None and leg.qty is not None:
+            target: Literal["T1", "T2"] = "T1" if leg.role is Role.TP1 else "T2"
+            return PlaceTakeProfit(cid, p.symbol, exit_side, target, leg.trigger, leg.qty)
+        case Role.TP1 | Role.TP2 | Role.CLOSE if leg.qty is not None:
+            reason = {Role.TP1: ExitReason.TP1, Role.TP2: ExitReason.TP2}.get(leg.role)
+            return MarketClose(cid, p.symbol, exit_side, leg.qty, reason or p.close_reason or ExitReason.MANUAL)
+    return None
+
+
+def key_of(client_id: str) -> str | None:
+    parsed = parse_client_id(client_id)
+    return parsed[0] if parsed else None
+
+
+# ---------------------------------------------------------------------------------------------- the executor
+
+
+class Executor:
+    """Executes a position's actions against the exchange and applies their outcomes through the journal."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        journal: Journal,
+        clock: Clock,
+        *,
+        source: str,
+        settings: ExecutionSettings | None = None,
+    ) -> None:
+        self._exchange = exchange
+        self._journal = journal
+        self._clock = clock
+        self._source = source
+        self._settings = settings or ExecutionSettings()
+
+    async def handle(self, key: str, event: Event) -> list[RequestReconcile]:
+        """Apply one event to a position and carry out whatever it asks for."""
+        _, actions = self._journal.apply(key, event, source=self._source)
+        return await self.execute(key, actions)
+
+    async def execute(
+        self, key: str, actions: Sequence[Action], *, outcomes: Sequence[Event] = ()
+    ) -> list[RequestReconcile]:
+        """Apply known outcomes, then carry out actions in order, applying each outcome at once (which may ask
+        for more).
+
+        Records and notifications were persisted with the transition that produced them; requests to reconcile
+        are returned for the caller to schedule. Raises ExecutionDeferred when the exchange cannot be reached.
+        """
+        pending: deque[Action] = deque(actions)
+        for event in outcomes:
+            pending.extend(self._journal.apply(key, event, source=self._source)[1])
+        reconciles: list[RequestReconcile] = []
+        while pending:
+            action = pending.popleft()
+            if isinstance(action, RequestReconcile):
+                reconciles.append(action)
+                continue
+            for event in await self._perform(action):
+                pending.extend(self._journal.apply(key, event, source=self._source)[1])
+        return reconciles
+
+    async def redrive(self, key: str) -> list[RequestReconcile]:
+        """Finish what a crash, a timeout or an outage left open: every live leg whose outcome is unknown.
+
+        Protection and closes are re-sent (after a lookup); an entry older than `stale_entry_ms` is only looked
+        up: found, it is adopted; not found, it is abandoned (reported expired), never sent late.
+        """
+        position = self._journal.position(key)
+        if position is None:
+            raise UnknownPosition(key)
+        actions: list[Action] = []
+        outcomes: list[Event] = []
+        for leg in position.orders:
+            action = action_for_leg(position, leg)
+            if action is None:
+                continue
+            if (
+                isinstance(action, PlaceEntry)
+                and self._clock.now_ms() - position.opened_ms >= self._settings.stale_entry_ms
+            ):
+                outcomes.extend(await self._stale_entry(action))
+                continue
+            actions.append(action)
+        return await self.execute(key, actions, outcomes=outcomes)
+
+    # ------------------------------------------------------------------------------------------ actions
+
+    async def _perform(self, action: Action) -> list[Event]:
+        match action:
+            case PlaceEntry() | MarketClose():
+                return await self._place_order(action)
+            case PlaceStop() | PlaceTakeProfit():
+                return await self._place_algo(action)
+            case CancelOrder():
+                return await self._cancel(action)
+        return []
+
+    async def _place_order(self, action: PlaceEntry | MarketClose) -> list[Event]:
+        request = action.request()
+        cid = request.client_order_id
+        order: Order | None = None
+        if self._journal.record_attempt(cid):
+            order = await self._guard(self._exchange.get_order(request.symbol, client_order_id=cid))
+        if order is None:
+            try:
+                order = await self._send(lambda: self._exchange.new_order(request))
+            except DuplicateClientId:
+                order = await self._find(lambda: self._exchange.get_order(request.symbol, client_order_id=cid))
+            except UnknownOutcome as exc:
+                log.warning("order outcome unknown, looking it up", client_id=cid, error=str(exc))
+                order = await self._find(lambda: self._exchange.get_order(request.symbol, client_order_id=cid))
+            except DefiniteFailure as exc:
+                return self._rejected(cid, exc)
+            if order is None:
+                return self._unknown(cid)
+        return await self._order_events(cid, order)
+
+    async def _place_algo(self, action: PlaceStop | PlaceTakeProfit) -> list[Event]:
+        request = action.request()
+        cid = request.client_algo_id
+        algo: AlgoOrder | None = None
+        if self._journal.record_attempt(cid):
+            algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
+        if algo is None:
+            try:
+                algo = await self._send(lambda: self._exchange.new_algo_order(request))
+            except DuplicateClientId:
+                algo = await self._find(lambda: self._exchange.get_algo_order(client_algo_id=cid))
+            except UnknownOutcome as exc:
+                log.warning("algo order outcome unknown, looking it up", client_id=cid, error=str(exc))
+                algo = await self._find(lambda: self._exchange.get_algo_order(client_algo_id=cid))
+            except DefiniteFailure as exc:
+                return self._rejected(cid, exc)
+            if algo is None:
+                return self._unknown(cid)
+        return await self._algo_events(cid, algo)
+
+    async def _cancel(self, action: CancelOrder) -> list[Event]:
+        cid = action.client_id
+        if action.algo:
+            algo = await self._guard(self._exchange.cancel_algo_order(client_algo_id=cid))
+            if algo is None:
+                algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
+            if algo is None:
+                return [OrderCanceled(cid, self._clock.now_ms())]
+            return await self._algo_events(cid, algo)
+        order = await self._guard(self._exchange.cancel_order(action.symbol, client_order_id=cid))
+        if order is None:
+            order = await self._guard(self._exchange.get_order(action.symbol, client_order_id=cid))
+        if order is None:
+            return [OrderCanceled(cid, self._clock.now_ms())]
+        return await self._order_events(cid, order)
+
+    async def _stale_entry(self, action: PlaceEntry) -> list[Event]:
+        order = await self._guard(self._exchange.get_order(action.symbol, client_order_id=action.client_id))
+        if order is not None:
+            return await self._order_events(action.client_id, order)
+        log.warning("abandoning an entry the exchange never received", client_id=action.client_id)
+        self._journal.record_outcome(action.client_id, OrderOutcome("EXPIRED", error="never reached the exchange"))
+        return [OrderCanceled(action.client_id, self._clock.now_ms(), expired=True, filled_qty=ZERO)]
+
+    # ------------------------------------------------------------------------------------------ outcomes
+
+    async def _order_events(self, cid: str, order: Order) -> list[Event]:
+        self._journal.record_outcome(
+            cid,
+            OrderOutcome(
+                status=order.status.value,
+                exchange_order_id=order.order_id,
+                executed_qty=order.executed_qty,
+                avg_price=order.avg_price if order.executed_qty > 0 else None,
+            ),
+        )
+        if order.status is OrderStatus.REJECTED:
+            return [OrderRejected(cid, order.update_time_ms, None, "rejected by the exchange")]
+        events: list[Event] = [OrderAccepted(cid, order.update_time_ms)]
+        if order.executed_qty > 0:
+            events.extend(await self._fills(cid, order))
+        if order.status.is_final and order.status is not OrderStatus.FILLED:
+            expired = order.status is not OrderStatus.CANCELED
+            events.append(OrderCanceled(cid, order.update_time_ms, expired=expired, filled_qty=order.executed_qty))
+        return events
+
+    async def _algo_events(self, cid: str, algo: AlgoOrder) -> list[Event]:
+        self._journal.record_outcome(
+            cid,
+            OrderOutcome(status=algo.status.value, algo_id=algo.algo_id, actual_order_id=algo.actual_order_id),
+        )
+        match algo.status:
+            case AlgoStatus.REJECTED:
+                return [OrderRejected(cid, algo.update_time_ms, None, "rejected by the exchange")]
+            case AlgoStatus.CANCELED | AlgoStatus.EXPIRED:
+                expired = algo.status is AlgoStatus.EXPIRED
+                return [OrderCanceled(cid, algo.update_time_ms, expired=expired)]
+        events: list[Event] = [OrderAccepted(cid, algo.update_time_ms)]
+        if algo.actual_order_id is not None:
+            order = await self._guard(self._exchange.get_order(algo.symbol, order_id=algo.actual_order_id))
+            if order is not None and order.executed_qty > 0:
+                events.extend(await self._fills(cid, order))
+        return events
+
+    async def _fills(self, cid: str, order: Order) -> list[Event]:
+        start = order.update_time_ms - self._settings.trade_window_ms
+        trades = await self._guard(self._exchange.user_trades(order.symbol, start_ms=start))
+        fills: list[Event] = list(fills_of(cid, order, trades))
+        return fills
+
+    def _rejected(self, cid: str, exc: ExchangeError) -> list[Event]:
+        if isinstance(exc, _NOT_NOW):
+            self._journal.record_outcome(cid, OrderOutcome("PENDING", error=str(exc)))
+            raise ExecutionDeferred(f"{cid}: {exc}") from None
+        log.warning("order refused by the exchange", client_id=cid, code=exc.code, error=exc.msg)
+        self._journal.record_outcome(cid, OrderOutcome("REJECTED", error=str(exc)))
+        return [OrderRejected(cid, self._clock.now_ms(), exc.code, exc.msg)]
+
+    def _unknown(self, cid: str) -> list[Event]:
+        log.error("order outcome still unknown after lookups; it will be looked up again", client_id=cid)
+        self._journal.record_outcome(cid, OrderOutcome("UNKNOWN", error="no answer and not found by client id"))
+        raise ExecutionDeferred(f"{cid}: outcome unknown; not found by client id yet")
+
+    # ------------------------------------------------------------------------------------------ transport policy
+
+    async def _send(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Send; resend only after failures that certainly executed nothing (could not connect)."""
+        delay = self._settings.send_retry_delay_s
+        for attempt in range(self._settings.send_retries + 1):
+            try:
+                return await call()
+            except ExchangeUnavailable:
+                if attempt == self._settings.send_retries:
+                    raise
+                await self._clock.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _find(self, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
+        delay = self._settings.lookup_delay_s
+        for attempt in range(self._settings.lookup_attempts):
+            found = await self._guard(lookup())
+            if found is not None:
+                return found
+            if attempt + 1 < self._settings.lookup_attempts:
+                await self._clock.sleep(delay)
+                delay *= 2
+        return None
+
+    async def _guard(self, call: Awaitable[T]) -> T:
+        """Reads and cancels: an unreachable exchange defers the work instead of failing the position."""
+        try:
+            return await call
+        except (*_NOT_NOW, UnknownOutcome) as exc:
+            raise ExecutionDeferred(str(exc)) from None
