@@ -33,14 +33,16 @@ class PostgresBudgetStore:
             locked = select(*columns).where(table.c.scope == scope).with_for_update()
             row = conn.execute(locked).one_or_none()
             if row is None:
-                conn.execute(insert(table).values(scope=scope).on_conflict_do_nothing(index_elements=["scope"]))
+                conn.execute(
+                    insert(RateLimitStateRow).values(scope=scope).on_conflict_do_nothing(index_elements=["scope"])
+                )
                 row = conn.execute(locked).one()
             state = BudgetState(**row._mapping)
             new_state, result = change(state)
             if new_state != state:
                 conn.execute(
-                    update(table)
-                    .where(table.c.scope == scope)
+                    update(RateLimitStateRow)
+                    .where(RateLimitStateRow.scope == scope)
                     .values(**dataclasses.asdict(new_state), updated_at=func.now())
                 )
             return result

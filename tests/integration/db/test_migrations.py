@@ -37,13 +37,13 @@ def test_constraints_that_protect_money(db) -> None:  # type: ignore[no-untyped-
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     insert_position = text(
-        "INSERT INTO positions (account, symbol, direction, state, leverage, entry_qty, quantity) "
-        "VALUES ('main', 'BTCUSDT', 'LONG', 'OPEN', 5, :q, :q)"
+        "INSERT INTO positions (account, key, symbol, direction, state, leverage, entry_qty, quantity) "
+        "VALUES ('main', :key, 'BTCUSDT', 'LONG', 'open', 5, :q, :q)"
     )
     with db.engine.begin() as conn:
-        conn.execute(insert_position, {"q": 1})
+        conn.execute(insert_position, {"q": 1, "key": "k1"})
     with pytest.raises(IntegrityError, match="uq_positions_one_open_per_symbol"), db.engine.begin() as conn:
-        conn.execute(insert_position, {"q": 1})
+        conn.execute(insert_position, {"q": 1, "key": "k2"})
     with pytest.raises(IntegrityError, match="quantity_non_negative"), db.engine.begin() as conn:
         conn.execute(text("UPDATE positions SET quantity = -1"))
     insert_order = text(
