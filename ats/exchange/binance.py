@@ -206,10 +206,10 @@ def _error_body(response: httpx.Response) -> tuple[int | None, str]:
     return None, f"HTTP {response.status_code} {response.reason_phrase}".strip()
 
 
-def _quiet_transport_loggers() -> None:
-    """httpx logs every request URL (query and signature included) at INFO; keep it at WARNING unless
-    someone configured it explicitly."""
-    for name in ("httpx", "httpcore"):
+def quiet_transport_loggers() -> None:
+    """httpx logs every request URL (query and signature included) at INFO and websockets logs the
+    handshake (listenKey included) at DEBUG: keep both at WARNING unless someone configured them."""
+    for name in ("httpx", "httpcore", "websockets"):
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
@@ -252,7 +252,7 @@ class BinanceFutures:
         self._synced_at: float | None = None
         self._time_lock = asyncio.Lock()  # one resync at a time, however many requests wait for it
         self._listen_key: str | None = None
-        _quiet_transport_loggers()
+        quiet_transport_loggers()
         self._http = httpx.AsyncClient(
             base_url=self._rest_url,
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),

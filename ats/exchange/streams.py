@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ats.clock import Clock, WallClock
 from ats.exchange import parse
 from ats.exchange.base import ListenKeyExpired, MarketEvent, StreamGap, UserEvent
+from ats.exchange.binance import quiet_transport_loggers
 from ats.exchange.errors import ExchangeError
 from ats.log import get_logger
 
@@ -138,6 +139,7 @@ class _Socket:
         rng: random.Random,
         on_gap: Callable[[StreamGap], None],
     ) -> None:
+        quiet_transport_loggers()
         self.name = name
         self._clock = clock
         self._stale_after_s = stale_after_s

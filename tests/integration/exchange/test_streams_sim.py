@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from ats.domain import Side
 from ats.exchange.base import (
@@ -177,3 +181,22 @@ async def test_listen_key_expiry_reaches_the_consumer(client: BinanceFutures, ex
         assert client.listen_key != first_key
         await client.new_order(buy("0.010", "ats_k_E"))
         assert isinstance(await next_matching(events, OrderUpdate), OrderUpdate)
+
+
+async def test_nothing_secret_is_logged_over_real_http_and_websockets(
+    client: BinanceFutures, exchange_sim: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with BinanceUserStream(client, exchange_sim.ws_url, **FAST) as stream:
+        events = stream.events()
+        assert await stream.wait_connected(5)
+        await client.new_order(buy("0.010", "ats_log_E"))
+        await next_matching(events, OrderUpdate)
+        await exchange_sim.disconnect_websockets("/private/*")
+        await next_matching(events, StreamGap)
+    listen_key = client.listen_key
+    assert listen_key
+    for record in caplog.records:
+        text = record.getMessage() + json.dumps(getattr(record, "fields", {}), default=str)
+        for secret in (exchange_sim.api_key, exchange_sim.api_secret, listen_key, "signature="):
+            assert secret not in text, record.name

@@ -17,9 +17,12 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from pydantic import SecretStr
 
 from ats.clock import FakeClock
+from ats.config import load_settings
 from ats.domain import Side, interval_ms
 from ats.exchange.base import AlgoOrderRequest, AlgoStatus, MarginType, OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures, algo_order_params, budget_scope, order_params
@@ -33,6 +36,7 @@ from ats.exchange.errors import (
     RateLimited,
     UnknownOutcome,
 )
+from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 
 KEY = "SENTINEL-API-KEY-7f3a9c"
 SECRET = "SENTINEL-API-SECRET-e81b24"
@@ -561,3 +565,26 @@ async def test_secrets_never_reach_logs_errors_or_reprs(fake: FakeBinance, caplo
 def test_budget_scope_is_per_host() -> None:
     assert budget_scope("https://fapi.binance.com") == "rest:fapi.binance.com:443"
     assert budget_scope("http://127.0.0.1:8765/") == "rest:127.0.0.1:8765"
+
+
+async def test_from_settings_reads_the_exchange_section() -> None:
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    settings = load_settings(
+        venue="testnet",
+        exchange={
+            "rest_url": "http://127.0.0.1:1/",
+            "ws_url": "ws://127.0.0.1:1",
+            "api_key": KEY,
+            "api_secret": pem,
+            "key_type": "ed25519",
+            "weight_safety_margin": 0.5,
+        },
+    )
+    async with BinanceFutures.from_settings(settings) as client:
+        assert repr(client) == "BinanceFutures(rest_url='http://127.0.0.1:1', key_type='ed25519')"
+        assert client.budget.limits.usable(client.budget.limits.weight_per_minute) == 1200
+        assert client.budget.scope == "rest:127.0.0.1:1"
+    market = BinanceMarketStream.from_settings(settings)
+    user = BinanceUserStream.from_settings(settings, client)
+    assert market.health().streams == 0
+    assert not user.health().connected
