@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from ats.exchange.binance import BinanceFutures
-from ats.sim.server import SimConfig, SimServer
+from ats.sim.server import SimServer
 
 
 class SimTime:
@@ -52,10 +52,10 @@ class CountingTransport(httpx.AsyncHTTPTransport):
 
 
 @pytest.fixture
-async def exchange_sim() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(seed=7, mode="manual", port=0)) as sim:
-        await sim.set_price("BTCUSDT", Decimal(91000))
-        yield sim
+async def exchange_sim(sim: SimServer) -> SimServer:
+    """The shared `sim` fixture with BTCUSDT at a known price."""
+    await sim.set_price("BTCUSDT", Decimal(91000))
+    return sim
 
 
 @pytest.fixture
