@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import random
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -86,11 +87,7 @@ def stream_path(name: str) -> str:
 
 
 class _Stale(Exception):
-    pass
-
-
-class _Replace(Exception):
-    """Close this connection on purpose and open a new one (e.g. the listenKey changed)."""
+    """No frame within `stale_after_s`: the connection is treated as dead."""
 
 
 class _EventQueue(Generic[Ev]):
@@ -124,7 +121,7 @@ class _EventQueue(Generic[Ev]):
             yield item
 
 
-class _Socket:
+class _Socket(ABC):
     """One WebSocket that reconnects forever. Subclasses say where to connect and what a frame means."""
 
     def __init__(
@@ -159,15 +156,19 @@ class _Socket:
         self.connected_since_ms: int | None = None
 
     # ---- hooks
+    @abstractmethod
     async def url(self) -> str:
-        raise NotImplementedError
+        """Where to connect now (called before every connection attempt)."""
 
+    @abstractmethod
     async def on_connected(self, ws: ClientConnection) -> None:
         """Called once per connection before frames are read."""
 
+    @abstractmethod
     def on_message(self, message: Any) -> None:
-        raise NotImplementedError
+        """One decoded JSON frame; raise parse.MalformedPayload to have it logged and skipped."""
 
+    @abstractmethod
     def on_disconnected(self) -> None:
         """Called after every connection ends."""
 
