@@ -8,6 +8,7 @@ as stale rather than scored on older data.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -354,7 +355,8 @@ def _rows(
             reasons[bad] = "insufficient data: non-finite factor value"
     columns = table.tolist()
     factor_columns, strength, atr, coverage = columns[: len(FACTOR_NAMES)], columns[-3], columns[-2], columns[-1]
-    available = np.stack([result.available[n] for n in FACTOR_NAMES], axis=1).tolist()
+    bits = 1 << np.arange(len(FACTOR_NAMES), dtype=np.int64)
+    masks = (np.stack([~result.available[n] for n in FACTOR_NAMES], axis=1) * bits).sum(axis=1).tolist()
     direction = result.direction.tolist()
     close = np.nan_to_num(state["last_price"]).tolist()
     bar_time = np.where(newest >= 0, newest, end).tolist()
@@ -386,13 +388,17 @@ def _rows(
                 fund_leading=f[10],
                 atr_pct=atr[i] if np.isfinite(atr[i]) else 0.0,
                 coverage=coverage[i] if scored else 0.0,
-                missing=tuple(n for n, ok in zip(FACTOR_NAMES, available[i], strict=True) if not ok)
-                if scored
-                else FACTOR_NAMES,
+                missing=_missing(masks[i]) if scored else FACTOR_NAMES,
                 insufficient=reason,
             )
         )
     return tuple(rows)
+
+
+@functools.cache
+def _missing(mask: int) -> tuple[str, ...]:
+    """The factor names whose bit is set (few distinct patterns occur, so they are cached)."""
+    return tuple(name for i, name in enumerate(FACTOR_NAMES) if mask >> i & 1)
 
 
 def _iso(ms: int) -> str:

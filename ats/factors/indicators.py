@@ -1,9 +1,10 @@
 """Vectorised numeric building blocks shared by the factors.
 
-Arrays are shaped (symbols, bars) with the newest bar last. Windows may hold NaN where a symbol had no bar
-(new listings, gaps); every helper takes or derives a validity mask instead of assuming full rows, and none
-returns NaN or infinity for finite or masked input: degenerate cases (flat prices, zero volume, empty
-windows) yield 0, the neutral value.
+Arrays are shaped (symbols, bars) with the newest bar last. Reductions run along each row's bar axis (never
+through BLAS), so a symbol's result does not depend on which other symbols share the batch. Windows may hold
+NaN where a symbol had no bar (new listings, gaps); every helper takes or derives a validity mask instead of
+assuming full rows, and none returns NaN or infinity for finite or masked input: degenerate cases (flat
+prices, zero volume, empty windows) yield 0, the neutral value.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def masked_linreg(y: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArra
     y0 = np.where(mask, y, 0.0)
     x = np.arange(y.shape[-1], dtype=np.float64)
     count = weight.sum(axis=-1)
-    mean_x = safe_div(weight @ x, count)
+    mean_x = safe_div((weight * x).sum(axis=-1), count)
     mean_y = safe_div(y0.sum(axis=-1), count)
     dx = (x - mean_x[..., None]) * weight
     dy = (y0 - mean_y[..., None]) * weight

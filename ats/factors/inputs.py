@@ -28,10 +28,21 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class OpenInterestSeries:
     """Open interest snapshots of one symbol, oldest first, in contracts (base asset, not USDT value:
-    the USDT value moves with the price and would count price as positioning)."""
+    the USDT value moves with the price and would count price as positioning).
+
+    `period_ms` is the snapshot period (openInterestHist's `period`); a bar may use a snapshot up to 1.5
+    periods old, so 5-minute OI still serves 1-minute bars. 0 means only the bar-based age limit applies.
+    """
 
     time_ms: IntArray
     contracts: FloatArray
+    period_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.time_ms.shape != self.contracts.shape:
+            raise ValueError("OpenInterestSeries: time_ms and contracts must have the same length")
+        if self.time_ms.size > 1 and bool((np.diff(self.time_ms) < 0).any()):
+            raise ValueError("OpenInterestSeries: snapshots must be oldest first")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +110,17 @@ NO_EXTRAS = SymbolExtras()
 # ---------------------------------------------------------------------------------------------- adapters
 
 
-def open_interest_series(points: Sequence[OpenInterestPoint]) -> OpenInterestSeries:
-    """From GET /futures/data/openInterestHist points (any order)."""
+def open_interest_series(points: Sequence[OpenInterestPoint], period: str | None = None) -> OpenInterestSeries:
+    """From GET /futures/data/openInterestHist points (any order); `period` as requested ("5m", "1h", ...),
+    else the typical spacing of the points."""
     ordered = sorted(points, key=lambda p: p.timestamp_ms)
+    times = np.array([p.timestamp_ms for p in ordered], dtype=np.int64)
+    spacing = int(np.median(np.diff(times))) if times.size > 1 else 0
+    period_ms = interval_ms(period) if period is not None else spacing
     return OpenInterestSeries(
-        time_ms=np.array([p.timestamp_ms for p in ordered], dtype=np.int64),
+        time_ms=times,
         contracts=np.array([float(p.sum_open_interest) for p in ordered], dtype=np.float64),
+        period_ms=period_ms,
     )
 
 
@@ -226,11 +242,7 @@ def build_panel(
     count = max((end - start_ms) // step + 1, 0)
     grid = start_ms + step * np.arange(count, dtype=np.int64)
     arrays = _place(rows, times, fields, names, (len(bars), count), start_ms, end, step)
-    oi = np.full((len(bars), count), np.nan)
-    for row, name in enumerate(names):
-        series = (extras or {}).get(name, NO_EXTRAS).open_interest
-        if series is not None and count:
-            oi[row] = _oi_as_of(series, grid + step, oi_max_age_bars * step)
+    oi = _open_interest_as_of(names, extras or {}, grid + step, oi_max_age_bars * step)
     with np.errstate(divide="ignore", invalid="ignore"):
         return Panel(
             symbols=tuple(names),
@@ -299,19 +311,51 @@ def _place(
     return arrays
 
 
-def _oi_as_of(series: OpenInterestSeries, close_ms: IntArray, max_age_bars_ms: int) -> FloatArray:
-    """Open interest at each bar close: the newest snapshot at or before it, if recent enough."""
-    times, values = series.time_ms, series.contracts
-    usable = np.isfinite(values) & (values > 0)
-    times, values = times[usable], values[usable]
-    if times.size == 0:
-        return np.full(close_ms.shape, np.nan)
-    order = np.argsort(times, kind="stable")
-    times, values = times[order], values[order]
-    spacing = float(np.median(np.diff(times))) if times.size > 1 else 0.0
-    max_age = max(max_age_bars_ms, 1.5 * spacing)
-    pos = np.searchsorted(times, close_ms, side="right") - 1
-    found = pos >= 0
-    safe_pos = np.maximum(pos, 0)
-    fresh = found & (close_ms - times[safe_pos] <= max_age)
-    return np.where(fresh, values[safe_pos], np.nan)
+def _open_interest_as_of(
+    names: Sequence[str], extras: Mapping[str, SymbolExtras], close_ms: IntArray, max_age_bars_ms: int
+) -> FloatArray:
+    """Open interest at each bar close, per symbol: the newest snapshot at or before the close, provided it
+    is no older than max(the given bars, 1.5 snapshot periods); NaN where there is none.
+
+    Each series is first cut to the snapshots that can matter for these closes, then all symbols are joined
+    in one sorted search (keyed by symbol, then time) instead of a search per symbol.
+    """
+    out = np.full((len(names), close_ms.size), np.nan)
+    if not close_ms.size:
+        return out
+    targets: list[int] = []
+    ages: list[float] = []
+    time_parts: list[IntArray] = []
+    value_parts: list[FloatArray] = []
+    for row, name in enumerate(names):
+        series = extras.get(name, NO_EXTRAS).open_interest
+        if series is None:
+            continue
+        max_age = max(float(max_age_bars_ms), 1.5 * series.period_ms)
+        low = int(np.searchsorted(series.time_ms, close_ms[0] - max_age, side="left"))
+        high = int(np.searchsorted(series.time_ms, close_ms[-1], side="right"))
+        if high > low:
+            targets.append(row)
+            ages.append(max_age)
+            time_parts.append(series.time_ms[low:high])
+            value_parts.append(series.contracts[low:high])
+    if not targets:
+        return out
+    owner = np.repeat(np.arange(len(targets), dtype=np.int64), [t.size for t in time_parts])
+    times = np.concatenate(time_parts).astype(np.int64)
+    values = np.concatenate(value_parts).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(values) & (values > 0)
+    owner, times, values = owner[usable], times[usable], values[usable]
+    if not owner.size:
+        return out
+    base = min(int(times.min()), int(close_ms[0]))
+    span = max(int(times.max()), int(close_ms[-1])) - base + 1
+    keys = owner * span + (times - base)  # sorted: owners ascending, each series oldest first
+    members = np.arange(len(targets), dtype=np.int64)
+    pos = np.searchsorted(keys, members[:, None] * span + (close_ms[None, :] - base), side="right") - 1
+    safe = np.maximum(pos, 0)
+    age_limit = np.asarray(ages)[:, None]
+    fresh = (pos >= 0) & (owner[safe] == members[:, None]) & (close_ms[None, :] - times[safe] <= age_limit)
+    out[targets] = np.where(fresh, values[safe], np.nan)
+    return out

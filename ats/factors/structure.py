@@ -120,5 +120,5 @@ def structure(
         extension = ramp_down(stretch, config.structure_extension_ok, config.structure_extension_max)
     weights = np.asarray(config.structure_weights)
     parts = np.stack([consistency, retracement, freshness, extension])
-    score: FloatArray = 100.0 * (weights @ parts) / weights.sum()
+    score: FloatArray = 100.0 * (weights[:, None] * parts).sum(axis=0) / weights.sum()
     return score

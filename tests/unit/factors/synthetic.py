@@ -64,7 +64,8 @@ def make_open_interest(bars: Bars, *, seed: int = 0, trend: float = 0.0) -> Open
     rng = np.random.default_rng(seed + 1000)
     n = len(bars)
     contracts = 1e6 * np.exp(np.cumsum(rng.normal(trend, 0.005, n)))
-    return OpenInterestSeries(bars.open_time + interval_ms(bars.interval), contracts)
+    step = interval_ms(bars.interval)
+    return OpenInterestSeries(bars.open_time + step, contracts, period_ms=step)
 
 
 def make_premium(mark: float = 100.05, index: float = 100.0, funding: float = 0.0003) -> PremiumSnapshot:
@@ -197,7 +198,7 @@ def scale_extras(e: SymbolExtras, c: float) -> SymbolExtras:
     assert e.open_interest is not None
     p, book, oi = e.premium, e.book, e.open_interest
     return SymbolExtras(
-        open_interest=OpenInterestSeries(oi.time_ms, oi.contracts / c),
+        open_interest=OpenInterestSeries(oi.time_ms, oi.contracts / c, oi.period_ms),
         premium=PremiumSnapshot(p.mark_price * c, p.index_price * c, p.funding_rate, p.time_ms),
         book=BookSnapshot(book.bid_price * c, book.bid_qty / c, book.ask_price * c, book.ask_qty / c, book.time_ms),
         trades=e.trades,

@@ -14,8 +14,8 @@ from ats.factors.fund_leading import fund_leading
 from ats.factors.independence import independence
 from ats.factors.indicators import Reading
 from ats.factors.inputs import BookSnapshot, MarketContext, TradeFlow
-from ats.factors.liquidations import large_trade_imbalance
-from ats.factors.liquidity import book_liquidity
+from ats.factors.liquidations import liquidations
+from ats.factors.liquidity import liquidity
 from ats.factors.momentum import momentum
 from ats.factors.open_interest import oi_change, open_interest
 from ats.factors.score import composite
@@ -151,6 +151,11 @@ def trades(values: list[float], buys: list[bool], forced: list[bool] | None = No
     )
 
 
+def large_trade_imbalance(flow: TradeFlow, start_ms: int, end_ms: int, config: FactorConfig) -> float | None:
+    reading = liquidations([flow], start_ms, end_ms, config)
+    return float(reading.value[0]) if reading.available[0] else None
+
+
 def test_large_trades_small_sample_counts_everything() -> None:
     flow_ = trades([300.0, 100.0, 100.0, 100.0], [True, True, False, False])
     # imbalance (400 - 200) / 600 = 1/3; shrink 4 / (4 + 10)
@@ -179,6 +184,16 @@ def test_large_trades_window_and_liquidations() -> None:
     # only the liquidation (a forced sell of 50) counts: imbalance -1, shrink 1 / 11
     assert large_trade_imbalance(flow_, START_MS - 10, START_MS, CFG) == pytest.approx(-100 * math.tanh(2) / 11)
     assert large_trade_imbalance(flow_, START_MS + 5, START_MS + 9, CFG) is None
+
+
+def test_large_trades_of_several_symbols_at_once() -> None:
+    values = [float(v) for v in range(1, 31)]
+    first = trades(values, [v >= 29 for v in range(1, 31)])
+    second = trades([300.0, 100.0, 100.0, 100.0], [True, True, False, False])
+    reading = liquidations([second, None, first, trades([], [])], START_MS - 1, START_MS, CFG)
+    assert reading.available.tolist() == [True, False, True, False]
+    assert reading.value[0] == pytest.approx(100 * math.tanh((1 / 3) / 0.5) * 4 / 14)
+    assert reading.value[2] == pytest.approx(100 * math.tanh((31 / 87) / 0.5) * 3 / 13)
 
 
 # ---------------------------------------------------------------------------------------------- S
@@ -239,6 +254,11 @@ def test_volume_by_hand() -> None:
 # ---------------------------------------------------------------------------------------------- L
 
 
+def book_liquidity(book: BookSnapshot) -> float | None:
+    reading = liquidity([book], CFG)
+    return float(reading.value[0]) if reading.available[0] else None
+
+
 def test_liquidity_by_hand() -> None:
     book = BookSnapshot(np.array([99.99]), np.array([5000.0]), np.array([100.01]), np.array([5000.0]), START_MS)
     # spread 0.0002 -> 0.8; depth 999,950 + 500,050 ~ 1e6 -> 1.0; sweep fills at 100.01 -> impact 1e-4 -> 0.95;
@@ -247,13 +267,33 @@ def test_liquidity_by_hand() -> None:
     depth_score = min(math.log(depth / 1e4) / math.log(100), 1.0)
     balance = 1 - abs(99.99 * 5000 - 100.01 * 5000) / depth
     expected = 100 * (0.3 * 0.8 + 0.3 * depth_score + 0.3 * 0.95 + 0.1 * balance)
-    assert book_liquidity(book, CFG) == pytest.approx(expected, rel=1e-6)
+    assert book_liquidity(book) == pytest.approx(expected, rel=1e-6)
     thin = BookSnapshot(np.array([99.99]), np.array([1.0]), np.array([100.01]), np.array([1.0]), START_MS)
     # 200 USDT of depth (score 0) cannot absorb a 10,000 USDT sweep (impact score 0): spread and balance only
     thin_balance = 1 - abs(99.99 - 100.01) / (99.99 + 100.01)
-    assert book_liquidity(thin, CFG) == pytest.approx(100 * (0.3 * 0.8 + 0.1 * thin_balance))
+    assert book_liquidity(thin) == pytest.approx(100 * (0.3 * 0.8 + 0.1 * thin_balance))
     crossed = BookSnapshot(np.array([100.02]), np.array([1.0]), np.array([100.01]), np.array([1.0]), START_MS)
-    assert book_liquidity(crossed, CFG) is None
+    assert book_liquidity(crossed) is None
+    # a deeper book, several levels swept: 4,000 USDT at 100.01, then 6,000 of the next level at 100.02
+    deep = BookSnapshot(
+        np.array([99.99, 99.98]), np.array([40.0, 1000.0]), np.array([100.01, 100.02]), np.array([40.0, 1000.0]), 0
+    )
+    reading = liquidity([None, deep, crossed], CFG)
+    assert reading.available.tolist() == [False, True, False]
+    qty_bought = 40.0 + (10_000 - 40 * 100.01) / 100.02
+    expected_impact = 10_000 / qty_bought / 100.0 - 1
+    assert 0 < expected_impact < 0.002
+    bid_depth, ask_depth = 99.99 * 40 + 99.98 * 1000, 100.01 * 40 + 100.02 * 1000
+    sold_qty = 40.0 + (10_000 - 40 * 99.99) / 99.98
+    impact = max(expected_impact, 1 - 10_000 / sold_qty / 100.0)
+    depth = bid_depth + ask_depth
+    expected = 100 * (
+        0.3 * 0.8
+        + 0.3 * math.log(depth / 1e4) / math.log(100)
+        + 0.3 * (1 - impact / 0.002)
+        + 0.1 * (1 - abs(bid_depth - ask_depth) / depth)
+    )
+    assert reading.value[1] == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------------------------------------- I

@@ -99,8 +99,20 @@ def test_open_interest_is_taken_as_of_each_close() -> None:
     oi = np.exp(panel.log_open_interest[0])
     assert oi[:3].tolist() == pytest.approx([100.0, 200.0, 200.0])
     assert oi[3] == pytest.approx(300.0)
-    # older than two bars (and 1.5 snapshot spacings) at a bar's close: not used
+    # older than two bars at a bar's close (and no snapshot period given): not used
     assert np.isnan(panel.log_open_interest[0, 5])
+
+
+def test_coarser_open_interest_serves_finer_bars() -> None:
+    b = make_bars(n=30, seed=7, interval="1m")
+    five = 300_000
+    series = OpenInterestSeries(START_MS + five * np.arange(8, dtype=np.int64), np.arange(1.0, 9.0), five)
+    panel = build_panel([b], as_of_ms=as_of_after(b), interval="1m", extras={b.symbol: SymbolExtras(series)})
+    oi = np.exp(panel.log_open_interest[0])
+    expected = 1.0 + (b.open_time + 60_000 - START_MS) // five  # the newest 5-minute snapshot at each close
+    np.testing.assert_allclose(oi, expected)
+    with pytest.raises(ValueError, match="oldest first"):
+        OpenInterestSeries(np.array([2, 1], dtype=np.int64), np.array([1.0, 1.0]))
 
 
 def test_adapters_from_exchange_values() -> None:
@@ -111,6 +123,8 @@ def test_adapters_from_exchange_values() -> None:
     series = open_interest_series(points)
     assert series.time_ms.tolist() == [START_MS, START_MS + HOUR]
     assert series.contracts.tolist() == [10.0, 20.0]
+    assert series.period_ms == HOUR  # inferred from the spacing
+    assert open_interest_series(points, period="5m").period_ms == 300_000
 
     premium = premium_snapshot(PremiumIndex("XUSDT", Decimal("101"), Decimal("100"), Decimal("0.0001"), 0, START_MS))
     assert (premium.mark_price, premium.index_price, premium.funding_rate) == (101.0, 100.0, 0.0001)
