@@ -80,15 +80,20 @@ class ExchangeSettings(_Section):
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
-        for name in ("api_key", "api_secret"):
-            path: Path | None = getattr(self, f"{name}_file")
-            if path is not None and getattr(self, name) is None:
-                try:
-                    value = path.expanduser().read_text().strip()
-                except OSError as exc:
-                    raise ValueError(f"cannot read {name}_file {path}: {exc.strerror}") from None
-                object.__setattr__(self, name, SecretStr(value))
+        _fill_secrets_from_files(self, ("api_key", "api_secret"))
         return self
+
+
+def _fill_secrets_from_files(section: BaseModel, names: tuple[str, ...]) -> None:
+    """For each secret left unset, read `<name>_file` if given (keeps secrets out of the environment)."""
+    for name in names:
+        path: Path | None = getattr(section, f"{name}_file")
+        if path is not None and getattr(section, name) is None:
+            try:
+                value = path.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {name}_file {path}: {exc.strerror}") from None
+            object.__setattr__(section, name, SecretStr(value))
 
 
 class RiskLimits(_Section):
@@ -147,8 +152,14 @@ class LevelSettings(_Section):
 
 class TelegramSettings(_Section):
     token: SecretStr | None = Field(None, description="Bot token; when unset, notifications go to the console")
+    token_file: Path | None = Field(None, description="File holding the bot token")
     chat_id: str | None = None
     api_url: str = "https://api.telegram.org"
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        _fill_secrets_from_files(self, ("token",))
+        return self
 
 
 class MonitorSettings(_Section):

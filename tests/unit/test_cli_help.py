@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -14,11 +15,10 @@ def _command_paths() -> list[list[str]]:
     root = typer.main.get_command(app)
     paths: list[list[str]] = [[]]
 
-    def walk(command: click.Command, prefix: list[str]) -> None:
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                paths.append([*prefix, name])
-                walk(sub, [*prefix, name])
+    def walk(command: Any, prefix: list[str]) -> None:
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
 
     walk(root, [])
     return paths
