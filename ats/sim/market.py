@@ -111,6 +111,7 @@ class SyntheticSource:
         self.market_vol_state = 1
         self.market_trend = 0
         self.log_price = np.log(np.array([s.price for s in self.specs]))
+        self.anchor = self.log_price.copy()
         self.bars_live = 0
         self._ticks_normals: FloatArray = np.zeros((0, n + 3))
         self._tick_cursor = 0
@@ -202,6 +203,7 @@ class SyntheticSource:
             oi[:, i] = np.exp(log_oi)
             basis[:, i] = b
         self.log_price = np.log(bars[CLOSE][:, -1])
+        self.anchor = anchor
         for index, spec in enumerate(self.specs):
             if spec.listed_bars is not None and spec.listed_bars < n:
                 bars[:, index, : n - spec.listed_bars] = np.nan
@@ -236,7 +238,8 @@ class SyntheticSource:
         market = z[0] * sigma_m * math.sqrt(dt) + 0.3 * sigma_m * self.market_trend * dt
         sigma_i = self.vol * VOL_LEVELS[self.vol_state]
         mover = self.mover * 0.5 ** (self.bars_live / 48.0)
-        drift = (0.3 * np.maximum(sigma_i, 0.002) * self.trend_state + mover) * dt
+        reversion = -0.003 * (self.log_price - self.anchor)  # keeps week-long demos near realistic levels
+        drift = (0.3 * np.maximum(sigma_i, 0.002) * self.trend_state + mover + reversion) * dt
         idio = z[1 : s + 1] * sigma_i * math.sqrt(dt) + drift
         returns = self.beta * market + idio
         self.log_price = self.log_price + returns

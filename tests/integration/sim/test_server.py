@@ -341,3 +341,12 @@ async def test_state_file_survives_a_restart(tmp_path: Any) -> None:
     async with SimServer(config) as again:
         assert again.engine.wallet == wallet
         assert again.engine.positions["BTCUSDT"].amount == Decimal("0.010")
+
+
+async def test_realtime_mode_ticks_with_the_wall_clock() -> None:
+    async with SimServer(SimConfig(mode="realtime")) as sim:
+        started = sim.market.now_ms
+        async with websockets.connect(f"{sim.ws_url}/market/ws/btcusdt@markPrice@1s") as ws:
+            update = await receive(ws, wait_s=3)
+        assert update["e"] == "markPriceUpdate"
+        assert sim.market.now_ms > started
