@@ -119,6 +119,7 @@ class LegOrder:
     filled_value: Decimal = ZERO  # sum of qty x price over its fills
     fees: Decimal = ZERO
     acknowledged: bool = False
+    cancel_sent: bool = False  # we asked the exchange to cancel it (not an expiry or someone else's cancel)
 
     @property
     def avg_price(self) -> Decimal:
@@ -598,7 +599,7 @@ def _alert(
 
 def _cancel(p: Position, order: LegOrder, out: list[Action]) -> Position:
     out.append(CancelOrder(order.client_id, p.symbol, order.algo))
-    return _put(p, replace(order, state=OrderState.CANCELING))
+    return _put(p, replace(order, state=OrderState.CANCELING, cancel_sent=True))
 
 
 def _start_close(p: Position, reason: ExitReason, note: str) -> Position:
@@ -609,7 +610,10 @@ def _start_close(p: Position, reason: ExitReason, note: str) -> Position:
 
 def _exceeds_position(p: Position, qty: Decimal) -> bool:
     """An exit larger than everything the entry can have filled: impossible with reduce-only orders."""
-    cap = p.entry_final_qty if p.entry_final_qty is not None else (p.entry_qty if p.entry_done else None)
+    if p.entry_final_qty is not None:
+        cap: Decimal | None = p.entry_final_qty
+    else:
+        cap = p.entry_qty if p.entry_done or p.phase is Phase.FAILED else None
     return cap is not None and p.exit_qty + qty > cap
 
 
@@ -677,8 +681,11 @@ def _on_fill(p: Position, e: Fill, out: list[Action]) -> Position:
 
 
 def _on_foreign_fill(p: Position, e: Fill, out: list[Action]) -> Position:
-    """A liquidation, ADL or manual fill on the exchange: it reduces the position whatever we think of it."""
-    if p.entry_qty <= 0 or e.side is not p.direction.exit_side or _exceeds_position(p, e.qty):
+    """A liquidation, ADL or manual fill on the exchange: it reduces the position whatever we think of it.
+
+    Like our own exits it may arrive before the entry fills it reduces (a replay after a stream gap), so it only
+    has to fit what the entry can have filled."""
+    if e.side is not p.direction.exit_side or _exceeds_position(p, e.qty):
         out.append(RequestReconcile(p.symbol, f"unexpected fill {e.trade_id} by {e.client_id}"))
         return _anomaly(p, out, e, f"{e.side} fill {e.trade_id} by {e.client_id} does not fit the position")
     value = e.qty * e.price
@@ -708,8 +715,8 @@ def _on_accepted(p: Position, e: OrderAccepted, out: list[Action]) -> Position:
         return p
     if order.state is OrderState.CANCELING:
         return _put(p, replace(order, acknowledged=True))
-    if order.state is OrderState.CANCELED:
-        # The cancel overtook the placement ("unknown order"), then the placement landed: cancel it again.
+    if order.state is OrderState.CANCELED and order.cancel_sent:
+        # Our cancel overtook the placement ("unknown order"), then the placement landed: cancel it again.
         return _cancel(p, replace(order, acknowledged=True), out)
     if order.state is OrderState.REJECTED:
         out.append(RequestReconcile(p.symbol, f"{order.leg} acknowledged after it was rejected"))
@@ -802,7 +809,7 @@ def _on_funding(p: Position, e: FundingPaid, out: list[Action]) -> Position:
     seen = f"f:{e.ref}"
     if seen in p.seen:
         return p
-    if p.entry_qty <= 0 or not _finite(e.amount):
+    if (p.entry_qty <= 0 and p.entry_done) or not _finite(e.amount):
         return _anomaly(p, out, e, f"funding {e.amount} without a position")
     return replace(p, funding=p.funding + e.amount, seen=p.seen | {seen})
 
@@ -855,7 +862,8 @@ def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:
 
 
 def _on_close_requested(p: Position, e: CloseRequested) -> Position:
-    if p.is_terminal:
+    """Kept even when the entry looks failed: should a late fill prove otherwise, it is closed at once."""
+    if p.phase is Phase.CLOSED:
         return p
     return _start_close(p, ExitReason.MANUAL, e.reason)
 
@@ -869,12 +877,13 @@ def _settle(p: Position, time_ms: int, out: list[Action]) -> Position:
         return p
     entry = p.entry_order
     if p.entry_qty <= 0:
-        if entry is not None and entry.state.live:
+        if p.phase is Phase.FAILED:
+            return p
+        fills_expected = p.entry_final_qty is not None and p.entry_final_qty > 0  # reported, not yet seen
+        if entry is not None and (entry.state.live or fills_expected):
             if p.close_reason is not None and entry.state.working:
                 p = _cancel(p, entry, out)
             return replace(p, phase=Phase.PENDING_ENTRY)
-        if p.phase is Phase.FAILED:
-            return p
         p = replace(p, phase=Phase.FAILED, closed_ms=time_ms)
         title = "Entry canceled on request" if p.close_reason is ExitReason.MANUAL else "Entry failed"
         return _notify(p, out, "failed", AlertNote(title, p.error, p.symbol))

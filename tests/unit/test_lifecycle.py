@@ -153,6 +153,24 @@ def test_entry_expired_after_partial_fill_protects_what_filled() -> None:
     assert d.p.entry_qty == D("0.300")
 
 
+def test_expiry_reporting_a_fill_before_the_fill_itself_waits_for_it() -> None:
+    d = Driver()
+    d.accept("E")
+    assert d.cancel("E", expired=True, filled="0.300") == []
+    assert d.p.phase is Phase.PENDING_ENTRY  # the exchange said 0.300 filled: not a failure
+    actions = d.fill("E", "0.300", "100.00", done=False)
+    assert of_type(actions, PlaceStop)
+    assert [t.quantity for t in of_type(actions, PlaceTakeProfit)] == [D("0.150"), D("0.150")]
+
+
+def test_close_requested_while_the_entry_looked_failed_applies_to_a_late_fill() -> None:
+    d = Driver()
+    d.cancel("E", expired=True, filled="0")
+    d.close()
+    actions = d.fill("E", "1.000", "100.00", done=True)
+    assert of_type(actions, MarketClose)[0].reason is ExitReason.MANUAL
+
+
 def test_fill_after_reported_failure_reopens_and_protects() -> None:
     d = Driver()
     d.cancel("E", expired=True, filled="0")
@@ -554,11 +572,20 @@ def test_events_that_cannot_happen_are_recorded_and_ignored() -> None:
     for actions in (
         d.accept("S7"),
         d.vanish(),
-        d.funding("-1", "f0"),
         d.send(Fill("ats_ffffffffffffffff_E", 5, d.direction.entry_side, D(1), D(100), D(0), d.tick())),
     ):
         assert kinds(actions)[-1] == "RecordAnomaly"
     assert d.p == before
+
+
+def test_funding_may_arrive_before_the_entry_fill_but_not_after_a_failure() -> None:
+    d = Driver()
+    d.accept("E")
+    assert d.funding("-0.1", "early") == []
+    assert d.p.funding == D("-0.1")
+    failed = Driver()
+    failed.reject("E", -2019)
+    assert kinds(failed.funding("-0.1", "late")) == ["RecordAnomaly"]
 
 
 def test_fill_after_close_asks_for_reconciliation() -> None:
