@@ -4,7 +4,8 @@ Windows are counted in bars of the primary timeframe (the model reads ~300 bars 
 Price moves are measured in log space and in units of the ATR of log prices, which is what makes the
 factors independent of the price level (scale invariance) and exactly antisymmetric when the market is
 mirrored (p -> k/p). "ref" constants are the value at which a tanh-squashed component reaches 0.76 of its
-maximum: a clearly strong reading, not an extreme one.
+maximum. They sit at about 2.5 standard deviations of what a driftless random walk produces (measured on
+synthetic 1h bars), so noise reads about 0.4 of full scale and only a move well beyond noise reads strong.
 """
 
 from __future__ import annotations
@@ -31,20 +32,21 @@ class FactorConfig:
     trend_ema_fast: int = 12  # fast EMA span (log close)
     trend_ema_slow: int = 26  # slow EMA span (log close); also the "mean" S measures extension from
     trend_agree_window: int = 12  # bars over which fast-above-slow (or below) agreement is averaged
-    trend_slope_ref: float = 0.08  # regression slope in ATR per bar counted as strong
+    trend_slope_ref: float = 0.25  # regression slope in ATR per bar counted as strong (noise sd ~0.10)
+    trend_gap_ref: float = 1.75  # fast minus slow EMA in ATR counted as a strong ordering (noise sd ~0.7)
     trend_regression_weight: float = 0.7  # regression vs EMA-agreement share of T (the rest is agreement)
-    trend_r2_power: float = 0.5  # T is scaled by R² ** power (0.5: by |correlation|)
+    trend_r2_power: float = 1.0  # T is scaled by R² ** power (a random walk's R² averages ~0.45)
 
     # --- M momentum --------------------------------------------------------------------------------
     momentum_ema: int = 50  # medium EMA span (log close)
     momentum_lag: int = 6  # bars between the EMA values whose difference is the slope
-    momentum_slope_ref: float = 0.08  # EMA slope in ATR per bar counted as strong
-    momentum_accel_ref: float = 0.04  # change of that slope over momentum_lag bars counted as strong
+    momentum_slope_ref: float = 0.2  # EMA slope in ATR per bar counted as strong (noise sd ~0.085)
+    momentum_accel_ref: float = 0.12  # change of that slope over momentum_lag bars counted as strong (sd ~0.046)
     momentum_slope_weight: float = 0.7  # slope vs acceleration share of M
 
     # --- C flow (CVD) ------------------------------------------------------------------------------
     flow_ema: int = 24  # span of the EMAs of taker delta and traded value (quote units)
-    flow_ref: float = 0.04  # net taker imbalance (share of traded value per bar) counted as strong
+    flow_ref: float = 0.05  # net taker imbalance (share of traded value per bar) counted as strong (sd ~0.02)
     flow_window: int = 24  # bars of the CVD regression whose R² measures noise
     flow_noise_floor: float = 0.5  # multiplier at R² = 0 (1 at R² = 1): noisy flow is discounted
     flow_crowd_lookback: int = 168  # bars of |flow| history the current reading is ranked against
@@ -55,7 +57,7 @@ class FactorConfig:
     oi_window: int = 24  # bars over which the OI change (log) and the price change are measured
     oi_lookback: int = 168  # bars of OI-change history whose median |change| is the OI unit
     oi_ref: float = 2.0  # OI change in median-|change| units counted as strong
-    oi_price_ref: float = 1.0  # price change in ATR * sqrt(oi_window) units counted as a clear direction
+    oi_price_ref: float = 1.5  # price change in ATR * sqrt(oi_window) units counted as a clear direction (sd ~0.63)
     oi_falling_weight: float = 0.5  # weight of falling OI (positions closing) relative to rising OI
     oi_min_points: int = 12  # fewer OI-change points than this: O unavailable
     oi_floor: float = 1e-4  # smallest median |log OI change| used as the unit (flat OI series)
@@ -114,6 +116,7 @@ class FactorConfig:
 
     # --- F fund-leading modulator ------------------------------------------------------------------
     fund_window: int = 24  # bars of price change that capital flow is compared with
+    fund_price_ref: float = 1.5  # that change in ATR * sqrt(fund_window) units counted as strong (sd ~0.63)
     fund_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # CVD, OI, volume shares of flow momentum
     fund_gain: float = 0.4  # strength multiplier change per unit of |F|/100 on the side F supports
     fund_bound: float = 0.2  # the multiplier stays within [1 - bound, 1 + bound]

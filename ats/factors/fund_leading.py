@@ -38,6 +38,6 @@ def fund_leading(
     money, _ = weighted_mean(parts, known, np.asarray(config.fund_weights))
     window = config.fund_window
     price_move = close[:, -1] - lagged(close, window)
-    price = squash(safe_div(price_move, atr * np.sqrt(window)), 1.0)
+    price = squash(safe_div(price_move, atr * np.sqrt(window)), config.fund_price_ref)
     value = 100.0 * np.clip((money - price) / 2.0, -1.0, 1.0)
     return Reading(value, flow_known & np.isfinite(price_move))

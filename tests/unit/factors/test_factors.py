@@ -41,21 +41,24 @@ def one(x: float) -> np.ndarray:
 
 def test_trend_straight_line() -> None:
     close = row(0.01 * np.arange(48))  # log closes rising 0.01 per bar, R² = 1
-    up = row(np.ones(12))
-    # slope / ATR = 0.01 / 0.125 = 0.08 = ref -> tanh(1); agreement 1: T = 100 * (0.7 * 0.7616 + 0.3) = 83.31
-    assert trend(close, up, one(0.125), CFG).value[0] == pytest.approx(100 * (0.7 * TANH1 + 0.3))
+    atr = one(0.04)  # slope / ATR = 0.25 = trend_slope_ref -> tanh(1)
+    gaps = row(np.full(12, 0.07))  # fast EMA 1.75 ATR above the slow one = trend_gap_ref -> tanh(1)
+    # T = 100 * R² * (0.7 * tanh(1) + 0.3 * tanh(1)) = 76.16
+    assert trend(close, gaps, atr, CFG).value[0] == pytest.approx(100 * TANH1)
+    wide = row(np.full(12, 0.14))  # twice the ref: tanh(2)
+    assert trend(close, wide, atr, CFG).value[0] == pytest.approx(100 * (0.7 * TANH1 + 0.3 * math.tanh(2)))
     # EMAs half above, half below: agreement 0 -> 53.31
-    mixed = row([1.0] * 6 + [-1.0] * 6)
-    assert trend(close, mixed, one(0.125), CFG).value[0] == pytest.approx(100 * 0.7 * TANH1)
+    mixed = row([0.07] * 6 + [-0.07] * 6)
+    assert trend(close, mixed, atr, CFG).value[0] == pytest.approx(100 * 0.7 * TANH1)
     # the mirror image
-    assert trend(-close, -up, one(0.125), CFG).value[0] == pytest.approx(-100 * (0.7 * TANH1 + 0.3))
+    assert trend(-close, -gaps, atr, CFG).value[0] == pytest.approx(-100 * TANH1)
 
 
 def test_trend_is_discounted_by_r2() -> None:
     noisy = row(0.01 * np.arange(48) + 0.05 * np.where(np.arange(48) % 2 == 0, 1.0, -1.0))
     clean = row(0.01 * np.arange(48))
-    gaps = row(np.ones(12))
-    assert 0 < trend(noisy, gaps, one(0.125), CFG).value[0] < trend(clean, gaps, one(0.125), CFG).value[0]
+    gaps = row(np.full(12, 0.07))
+    assert 0 < trend(noisy, gaps, one(0.04), CFG).value[0] < trend(clean, gaps, one(0.04), CFG).value[0]
 
 
 # ---------------------------------------------------------------------------------------------- M
@@ -63,21 +66,22 @@ def test_trend_is_discounted_by_r2() -> None:
 
 def test_momentum_slope_and_acceleration() -> None:
     linear = row(0.01 * np.arange(13))
-    # slope = 0.06 / (6 * 0.125) = 0.08 -> tanh(1); no acceleration: M = 100 * 0.7 * 0.7616
-    assert momentum(linear, one(0.125), CFG).value[0] == pytest.approx(100 * 0.7 * TANH1)
-    # EMA flat for 6 bars, then rising 0.06: slope 0.08 (tanh 1), acceleration 0.08 - 0 = 0.08 (tanh 2)
+    # slope = 0.06 / (6 * 0.05) = 0.2 = momentum_slope_ref -> tanh(1); no acceleration: M = 100 * 0.7 * 0.7616
+    assert momentum(linear, one(0.05), CFG).value[0] == pytest.approx(100 * 0.7 * TANH1)
+    # EMA flat for 6 bars, then rising 0.06: slope 0.2 (tanh 1), acceleration 0.2 - 0 = 0.2 (tanh(0.2 / 0.12))
     bent = row([0.0] * 7 + [0.01 * k for k in range(1, 7)])
-    expected = 100 * (0.7 * TANH1 + 0.3 * math.tanh(2.0))
-    assert momentum(bent, one(0.125), CFG).value[0] == pytest.approx(expected)
+    expected = 100 * (0.7 * TANH1 + 0.3 * math.tanh(0.2 / 0.12))
+    assert momentum(bent, one(0.05), CFG).value[0] == pytest.approx(expected)
+    assert momentum(-bent, one(0.05), CFG).value[0] == pytest.approx(-expected)
     short = row([np.nan] * 7 + [0.0] * 6)
-    assert not momentum(short, one(0.125), CFG).available[0]
+    assert not momentum(short, one(0.05), CFG).available[0]
 
 
 # ---------------------------------------------------------------------------------------------- C
 
 
 def test_flow_steady_buying() -> None:
-    history = row(np.full(168, 0.04))  # all equal: rank 0.5, not crowded
+    history = row(np.full(168, 0.05))  # = flow_ref, all equal: rank 0.5, not crowded
     delta = row(np.full(24, 400.0))  # CVD a straight line: R² = 1, no noise discount
     quote = row(np.full(24, 10_000.0))
     reading = flow(history, delta, quote, CFG)
@@ -86,7 +90,7 @@ def test_flow_steady_buying() -> None:
 
 
 def test_flow_crowded_is_discounted() -> None:
-    history = row(np.concatenate([np.linspace(0.0, 0.02, 167), [0.04]]))  # the current reading is the highest
+    history = row(np.concatenate([np.linspace(0.0, 0.025, 167), [0.05]]))  # the current reading is the highest
     delta, quote = row(np.full(24, 400.0)), row(np.full(24, 10_000.0))
     rank = (167 + 0.5) / 168
     crowd = 1 - 0.5 * (rank - 0.9) / 0.1
@@ -109,7 +113,7 @@ def test_open_interest_signed_by_price() -> None:
     change = oi_change(oi_window(0.001), CFG)  # every 24-bar change is 0.024, the median: z = 1
     assert change.value[0] == pytest.approx(1.0)
     atr = 0.01
-    rising = row(np.linspace(0.0, atr * math.sqrt(24), 25))  # +1 ATR*sqrt(24) over the window: tanh(1)
+    rising = row(np.linspace(0.0, 1.5 * atr * math.sqrt(24), 25))  # +1.5 ATR*sqrt(24) = oi_price_ref: tanh(1)
     expected = 100 * math.tanh(0.5) * TANH1  # z / ref = 0.5
     assert open_interest(change, rising, one(atr), CFG).value[0] == pytest.approx(expected)
     assert open_interest(change, -rising, one(atr), CFG).value[0] == pytest.approx(-expected)
@@ -327,12 +331,13 @@ def test_independence_never_reads_context_after_the_symbols_bar() -> None:
 def test_fund_leading_money_ahead_of_price() -> None:
     flat_price = row(np.zeros(25))
     no_oi = Reading(one(0.0), np.array([False]))
-    # CVD part tanh(1); volume part sign * tanh(0) = 0; OI unavailable: (0.5 * 0.7616 + 0.2 * 0) / 0.7
+    # CVD part tanh(0.05 / flow_ref) = tanh(1); volume part sign * tanh(0) = 0; OI unavailable:
+    # money = (0.5 * 0.7616 + 0.2 * 0) / 0.7
     money = 0.5 * TANH1 / 0.7
-    reading = fund_leading(one(0.04), no_oi, one(0.0), flat_price, one(0.01), CFG)
+    reading = fund_leading(one(0.05), no_oi, one(0.0), flat_price, one(0.01), CFG)
     assert reading.value[0] == pytest.approx(100 * money / 2)
-    # price already up 2 ATR*sqrt(24) with no flow: price leads money, F negative
-    rallied = row(np.linspace(0, 2 * 0.01 * math.sqrt(24), 25))
+    # price already up 3 ATR*sqrt(24) (twice fund_price_ref) with no flow: price leads money, F negative
+    rallied = row(np.linspace(0, 3 * 0.01 * math.sqrt(24), 25))
     lagging = fund_leading(one(0.0), no_oi, one(0.0), rallied, one(0.01), CFG)
     assert lagging.value[0] == pytest.approx(-100 * math.tanh(2) / 2)
 
