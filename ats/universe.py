@@ -92,7 +92,7 @@ class PoolResult:
     reason: str  # one human sentence: what happened
     fell_back: bool = False  # True: `symbols` is the previous pool, kept because this build failed
     excluded: dict[str, str] = field(default_factory=dict)  # symbol -> why it is not in the pool
-    notes: tuple[str, ...] = ()  # caveats, e.g. windows shortened to the history available
+    notes: tuple[str, ...] = ()  # caveats, e.g. windows caveats to the history available
     scores: dict[str, float] = field(default_factory=dict)  # ranking score of each selected symbol
 
     def is_due(self, now_ms: int, config: UniverseConfig) -> bool:
@@ -160,10 +160,21 @@ def combine(elite: PoolResult, overlay: PoolResult) -> Universe:
     return Universe(ordered, elite, overlay)
 
 
-def fall_back(kind: PoolKind, previous: PoolResult | None, reason: str, now_ms: int) -> PoolResult:
-    """The result of a failed or empty build: the previous pool if there is one, saying why and how old."""
+def fall_back(
+    kind: PoolKind,
+    previous: PoolResult | None,
+    reason: str,
+    now_ms: int,
+    excluded: Mapping[str, str] | None = None,
+) -> PoolResult:
+    """The result of a failed or empty build: the previous pool if there is one, saying why and how old.
+
+    `excluded` carries this build's exclusions, so the report still shows why nothing qualified.
+    """
     if previous is None or not previous.symbols:
-        return PoolResult(kind, (), now_ms, f"{reason}; no previous {kind} pool to fall back on", excluded={})
+        return PoolResult(
+            kind, (), now_ms, f"{reason}; no previous {kind} pool to fall back on", excluded=dict(excluded or {})
+        )
     age_h = (now_ms - previous.built_at_ms) / HOUR_MS
     return PoolResult(
         kind,
@@ -171,6 +182,7 @@ def fall_back(kind: PoolKind, previous: PoolResult | None, reason: str, now_ms: 
         previous.built_at_ms,
         f"{reason}; kept the previous {kind} pool built {age_h:.1f} h ago",
         fell_back=True,
+        excluded=dict(excluded or {}),
         notes=previous.notes,
         scores=dict(previous.scores),
     )
@@ -198,7 +210,7 @@ class SymbolStats:
     anomaly_detail: str
     quality: float  # 0..100 (tick penalty applied by the pool builder, which knows the tick size)
     quality_detail: str
-    shortened: tuple[str, ...]  # windows the history did not cover
+    caveats: tuple[str, ...]  # windows the history did not cover, or that one bar is too coarse for
 
 
 def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | None:
@@ -212,17 +224,19 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
         return None
     b = Bars(closed.symbol, closed.interval, closed.open_time[keep], *(getattr(closed, n)[keep] for n in BAR_FIELDS))
     n = len(b)
-    shortened: list[str] = []
+    caveats: list[str] = []
 
     def window(hours: float, label: str) -> int:
         wanted = bars_for(hours, b.interval)
         if wanted > n:
-            shortened.append(f"{label} {hours:g}h ({n} of {wanted} bars)")
+            caveats.append(f"{label} {hours:g}h ({n} of {wanted} bars)")
         return min(wanted, n)
 
     hour = bars_for(1.0, b.interval)
+    if step > HOUR_MS:
+        caveats.append(f"1h windows measured over one {b.interval} bar")
     if hour >= n:
-        shortened.append(f"1h move ({n} of {hour + 1} bars)")
+        caveats.append(f"1h move ({n} of {hour + 1} bars)")
     lag = min(hour, n - 1)
     close, quote = b.close, b.quote_volume
     moves = close[lag:] / close[:-lag] - 1.0
@@ -263,7 +277,7 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
         anomaly_detail=anomaly_detail,
         quality=quality,
         quality_detail=quality_detail,
-        shortened=tuple(shortened),
+        caveats=tuple(caveats),
     )
 
 
@@ -345,7 +359,7 @@ def build_elite(
         return fall_back("elite", previous, "no exchange info or 24h tickers to build from", now_ms)
     passed, excluded = _ticker_screen(rules, tickers, now_ms, config.elite_min_quote_volume, config, elite=True)
     survivors: list[Ticker24h] = []
-    shortened: dict[str, tuple[str, ...]] = {}
+    caveats: dict[str, tuple[str, ...]] = {}
     for ticker in passed:
         symbol = ticker.symbol
         series = bars.get(symbol)
@@ -353,15 +367,17 @@ def build_elite(
         if stats is None:
             excluded[symbol] = "no recent closed bars to check"
             continue
-        if stats.shortened:
-            shortened[symbol] = stats.shortened
+        if stats.caveats:
+            caveats[symbol] = stats.caveats
         why = _elite_exclusion(stats, _tick_penalty(rules[symbol], float(ticker.last_price), config), config)
         if why is not None:
             excluded[symbol] = why
             continue
         survivors.append(ticker)
     if not survivors:
-        return fall_back("elite", previous, f"no symbol passed the Elite rules ({len(excluded)} excluded)", now_ms)
+        return fall_back(
+            "elite", previous, f"no symbol passed the Elite rules ({len(excluded)} excluded)", now_ms, excluded
+        )
     volume = np.array([float(t.quote_volume) for t in survivors])
     trades = np.array([float(t.trade_count) for t in survivors])
     w = config.volume_rank_weight
@@ -376,7 +392,7 @@ def build_elite(
         now_ms,
         f"{len(chosen)} of {len(passed)} liquid USDT perpetuals selected",
         excluded=excluded,
-        notes=_shortened_notes(shortened, chosen),
+        notes=_caveat_notes(caveats, chosen),
         scores={survivors[i].symbol: round(float(score[i]), 6) for i in order[: config.elite_size]},
     )
 
@@ -434,14 +450,14 @@ def build_overlay(
     passed, excluded = _ticker_screen(rules, tickers, now_ms, config.overlay_min_quote_volume, config, elite=False)
     listings: list[tuple[int, str]] = []
     movers: list[tuple[float, str]] = []
-    shortened: dict[str, tuple[str, ...]] = {}
+    caveats: dict[str, tuple[str, ...]] = {}
     for ticker in passed:
         symbol = ticker.symbol
         day_move = float(ticker.price_change_percent) / 100.0
         series = bars.get(symbol)
         stats = None if series is None else measure(series, now_ms, config)
-        if stats is not None and stats.shortened:
-            shortened[symbol] = stats.shortened
+        if stats is not None and stats.caveats:
+            caveats[symbol] = stats.caveats
         chase = _chase(stats, day_move, config)
         onboard = rules[symbol].onboard_date_ms
         is_new = onboard > 0 and now_ms - onboard <= config.new_listing_hours * HOUR_MS
@@ -477,7 +493,7 @@ def build_overlay(
         else "no new listings or movers this hour"
     )
     return PoolResult(
-        "overlay", tuple(chosen), now_ms, reason, excluded=excluded, notes=_shortened_notes(shortened, chosen),
+        "overlay", tuple(chosen), now_ms, reason, excluded=excluded, notes=_caveat_notes(caveats, chosen),
         scores=scores,
     )  # fmt: skip
 
@@ -540,13 +556,14 @@ def _ticker_screen(
     return passed, excluded
 
 
-def _shortened_notes(shortened: Mapping[str, tuple[str, ...]], chosen: Sequence[str]) -> tuple[str, ...]:
-    relevant = {s: w for s, w in shortened.items() if s in chosen}
+def _caveat_notes(caveats: Mapping[str, tuple[str, ...]], chosen: Sequence[str]) -> tuple[str, ...]:
+    """One note for the selected symbols whose windows were shortened (what exists was used)."""
+    relevant = {s: w for s, w in caveats.items() if s in chosen}
     if not relevant:
         return ()
     examples = "; ".join(f"{s}: {', '.join(w)}" for s, w in list(relevant.items())[:5])
     more = f" and {len(relevant) - 5} more" if len(relevant) > 5 else ""
-    return (f"history shorter than a window for {len(relevant)} selected symbols, used what exists ({examples}{more})",)
+    return (f"windows adapted for {len(relevant)} selected symbols, used what exists ({examples}{more})",)
 
 
 def _money(value: float) -> str:

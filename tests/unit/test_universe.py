@@ -170,13 +170,34 @@ def test_windows_are_hours_converted_to_bars() -> None:
     stats = measure(minute, int(minute.open_time[-1]) + 60_000, CFG)
     assert stats is not None
     assert stats.move_1h == pytest.approx(minute.close[-1] / minute.close[-61] - 1)
-    assert any("anomaly window 72h (300 of 4320 bars)" in s for s in stats.shortened)
+    assert any("anomaly window 72h (300 of 4320 bars)" in s for s in stats.caveats)
     rules_m = {"MUSDT": rules("MUSDT")}
     pool = build_elite(
         rules_m, [ticker("MUSDT")], {"MUSDT": minute}, now_ms=int(minute.open_time[-1]) + 60_000, config=CFG
     )
     assert pool.symbols == ("MUSDT",)
     assert "used what exists" in pool.notes[0]
+    four = make_bars("FUSDT", 40, seed=4, interval="4h")
+    coarse = measure(four, int(four.open_time[-1]) + 4 * HOUR_MS, CFG)
+    assert coarse is not None
+    assert "1h windows measured over one 4h bar" in coarse.caveats
+    assert coarse.move_1h == pytest.approx(four.close[-1] / four.close[-2] - 1)
+
+
+def test_degenerate_bars_are_measured_without_error() -> None:
+    flat = make_bars("FLATUSDT", N_BARS, seed=1)
+    ones = np.ones(N_BARS)
+    frozen = edit(
+        flat, open=ones, high=ones, low=ones, close=ones, quote_volume=0 * ones, taker_buy_quote_volume=0 * ones
+    )
+    stats = measure(frozen, NOW, CFG)
+    assert stats is not None
+    assert stats.quality == 0.0
+    assert stats.anomaly == 0.0
+    holed = edit(flat, close=np.where(np.arange(N_BARS) % 7 == 0, np.nan, flat.close))
+    assert measure(holed, NOW, CFG) is not None
+    pool = build_elite({"FLATUSDT": rules("FLATUSDT")}, [ticker("FLATUSDT")], {"FLATUSDT": frozen}, now_ms=NOW)
+    assert pool.excluded["FLATUSDT"].startswith("quality 0")
 
 
 def test_forming_bar_is_not_measured() -> None:
@@ -198,6 +219,7 @@ def test_elite_falls_back_and_says_so() -> None:
     assert nothing.fell_back
     assert nothing.symbols == good.symbols
     assert "no symbol passed" in nothing.reason
+    assert nothing.excluded["AUSDT"] == "no recent closed bars to check"  # why this build found nothing
     first = build_elite(all_rules, tickers, {}, now_ms=NOW, config=CFG)
     assert first.symbols == ()
     assert not first.fell_back
