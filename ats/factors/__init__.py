@@ -8,7 +8,8 @@ Typical use (a scan over the universe, bars cached by the caller):
 and for re-scoring on each closed bar without replaying history:
 
     scorer = IncrementalScorer("1h"); scorer.warm(bars, as_of_ms=now)
-    row = scorer.update(new_bars, as_of_ms=now, extras=SymbolExtras(premium=premium_snapshot(p)))
+    new_bars = bars_from_klines(symbol, "1h", [closed_kline_event])
+    row = scorer.update(new_bars, as_of_ms=now, extras=SymbolExtras(premium=premium_snapshot(mark_event)))
 """
 
 from ats.factors.config import DIRECTIONAL, FACTOR_NAMES, QUALITY, FactorConfig
@@ -21,6 +22,7 @@ from ats.factors.inputs import (
     PremiumSnapshot,
     SymbolExtras,
     TradeFlow,
+    bars_from_klines,
     book_snapshot,
     build_panel,
     last_closed_open_time,
@@ -45,6 +47,7 @@ __all__ = [
     "ScanResult",
     "SymbolExtras",
     "TradeFlow",
+    "bars_from_klines",
     "book_snapshot",
     "build_panel",
     "last_closed_open_time",

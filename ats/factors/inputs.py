@@ -17,8 +17,16 @@ from decimal import Decimal
 
 import numpy as np
 
-from ats.domain import Bars, FloatArray, IntArray, Side, interval_ms
-from ats.exchange.base import AggTrade, ForceOrder, MarkPriceUpdate, OpenInterestPoint, OrderBook, PremiumIndex
+from ats.domain import BAR_FIELDS, Bars, FloatArray, IntArray, Side, interval_ms
+from ats.exchange.base import (
+    AggTrade,
+    ForceOrder,
+    KlineUpdate,
+    MarkPriceUpdate,
+    OpenInterestPoint,
+    OrderBook,
+    PremiumIndex,
+)
 from ats.factors.indicators import BoolArray
 from ats.log import get_logger
 
@@ -157,6 +165,27 @@ def trade_flow(trades: Sequence[AggTrade] = (), liquidations: Sequence[ForceOrde
             [not t.buyer_is_maker for t in trades] + [f.side is Side.BUY for f in liquidations], dtype=bool
         ),
         forced=np.array([False] * len(trades) + [True] * len(liquidations), dtype=bool),
+    )
+
+
+def bars_from_klines(symbol: str, interval: str, updates: Sequence[KlineUpdate]) -> Bars:
+    """Closed bars from kline stream events (forming ones, other symbols and intervals are left out), oldest
+    first: what the monitor feeds IncrementalScorer.update on each closed bar."""
+    closed = sorted(
+        (u for u in updates if u.closed and u.symbol == symbol and u.interval == interval),
+        key=lambda u: u.open_time_ms,
+    )
+    if not closed:
+        return Bars.empty(symbol, interval)
+
+    def column(name: str) -> FloatArray:
+        return np.array([float(getattr(u, name)) for u in closed], dtype=np.float64)
+
+    return Bars(
+        symbol,
+        interval,
+        np.array([u.open_time_ms for u in closed], dtype=np.int64),
+        *(column(name) for name in BAR_FIELDS),
     )
 
 

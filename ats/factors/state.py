@@ -15,7 +15,7 @@ import numpy as np
 
 from ats.domain import FloatArray
 from ats.factors.config import FactorConfig
-from ats.factors.indicators import safe_div, span_alpha
+from ats.factors.indicators import BoolArray, safe_div, span_alpha
 from ats.factors.inputs import Panel
 from ats.factors.structure import zigzag_state, zigzag_step
 
@@ -130,7 +130,7 @@ def shift_in(window: FloatArray, newer: FloatArray) -> FloatArray:
     return np.concatenate([window[:, added:], newer], axis=1)
 
 
-def _true_range(chunk: Panel, valid: np.ndarray, last_close: FloatArray) -> FloatArray:
+def _true_range(chunk: Panel, valid: BoolArray, last_close: FloatArray) -> FloatArray:
     """True range of log prices against the previous valid close (the bar's own range when there is none)."""
     log_close = chunk.log_close
     bars = log_close.shape[1]
@@ -139,12 +139,11 @@ def _true_range(chunk: Panel, valid: np.ndarray, last_close: FloatArray) -> Floa
     before = np.concatenate([np.full((log_close.shape[0], 1), -1), latest[:, :-1]], axis=1)
     previous = np.where(before >= 0, np.take_along_axis(log_close, np.maximum(before, 0), axis=1), last_close[:, None])
     high, low = chunk.log_high, chunk.log_low
-    has_previous = np.isfinite(previous)
-    previous = np.where(has_previous, previous, low)
+    previous = np.where(np.isfinite(previous), previous, low)
     return np.maximum(high - low, np.maximum(np.abs(high - previous), np.abs(low - previous)))
 
 
-def _last_valid(values: FloatArray, valid: np.ndarray, fallback: FloatArray) -> FloatArray:
+def _last_valid(values: FloatArray, valid: BoolArray, fallback: FloatArray) -> FloatArray:
     bars = values.shape[1]
     last = np.where(valid, np.arange(bars), -1).max(axis=1)
     picked = values[np.arange(values.shape[0]), np.maximum(last, 0)]

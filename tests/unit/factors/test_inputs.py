@@ -8,10 +8,20 @@ import numpy as np
 import pytest
 
 from ats.domain import Bars, Side, interval_ms
-from ats.exchange.base import AggTrade, ForceOrder, MarkPriceUpdate, OpenInterestPoint, OrderBook, PremiumIndex
+from ats.exchange.base import (
+    AggTrade,
+    ForceOrder,
+    KlineUpdate,
+    MarkPriceUpdate,
+    OpenInterestPoint,
+    OrderBook,
+    PremiumIndex,
+)
 from ats.factors import (
+    IncrementalScorer,
     OpenInterestSeries,
     SymbolExtras,
+    bars_from_klines,
     book_snapshot,
     build_panel,
     last_closed_open_time,
@@ -158,3 +168,28 @@ def test_adapters_from_exchange_values() -> None:
     assert flow.forced.tolist() == [False, False, True]
     empty = trade_flow()
     assert empty.quote_value.size == 0
+
+
+def kline(b: Bars, i: int, *, closed: bool = True, symbol: str | None = None) -> KlineUpdate:
+    def d(name: str) -> Decimal:
+        return Decimal(repr(float(getattr(b, name)[i])))
+
+    open_ms = int(b.open_time[i])
+    return KlineUpdate(
+        symbol or b.symbol, b.interval, open_ms, open_ms + HOUR - 1, d("open"), d("high"), d("low"), d("close"),
+        d("volume"), d("quote_volume"), int(b.trades[i]), d("taker_buy_volume"), d("taker_buy_quote_volume"),
+        closed, open_ms + HOUR,
+    )  # fmt: skip
+
+
+def test_closed_kline_events_feed_the_incremental_scorer() -> None:
+    b = make_bars(n=200, seed=8)
+    events = [kline(b, 199), kline(b, 198), kline(b, 199, closed=False), kline(b, 199, symbol="OTHERUSDT")]
+    fed = bars_from_klines(b.symbol, "1h", events)
+    assert fed.open_time.tolist() == [int(b.open_time[198]), int(b.open_time[199])]
+    np.testing.assert_array_equal(fed.close, b.close[198:200])
+    assert len(bars_from_klines(b.symbol, "1h", [kline(b, 199, closed=False)])) == 0
+    scorer = IncrementalScorer("1h")
+    scorer.warm([b.slice(0, 198)], as_of_ms=int(b.open_time[198]))
+    row = scorer.update(fed, as_of_ms=as_of_after(b))
+    assert row == scorer.warm([b], as_of_ms=as_of_after(b)).rows[0]
