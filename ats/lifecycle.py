@@ -187,6 +187,8 @@ class Position:
     adopted: bool = False
     vanished: bool = False
     needs_attention: bool = False  # market closes kept failing; a human must look
+    close_round: int = 0  # market closes up to this number belong to an earlier, given-up round
+    close_requested_ms: int | None = None  # time of the last close request (a replay carries the same time)
     stop_crossed_ms: int | None = None
     last_reversal_bar_ms: int | None = None
     stop_no: int = 0
@@ -862,9 +864,13 @@ def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:
 
 
 def _on_close_requested(p: Position, e: CloseRequested) -> Position:
-    """Kept even when the entry looks failed: should a late fill prove otherwise, it is closed at once."""
-    if p.phase is Phase.CLOSED:
+    """Kept even when the entry looks failed: should a late fill prove otherwise, it is closed at once.
+    After the market closes were given up on, a new request starts a new round of attempts."""
+    if p.phase is Phase.CLOSED or (p.close_requested_ms is not None and e.time_ms <= p.close_requested_ms):
         return p
+    p = replace(p, close_requested_ms=e.time_ms)
+    if p.needs_attention:
+        return replace(p, needs_attention=False, close_round=p.close_no)
     return _start_close(p, ExitReason.MANUAL, e.reason)
 
 
@@ -907,7 +913,8 @@ def _ensure_close(p: Position, out: list[Action]) -> Position:
     closes = [o for o in p.orders if o.role is Role.CLOSE]
     if any(o.state.live for o in closes):
         return p
-    if sum(1 for o in closes if o.state is OrderState.REJECTED) >= p.policy.max_close_attempts:
+    this_round = closes[p.close_round :]
+    if sum(1 for o in this_round if o.state is OrderState.REJECTED) >= p.policy.max_close_attempts:
         if p.needs_attention:
             return p
         out.append(RequestReconcile(p.symbol, "market close keeps failing"))
@@ -915,7 +922,7 @@ def _ensure_close(p: Position, out: list[Action]) -> Position:
         return _alert(
             p,
             out,
-            "close_failed",
+            f"close_failed:{p.close_no}",
             "Cannot close the position: act now",
             f"{p.policy.max_close_attempts} market closes were rejected; {p.open_qty} still open",
             "critical",
@@ -1071,7 +1078,7 @@ def _close_out(p: Position, time_ms: int, out: list[Action]) -> Position:
 
 def _phase_of(p: Position) -> Phase:
     stop_executing = any(o.role is Role.STOP and o.filled_qty > 0 for o in p.orders)
-    if p.close_reason is not None or stop_executing or p.liquidation_qty > 0 or p.external_qty > 0:
+    if p.close_reason is not None or stop_executing or p.liquidation_qty > 0:
         return Phase.CLOSING
     if p.breakeven_set:
         return Phase.TP1_DONE

@@ -10,6 +10,7 @@ import pytest
 from ats.domain import Direction
 from ats.lifecycle import (
     CancelOrder,
+    CloseRequested,
     Fill,
     MarketClose,
     Notify,
@@ -493,6 +494,17 @@ def test_manual_close_retries_with_new_ids_then_asks_for_a_human() -> None:
     assert d.p.needs_attention
     assert only_notes(actions)[0].note.title == "Cannot close the position: act now"  # type: ignore[union-attr]
     assert d.reject("X3", -1008, "throttled") == []
+    # the operator asks again: a new round of attempts, and a new alert if it fails too; a replay is no request
+    request = CloseRequested("operator", d.tick())
+    assert of_type(d.send(request), MarketClose)[0].client_id == d.cid("X4")
+    assert d.send(request) == []
+    assert not d.p.needs_attention
+    d.reject("X4", -1008, "throttled")
+    d.reject("X5", -1008, "throttled")
+    assert len(only_notes(d.reject("X6", -1008, "throttled"))) == 1
+    d.close("operator")
+    d.fill("X7", "1.000", "99.00")
+    assert d.p.phase is Phase.CLOSED
 
 
 def test_market_close_expiring_partly_filled_closes_the_rest() -> None:
@@ -548,7 +560,7 @@ def test_manual_reduction_on_the_exchange_is_tracked() -> None:
     fill = Fill("web_abc", 77, d.direction.exit_side, D("0.300"), D("101.00"), D("0.01"), d.tick())
     actions = d.send(fill)
     assert d.p.open_qty == D("0.700")
-    assert d.p.phase is Phase.CLOSING
+    assert d.p.phase is Phase.OPEN  # the stop (closePosition) and the targets still manage the rest
     assert of_type(actions, RecordFill)[0].leg == "EXT"
     assert d.send(fill) == []
 
