@@ -1134,8 +1134,10 @@ def from_jsonable(tp: Any, data: Any) -> Any:
     if origin is Literal or tp is Any:
         return data
     if origin is tuple:
-        item = get_args(tp)[0]
-        return tuple(from_jsonable(item, v) for v in data)
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_jsonable(args[0], v) for v in data)
+        return tuple(from_jsonable(arg, v) for arg, v in zip(args, data, strict=True))
     if origin is frozenset:
         item = get_args(tp)[0]
         return frozenset(from_jsonable(item, v) for v in data)

@@ -33,6 +33,7 @@ from ats.lifecycle import (
 )
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote
 from tests.unit.lifecycle.harness import KEY, Driver, of_type, policy
+from tests.unit.test_notify import NOTES
 
 LONG, SHORT = Direction.LONG, Direction.SHORT
 
@@ -708,6 +709,11 @@ def test_events_round_trip_for_the_event_log() -> None:
     ]
     for event in events:
         assert event_from_jsonable(json.loads(json.dumps(event_to_jsonable(event)))) == event
+
+
+def test_notification_payloads_round_trip_for_the_outbox() -> None:
+    for note in NOTES:
+        assert from_jsonable(type(note), json.loads(json.dumps(to_jsonable(note)))) == note
 
 
 def test_anomaly_records_name_the_event() -> None:
