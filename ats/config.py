@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from ats.domain import BINANCE_INTERVALS
+from ats.universe import UniverseConfig
 
 ENV_PREFIX = "ATS_"
 NESTED_DELIMITER = "__"
@@ -200,6 +201,7 @@ class Settings(BaseSettings):
     levels: LevelSettings = LevelSettings()
     telegram: TelegramSettings = TelegramSettings()
     monitor: MonitorSettings = MonitorSettings()
+    universe: UniverseConfig = Field(default_factory=UniverseConfig, description="Elite/Overlay pool thresholds")
 
     @field_validator("bar_interval")
     @classmethod
