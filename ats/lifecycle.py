@@ -698,12 +698,17 @@ def _on_foreign_fill(p: Position, e: Fill, out: list[Action]) -> Position:
         exit_qty=p.exit_qty + e.qty,
         exit_value=p.exit_value + value,
     )
+    closes_it = p.entry_done and p.open_qty <= 0  # then the result message tells it; no second message
     if e.liquidation:
         p = replace(p, liquidation_qty=p.liquidation_qty + e.qty)
         out.append(RecordFill(p.key, "LIQ", "liquidation", e))
-        return _alert(p, out, "liquidation", "Position liquidated", f"{e.qty} at {e.price} by the exchange", "critical")
+        if closes_it:
+            return p
+        return _alert(p, out, "liquidation", "Position partly liquidated", f"{e.qty} at {e.price}", "critical")
     p = replace(p, external_qty=p.external_qty + e.qty)
     out.append(RecordFill(p.key, "EXT", "external", e))
+    if closes_it:
+        return replace(p, close_note=p.close_note or f"closed by {e.client_id}")
     return _alert(p, out, "external", "Position reduced outside the system", f"{e.qty} at {e.price} ({e.client_id})")
 
 
@@ -821,8 +826,9 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
         return p
     if p.entry_qty <= 0 or not _finite(e.price):
         return _anomaly(p, out, e, "no position to vanish: the entry has not filled")
-    p = replace(p, vanished=True)
-    remaining = p.open_qty
+    remaining = max(p.open_qty, ZERO)
+    note = f"vanished on the exchange with {remaining} open (liquidation, ADL or a manual close); exit estimated"
+    p = replace(p, vanished=True, close_note=note)
     if remaining > 0:
         price = e.price if e.price is not None and e.price > 0 else p.entry_price
         p = replace(
@@ -831,14 +837,7 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
             exit_value=p.exit_value + remaining * price,
             external_qty=p.external_qty + remaining,
         )
-    return _alert(
-        p,
-        out,
-        "vanished",
-        "Position vanished on the exchange",
-        f"{remaining} no longer held (liquidation, ADL or a manual close); marked closed",
-        "critical",
-    )
+    return p
 
 
 def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:

@@ -31,7 +31,7 @@ from ats.lifecycle import (
     from_jsonable,
     to_jsonable,
 )
-from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote
+from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render
 from tests.unit.lifecycle.harness import KEY, Driver, of_type, policy
 from tests.unit.test_notify import NOTES
 
@@ -549,10 +549,24 @@ def test_liquidation_fill_closes_with_a_critical_alert() -> None:
     actions = d.send(fill)
     assert d.p.phase is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.LIQUIDATION
-    notes = only_notes(actions)
-    assert [n.key.split(":", 1)[1] for n in notes] == ["alert:liquidation", "result"]
+    (note,) = only_notes(actions)  # one message: the result says LIQUIDATED
+    assert note.key == f"{KEY}:result"
+    assert render(note.note).startswith("🚨")
     assert of_type(actions, RecordFill)[0].leg == "LIQ"
     assert len(of_type(actions, CancelOrder)) == 3
+
+
+def test_partial_liquidation_alerts_and_keeps_managing_the_rest() -> None:
+    d = Driver()
+    d.open_fully()
+    fill = Fill("adl_autoclose", 98, d.direction.exit_side, D("0.400"), D("90.00"), D("0"), d.tick(), liquidation=True)
+    (record, alert) = d.send(fill)
+    assert isinstance(record, RecordFill)
+    assert isinstance(alert, Notify)
+    assert alert.note.title == "Position partly liquidated"  # type: ignore[union-attr]
+    assert d.p.phase is Phase.CLOSING
+    d.fill("S1", "0.600", "97.00", done=True)
+    assert d.p.exit_reason is ExitReason.LIQUIDATION
 
 
 def test_manual_reduction_on_the_exchange_is_tracked() -> None:
@@ -575,6 +589,8 @@ def test_vanished_position_closes_with_an_estimate() -> None:
     (result,) = of_type(actions, RecordResult)
     assert result.result.estimated
     assert result.result.exit_price == D("95.00")
+    assert "vanished on the exchange" in result.result.detail
+    assert len(only_notes(actions)) == 1
     assert d.p.exit_qty == d.p.entry_qty
     assert d.vanish("95.00") == []
 
