@@ -12,6 +12,7 @@ the `except` block that caught httpx's exception, so neither the message nor the
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from ats.config import TelegramSettings
-from ats.domain import Band, Direction, Levels
+from ats.domain import Band, Direction, Levels, Signal
 from ats.log import get_logger, redact
 
 log = get_logger(__name__)
@@ -92,6 +93,22 @@ class SignalNote:
     @property
     def kind(self) -> NoteKind:
         return NoteKind.SIGNAL
+
+
+def signal_note(signal: Signal, levels: Levels | None = None, *, top: int = 6) -> SignalNote:
+    """The message payload for a signal: its `top` factors by magnitude, strongest first."""
+    finite = [(name, score) for name, score in signal.factors.items() if math.isfinite(score)]
+    strongest = sorted(finite, key=lambda item: (-abs(item[1]), item[0]))[:top]
+    return SignalNote(
+        symbol=signal.symbol,
+        direction=signal.direction,
+        strength=signal.strength,
+        band=signal.band,
+        price=signal.price,
+        bar_open_time_ms=signal.bar_open_time_ms,
+        factors=tuple(strongest),
+        levels=levels,
+    )
 
 
 @dataclass(frozen=True, slots=True)

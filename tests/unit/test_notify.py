@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from ats.config import TelegramSettings
-from ats.domain import Band, Direction, Levels
+from ats.domain import Band, Direction, Levels, Signal
 from ats.log import configure_logging
 from ats.notify import (
     MAX_MESSAGE_CHARS,
@@ -44,6 +44,7 @@ from ats.notify import (
     make_notifier,
     render,
     signal_dedupe_key,
+    signal_note,
     to_plain_text,
 )
 
@@ -177,6 +178,23 @@ def test_signal_message() -> None:
     assert "2026-01-01 00:00 UTC" in message
     assert "T +62 · M -4" in message
     assert "Stop 98.00 (-2.00 %)" in message
+
+
+def test_signal_note_shows_the_strongest_factors() -> None:
+    signal = Signal(
+        "ETHUSDT",
+        SHORT,
+        91.0,
+        Band.VERY_STRONG,
+        0,
+        D("3000.5"),
+        factors={"T": -70.0, "M": -20.0, "C": 5.0, "O": float("nan"), "B": 30.0, "S": 80.0},
+    )
+    note = signal_note(signal, top=3)
+    assert note.factors == (("S", 80.0), ("T", -70.0), ("B", 30.0))
+    assert note.kind is NoteKind.SIGNAL
+    assert "S +80 · T -70 · B +30" in render(note)
+    assert "91 (very strong)" in render(note)
 
 
 def test_entry_message() -> None:
