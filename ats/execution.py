@@ -233,6 +233,35 @@ def key_of(client_id: str) -> str | None:
     return parsed[0] if parsed else None
 
 
+def _describe(action: PlaceEntry | PlaceStop | PlaceTakeProfit | CancelOrder | MarketClose) -> str:
+    match action:
+        case PlaceEntry():
+            return "sending the entry order"
+        case PlaceStop():
+            return "placing a stop"
+        case PlaceTakeProfit():
+            return "placing a take-profit"
+        case CancelOrder():
+            return "cancelling an order"
+    return "closing at market"
+
+
+def _fields(action: PlaceEntry | PlaceStop | PlaceTakeProfit | CancelOrder | MarketClose) -> dict[str, object]:
+    """What an operator needs to read an order decision: symbol, position key, leg, side, prices, quantity."""
+    client_id = getattr(action, "client_id", "")
+    parsed = parse_client_id(client_id)
+    fields: dict[str, object] = {"symbol": getattr(action, "symbol", "")}
+    if parsed:
+        fields.update(key=parsed[0], leg=parsed[1])
+    for name in ("side", "trigger", "quantity", "reason"):
+        value = getattr(action, name, None)
+        if value is not None:
+            fields[name] = value
+    if isinstance(action, PlaceStop) and action.quantity is None:
+        fields["quantity"] = "closePosition"
+    return fields
+
+
 # ---------------------------------------------------------------------------------------------- the executor
 
 
@@ -281,11 +310,15 @@ class Executor:
                 pending.extend(self._journal.apply(key, event, source=self._source)[1])
         return reconciles
 
-    async def redrive(self, key: str) -> list[RequestReconcile]:
+    async def redrive(self, key: str, *, resend_entries: bool = True) -> list[RequestReconcile]:
         """Finish what a crash, a timeout or an outage left open: every live leg whose outcome is unknown.
 
         Protection and closes are re-sent (after a lookup); an entry older than `stale_entry_ms` is only looked
         up: found, it is adopted; not found, it is abandoned (reported expired), never sent late.
+
+        `resend_entries=False` is for anyone but the entry's owner (the monitor, reconciliation): a younger entry
+        is only looked up too, never sent. Binance keeps client ids unique among *open* orders only, so a second
+        send of a market entry that already filled would open a second position.
         """
         position = self._journal.position(key)
         if position is None:
@@ -296,24 +329,43 @@ class Executor:
             action = action_for_leg(position, leg)
             if action is None:
                 continue
-            if (
-                isinstance(action, PlaceEntry)
-                and self._clock.now_ms() - position.opened_ms >= self._settings.stale_entry_ms
-            ):
-                outcomes.extend(await self._stale_entry(action))
-                continue
+            if isinstance(action, PlaceEntry):
+                stale = self._clock.now_ms() - position.opened_ms >= self._settings.stale_entry_ms
+                if stale:
+                    outcomes.extend(await self._stale_entry(action))
+                    continue
+                if not resend_entries:
+                    outcomes.extend(await self._entry_if_placed(action))
+                    continue
             actions.append(action)
         return await self.execute(key, actions, outcomes=outcomes)
+
+    async def refresh(self, key: str, legs: Sequence[LegOrder]) -> list[RequestReconcile]:
+        """Look up acknowledged legs the exchange no longer lists as open and apply what became of them.
+
+        A triggered stop or target reports its fills (it was not cancelled); an order the exchange does not
+        know at all is reported cancelled.
+        """
+        position = self._journal.position(key)
+        if position is None:
+            raise UnknownPosition(key)
+        outcomes: list[Event] = []
+        for leg in legs:
+            outcomes.extend(await self._lookup(position.symbol, leg))
+        return await self.execute(key, [], outcomes=outcomes)
 
     # ------------------------------------------------------------------------------------------ actions
 
     async def _perform(self, action: Action) -> list[Event]:
         match action:
             case PlaceEntry() | MarketClose():
+                log.info(_describe(action), **_fields(action), source=self._source)
                 return await self._place_order(action)
             case PlaceStop() | PlaceTakeProfit():
+                log.info(_describe(action), **_fields(action), source=self._source)
                 return await self._place_algo(action)
             case CancelOrder():
+                log.info(_describe(action), **_fields(action), source=self._source)
                 return await self._cancel(action)
         return []
 
@@ -373,6 +425,23 @@ class Executor:
             return [OrderCanceled(cid, self._clock.now_ms())]
         return await self._order_events(cid, order)
 
+    async def _lookup(self, symbol: str, leg: LegOrder) -> list[Event]:
+        cid = leg.client_id
+        if leg.algo:
+            algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
+            if algo is not None:
+                return await self._algo_events(cid, algo)
+        else:
+            order = await self._guard(self._exchange.get_order(symbol, client_order_id=cid))
+            if order is not None:
+                return await self._order_events(cid, order)
+        log.warning("the exchange no longer knows an order: reporting it cancelled", symbol=symbol, client_id=cid)
+        return [OrderCanceled(cid, self._clock.now_ms())]
+
+    async def _entry_if_placed(self, action: PlaceEntry) -> list[Event]:
+        order = await self._guard(self._exchange.get_order(action.symbol, client_order_id=action.client_id))
+        return [] if order is None else await self._order_events(action.client_id, order)
+
     async def _stale_entry(self, action: PlaceEntry) -> list[Event]:
         order = await self._guard(self._exchange.get_order(action.symbol, client_order_id=action.client_id))
         if order is not None:
@@ -419,6 +488,9 @@ class Executor:
             order = await self._guard(self._exchange.get_order(algo.symbol, order_id=algo.actual_order_id))
             if order is not None and order.executed_qty > 0:
                 events.extend(await self._fills(cid, order))
+            if order is not None and order.status.is_final and order.status is not OrderStatus.FILLED:
+                # Triggered, but the order it created ended unfilled (e.g. nothing left to reduce).
+                events.append(OrderCanceled(cid, order.update_time_ms, expired=True, filled_qty=order.executed_qty))
         return events
 
     async def _fills(self, cid: str, order: Order) -> list[Event]:

@@ -157,6 +157,29 @@ class PostgresJournal:
                 )
             )
 
+    def recorded_trade_ids(self, symbol: str, since_ms: int) -> set[int]:
+        """Trade ids of the symbol's fills already recorded at or after `since_ms` (reconciliation skips them)."""
+        with self._db.session() as session:
+            ids = session.scalars(
+                select(FillRow.trade_id).where(
+                    FillRow.account == self.account, FillRow.symbol == symbol, FillRow.time_ms >= since_ms
+                )
+            ).all()
+        return set(ids)
+
+    def order_ages_s(self, client_ids: Sequence[str]) -> dict[str, float]:
+        """Seconds since each order was recorded (its placement decided), by the database's clock."""
+        if not client_ids:
+            return {}
+        age = func.extract("epoch", func.now() - OrderRow.created_at)
+        with self._db.session() as session:
+            rows = session.execute(
+                select(OrderRow.client_id, age).where(
+                    OrderRow.account == self.account, OrderRow.client_id.in_(list(client_ids))
+                )
+            ).all()
+        return {client_id: float(seconds) for client_id, seconds in rows}
+
     def create(self, position: Position, actions: Sequence[Action], *, source: str) -> None:
         """Record a position that has no intent row (adopted from the exchange) with its first actions."""
         with self._db.session() as session:

@@ -1,0 +1,572 @@
+"""Reconciliation: bring the recorded positions in line with the exchange, which is the truth.
+
+Streams lose events (a dropped socket, a silently dead listenKey, a crash between an order and its record), so
+the monitor reconciles on start, after every stream gap and every few minutes, and the `reconcile` flow does the
+same on a schedule. One pass:
+
+1. Snapshot the exchange (positions, open orders, open algo orders), *then* read the open positions. Every order
+   is recorded before it is sent, so anything of ours on the exchange at snapshot time is in that read.
+2. Legs the exchange no longer lists as open are looked up: a triggered stop reports its fills (it was not
+   cancelled), a cancelled or unknown order is reported cancelled, and the lifecycle replaces what is missing.
+3. Fills the journal has not recorded (userTrades since the last pass, per symbol with a position) are replayed;
+   the lifecycle deduplicates by trade id. Liquidations and manual fills reduce the position like our own exits.
+4. Funding payments (income FUNDING_FEE) are fed to the positions that held through them.
+5. Legs whose placement outcome is unknown are re-driven once they are a few seconds old (look before place).
+   Entries are only looked up, never re-sent: client ids are unique among *open* orders only.
+6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans).
+7. A position the exchange no longer holds, even after the replay, is reported vanished (liquidation, ADL, a
+   manual close); a position the exchange holds that nobody recorded is adopted and protected, and the user told.
+
+The planning steps are pure functions (tested without I/O); `reconcile` is the shell over the Exchange protocol,
+the journal and the executor, shared by the monitor and the flow. It imports neither the database nor Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ats.clock import Clock
+from ats.config import Settings
+from ats.domain import Band, Direction, Signal, SymbolRules, is_own_client_id
+from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade
+from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of
+from ats.lifecycle import (
+    Action,
+    Fill,
+    FundingPaid,
+    LegOrder,
+    Notify,
+    OrderState,
+    Policy,
+    Position,
+    PositionVanished,
+    adopt_position,
+)
+from ats.log import get_logger
+from ats.notify import AlertNote
+from ats.risk import plan_levels
+
+log = get_logger(__name__)
+
+ZERO = Decimal(0)
+OVERLAP_MS = 60_000  # windows reach this far before the last pass and a position's opening (clock skew, late rows)
+PENDING_AGE_S = 5.0  # a placement this old without an outcome was abandoned by whoever decided it
+LIQUIDATION_PREFIX = "autoclose-"
+ADL_CLIENT_ID = "adl_autoclose"
+
+Guard = Callable[[str], AbstractAsyncContextManager[object]]
+
+
+class ReconcileJournal(Journal, Protocol):
+    """The queries reconciliation needs beyond the executor's (db.journal.PostgresJournal implements them)."""
+
+    def open_positions(self) -> list[Position]: ...
+
+    def client_id_for_order(self, exchange_order_id: int) -> str | None: ...
+
+    def recorded_trade_ids(self, symbol: str, since_ms: int) -> set[int]: ...
+
+    def order_ages_s(self, client_ids: Sequence[str]) -> dict[str, float]: ...
+
+    def create(self, position: Position, actions: Sequence[Action], *, source: str) -> None: ...
+
+    def note(self, kind: str, source: str, *, symbol: str | None = None, **data: Any) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- pure planning
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSnapshot:
+    positions: tuple[PositionInfo, ...]
+    open_orders: tuple[Order, ...]
+    open_algo_orders: tuple[AlgoOrder, ...]
+
+    @property
+    def listed(self) -> frozenset[str]:
+        """Client ids of everything the exchange lists as open (orders and algo orders)."""
+        return frozenset(o.client_order_id for o in self.open_orders) | frozenset(
+            a.client_algo_id for a in self.open_algo_orders
+        )
+
+    def position(self, symbol: str) -> PositionInfo | None:
+        return next((p for p in self.positions if p.symbol == symbol and p.amount != 0), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """An order of ours on the exchange that no live leg of an open position accounts for."""
+
+    client_id: str
+    symbol: str
+    algo: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    lookups: dict[str, tuple[LegOrder, ...]]  # key -> acknowledged legs gone from the open lists (or placed unacked)
+    pending: dict[str, tuple[str, ...]]  # key -> client ids whose placement or cancel outcome is unknown
+    orphans: tuple[Orphan, ...]
+    vanished: tuple[str, ...]  # keys of positions the exchange does not hold (candidates; confirmed later)
+    unknown: tuple[PositionInfo, ...]  # exchange positions nobody recorded (candidates for adoption)
+    trade_windows: dict[str, int]  # symbol -> first time (ms) of fills to read
+
+
+def is_liquidation_client_id(cid: str) -> bool:
+    """Binance's own closing orders: liquidations (autoclose-...) and auto-deleveraging."""
+    return cid.startswith(LIQUIDATION_PREFIX) or cid == ADL_CLIENT_ID
+
+
+def window_start(opened_ms: int, since_ms: int | None) -> int:
+    """Where to start reading a position's history: since the last pass, but never before it opened."""
+    start = opened_ms - OVERLAP_MS
+    return start if since_ms is None else max(start, since_ms - OVERLAP_MS)
+
+
+def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms: int | None) -> Plan:
+    """What one reconciliation pass must look at, from the open positions and the exchange's snapshot."""
+    listed = snapshot.listed
+    lookups: dict[str, tuple[LegOrder, ...]] = {}
+    pending: dict[str, tuple[str, ...]] = {}
+    live_ids: set[str] = set()
+    vanished: list[str] = []
+    windows: dict[str, int] = {}
+    for p in positions:
+        if p.is_terminal:
+            continue
+        look: list[LegOrder] = []
+        unknown: list[str] = []
+        for leg in p.orders:
+            if not leg.state.live:
+                continue
+            live_ids.add(leg.client_id)
+            on_exchange = leg.client_id in listed
+            if leg.state is OrderState.REQUESTED:
+                if on_exchange:
+                    look.append(leg)  # placed; the acknowledgement was lost
+                else:
+                    unknown.append(leg.client_id)  # maybe never sent
+            elif leg.state is OrderState.ACTIVE:
+                if not on_exchange:
+                    look.append(leg)  # filled, triggered or cancelled behind our back
+            elif on_exchange:
+                unknown.append(leg.client_id)  # CANCELING, still open: the cancel never landed
+            else:
+                look.append(leg)  # CANCELING and gone: find out whether it filled first
+        if look:
+            lookups[p.key] = tuple(look)
+        if unknown:
+            pending[p.key] = tuple(unknown)
+        held = snapshot.position(p.symbol)
+        if p.open_qty > 0 and not p.vanished and (held is None or _direction(held) is not p.direction):
+            vanished.append(p.key)
+        start = window_start(p.opened_ms, since_ms)
+        windows[p.symbol] = min(windows.get(p.symbol, start), start)
+    recorded_symbols = {p.symbol for p in positions if not p.is_terminal}
+    orphans = tuple(
+        [
+            Orphan(o.client_order_id, o.symbol, algo=False)
+            for o in snapshot.open_orders
+            if is_own_client_id(o.client_order_id) and o.client_order_id not in live_ids
+        ]
+        + [
+            Orphan(a.client_algo_id, a.symbol, algo=True)
+            for a in snapshot.open_algo_orders
+            if is_own_client_id(a.client_algo_id) and a.client_algo_id not in live_ids
+        ]
+    )
+    unknown_positions = tuple(p for p in snapshot.positions if p.amount != 0 and p.symbol not in recorded_symbols)
+    return Plan(lookups, pending, orphans, tuple(vanished), unknown_positions, windows)
+
+
+def due_for_redrive(pending: Sequence[str], ages_s: Mapping[str, float], min_age_s: float) -> bool:
+    """Re-drive once any unknown outcome is old enough that its decider has given up on it (or died).
+
+    Cancels have no age limit: cancelling twice is harmless. A leg without a recorded order row (it never got
+    as far as the database) is re-driven at once.
+    """
+    return any(ages_s.get(cid, min_age_s) >= min_age_s for cid in pending)
+
+
+def orders_with_unseen_trades(trades: Iterable[Trade], recorded: set[int]) -> dict[int, list[Trade]]:
+    """Every trade of each order that has at least one trade not recorded yet, by order id.
+
+    All of an order's trades are kept (not only the unseen ones) so that cumulative quantities and the
+    finishing flag come out right; `fills_for_order` drops the recorded ones afterwards.
+    """
+    by_order: dict[int, list[Trade]] = {}
+    for trade in trades:
+        by_order.setdefault(trade.order_id, []).append(trade)
+    return {oid: ts for oid, ts in by_order.items() if any(t.trade_id not in recorded for t in ts)}
+
+
+def fills_for_order(cid: str, order: Order, trades: Sequence[Trade], recorded: set[int]) -> list[Fill]:
+    """The order's unrecorded fills for the lifecycle, marked as liquidations when the exchange closed it."""
+    liquidation = is_liquidation_client_id(order.client_order_id)
+    return [
+        replace(f, liquidation=liquidation) if liquidation else f
+        for f in fills_of(cid, order, trades)
+        if f.trade_id not in recorded
+    ]
+
+
+def funding_events(incomes: Iterable[Income], positions: Sequence[Position]) -> dict[str, list[FundingPaid]]:
+    """Funding payments for the positions that held through them and have not seen them yet."""
+    out: dict[str, list[FundingPaid]] = {}
+    for income in incomes:
+        if income.income_type != "FUNDING_FEE" or income.asset != QUOTE_ASSET or income.income == 0:
+            continue
+        for p in positions:
+            if p.is_terminal or p.symbol != income.symbol or p.entry_qty <= 0 or income.time_ms < p.opened_ms:
+                continue
+            ref = str(income.tran_id)
+            if f"f:{ref}" not in p.seen:
+                out.setdefault(p.key, []).append(FundingPaid(income.income, income.time_ms, ref))
+    return out
+
+
+def quantity_mismatches(positions: Sequence[Position], snapshot: ExchangeSnapshot) -> list[str]:
+    """Open positions whose recorded quantity differs from the exchange's (after a full replay: a human looks)."""
+    problems = []
+    for p in positions:
+        if p.is_terminal or p.entry_qty <= 0:
+            continue
+        held = snapshot.position(p.symbol)
+        amount = ZERO if held is None else held.amount
+        if amount != p.direction.sign * max(p.open_qty, ZERO):
+            problems.append(f"{p.symbol} {p.key}: recorded {p.direction.value} {p.open_qty}, exchange holds {amount}")
+    return problems
+
+
+def adopted_key(account: str, info: PositionInfo) -> str:
+    """Deterministic, so two reconcilers adopting the same position agree on its key (and the second fails)."""
+    digest = hashlib.sha256(f"adopt|{account}|{info.symbol}|{_direction(info).value}|{info.update_time_ms}".encode())
+    return digest.hexdigest()[:16]
+
+
+def adoption(
+    info: PositionInfo,
+    *,
+    key: str,
+    rules: SymbolRules,
+    leverage: int,
+    settings: Settings,
+    time_ms: int,
+) -> tuple[Position, list[Action]]:
+    """A position found on the exchange, protected with the default levels (LevelSettings), and an alert."""
+    direction = _direction(info)
+    qty = abs(info.amount)
+    neutral = Signal(info.symbol, direction, 0.0, Band.NONE, 0, info.entry_price)
+    policy = Policy.build(rules, plan_levels(direction, neutral, settings.levels), settings.monitor)
+    position, actions = adopt_position(
+        key=key,
+        symbol=info.symbol,
+        direction=direction,
+        quantity=qty,
+        entry_price=info.entry_price,
+        leverage=leverage,
+        policy=policy,
+        time_ms=time_ms,
+    )
+    note = AlertNote(
+        "Adopted a position found on the exchange",
+        f"{direction.value} {qty} at {info.entry_price}, recorded by nobody: protecting it with a stop at "
+        f"{position.stop_price} and the default take-profits",
+        info.symbol,
+    )
+    return position, [*actions, Notify(f"{key}:alert:adopted", note)]
+
+
+def _direction(info: PositionInfo) -> Direction:
+    return Direction.LONG if info.amount > 0 else Direction.SHORT
+
+
+# ---------------------------------------------------------------------------------------------- the shell
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What one pass found and did, for logs, metrics and the flow's artifact."""
+
+    started_ms: int
+    finished_ms: int = 0
+    positions: int = 0
+    legs_looked_up: int = 0
+    fills_replayed: int = 0
+    funding_applied: int = 0
+    redriven: list[str] = field(default_factory=list)
+    orphans_cancelled: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reconcile_requests: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing was found out of line and nothing failed."""
+        return not (
+            self.fills_replayed
+            or self.redriven
+            or self.orphans_cancelled
+            or self.vanished
+            or self.adopted
+            or self.mismatches
+            or self.deferred
+            or self.errors
+        )
+
+    def summary(self) -> str:
+        parts = [f"{self.positions} open positions"]
+        for label, value in (
+            ("legs looked up", self.legs_looked_up),
+            ("fills replayed", self.fills_replayed),
+            ("funding payments", self.funding_applied),
+            ("re-driven", len(self.redriven)),
+            ("orphans cancelled", len(self.orphans_cancelled)),
+            ("vanished", len(self.vanished)),
+            ("adopted", len(self.adopted)),
+            ("mismatches", len(self.mismatches)),
+            ("deferred", len(self.deferred)),
+            ("errors", len(self.errors)),
+        ):
+            if value:
+                parts.append(f"{value} {label}")
+        return ", ".join(parts)
+
+
+def _no_guard(_key: str) -> AbstractAsyncContextManager[object]:
+    return contextlib.nullcontext()
+
+
+async def reconcile(
+    exchange: Exchange,
+    journal: ReconcileJournal,
+    executor: Executor,
+    clock: Clock,
+    settings: Settings,
+    *,
+    since_ms: int | None = None,
+    guard: Guard = _no_guard,
+    source: str = "reconcile",
+    pending_age_s: float = PENDING_AGE_S,
+) -> ReconcileReport:
+    """One reconciliation pass (see the module docstring). Returns what it did; raises ExchangeError only when
+    the exchange cannot even be read (nothing has been changed then).
+
+    `since_ms`: start of the last successful pass (None: read each position's whole history).
+    `guard(key)`: an async context manager held around every change to a position (the monitor's per-position
+    lock, so a pass and the live streams never interleave on one position).
+    """
+    report = ReconcileReport(started_ms=clock.now_ms())
+    snapshot = ExchangeSnapshot(
+        positions=tuple(await exchange.positions()),
+        open_orders=tuple(await exchange.open_orders()),
+        open_algo_orders=tuple(await exchange.open_algo_orders()),
+    )
+    positions = journal.open_positions()
+    report.positions = len(positions)
+    work = plan(positions, snapshot, since_ms=since_ms)
+    shell = _Pass(exchange, journal, executor, clock, settings, guard, source, report)
+
+    for key, legs in work.lookups.items():
+        report.legs_looked_up += len(legs)
+        await shell.on_position(key, "looking up legs the exchange no longer lists", executor.refresh, key, legs)
+    for symbol, start in sorted(work.trade_windows.items()):
+        await shell.replay_fills(symbol, start)
+    if positions:
+        await shell.apply_funding(min(window_start(p.opened_ms, since_ms) for p in positions))
+    for key, cids in work.pending.items():
+        if due_for_redrive(cids, journal.order_ages_s(cids), pending_age_s):
+            report.redriven.append(key)
+            redrive = functools.partial(executor.redrive, resend_entries=False)
+            await shell.on_position(key, "re-driving legs without an outcome", redrive, key)
+    for orphan in work.orphans:
+        await shell.cancel_orphan(orphan)
+    for key in work.vanished:
+        await shell.confirm_vanished(key)
+    for info in work.unknown:
+        await shell.adopt(info)
+
+    final = ExchangeSnapshot(tuple(await exchange.positions()), (), ())
+    report.mismatches = quantity_mismatches(journal.open_positions(), final)
+    for problem in report.mismatches:
+        log.error("position differs from the exchange after reconciliation", detail=problem)
+    report.finished_ms = clock.now_ms()
+    journal.note("reconciled", source, summary=report.summary(), clean=report.clean)
+    level = log.info if report.clean else log.warning
+    level("reconciled", summary=report.summary(), took_ms=report.finished_ms - report.started_ms)
+    return report
+
+
+@dataclass(slots=True)
+class _Pass:
+    """The I/O of one pass; each step is isolated so one position's trouble never stops the others."""
+
+    exchange: Exchange
+    journal: ReconcileJournal
+    executor: Executor
+    clock: Clock
+    settings: Settings
+    guard: Guard
+    source: str
+    report: ReconcileReport
+
+    async def on_position(self, key: str, what: str, call: Callable[..., Any], *args: Any) -> None:
+        try:
+            async with self.guard(key):
+                requests = await call(*args)
+        except ExecutionDeferred as exc:
+            log.warning("reconciliation deferred: the exchange cannot be reached", key=key, step=what, error=str(exc))
+            self.report.deferred.append(key)
+            return
+        except Exception as exc:  # one position's trouble must not stop the pass
+            log.exception("reconciliation step failed", key=key, step=what)
+            self.report.errors.append(f"{key}: {what}: {exc}")
+            return
+        for request in requests or ():
+            self.report.reconcile_requests.append(f"{request.symbol}: {request.reason}")
+
+    async def replay_fills(self, symbol: str, start_ms: int) -> None:
+        try:
+            trades = await self.exchange.user_trades(symbol, start_ms=start_ms)
+        except Exception as exc:
+            log.warning("cannot read fills", symbol=symbol, error=str(exc))
+            self.report.errors.append(f"{symbol}: reading fills: {exc}")
+            return
+        recorded = self.journal.recorded_trade_ids(symbol, start_ms)
+        unseen = orders_with_unseen_trades(trades, recorded)
+        if not unseen:
+            return
+        holders = {p.symbol: p.key for p in self.journal.open_positions() if not p.is_terminal}
+        open_keys = set(holders.values())
+        for order_id, order_trades in sorted(unseen.items()):
+            try:
+                order = await self.exchange.get_order(symbol, order_id=order_id)
+            except Exception as exc:
+                log.warning("cannot look up a filled order", symbol=symbol, order_id=order_id, error=str(exc))
+                self.report.errors.append(f"{symbol}: order {order_id}: {exc}")
+                continue
+            if order is None:
+                log.warning("fills of an order the exchange does not know", symbol=symbol, order_id=order_id)
+                continue
+            cid = self.journal.client_id_for_order(order_id) or order.client_order_id
+            key = key_of(cid) if is_own_client_id(cid) else holders.get(symbol)
+            if key is None or key not in open_keys:
+                log.warning(
+                    "fills that no open position accounts for",
+                    symbol=symbol,
+                    client_id=cid,
+                    order_id=order_id,
+                    trades=[t.trade_id for t in order_trades if t.trade_id not in recorded],
+                )
+                self.report.mismatches.append(f"{symbol}: fills of {cid} (order {order_id}) belong to no open position")
+                continue
+            fills = fills_for_order(cid, order, order_trades, recorded)
+            log.warning(
+                "replaying fills the streams missed",
+                symbol=symbol,
+                key=key,
+                client_id=cid,
+                qty=sum((f.qty for f in fills), ZERO),
+                price=order.avg_price,
+            )
+            self.report.fills_replayed += len(fills)
+            await self.on_position(key, "replaying fills", self._apply, key, fills)
+
+    async def apply_funding(self, start_ms: int) -> None:
+        try:
+            incomes = await self.exchange.income(income_type="FUNDING_FEE", start_ms=start_ms)
+        except Exception as exc:
+            log.warning("cannot read funding payments", error=str(exc))
+            self.report.errors.append(f"reading funding: {exc}")
+            return
+        for key, events in funding_events(incomes, self.journal.open_positions()).items():
+            self.report.funding_applied += len(events)
+            await self.on_position(key, "applying funding", self._apply, key, events)
+
+    async def _apply(self, key: str, events: Sequence[Any]) -> Any:
+        return await self.executor.execute(key, [], outcomes=events)
+
+    async def cancel_orphan(self, orphan: Orphan) -> None:
+        log.warning("cancelling an orphaned order of ours", symbol=orphan.symbol, client_id=orphan.client_id)
+        try:
+            if orphan.algo:
+                await self.exchange.cancel_algo_order(client_algo_id=orphan.client_id)
+            else:
+                await self.exchange.cancel_order(orphan.symbol, client_order_id=orphan.client_id)
+        except Exception as exc:
+            log.warning("cannot cancel an orphaned order", client_id=orphan.client_id, error=str(exc))
+            self.report.errors.append(f"orphan {orphan.client_id}: {exc}")
+            return
+        self.report.orphans_cancelled.append(orphan.client_id)
+        self.journal.note("orphan_cancelled", self.source, symbol=orphan.symbol, client_id=orphan.client_id)
+
+    async def confirm_vanished(self, key: str) -> None:
+        """After the replay the position may have closed after all; only a second look decides."""
+        position = self.journal.position(key)
+        if position is None or position.is_terminal or position.open_qty <= 0 or position.vanished:
+            return
+        try:
+            held = ExchangeSnapshot(tuple(await self.exchange.positions(position.symbol)), (), ()).position(
+                position.symbol
+            )
+            if held is not None and _direction(held) is position.direction:
+                return
+            marks = await self.exchange.premium_index(position.symbol)
+        except Exception as exc:
+            log.warning("cannot confirm a vanished position", symbol=position.symbol, key=key, error=str(exc))
+            self.report.errors.append(f"{key}: confirming vanished: {exc}")
+            return
+        mark = marks[0].mark_price if marks else None
+        log.error(
+            "position vanished from the exchange: marking it closed",
+            symbol=position.symbol,
+            key=key,
+            open_qty=position.open_qty,
+            mark=mark,
+        )
+        self.report.vanished.append(key)
+        event = PositionVanished(self.clock.now_ms(), mark)
+        await self.on_position(key, "reporting a vanished position", self._apply, key, [event])
+
+    async def adopt(self, info: PositionInfo) -> None:
+        account = self.settings.account
+        key = adopted_key(account, info)
+        try:
+            confirmed = ExchangeSnapshot(tuple(await self.exchange.positions(info.symbol)), (), ()).position(
+                info.symbol
+            )
+            if confirmed is None or any(p.symbol == info.symbol for p in self.journal.open_positions()):
+                return
+            rules = (await self.exchange.exchange_info())[info.symbol]
+            leverage = (await self.exchange.symbol_config(info.symbol)).leverage
+            position, actions = adoption(
+                confirmed, key=key, rules=rules, leverage=leverage, settings=self.settings, time_ms=self.clock.now_ms()
+            )
+            self.journal.create(position, actions, source=self.source)
+        except Exception as exc:
+            if self.journal.position(key) is not None:
+                return  # another reconciler adopted it first
+            log.exception("cannot adopt a position found on the exchange", symbol=info.symbol)
+            self.report.errors.append(f"adopting {info.symbol}: {exc}")
+            return
+        log.warning(
+            "adopted a position nobody recorded",
+            symbol=info.symbol,
+            key=key,
+            direction=position.direction.value,
+            qty=position.open_qty,
+            entry=position.entry_price,
+            stop=position.stop_price,
+        )
+        self.report.adopted.append(key)
+        await self.on_position(key, "protecting an adopted position", self.executor.execute, key, actions)
