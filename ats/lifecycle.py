@@ -117,6 +117,7 @@ class LegOrder:
     qty: Decimal | None = None  # None: a closePosition stop
     filled_qty: Decimal = ZERO
     filled_value: Decimal = ZERO  # sum of qty x price over its fills
+    reported_qty: Decimal = ZERO  # the largest cumulative filled quantity the exchange reported for it
     fees: Decimal = ZERO
     acknowledged: bool = False
     cancel_sent: bool = False  # we asked the exchange to cancel it (not an expiry or someone else's cancel)
@@ -124,6 +125,11 @@ class LegOrder:
     @property
     def avg_price(self) -> Decimal:
         return self.filled_value / self.filled_qty if self.filled_qty else ZERO
+
+    @property
+    def complete(self) -> bool:
+        """Filled, and every fill the exchange counted in it has been seen."""
+        return self.state is OrderState.FILLED and self.filled_qty >= self.reported_qty
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +245,7 @@ class Position:
             return False
         tp1 = [o for o in self.orders if o.role is Role.TP1]
         filled = sum((o.filled_qty for o in tp1), ZERO)
-        return filled > 0 and (filled >= self.levels.tp1_qty or any(o.state is OrderState.FILLED for o in tp1))
+        return filled > 0 and (filled >= self.levels.tp1_qty or any(o.complete for o in tp1))
 
     @property
     def is_terminal(self) -> bool:
@@ -665,6 +671,7 @@ def _on_fill(p: Position, e: Fill, out: list[Action]) -> Position:
         state=state,
         filled_qty=filled,
         filled_value=order.filled_value + value,
+        reported_qty=max(order.reported_qty, e.order_filled_qty or ZERO),
         fees=order.fees + e.fee,
         acknowledged=True,
     )

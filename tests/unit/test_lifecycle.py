@@ -315,6 +315,19 @@ def test_partial_tp1_does_not_move_the_stop_until_complete() -> None:
     assert d.p.phase is Phase.TP1_DONE
 
 
+def test_tp1_waits_for_a_fill_that_arrives_after_the_final_one() -> None:
+    d = Driver()
+    d.open_fully()
+    early = d.make_fill("T1", "0.200", "104.00", done=False, cum="0.200", trade_id=50)
+    final = d.make_fill("T1", "0.300", "104.00", done=True, cum="0.500", trade_id=51)
+    d.send(final)
+    assert not d.p.tp1_done
+    assert d.p.current_order(Role.STOP).client_id == d.cid("S1")
+    actions = d.send(early)
+    (stop,) = of_type(actions, PlaceStop)
+    assert stop.quantity == D("0.500")
+
+
 def test_tp2_before_the_breakeven_stop_is_acknowledged_closes_and_cancels_both_stops() -> None:
     d = Driver()
     d.open_fully()
