@@ -12,18 +12,25 @@ from ats.lifecycle import (
     CancelOrder,
     CloseRequested,
     Fill,
+    FundingPaid,
     MarketClose,
+    MarkPrice,
     Notify,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
     OrderState,
     Phase,
     PlaceEntry,
     PlaceStop,
     PlaceTakeProfit,
     Position,
+    PositionVanished,
     RecordAnomaly,
     RecordFill,
     RecordResult,
     RequestReconcile,
+    ReversalSignal,
     Role,
     adopt_position,
     event_from_jsonable,
@@ -751,3 +758,63 @@ def test_anomaly_records_name_the_event() -> None:
     assert isinstance(record, RecordAnomaly)
     assert record.event == "OrderAccepted"
     assert record.key == KEY
+
+
+# ---------------------------------------------------------------------------------------------- totality
+
+
+def _in_phase(phase: Phase) -> Driver:
+    d = Driver()
+    if phase is Phase.FAILED:
+        d.reject("E", -2019)
+    elif phase is not Phase.PENDING_ENTRY:
+        d.accept("E")
+        d.fill("E", "1.000", "100.00", done=True)
+        if phase is not Phase.PROTECTING:
+            for leg in ("S1", "T1", "T2"):
+                d.accept(leg)
+        if phase in (Phase.TP1_DONE, Phase.CLOSING, Phase.CLOSED):
+            d.fill("T1", "0.500", "104.00")
+        if phase is Phase.CLOSING:
+            d.close()
+        if phase is Phase.CLOSED:
+            d.fill("T2", "0.500", "108.00")
+    assert d.p.phase is phase
+    return d
+
+
+EVENT_MAKERS = {
+    "entry fill": lambda d: d.make_fill("E", "0.100", "100.00", done=False),
+    "stop fill": lambda d: d.make_fill("S1", "0.100", "98.00", done=False),
+    "target fill": lambda d: d.make_fill("T2", "0.100", "108.00", done=False),
+    "close fill": lambda d: d.make_fill("X1", "0.100", "99.00", done=False),
+    "liquidation": lambda d: Fill("autoclose-9", 900, SHORT.entry_side, D("0.1"), D("90"), D(0), 5, liquidation=True),
+    "accepted": lambda d: OrderAccepted(d.cid("S2"), 5),
+    "rejected": lambda d: OrderRejected(d.cid("S1"), 5, -2021, "Order would immediately trigger."),
+    "canceled": lambda d: OrderCanceled(d.cid("T1"), 5),
+    "mark": lambda d: MarkPrice(D("97.00"), 10**9),
+    "funding": lambda d: FundingPaid(D("-0.1"), 5, "m1"),
+    "vanished": lambda d: PositionVanished(5, D("99")),
+    "reversal": lambda d: ReversalSignal(SHORT, 95.0, D("103"), 10**9, 5),
+    "close": lambda d: CloseRequested("manual", 10**9),
+}
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize("event_name", list(EVENT_MAKERS))
+def test_every_event_in_every_phase_has_a_defined_result(phase: Phase, event_name: str) -> None:
+    d = _in_phase(phase)
+    before = d.p
+    d.send(EVENT_MAKERS[event_name](d))
+    after = d.p
+    if before.stop_price is not None:
+        assert after.stop_price is not None
+        assert after.stop_price >= before.stop_price  # long: only ever up
+    if after.phase is Phase.CLOSED:
+        assert after.entry_qty == after.exit_qty
+    if not after.is_terminal and after.open_qty > 0 and not after.needs_attention:
+        assert any(o.role is Role.STOP and o.state.working for o in after.orders) or any(
+            o.role is Role.CLOSE and o.state.live for o in after.orders
+        )
+    if before.phase is Phase.CLOSED:
+        assert after.phase is Phase.CLOSED
