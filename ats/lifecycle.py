@@ -10,10 +10,11 @@ cancelled only once the new one is acknowledged) -> CLOSING -> CLOSED; FAILED wh
 How it stays safe under the exchange's real behaviour:
 - A transition first records the facts its event carries (a fill, an acknowledgement, a rejection, ...); then
   `_settle` compares what the position needs with the orders it has and emits only what is missing. A replayed
-  or duplicated event changes nothing and emits nothing: fills are deduplicated by trade id, order events by the
-  order's state, funding by its reference, reversal signals by bar time, notifications by their key.
-- Fills are summed, so their order does not matter. An entry is complete only when the exchange said the order
-  finished and every fill up to its cumulative quantity has been seen.
+  or duplicated event places no order and sends no message: fills are deduplicated by trade id, order events by
+  the order's state, funding by its reference, reversal signals by bar time, close requests by their time,
+  notifications by their key.
+- Fills are summed, so their order does not matter. An order (the entry, TP1) is complete only when the exchange
+  said it finished and every fill up to its reported cumulative quantity has been seen.
 - A position with quantity always has a stop requested or acknowledged, or a market close in flight. The first
   stop goes out with the first entry fill and uses closePosition, so later fills and partial take-profits stay
   covered. Replacement stops are placed before the old one is cancelled; Binance allows one closePosition stop
@@ -21,15 +22,21 @@ How it stays safe under the exchange's real behaviour:
 - The stop price only ever tightens (risk.tighten_stop).
 - A stop that cannot be placed (-2021 or any other rejection) closes the position at market and alerts. A mark
   price beyond the stop for `Policy.supervision_grace_ms` without a stop fill closes at market and alerts too.
+  A rejected market close is retried under a new id up to `Policy.max_close_attempts` times, then a human is
+  alerted (a later CloseRequested starts a new round).
+- Each user-visible change sends one message: entry (with its levels), TP1 (with the breakeven stop), the result
+  (whatever closed it), a failed entry, and alerts for what needs a human's eye.
 - Client ids are deterministic (ats.domain.client_id(key, leg)): E entry, S1, S2, ... stops, T1 and T2 targets,
   T1M/T2M market take-profits (when a target would trigger immediately), X1, X2, ... market closes.
 
 What the shell must do: report fills of a triggered algo order under the algo order's client id, with the
 order's cumulative filled quantity (Binance `z`) and `order_done` on the fill that finished it; report an order
 or algo order that ended without filling (CANCELED, EXPIRED, or a cancel answered "unknown order") as
-OrderCanceled, and a refusal as OrderRejected; treat "duplicate client id" (-4116) on a placement as
-OrderAccepted (it is already there). Execute a transition's actions in order. Persist the returned position
-(`to_jsonable`) and its Notify actions (the outbox) in one transaction.
+OrderCanceled (with the order's cumulative filled quantity when known), and a refusal as OrderRejected; treat
+"duplicate client id" (-4116) on a placement as OrderAccepted (it is already there). On RequestReconcile, replay
+the fills the exchange has (userTrades) and report PositionVanished if it then holds nothing. Execute a
+transition's actions in order. Persist the returned position (`to_jsonable`) and its Notify actions (the outbox)
+in one transaction.
 """
 
 from __future__ import annotations
