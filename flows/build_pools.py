@@ -1,0 +1,49 @@
+"""build-pools: exchange info, 24h tickers and closed bars -> the Elite and Overlay pools (the universe to scan)."""
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+
+from tasks.market import (
+    PoolsDue,
+    PoolsOutcome,
+    fetch_tickers,
+    pools_due,
+    refresh_bars,
+    select_pools,
+    stored_pools,
+    symbols_for_pools,
+    sync_symbols,
+)
+from tasks.reports import pools_markdown
+from tasks.runtime import open_runtime, readable_failures
+
+
+@flow(name="build-pools")
+@readable_failures
+async def build_pools(force_elite: bool = False) -> PoolsOutcome:
+    """Refresh exchange info, 24h tickers and closed bars, then rebuild the pools that are due.
+
+    The Elite pool (liquid, clean perpetuals) is rebuilt every 24 h and the Overlay pool (new listings and
+    movers) every hour; in between the stored pools are reused. Only missing closed bars are fetched. A build
+    that finds nothing falls back to the last good pool and the artifact says so.
+
+    Args:
+        force_elite: Rebuild the Elite pool now even if it is younger than 24 h.
+    """
+    async with open_runtime() as rt:
+        rules = await sync_symbols(rt)
+        tickers = await fetch_tickers(rt)
+        await rt.exchange.sync_time()
+        now = rt.now_ms()
+        stored = stored_pools(rt)
+        due = pools_due(stored.elite, stored.overlay, now, rt.settings.universe)
+        if force_elite:
+            due = PoolsDue(elite=True, overlay=due.overlay)
+        wanted = symbols_for_pools(rules, tickers, now, rt.settings.universe, elite=stored.elite, due=due)
+        bars = await refresh_bars(rt, wanted, now)
+        outcome = await select_pools(rt, rules, tickers, stored, due, bars, now)
+        await acreate_markdown_artifact(
+            pools_markdown(outcome),
+            description="The Elite and Overlay pools, and why every other symbol was left out",
+        )
+        return outcome

@@ -1,0 +1,59 @@
+"""factor-scan: score the universe in one vectorised pass, store every factor, record and announce the signals."""
+
+from typing import Annotated
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from pydantic import Field
+
+from ats.factors import last_closed_open_time
+from tasks.account import send_notifications
+from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars
+from tasks.reports import scan_table, signals_markdown
+from tasks.runtime import RunRefused, open_runtime, readable_failures, run_logger
+from tasks.scanning import ScanOutcome, record_scan, score_universe
+
+Score = Annotated[float, Field(ge=0, le=100)]
+
+
+@flow(name="factor-scan")
+@readable_failures
+async def factor_scan(symbols: list[str] | None = None, min_score: Score | None = None) -> ScanOutcome:
+    """Score every symbol of the universe with the 10+1 factor model and record the signals.
+
+    Bars come from PostgreSQL (only missing closed bars are fetched). The premium index of every symbol, and
+    the order book and open-interest history of the strongest candidates, are fetched as extras. Every factor
+    of every symbol is stored; each signal at or above min_score is recorded once per bar and announced once.
+
+    Args:
+        symbols: Scan these symbols instead of the stored Elite and Overlay pools, e.g. ["BTCUSDT", "SOLUSDT"].
+        min_score: Strength (0-100) a symbol needs to become a signal; default ATS_MIN_SCORE (75).
+    """
+    async with open_runtime() as rt:
+        threshold = rt.settings.min_score if min_score is None else min_score
+        if symbols:
+            universe = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+        else:
+            stored = current_universe(rt)
+            if stored is None or not stored.symbols:
+                raise RunRefused("no pools stored yet: run build-pools (or the trading cycle) first, or pass symbols")
+            universe = list(stored.symbols)
+        await rt.exchange.sync_time()
+        now = rt.now_ms()
+        wanted = list(dict.fromkeys([*universe, *CONTEXT_SYMBOLS]))
+        await refresh_bars(rt, wanted, now)
+        bars = load_recent_bars(rt, wanted, now)
+        run_logger().info(f"scanning {len(universe)} symbols at min_score {threshold:g}")
+        scored = await score_universe(rt, bars, universe, now)
+        bar = last_closed_open_time(now, rt.settings.bar_interval)
+        outcome = await record_scan(rt, scored.result, min_score=threshold, started_ms=now, bar_open_time_ms=bar)
+        await acreate_table_artifact(
+            scan_table(scored.result),
+            description=f"Scan {outcome.scan_id}: every symbol ranked, with each factor (T M C O B Q S V L I F)",
+        )
+        await acreate_markdown_artifact(
+            signals_markdown(outcome, scored, threshold),
+            description=f"Scan {outcome.scan_id}: the signals at or above {threshold:g}",
+        )
+        await send_notifications(rt)
+        return outcome

@@ -1,0 +1,113 @@
+"""place-orders: risk checks and intents under one lock, then retry-safe entries with protection."""
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
+from pydantic import Field
+
+from tasks.account import send_notifications
+from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
+from tasks.reports import placement_markdown, placement_rows
+from tasks.runtime import Runtime, open_runtime, readable_failures
+
+Score = Annotated[float, Field(ge=0, le=100)]
+Count = Annotated[int, Field(ge=0, le=100)]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementReport:
+    """What one run decided and where each approved position stands."""
+
+    decided: Decided
+    placements: dict[str, Placement | str]  # intent key -> outcome, or the error that stopped it
+
+    @property
+    def opened(self) -> list[str]:
+        return [
+            p.symbol
+            for p in self.placements.values()
+            if isinstance(p, Placement) and p.result is not PlacementResult.FAILED
+        ]
+
+    @property
+    def failed(self) -> dict[str, str]:
+        symbols = {d.key: d.signal.symbol for d in self.decided.decisions if d.key}
+        return {
+            symbols.get(key, key): (p if isinstance(p, str) else p.detail)
+            for key, p in self.placements.items()
+            if isinstance(p, str) or p.result is PlacementResult.FAILED
+        }
+
+
+async def place(
+    rt: Runtime, *, signal_ids: list[int] | None, min_score: float, max_new: int | None, dry_run: bool
+) -> PlacementReport:
+    exchange = await read_exchange_account(rt)
+    decided = await record_entries(
+        rt, exchange, signal_ids=signal_ids, min_score=min_score, max_new=max_new, dry_run=dry_run
+    )
+    placements: dict[str, Placement | str] = {}
+    approved = [(d.key, d.signal.symbol, d.order) for d in decided.decisions if d.key is not None and d.order]
+    if approved and not dry_run:
+        # Prefect types an async task called with return_state=True as returning the State; it is awaitable.
+        calls = [
+            cast(Awaitable[State[Placement]], open_on_exchange(rt, key, symbol, order.leverage, return_state=True))
+            for key, symbol, order in approved
+        ]
+        states = await asyncio.gather(*calls)
+        for (key, _, _), state in zip(approved, states, strict=True):
+            if state.is_completed():
+                placements[key] = await state.aresult()
+            else:
+                placements[key] = state.message or f"the placement task ended {state.type.value}"
+    return PlacementReport(decided, placements)
+
+
+@flow(name="place-orders")
+@readable_failures
+async def place_orders(
+    signal_ids: list[int] | None = None,
+    min_score: Score | None = None,
+    max_new_positions: Count | None = None,
+    dry_run: bool = False,
+) -> PlacementReport:
+    """Check each new signal against the risk limits and open the approved ones with stop, TP1 and TP2.
+
+    Limits: max concurrent positions, one position per symbol, max notional, max leverage, min order size,
+    available balance, and the daily loss limit (realised + unrealised since 00:00 UTC; once reached, the day
+    stays halted). Decisions are taken in one transaction under a per-account lock and recorded on the signals
+    (refusals with their reason). Entries are sent with deterministic client ids: a retry never doubles one.
+
+    Args:
+        signal_ids: The signals to act on; default: every new signal of the newest closed bar.
+        min_score: Ignore signals weaker than this (0-100); default ATS_MIN_SCORE (75).
+        max_new_positions: Open at most this many positions in this run (the limits apply anyway).
+        dry_run: Decide and report, but record nothing and send no order.
+    """
+    async with open_runtime() as rt:
+        threshold = rt.settings.min_score if min_score is None else min_score
+        try:
+            report = await place(
+                rt, signal_ids=signal_ids, min_score=threshold, max_new=max_new_positions, dry_run=dry_run
+            )
+        finally:
+            await send_notifications(rt)
+        await acreate_table_artifact(
+            placement_rows(report.decided, report.placements),
+            description="Each signal: opened (with its levels), refused (why) or failed (the error)",
+        )
+        await acreate_markdown_artifact(
+            placement_markdown(report.decided, report.placements),
+            description="What was opened, refused and why, and the account it was decided against",
+        )
+        if report.failed:
+            details = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(report.failed.items()))
+            total = sum(1 for d in report.decided.decisions if d.approved)
+            return Failed(message=f"{len(report.failed)} of {total} entries failed: {details}")  # type: ignore[return-value]
+        return report

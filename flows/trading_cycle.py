@@ -1,0 +1,106 @@
+"""trading-cycle: build-pools -> factor-scan -> place-orders, each its own flow run, once per closed bar."""
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
+from pydantic import Field
+
+from flows.build_pools import build_pools
+from flows.factor_scan import factor_scan
+from flows.place_orders import PlacementReport, place_orders
+from tasks.market import PoolsOutcome
+from tasks.scanning import ScanOutcome
+
+Score = Annotated[float, Field(ge=0, le=100)]
+Count = Annotated[int, Field(ge=0, le=100)]
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    universe: list[str]
+    pools_fell_back: bool
+    scan_id: int
+    signals: int
+    opened: list[str]
+    refused: dict[str, str]  # symbol -> reason
+    dry_run: bool
+
+
+async def _subflow(call: Any) -> State[Any]:
+    """Await a subflow called with return_state=True (Prefect types that call as the State itself)."""
+    return await cast(Awaitable[State[Any]], call)
+
+
+def cycle_markdown(report: CycleReport) -> str:
+    lines = [
+        "# Trading cycle" + (" (dry run)" if report.dry_run else ""),
+        "",
+        f"1. Universe: {len(report.universe)} symbols"
+        + (" (a pool fell back to its last good build)" if report.pools_fell_back else ""),
+        f"2. Scan {report.scan_id}: {report.signals} signals",
+        f"3. Opened: {', '.join(report.opened) or 'none'}" + (" (would open)" if report.dry_run else ""),
+    ]
+    if report.refused:
+        lines += ["", "| refused | why |", "|---|---|"]
+        lines += [f"| {symbol} | {why} |" for symbol, why in sorted(report.refused.items())]
+    return "\n".join(lines)
+
+
+@flow(name="trading-cycle")
+async def trading_cycle(
+    min_score: Score | None = None,
+    dry_run: bool = False,
+    symbols: list[str] | None = None,
+    max_new_positions: Count | None = None,
+) -> CycleReport:
+    """One trading cycle after a bar closed: build the pools, score them, open the positions that pass the limits.
+
+    Runs three subflows, each with its own run page and artifacts: build-pools (exchange info, tickers, missing
+    closed bars, Elite and Overlay pools), factor-scan (the 10+1 factor model over the universe, signals) and
+    place-orders (risk limits, entries with stop, TP1 and TP2). If one fails, the cycle stops there and fails
+    with that subflow's reason.
+
+    Args:
+        min_score: Strength (0-100) a signal needs; default ATS_MIN_SCORE (75).
+        dry_run: Score and check the limits, but send no order (the artifacts show what would have been opened).
+        symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"].
+        max_new_positions: Open at most this many positions in this cycle (the account limits apply anyway).
+    """
+    fell_back = False
+    if symbols:
+        universe = list(symbols)
+    else:
+        pools_state = await _subflow(build_pools(return_state=True))
+        if not pools_state.is_completed():
+            return cast(CycleReport, Failed(message=f"build-pools failed: {pools_state.message}"))
+        pools: PoolsOutcome = await pools_state.aresult()
+        universe, fell_back = pools.symbols, pools.fell_back
+    scan_state = await _subflow(factor_scan(symbols=universe, min_score=min_score, return_state=True))
+    if not scan_state.is_completed():
+        return cast(CycleReport, Failed(message=f"factor-scan failed: {scan_state.message}"))
+    scan: ScanOutcome = await scan_state.aresult()
+    place_state = await _subflow(
+        place_orders(
+            signal_ids=scan.signal_ids,
+            min_score=min_score,
+            max_new_positions=max_new_positions,
+            dry_run=dry_run,
+            return_state=True,
+        )
+    )
+    placed: PlacementReport | None = await place_state.aresult() if place_state.is_completed() else None
+    refused = {}
+    opened: list[str] = []
+    if placed is not None:
+        refused = {d.signal.symbol: f"{d.code}: {d.reason}" for d in placed.decided.decisions if not d.approved}
+        opened = [d.signal.symbol for d in placed.decided.decisions if d.approved] if dry_run else placed.opened
+    report = CycleReport(universe, fell_back, scan.scan_id, len(scan.signal_ids), opened, refused, dry_run)
+    await acreate_markdown_artifact(cycle_markdown(report), description="What this cycle did")
+    if placed is None:
+        return cast(CycleReport, Failed(message=f"place-orders failed: {place_state.message}"))
+    return report

@@ -1,0 +1,305 @@
+"""Account tasks: the status table, the emergency close-all, the daily report, and notification delivery."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from ats.clock import ms_to_datetime
+from ats.domain import Direction, Side
+from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
+from ats.exchange.errors import ExchangeError
+from ats.execution import ExecutionDeferred
+from ats.lifecycle import CloseRequested, Phase, Position
+from ats.notify import DailyReport, OpenPositionLine, make_notifier
+from db import risk_state
+from db.models import AccountSnapshotRow
+from db.outbox import deliver_pending
+from tasks.runtime import Runtime, run_logger
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+DAY_MS = 86_400_000
+
+
+# ---------------------------------------------------------------------------------------------- notifications
+
+
+@task(name="send-notifications", cache_policy=NONE)
+async def send_notifications(rt: Runtime) -> int:
+    """Deliver the outbox (Telegram, or the console without a token); failures wait for the next sender."""
+    notifier = make_notifier(rt.settings.telegram)
+    try:
+        sent = await deliver_pending(rt.database, rt.account, notifier, rt.clock)
+    finally:
+        await notifier.aclose()
+    if sent:
+        run_logger().info(f"{sent} notifications sent")
+    return sent
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class PositionLine:
+    symbol: str
+    direction: Direction
+    quantity: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
+    unrealized_pnl: Decimal
+    leverage: int | None
+    stop: Decimal | None
+    tp1: str  # "waiting", "hit", "single target" or "-" (not managed)
+    managed: bool
+
+    @property
+    def pnl_pct(self) -> Decimal:
+        """Unrealised PnL in percent of the entry notional."""
+        notional = self.entry_price * self.quantity
+        return self.unrealized_pnl / notional * HUNDRED if notional else ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    time_ms: int
+    wallet_balance: Decimal
+    unrealized_pnl: Decimal
+    margin_balance: Decimal
+    available_balance: Decimal
+    positions: list[PositionLine]
+    max_positions: int
+    pending_entries: list[str]  # symbols whose entry is recorded but not filled
+    realized_today: Decimal  # net of fees and funding
+    halted: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Position]) -> list[PositionLine]:
+    lines = []
+    for p in sorted(exchange_positions, key=lambda p: p.symbol):
+        mine = managed.get(p.symbol)
+        tp1 = "-"
+        if mine is not None and mine.levels is not None:
+            tp1 = "hit" if mine.tp1_done else ("single target" if mine.levels.single_target else "waiting")
+        elif mine is not None:
+            tp1 = "not placed yet"
+        lines.append(
+            PositionLine(
+                symbol=p.symbol,
+                direction=Direction.LONG if p.amount > 0 else Direction.SHORT,
+                quantity=abs(p.amount),
+                entry_price=p.entry_price,
+                mark_price=p.mark_price,
+                unrealized_pnl=p.unrealized_pnl,
+                leverage=mine.leverage if mine is not None else None,
+                stop=mine.stop_price if mine is not None else None,
+                tp1=tp1,
+                managed=mine is not None,
+            )
+        )
+    return lines
+
+
+@task(name="read-account", cache_policy=NONE)
+async def read_account(rt: Runtime) -> AccountStatus:
+    """Balances and positions from the exchange, joined with what the database manages; a snapshot is kept."""
+    info = await rt.exchange.account()
+    positions = await rt.exchange.positions()
+    now = rt.clock.now_ms()
+    managed = {p.symbol: p for p in rt.journal().open_positions()}
+    with rt.database.session() as session:
+        ledger = risk_state.ledger_day(session, rt.account, now)
+        session.add(
+            AccountSnapshotRow(
+                account=rt.account,
+                wallet_balance=info.total_wallet_balance,
+                unrealized_pnl=info.total_unrealized_pnl,
+                margin_balance=info.total_margin_balance,
+                available_balance=info.available_balance,
+                positions=[
+                    {
+                        "symbol": p.symbol,
+                        "amount": str(p.amount),
+                        "entry": str(p.entry_price),
+                        "mark": str(p.mark_price),
+                    }
+                    for p in positions
+                ],
+            )
+        )
+    on_exchange = {p.symbol for p in positions}
+    pending = sorted(s for s, p in managed.items() if p.phase is Phase.PENDING_ENTRY)
+    notes = [
+        f"{s}: managed here but no position on the exchange (reconciliation will settle it)"
+        for s, p in sorted(managed.items())
+        if s not in on_exchange and p.phase is not Phase.PENDING_ENTRY
+    ]
+    notes += [f"{p.symbol}: position not managed by this system" for p in positions if p.symbol not in managed]
+    return AccountStatus(
+        time_ms=now,
+        wallet_balance=info.total_wallet_balance,
+        unrealized_pnl=info.total_unrealized_pnl,
+        margin_balance=info.total_margin_balance,
+        available_balance=info.available_balance,
+        positions=position_lines(positions, managed),
+        max_positions=rt.settings.limits.max_concurrent_positions,
+        pending_entries=pending,
+        realized_today=ledger.net_realized,
+        halted=ledger.halted_reason if ledger.halted else None,
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- close all
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAllReport:
+    managed_closed: list[str]  # symbols closed through their lifecycle
+    managed_deferred: dict[str, str]  # symbol -> why its close could not finish now
+    cancelled_symbols: list[str]  # symbols whose open orders and algo orders were cancelled
+    unmanaged_closed: list[str]  # symbols closed with a plain reduce-only market order
+    failures: dict[str, str]  # symbol -> error
+    still_open: list[str]  # positions the exchange still shows at the end
+
+
+@task(name="close-managed-positions", cache_policy=NONE)
+async def close_managed_positions(rt: Runtime, reason: str) -> tuple[list[str], dict[str, str]]:
+    """CloseRequested for every position we manage: the lifecycle cancels its orders and closes at market."""
+    executor = rt.executor("flow")
+    closed: list[str] = []
+    deferred: dict[str, str] = {}
+    for position in rt.journal().open_positions():
+        try:
+            await executor.handle(position.key, CloseRequested(reason, rt.clock.now_ms()))
+        except ExecutionDeferred as exc:
+            deferred[position.symbol] = str(exc)
+            continue
+        closed.append(position.symbol)
+    run_logger().info(f"close requested for {len(closed) + len(deferred)} managed positions ({len(deferred)} deferred)")
+    return closed, deferred
+
+
+@task(name="cancel-all-orders", cache_policy=NONE)
+async def cancel_all_orders(rt: Runtime) -> tuple[list[str], dict[str, str]]:
+    """Every symbol with an open order, an open algo order or a position: cancel all its orders of both kinds."""
+    orders = await rt.exchange.open_orders()
+    algos = await rt.exchange.open_algo_orders()
+    positions = await rt.exchange.positions()
+    symbols = sorted({o.symbol for o in orders} | {a.symbol for a in algos} | {p.symbol for p in positions})
+    done: list[str] = []
+    failures: dict[str, str] = {}
+    for symbol in symbols:
+        try:
+            await rt.exchange.cancel_all_orders(symbol)
+        except ExchangeError as exc:
+            failures[symbol] = f"cancel: {exc}"
+            continue
+        done.append(symbol)
+    run_logger().info(f"orders cancelled on {len(done)} symbols ({len(orders)} orders, {len(algos)} algo orders)")
+    return done, failures
+
+
+@task(name="close-remaining-positions", cache_policy=NONE)
+async def close_remaining_positions(rt: Runtime) -> tuple[list[str], dict[str, str]]:
+    """Whatever position is still open (not ours, or ours whose close did not go through): reduce-only market."""
+    closed: list[str] = []
+    failures: dict[str, str] = {}
+    stamp = rt.clock.now_ms()
+    for number, position in enumerate(await rt.exchange.positions(), 1):
+        side = Side.SELL if position.amount > 0 else Side.BUY
+        request = OrderRequest(
+            position.symbol,
+            side,
+            OrderType.MARKET,
+            abs(position.amount),
+            f"closeall-{stamp}-{number}",
+            reduce_only=True,
+        )
+        try:
+            await rt.exchange.new_order(request)
+        except ExchangeError as exc:
+            failures[position.symbol] = f"market close: {exc}"
+            continue
+        closed.append(position.symbol)
+    if closed:
+        run_logger().warning(f"closed with plain reduce-only market orders: {', '.join(closed)}")
+    return closed, failures
+
+
+# ---------------------------------------------------------------------------------------------- daily report
+
+
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    report: DailyReport
+    exits: dict[str, int]  # exit reason -> trades
+    tp1_hits: int
+    win_rate: Decimal | None  # percent; None without trades
+
+
+def utc_day(day: str | None, now_ms: int) -> int:
+    """Start (ms) of the named UTC day 'YYYY-MM-DD', or of the day that ended last when None."""
+    if day is None:
+        return (now_ms // DAY_MS - 1) * DAY_MS
+    parsed = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def day_stats(
+    day_start_ms: int,
+    trades: list[risk_state.ClosedTrade],
+    ledger: risk_state.LedgerDay,
+    info: AccountInfo,
+    positions: list[PositionInfo],
+) -> DayStats:
+    """The day's figures: PnL, fees and funding from the ledger; trades, wins and exits from closed positions."""
+    wins = sum(1 for t in trades if t.net_pnl > 0)
+    exits = Counter(t.exit_reason or "unknown" for t in trades)
+    tp1_hits = sum(1 for t in trades if t.tp1_done or t.exit_reason == "tp1")
+    win_rate = Decimal(wins) / len(trades) * HUNDRED if trades else None
+    notes = []
+    if trades:
+        notes.append(f"win rate {win_rate:.0f} % · TP1 reached in {tp1_hits} of {len(trades)}")
+        notes.append("exits: " + " · ".join(f"{reason} {count}" for reason, count in sorted(exits.items())))
+    report = DailyReport(
+        day=ms_to_datetime(day_start_ms).strftime("%Y-%m-%d"),
+        wallet_balance=info.total_wallet_balance,
+        equity=info.total_margin_balance,
+        realized_pnl=ledger.realized_pnl,
+        fees=ledger.fees,
+        funding=ledger.funding,
+        trades=len(trades),
+        wins=wins,
+        losses=len(trades) - wins,
+        open_positions=tuple(
+            OpenPositionLine(
+                p.symbol,
+                Direction.LONG if p.amount > 0 else Direction.SHORT,
+                abs(p.amount),
+                p.entry_price,
+                p.unrealized_pnl,
+            )
+            for p in sorted(positions, key=lambda p: p.symbol)
+        ),
+        halted=ledger.halted,
+        notes=tuple(notes),
+    )
+    return DayStats(report, dict(exits), tp1_hits, win_rate)
+
+
+@task(name="gather-day", cache_policy=NONE)
+async def gather_day(rt: Runtime, day_start_ms: int) -> DayStats:
+    info = await rt.exchange.account()
+    positions = await rt.exchange.positions()
+    with rt.database.session() as session:
+        trades = risk_state.closed_trades(session, rt.account, day_start_ms, day_start_ms + DAY_MS)
+        ledger = risk_state.ledger_day(session, rt.account, day_start_ms)
+    return day_stats(day_start_ms, trades, ledger, info, positions)

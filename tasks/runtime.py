@@ -1,0 +1,164 @@
+"""What every flow run works with: the settings, the database, the exchange client and the clock.
+
+`open_runtime()` builds them from the configuration (ATS_* variables, as the Prefect worker passes them) and
+closes the exchange client at the end. The database is opened once per process and shared (it holds a
+connection pool); the exchange client belongs to one event loop, so each flow run opens its own. The client
+shares the host-wide request-weight budget through PostgreSQL, so flows and the monitor never together exceed
+Binance's limits.
+
+Failures that stop a run are turned into one readable sentence (`describe_failure`) for the flow's failed state:
+"exchange unreachable: GET /fapi/v1/exchangeInfo: could not connect (ConnectError)" rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar, cast
+
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from prefect.states import Failed
+from sqlalchemy.exc import SQLAlchemyError
+
+from ats.clock import Clock, WallClock
+from ats.config import ConfigError, Settings, load_settings
+from ats.exchange.binance import BinanceFutures, quiet_transport_loggers
+from ats.exchange.errors import AuthError, ExchangeError, ExchangeUnavailable, IpBanned, RateLimited, Throttled
+from ats.execution import ExecutionDeferred, Executor
+from ats.log import get_logger, install_redaction, redact, register_secret
+from db.journal import PostgresJournal
+from db.rate_limits import PostgresBudgetStore
+from db.session import Database
+
+log = get_logger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_databases: dict[str, Database] = {}
+_databases_lock = threading.Lock()
+
+
+def shared_database(settings: Settings) -> Database:
+    """The process's Database for these settings (opened, and migrated if empty, on first use)."""
+    key = settings.database_url.get_secret_value() if settings.database_url else f"embedded:{settings.data_dir}"
+    with _databases_lock:
+        database = _databases.get(key)
+        if database is None:
+            database = Database.open(settings)
+            _databases[key] = database
+        return database
+
+
+def close_databases() -> None:
+    """Dispose of every shared Database (the next run opens a fresh one, as a new process would)."""
+    with _databases_lock:
+        for database in _databases.values():
+            database.dispose()
+        _databases.clear()
+
+
+def prepare_logging(settings: Settings) -> None:
+    """Secrets unprintable, transport loggers quiet, and redaction on the handlers Prefect installed."""
+    key, secret = settings.exchange.api_key, settings.exchange.api_secret
+    for value in (key, secret, settings.telegram.token):
+        if value is not None:
+            register_secret(value.get_secret_value())
+    quiet_transport_loggers()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        install_redaction(logging.getLogger(name).handlers)
+
+
+class Runtime:
+    """The resources of one flow run. Not a dataclass on purpose: Prefect must not walk into it."""
+
+    def __init__(self, settings: Settings, database: Database, exchange: BinanceFutures, clock: Clock) -> None:
+        self.settings = settings
+        self.database = database
+        self.exchange = exchange
+        self.clock = clock
+
+    @property
+    def account(self) -> str:
+        return self.settings.account
+
+    def now_ms(self) -> int:
+        """The exchange's time (the local clock corrected by the measured offset): bars close by it."""
+        return self.exchange.server_now_ms()
+
+    def journal(self) -> PostgresJournal:
+        return PostgresJournal(self.database, self.account)
+
+    def executor(self, source: str = "flow") -> Executor:
+        return Executor(self.exchange, self.journal(), self.clock, source=source)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
+    """Settings (from the environment unless given), the shared database and a fresh exchange client."""
+    settings = settings or load_settings()
+    prepare_logging(settings)
+    database = shared_database(settings)
+    clock = WallClock()
+    exchange = BinanceFutures.from_settings(settings, clock=clock, budget_store=PostgresBudgetStore(database.engine))
+    try:
+        yield Runtime(settings, database, exchange, clock)
+    finally:
+        await exchange.aclose()
+
+
+def run_logger() -> Any:
+    """Prefect's run logger inside a flow or task run (its lines show in the UI), else a plain logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("tasks")
+
+
+class RunRefused(Exception):
+    """A run cannot do what it was asked (nothing to scan, an unknown symbol, ...); the message says why."""
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """One readable sentence for an error that stops a run, or None for an unexpected one (a bug)."""
+    if isinstance(exc, RunRefused):
+        return str(exc)
+    if isinstance(exc, IpBanned):
+        return f"exchange banned this IP: {exc}"
+    if isinstance(exc, ExchangeUnavailable | RateLimited | Throttled | ExecutionDeferred):
+        return f"exchange unreachable: {exc}"
+    if isinstance(exc, AuthError):
+        return f"exchange refused the API key: {exc}"
+    if isinstance(exc, ExchangeError):
+        return f"exchange error: {exc}"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, SQLAlchemyError):
+        cause = getattr(exc, "orig", None) or exc
+        first_line = redact(str(cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"database error: {first_line[:300]}"
+    return None
+
+
+def readable_failures(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Let a flow end in a Failed state whose message says what went wrong (see `describe_failure`).
+
+    Unexpected errors still raise, so their traceback reaches the run's logs. The Failed state is returned in
+    place of the flow's result, which Prefect understands (hence the cast).
+    """
+
+    @functools.wraps(fn)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            message = describe_failure(exc)
+            if message is None:
+                raise
+            run_logger().error(message)
+            return cast(R, Failed(message=message))
+
+    return guarded
