@@ -153,8 +153,9 @@ def fills_of(client_id: str, order: Order, trades: Sequence[Trade]) -> list[Fill
 
 
 def fill_from_update(update: OrderUpdate, client_id: str) -> Fill | None:
-    """The fill an ORDER_TRADE_UPDATE carries (execution type TRADE), reported under `client_id`."""
-    if update.execution_type != "TRADE" or update.last_filled_qty <= 0:
+    """The fill an ORDER_TRADE_UPDATE carries, reported under `client_id`: execution type TRADE, or CALCULATED
+    (how Binance reports a liquidation's executions)."""
+    if update.execution_type not in ("TRADE", "CALCULATED") or update.last_filled_qty <= 0:
         return None
     return Fill(
         client_id=client_id,

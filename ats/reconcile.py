@@ -375,7 +375,7 @@ async def reconcile(
     positions = journal.open_positions()
     report.positions = len(positions)
     work = plan(positions, snapshot, since_ms=since_ms)
-    shell = _Pass(exchange, journal, executor, clock, settings, guard, source, report)
+    shell = _Pass(exchange, journal, executor, clock, guard, source, report)
 
     for key, legs in work.lookups.items():
         report.legs_looked_up += len(legs)
@@ -394,7 +394,7 @@ async def reconcile(
     for key in work.vanished:
         await shell.confirm_vanished(key)
     for info in work.unknown:
-        await shell.adopt(info)
+        await shell.adopt(info, settings)
 
     final = ExchangeSnapshot(tuple(await exchange.positions()), (), ())
     report.mismatches = quantity_mismatches(journal.open_positions(), final)
@@ -407,6 +407,23 @@ async def reconcile(
     return report
 
 
+async def sync_funding(
+    exchange: Exchange,
+    journal: ReconcileJournal,
+    executor: Executor,
+    clock: Clock,
+    *,
+    start_ms: int,
+    guard: Guard = _no_guard,
+    source: str = "reconcile",
+) -> ReconcileReport:
+    """Only the funding step: after a FUNDING_FEE account update, without waiting for the next full pass."""
+    report = ReconcileReport(started_ms=clock.now_ms())
+    await _Pass(exchange, journal, executor, clock, guard, source, report).apply_funding(start_ms)
+    report.finished_ms = clock.now_ms()
+    return report
+
+
 @dataclass(slots=True)
 class _Pass:
     """The I/O of one pass; each step is isolated so one position's trouble never stops the others."""
@@ -415,7 +432,6 @@ class _Pass:
     journal: ReconcileJournal
     executor: Executor
     clock: Clock
-    settings: Settings
     guard: Guard
     source: str
     report: ReconcileReport
@@ -538,8 +554,8 @@ class _Pass:
         event = PositionVanished(self.clock.now_ms(), mark)
         await self.on_position(key, "reporting a vanished position", self._apply, key, [event])
 
-    async def adopt(self, info: PositionInfo) -> None:
-        account = self.settings.account
+    async def adopt(self, info: PositionInfo, settings: Settings) -> None:
+        account = settings.account
         key = adopted_key(account, info)
         try:
             confirmed = ExchangeSnapshot(tuple(await self.exchange.positions(info.symbol)), (), ()).position(
@@ -550,7 +566,7 @@ class _Pass:
             rules = (await self.exchange.exchange_info())[info.symbol]
             leverage = (await self.exchange.symbol_config(info.symbol)).leverage
             position, actions = adoption(
-                confirmed, key=key, rules=rules, leverage=leverage, settings=self.settings, time_ms=self.clock.now_ms()
+                confirmed, key=key, rules=rules, leverage=leverage, settings=settings, time_ms=self.clock.now_ms()
             )
             self.journal.create(position, actions, source=self.source)
         except Exception as exc:

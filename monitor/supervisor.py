@@ -1,0 +1,211 @@
+"""Leader election and supervision: one active monitor per account, any number of hot standbys.
+
+The active monitor holds a PostgreSQL session-level advisory lock (`monitor:<account>`) on a dedicated
+connection. A standby polls for it every `STANDBY_POLL_S`; when the active process dies its connection drops,
+PostgreSQL releases the lock and a standby takes over within seconds. The active monitor checks every watchdog
+interval that its lock connection is still alive and steps down at once when it is not (another process may
+hold the lock by then). Every process writes a heartbeat row (worker_heartbeats) with its role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.dialects.postgresql import insert
+
+from ats.clock import Clock
+from ats.log import get_logger
+from db.models import WorkerHeartbeatRow
+from db.session import Database, SessionLock
+from monitor.health import HealthServer
+from monitor.metrics import MonitorMetrics
+
+log = get_logger(__name__)
+
+STANDBY_POLL_S = 1.0
+ALIVE_TICK_S = 1.0
+
+
+class Runnable(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+def lock_name(account: str) -> str:
+    return f"monitor:{account}"
+
+
+class Supervisor:
+    """Runs the health endpoint and heartbeats always, and the monitor whenever this process is the leader."""
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        database: Database,
+        build: Callable[[], Awaitable[Runnable]],
+        metrics: MonitorMetrics,
+        clock: Clock,
+        health_host: str,
+        health_port: int,
+        heartbeat_s: float = 5.0,
+        standby_poll_s: float = STANDBY_POLL_S,
+    ) -> None:
+        self._account = account
+        self._database = database
+        self._build = build
+        self._metrics = metrics
+        self._clock = clock
+        self._heartbeat_s = heartbeat_s
+        self._standby_poll_s = standby_poll_s
+        self._lock = SessionLock(database.engine, lock_name(account))
+        self._health = HealthServer(
+            metrics, host=health_host, port=health_port, live_within_s=5 * ALIVE_TICK_S, monotonic=clock.monotonic
+        )
+        self._started_at = datetime.now(UTC)
+        self._beat_lock = asyncio.Lock()
+        self.name = f"monitor:{account}:{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def health_port(self) -> int:
+        return self._health.port
+
+    @property
+    def role(self) -> str:
+        return self._metrics.state.role
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: stand by, lead when the lock is free, step down if it is lost."""
+        await self._health.start()
+        beating = asyncio.create_task(self._heartbeats(stop), name="monitor-heartbeat")
+        ticking = asyncio.create_task(self._alive(stop), name="monitor-alive")
+        try:
+            while not stop.is_set():
+                if not await self._wait_for_leadership(stop):
+                    break
+                await self._lead(stop)
+        finally:
+            self._set_role("stopping")
+            await asyncio.to_thread(self._lock.release)
+            for task in (beating, ticking):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._set_role("stopped")
+            await self._beat()
+            await self._health.stop()
+            log.info("monitor process stopped", name=self.name)
+
+    async def _wait_for_leadership(self, stop: asyncio.Event) -> bool:
+        announced = False
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(self._lock.try_acquire):
+                    return True
+            except Exception as exc:
+                log.warning("cannot reach the database for the leader lock; retrying", error=str(exc))
+            if not announced:
+                self._set_role("standby")
+                log.info("standing by: another monitor is active for this account", account=self._account)
+                announced = True
+                await self._beat()
+            await _pause(stop, self._standby_poll_s)
+        return False
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        self._metrics.state.problems = ["starting"]
+        self._set_role("active")
+        log.info("leader lock acquired: this monitor is active", account=self._account, name=self.name)
+        await self._beat()
+        leading = asyncio.Event()
+        watch = asyncio.create_task(self._hold(stop, leading), name="monitor-leader-lock")
+        try:
+            monitor = await self._build()
+            await monitor.run(leading)
+        except Exception:
+            log.exception("the active monitor failed; stepping down")
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            await asyncio.to_thread(self._lock.release)
+            self._metrics.state.problems = []
+            if not stop.is_set():
+                self._set_role("standby")
+                await _pause(stop, self._standby_poll_s)
+
+    async def _hold(self, stop: asyncio.Event, leading: asyncio.Event) -> None:
+        """Ends leadership on request or as soon as the lock's connection is gone."""
+        while not stop.is_set():
+            await _pause(stop, self._heartbeat_s)
+            if stop.is_set():
+                break
+            try:
+                held = await asyncio.to_thread(self._lock.still_held)
+            except Exception:
+                held = False
+            if not held:
+                log.error("leader lock lost (database connection gone): stepping down", account=self._account)
+                break
+        leading.set()
+
+    def _set_role(self, role: str) -> None:
+        self._metrics.state.role = role
+
+    async def _alive(self, stop: asyncio.Event) -> None:
+        """Proves the event loop runs (for /livez)."""
+        while not stop.is_set():
+            self._metrics.state.alive_mono = self._clock.monotonic()
+            await _pause(stop, ALIVE_TICK_S)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._beat()
+            await _pause(stop, self._heartbeat_s)
+
+    async def _beat(self) -> None:
+        """Write the heartbeat row; one write at a time, so a role change is never overwritten by an older one."""
+        async with self._beat_lock:
+            state = self._metrics.state
+            details: dict[str, Any] = {
+                "health_port": self.health_port,
+                "open_positions": state.open_positions,
+                "last_reconcile_ms": state.last_reconcile_ms,
+                "problems": list(state.problems),
+            }
+            try:
+                await asyncio.to_thread(self._write_heartbeat, state.role, details)
+            except Exception as exc:
+                log.warning("cannot write the heartbeat", error=str(exc))
+
+    def _write_heartbeat(self, role: str, details: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        values = {
+            "name": self.name,
+            "account": self._account,
+            "role": role,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "heartbeat_at": now,
+            "details": details,
+        }
+        statement = insert(WorkerHeartbeatRow).values(**values)
+        with self._database.session() as session:
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"role": role, "heartbeat_at": now, "details": details},
+                )
+            )
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -1,0 +1,803 @@
+"""The active monitor: exchange streams -> the position lifecycle -> orders on the exchange and rows in PostgreSQL.
+
+It protects money between trading cycles. Everything it does goes through `ats.execution.Executor` (idempotent,
+journaled actions) and `ats.reconcile` (the exchange is the truth), so it can be killed at any instant and a new
+instance finishes the work: every order is recorded before it is sent and looked up before it is sent again.
+
+Event sources, all serialised per position (one asyncio.Lock per position key):
+- the user data stream: fills, order and algo-order updates, account updates (funding, positions going flat);
+  a triggered algo order's fills are reported under the algo's client id (by client id, else by the order id
+  recorded from its ALGO_UPDATE); after every stream gap the REST reconciliation fills the hole;
+- mark prices (@1s) of symbols with open positions: a tick reaches the lifecycle only when it crossed the stop
+  (client-side supervision closes at market if the exchange stop does not fire);
+- closed bars of those symbols: the factor scorer re-scores the position and an opposite signal tightens the
+  stop (never loosens it) or closes, as configured;
+- timers: reconciliation (on start, after gaps, every `reconcile_interval_s`), re-driving legs whose outcome is
+  unknown, a 5-second watchdog (stream freshness, listenKey age, readiness), the notification outbox.
+
+Stopping finishes the work in progress, closes the streams and leaves every protective order on the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ats.clock import Clock
+from ats.config import Settings
+from ats.domain import parse_client_id
+from ats.exchange.base import (
+    AccountUpdate,
+    AlgoUpdate,
+    Exchange,
+    KlineUpdate,
+    ListenKeyExpired,
+    MarketEvent,
+    MarkPriceUpdate,
+    OrderType,
+    OrderUpdate,
+    StreamGap,
+    UserEvent,
+)
+from ats.exchange.errors import ExchangeError
+from ats.exchange.streams import ListenKeyApi, StreamHealth
+from ats.execution import (
+    ExecutionDeferred,
+    Executor,
+    OrderOutcome,
+    UnknownPosition,
+    events_from_algo_update,
+    events_from_order_update,
+    fill_from_update,
+    key_of,
+)
+from ats.factors import IncrementalScorer
+from ats.lifecycle import (
+    Event,
+    Fill,
+    MarkPrice,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    Position,
+    RequestReconcile,
+    ReversalSignal,
+)
+from ats.log import get_logger
+from ats.reconcile import PENDING_AGE_S, ReconcileJournal, due_for_redrive, reconcile, sync_funding
+from ats.risk import ReversalResponse, reversal_response
+from monitor.metrics import MonitorMetrics
+from monitor.view import Book, Watch, bar_of, market_streams
+
+log = get_logger(__name__)
+
+CONDITIONAL = frozenset(
+    {OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET, OrderType.STOP, OrderType.TAKE_PROFIT}
+    | {OrderType.TRAILING_STOP_MARKET}
+)
+
+
+class UserFeed(Protocol):
+    def events(self) -> AsyncIterator[UserEvent]: ...
+
+    async def wait_connected(self, timeout_s: float) -> bool: ...
+
+    def health(self) -> StreamHealth: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MarketFeed(Protocol):
+    async def subscribe(self, streams: list[str]) -> None: ...
+
+    async def unsubscribe(self, streams: list[str]) -> None: ...
+
+    def events(self) -> AsyncIterator[MarketEvent]: ...
+
+    def health(self) -> StreamHealth: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ListenKeyTracker:
+    """The REST listenKey calls the user stream makes, remembering when the key was last created or extended,
+    so the watchdog can tell a keepalive that silently stopped (the key would expire after 60 minutes)."""
+
+    def __init__(self, api: ListenKeyApi, clock: Clock) -> None:
+        self._api = api
+        self._clock = clock
+        self.refreshed_ms: int | None = None
+
+    @property
+    def listen_key(self) -> str | None:
+        return self._api.listen_key
+
+    async def create_listen_key(self) -> str:
+        key = await self._api.create_listen_key()
+        self.refreshed_ms = self._clock.now_ms()
+        return key
+
+    async def keepalive_listen_key(self) -> None:
+        await self._api.keepalive_listen_key()
+        self.refreshed_ms = self._clock.now_ms()
+
+    async def close_listen_key(self) -> None:
+        await self._api.close_listen_key()
+
+    def age_s(self) -> float | None:
+        return None if self.refreshed_ms is None else (self._clock.now_ms() - self.refreshed_ms) / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Timings that are not worth a configuration knob; tests shorten them."""
+
+    pending_interval_s: float = 2.0  # how often legs without an outcome are checked
+    pending_age_s: float = PENDING_AGE_S  # re-drive a placement once it is this old without an outcome
+    redrive_backoff_max_s: float = 60.0
+    reconcile_retry_s: float = 15.0  # after a failed pass (exchange down), instead of the full interval
+    reconcile_min_gap_s: float = 1.0  # requests closer than this are merged into one pass
+    outbox_interval_s: float = 3.0
+    flat_check_s: float = 2.0  # an account update says flat: reconcile if the position is still open by then
+    funding_delay_s: float = 2.0  # a FUNDING_FEE account update: read the income after this (it lands later)
+    warm_bars: int = 300  # closed bars fetched to warm the factor scorer of a newly watched symbol
+    connect_timeout_s: float = 10.0
+    shutdown_grace_s: float = 10.0
+
+
+class Monitor:
+    """One account's active monitor. `run(stop)` returns after `stop` is set and the work in progress is done."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        exchange: Exchange,
+        journal: ReconcileJournal,
+        user_stream: UserFeed,
+        market_stream: MarketFeed,
+        clock: Clock,
+        metrics: MonitorMetrics,
+        listen_keys: ListenKeyTracker | None = None,
+        outbox: Callable[[], Awaitable[int]] | None = None,
+        weight_used: Callable[[], Awaitable[int]] | None = None,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self._settings = settings
+        self._exchange = exchange
+        self._journal = journal
+        self._user = user_stream
+        self._market = market_stream
+        self._clock = clock
+        self._metrics = metrics
+        self._listen_keys = listen_keys
+        self._outbox = outbox
+        self._weight_used = weight_used
+        self._tuning = tuning or Tuning()
+        self._executor = Executor(exchange, journal, clock, source="monitor")
+        self._scorer = IncrementalScorer(settings.bar_interval)
+        self._book = Book()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._reconcile_wanted = asyncio.Event()
+        self._streams_dirty = asyncio.Event()
+        self._since_ms: int | None = None  # start of the last clean reconciliation
+        self._subscribed: frozenset[str] = frozenset()
+        self._warmed: set[str] = set()
+        self._marks: dict[str, Decimal] = {}
+        self._mark_busy: set[str] = set()
+        self._redrive_after: dict[str, tuple[float, float]] = {}  # key -> (monotonic not before, backoff)
+        self._problems: frozenset[str] = frozenset()  # found by the last watchdog check
+        self._reported: frozenset[str] = frozenset()  # logged as lasting, not yet recovered
+
+    # ------------------------------------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._metrics.state.problems = ["starting"]
+        log.info("monitor active", account=self._settings.account, venue=self._settings.venue.value)
+        consumers = [
+            asyncio.create_task(self._consume_user(), name="monitor-user"),
+            asyncio.create_task(self._consume_market(), name="monitor-market"),
+        ]
+        if not await self._user.wait_connected(self._tuning.connect_timeout_s):
+            log.warning("user stream not connected yet: reconciling over REST meanwhile")
+        self._refresh_all()
+        self._reconcile_wanted.set()
+        loops = [
+            asyncio.create_task(self._reconcile_loop(), name="monitor-reconcile"),
+            asyncio.create_task(self._subscriptions_loop(), name="monitor-subscriptions"),
+            asyncio.create_task(self._pending_loop(), name="monitor-pending"),
+            asyncio.create_task(self._watchdog_loop(), name="monitor-watchdog"),
+        ]
+        if self._outbox is not None:
+            loops.append(asyncio.create_task(self._outbox_loop(), name="monitor-outbox"))
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(consumers, loops)
+
+    async def _shutdown(self, consumers: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]) -> None:
+        """Stop taking new work, let the work in progress finish, close the streams; orders stay on the exchange."""
+        self._stop.set()
+        log.info("monitor stopping: finishing the work in progress", in_flight=len(self._tasks))
+        for task in consumers:
+            task.cancel()
+        busy = [*loops, *self._tasks]
+        unfinished: set[asyncio.Task[None]] = set()
+        if busy:
+            _, unfinished = await asyncio.wait(busy, timeout=self._tuning.shutdown_grace_s)
+        for task in unfinished:
+            log.warning("work still running at shutdown: cancelled (redone on the next start)", task=task.get_name())
+            task.cancel()
+        await asyncio.gather(*consumers, *busy, return_exceptions=True)
+        for close in (self._user.aclose, self._market.aclose, self._exchange.aclose):
+            try:
+                await close()
+            except Exception:
+                log.exception("closing a connection failed")
+        log.info("monitor stopped; protective orders stay on the exchange")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when it is time to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        return self._stop.is_set()
+
+    async def _wait_either(self, event: asyncio.Event, timeout_s: float) -> None:
+        """Until `event` is set, the monitor stops, or the timeout passes."""
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def request_reconcile(self, reason: str) -> None:
+        if not self._reconcile_wanted.is_set():
+            log.info("reconciliation requested", reason=reason)
+        self._reconcile_wanted.set()
+
+    # ------------------------------------------------------------------------------------------ the view
+
+    def _refresh(self, key: str) -> Position | None:
+        """Re-read one position into the view after a change; logs what changed for an operator."""
+        position = self._journal.position(key)
+        before, after = self._book.put(key, position)
+        if position is not None:
+            _log_change(before, after, position)
+        if (before is None) != (after is None):
+            self._streams_dirty.set()
+        if after is None:
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
+            self._redrive_after.pop(key, None)
+        self._metrics.state.open_positions = len(self._book)
+        return position
+
+    def _refresh_all(self, positions: Sequence[Position] | None = None) -> None:
+        positions = self._journal.open_positions() if positions is None else positions
+        known = {w.key for w in self._book}
+        for p in positions:
+            if p.key not in known and not p.is_terminal:
+                log.info("watching a position", symbol=p.symbol, key=p.key, phase=p.phase.value, qty=p.open_qty)
+        symbols = self._book.symbols()
+        self._book.replace_all(positions)
+        if self._book.symbols() != symbols or self._book.symbols() != self._subscribed:
+            self._streams_dirty.set()
+        self._metrics.state.open_positions = len(self._book)
+
+    # ------------------------------------------------------------------------------------------ user stream
+
+    async def _consume_user(self) -> None:
+        async for event in self._user.events():
+            try:
+                self._on_user_event(event, self._clock.monotonic())
+            except Exception:
+                log.exception("skipping a user event that failed to dispatch", kind=type(event).__name__)
+
+    def _on_user_event(self, event: UserEvent, received: float) -> None:
+        match event:
+            case OrderUpdate():
+                self._on_order_update(event, received)
+            case AlgoUpdate():
+                self._on_algo_update(event, received)
+            case AccountUpdate():
+                self._on_account_update(event)
+            case StreamGap():
+                self._metrics.events.labels("gap").inc()
+                log.warning(
+                    "user stream was down: filling the gap over REST",
+                    down_s=round((event.reconnected_at_ms - event.down_since_ms) / 1000, 1),
+                    reason=event.reason,
+                )
+                self.request_reconcile("user stream gap")
+            case ListenKeyExpired():
+                log.warning("listenKey expired: the user stream reconnects with a new one")
+
+    def _on_order_update(self, update: OrderUpdate, received: float) -> None:
+        cid = update.client_order_id
+        key = key_of(cid)
+        if key is None and not update.is_liquidation:
+            mapped = self._journal.client_id_for_order(update.order_id)
+            if mapped is not None:
+                cid, key = mapped, key_of(mapped)
+        if key is not None:
+            self._record_order(cid, update)
+            events = events_from_order_update(update, cid)
+        else:
+            fill = fill_from_update(update, cid)
+            watch = self._book.on_symbol(update.symbol)
+            if fill is None or watch is None:
+                return
+            key, events = watch.key, [fill]
+            log.warning(
+                "fill by an order that is not ours",
+                symbol=update.symbol,
+                key=key,
+                client_id=cid,
+                qty=fill.qty,
+                price=fill.price,
+                liquidation=fill.liquidation,
+            )
+        for event in events:
+            _log_event(update.symbol, key, event)
+        if events:
+            kind = "fill" if isinstance(events[0], Fill) else "order"
+            self._metrics.events.labels(kind).inc()
+            self._spawn(self._handle(key, events, kind, received), f"monitor-{kind}-{key}")
+
+    def _record_order(self, cid: str, update: OrderUpdate) -> None:
+        """Keep the orders table current from the stream (ids, status, executed quantity)."""
+        triggered = update.original_type in CONDITIONAL  # the order an algo order created when it triggered
+        status = update.status.value if update.status.is_final or not triggered else "TRIGGERED"
+        self._journal.record_outcome(
+            cid,
+            OrderOutcome(
+                status=status,
+                exchange_order_id=None if triggered else update.order_id,
+                actual_order_id=update.order_id if triggered else None,
+                executed_qty=update.cum_filled_qty,
+                avg_price=update.avg_price if update.cum_filled_qty > 0 else None,
+            ),
+        )
+
+    def _on_algo_update(self, update: AlgoUpdate, received: float) -> None:
+        cid = update.client_algo_id
+        key = key_of(cid)
+        if key is None:
+            return
+        # The order id it triggered lets the fills that follow be reported under this algo's client id.
+        self._journal.record_outcome(
+            cid,
+            OrderOutcome(
+                status=update.status.value,
+                algo_id=update.algo_id,
+                actual_order_id=update.actual_order_id,
+                error=update.reject_reason or None,
+            ),
+        )
+        parsed = parse_client_id(cid)
+        log.info(
+            "algo order update",
+            symbol=update.symbol,
+            key=key,
+            leg=parsed[1] if parsed else "?",
+            status=update.status.value,
+            trigger=update.trigger_price,
+        )
+        events = events_from_algo_update(update)
+        if events:
+            self._metrics.events.labels("algo").inc()
+            self._spawn(self._handle(key, events, "algo", received), f"monitor-algo-{key}")
+
+    def _on_account_update(self, update: AccountUpdate) -> None:
+        if update.reason == "FUNDING_FEE":
+            self._spawn(self._funding_later(), "monitor-funding")
+        for change in update.positions:
+            watch = self._book.on_symbol(change.symbol)
+            if change.amount == 0 and watch is not None and watch.open_qty > 0:
+                self._spawn(self._flat_check_later(change.symbol), f"monitor-flat-{change.symbol}")
+
+    async def _handle(self, key: str, events: Sequence[Event], kind: str, received: float) -> None:
+        try:
+            async with self._lock(key):
+                requests = await self._executor.execute(key, [], outcomes=events)
+                self._refresh(key)
+        except UnknownPosition:
+            log.warning("event for a position this account never recorded: ignored", key=key, kind=kind)
+            return
+        except ExecutionDeferred as exc:
+            log.warning("exchange unreachable: the position's pending work is retried", key=key, error=str(exc))
+            self._refresh(key)
+            return
+        except Exception:
+            log.exception("handling an event failed; reconciliation will repair it", key=key, kind=kind)
+            self.request_reconcile(f"failed to handle a {kind} event of {key}")
+            return
+        self._metrics.event_to_action.labels(kind).observe(self._clock.monotonic() - received)
+        self._follow_up(requests)
+
+    def _follow_up(self, requests: Sequence[RequestReconcile]) -> None:
+        for request in requests:
+            self.request_reconcile(f"{request.symbol}: {request.reason}")
+
+    async def _funding_later(self) -> None:
+        if await self._pause(self._tuning.funding_delay_s):
+            return
+        start = self._clock.now_ms() - 3_600_000
+        try:
+            await sync_funding(
+                self._exchange, self._journal, self._executor, self._clock, start_ms=start, guard=self._lock
+            )
+        except Exception:
+            log.exception("reading funding payments failed; the next reconciliation reads them")
+
+    async def _flat_check_later(self, symbol: str) -> None:
+        if await self._pause(self._tuning.flat_check_s):
+            return
+        watch = self._book.on_symbol(symbol)
+        if watch is not None and watch.open_qty > 0:
+            self.request_reconcile(f"the exchange reports {symbol} flat while {watch.open_qty} is recorded open")
+
+    # ------------------------------------------------------------------------------------------ market streams
+
+    async def _consume_market(self) -> None:
+        async for event in self._market.events():
+            try:
+                match event:
+                    case MarkPriceUpdate():
+                        self._on_mark(event, self._clock.monotonic())
+                    case KlineUpdate() if event.closed:
+                        self._on_closed_bar(event)
+                    case StreamGap():
+                        self._metrics.events.labels("market_gap").inc()
+                        log.warning("market stream reconnected", reason=event.reason)
+            except Exception:
+                log.exception("skipping a market event that failed to dispatch", kind=type(event).__name__)
+
+    def _on_mark(self, update: MarkPriceUpdate, received: float) -> None:
+        self._marks[update.symbol] = update.mark_price
+        watch = self._book.on_symbol(update.symbol)
+        if watch is None or watch.key in self._mark_busy or not watch.wants_mark(update.mark_price):
+            return
+        if watch.stop_crossed_ms is None:
+            log.info(
+                "mark price reached the stop: the exchange stop should fire now",
+                symbol=watch.symbol,
+                key=watch.key,
+                mark=update.mark_price,
+                stop=watch.stop_price,
+            )
+        self._mark_busy.add(watch.key)
+        self._spawn(self._handle_mark(watch.key, update, received), f"monitor-mark-{watch.key}")
+
+    async def _handle_mark(self, key: str, update: MarkPriceUpdate, received: float) -> None:
+        try:
+            async with self._lock(key):
+                watch = self._book.get(key)
+                if watch is None or not watch.wants_mark(update.mark_price):
+                    return
+                event = MarkPrice(update.mark_price, update.event_time_ms)
+                requests = await self._executor.execute(key, [], outcomes=[event])
+                self._refresh(key)
+            self._metrics.tick_to_action.observe(self._clock.monotonic() - received)
+            self._follow_up(requests)
+        except ExecutionDeferred as exc:
+            log.warning("exchange unreachable while supervising a stop", key=key, error=str(exc))
+        except Exception:
+            log.exception("supervising a stop failed", key=key)
+        finally:
+            self._mark_busy.discard(key)
+
+    def _on_closed_bar(self, update: KlineUpdate) -> None:
+        watch = self._book.on_symbol(update.symbol)
+        if watch is None or update.symbol not in self._warmed or update.interval != self._scorer.interval:
+            return
+        self._spawn(self._rescore(watch, update), f"monitor-bar-{update.symbol}")
+
+    async def _rescore(self, watch: Watch, update: KlineUpdate) -> None:
+        try:
+            row = self._scorer.update(bar_of(update), as_of_ms=update.close_time_ms + 1)
+        except ValueError as exc:  # a bar already scored (a replayed event)
+            log.debug("bar not re-scored", symbol=update.symbol, reason=str(exc))
+            return
+        if not row.scored or row.direction is None:
+            return
+        response = reversal_response(
+            watch.direction,
+            row.direction,
+            row.strength,
+            on_reversal=watch.on_reversal,
+            reversal_score=watch.reversal_score,
+        )
+        if response is ReversalResponse.NONE:
+            return
+        mark = self._marks.get(update.symbol, update.close)
+        log.warning(
+            "opposite signal on a closed bar",
+            symbol=update.symbol,
+            key=watch.key,
+            signal=row.direction.value,
+            strength=round(row.strength, 1),
+            response=response.value,
+            mark=mark,
+            stop=watch.stop_price,
+        )
+        event = ReversalSignal(row.direction, row.strength, mark, row.bar_open_time_ms, self._clock.now_ms())
+        await self._handle(watch.key, [event], "reversal", self._clock.monotonic())
+
+    async def _subscriptions_loop(self) -> None:
+        """Keep the market subscriptions equal to the symbols with open positions."""
+        while not self._stop.is_set():
+            await self._wait_either(self._streams_dirty, 60.0)
+            if not self._streams_dirty.is_set() or self._stop.is_set():
+                continue
+            self._streams_dirty.clear()
+            want = self._book.symbols()
+            added, dropped = want - self._subscribed, self._subscribed - want
+            interval = self._settings.bar_interval
+            try:
+                if dropped:
+                    await self._market.unsubscribe(
+                        [s for sym in sorted(dropped) for s in market_streams(sym, interval)]
+                    )
+                    for symbol in dropped:
+                        self._scorer.forget(symbol)
+                        self._warmed.discard(symbol)
+                        self._marks.pop(symbol, None)
+                    log.info("stopped watching symbols", symbols=sorted(dropped))
+                if added:
+                    await self._market.subscribe([s for sym in sorted(added) for s in market_streams(sym, interval)])
+                    for symbol in added:
+                        self._spawn(self._warm(symbol), f"monitor-warm-{symbol}")
+                    log.info("watching mark prices and bars", symbols=sorted(added))
+                self._subscribed = want
+            except Exception:
+                log.exception("updating market subscriptions failed; retrying")
+                self._streams_dirty.set()
+                await self._pause(1.0)
+
+    async def _warm(self, symbol: str) -> None:
+        try:
+            bars = await self._exchange.klines(symbol, self._settings.bar_interval, limit=self._tuning.warm_bars)
+        except ExchangeError as exc:
+            log.warning("cannot warm the factor scorer; bars will not be re-scored", symbol=symbol, error=str(exc))
+            return
+        if len(bars) == 0 or symbol not in self._book.symbols():
+            return
+        self._scorer.warm([bars], as_of_ms=int(bars.close_time[-1]) + 1)
+        self._warmed.add(symbol)
+
+    # ------------------------------------------------------------------------------------------ timers
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._settings.monitor.reconcile_interval_s
+        delay = interval
+        while not self._stop.is_set():
+            await self._wait_either(self._reconcile_wanted, delay)
+            if self._stop.is_set():
+                return
+            self._reconcile_wanted.clear()
+            ok = await self._reconcile_once()
+            delay = interval if ok else min(interval, self._tuning.reconcile_retry_s)
+            if await self._pause(self._tuning.reconcile_min_gap_s):
+                return
+
+    async def _reconcile_once(self) -> bool:
+        started = self._clock.now_ms()
+        try:
+            report = await reconcile(
+                self._exchange,
+                self._journal,
+                self._executor,
+                self._clock,
+                self._settings,
+                since_ms=self._since_ms,
+                guard=self._lock,
+                source="monitor",
+                pending_age_s=self._tuning.pending_age_s,
+            )
+        except ExchangeError as exc:
+            self._metrics.reconciles.labels("failed").inc()
+            log.warning("reconciliation failed: the exchange cannot be read; retrying", error=str(exc))
+            return False
+        except Exception:
+            self._metrics.reconciles.labels("failed").inc()
+            log.exception("reconciliation failed; retrying")
+            return False
+        self._metrics.reconciles.labels("clean" if report.clean else "repaired").inc()
+        if not report.errors and not report.deferred:
+            self._since_ms = started
+        state = self._metrics.state
+        state.last_reconcile_ms = self._clock.now_ms()
+        state.reconcile_ok = not report.errors
+        self._refresh_all()
+        self._assess()
+        return True
+
+    async def _pending_loop(self) -> None:
+        """Re-drive positions whose legs have had no outcome for a while (a crashed peer, an outage)."""
+        while not await self._pause(self._tuning.pending_interval_s):
+            try:
+                positions = self._journal.open_positions()
+                self._refresh_all(positions)
+                for position in positions:
+                    watch = Watch.of(position)
+                    if watch is not None and watch.pending and self._redrive_due(watch.key):
+                        ages = self._journal.order_ages_s(watch.pending)
+                        if due_for_redrive(watch.pending, ages, self._tuning.pending_age_s):
+                            await self._redrive(watch)
+            except Exception:
+                log.exception("checking pending legs failed")
+
+    def _redrive_due(self, key: str) -> bool:
+        not_before, _ = self._redrive_after.get(key, (0.0, 0.0))
+        return self._clock.monotonic() >= not_before
+
+    async def _redrive(self, watch: Watch) -> None:
+        legs = [parse_client_id(cid) for cid in watch.pending]
+        log.warning(
+            "re-driving legs without an outcome",
+            symbol=watch.symbol,
+            key=watch.key,
+            legs=[p[1] for p in legs if p],
+        )
+        self._metrics.redrives.inc()
+        deferred = False
+        try:
+            async with self._lock(watch.key):
+                requests = await self._executor.redrive(watch.key, resend_entries=False)
+                after = self._refresh(watch.key)
+            self._follow_up(requests)
+        except ExecutionDeferred as exc:
+            log.warning("exchange unreachable: re-drive postponed", key=watch.key, error=str(exc))
+            deferred, after = True, None
+        still = Watch.of(after) if after is not None else None
+        _, backoff = self._redrive_after.get(watch.key, (0.0, 0.0))
+        if deferred or (still is not None and still.pending == watch.pending):
+            backoff = min(max(backoff * 2, self._tuning.pending_interval_s), self._tuning.redrive_backoff_max_s)
+            self._redrive_after[watch.key] = (self._clock.monotonic() + backoff, backoff)
+        else:
+            self._redrive_after.pop(watch.key, None)
+
+    async def _watchdog_loop(self) -> None:
+        """Every few seconds: stream freshness, the listenKey's age, readiness and the request weight used."""
+        interval = self._settings.monitor.watchdog_interval_s
+        while True:
+            started = self._clock.monotonic()
+            try:
+                await self._watchdog_once()
+            except Exception:
+                log.exception("watchdog check failed")
+            if await self._pause(interval):
+                return
+            late = self._clock.monotonic() - started - interval
+            if late > 1.0:
+                log.warning("event loop was blocked", late_s=round(late, 2))
+
+    async def _watchdog_once(self) -> None:
+        self._assess()
+        await self._check_listen_key()
+        if self._weight_used is not None:
+            self._metrics.state.weight_used = await self._weight_used()
+
+    def _assess(self) -> None:
+        """Readiness: streams up and fresh, a recent successful reconciliation."""
+        state = self._metrics.state
+        user, market = self._user.health(), self._market.health()
+        state.streams = {"user": user, "market": market}
+        now = self._clock.now_ms()
+        problems: set[str] = set()
+        if not user.connected:
+            problems.add("user stream disconnected")
+        if self._subscribed:
+            stale_ms = self._settings.monitor.stream_stale_after_s * 1000
+            if not market.connected:
+                problems.add("market stream disconnected")
+            elif market.last_message_ms is not None and now - market.last_message_ms > stale_ms:
+                problems.add("market stream silent")
+        last = state.last_reconcile_ms
+        if last is None or now - last > 2_000 * self._settings.monitor.reconcile_interval_s + 60_000:
+            problems.add("no recent successful reconciliation")
+        # Logged once a problem outlasts one check: the first check runs while the streams still connect.
+        lasting = problems & self._problems
+        for problem in sorted(lasting - self._reported):
+            log.warning("monitor not ready", problem=problem)
+        for problem in sorted(self._reported - problems):
+            log.info("monitor recovered", problem=problem)
+        self._reported = (self._reported & problems) | lasting
+        self._problems = frozenset(problems)
+        state.problems = sorted(problems)
+
+    async def _check_listen_key(self) -> None:
+        """The user stream extends its listenKey itself; should that have stopped, extend it here."""
+        if self._listen_keys is None:
+            return
+        age = self._listen_keys.age_s()
+        if age is None or age <= self._settings.monitor.listen_key_keepalive_s + 60:
+            return
+        log.warning("listenKey keepalive overdue: extending it now", age_s=round(age))
+        try:
+            await self._listen_keys.keepalive_listen_key()
+        except ExchangeError as exc:
+            log.warning("listenKey keepalive failed", error=str(exc))
+
+    async def _outbox_loop(self) -> None:
+        assert self._outbox is not None
+        while not await self._pause(self._tuning.outbox_interval_s):
+            try:
+                sent = await self._outbox()
+            except Exception:
+                log.exception("delivering notifications failed; retrying")
+                continue
+            if sent:
+                log.info("notifications sent", count=sent)
+
+
+# ---------------------------------------------------------------------------------------------- operator logs
+
+
+def _log_event(symbol: str, key: str, event: Event) -> None:
+    parsed = parse_client_id(getattr(event, "client_id", ""))
+    leg = parsed[1] if parsed else getattr(event, "client_id", "")
+    if isinstance(event, Fill):
+        log.info(
+            "fill",
+            symbol=symbol,
+            key=key,
+            leg=leg,
+            side=event.side.value,
+            qty=event.qty,
+            price=event.price,
+            done=event.order_done,
+            trade_id=event.trade_id,
+        )
+    elif isinstance(event, OrderRejected):
+        log.warning("order rejected", symbol=symbol, key=key, leg=leg, code=event.code, reason=event.message)
+    elif isinstance(event, OrderCanceled):
+        log.info("order expired" if event.expired else "order cancelled", symbol=symbol, key=key, leg=leg)
+    elif isinstance(event, OrderAccepted):
+        log.info("order acknowledged", symbol=symbol, key=key, leg=leg)
+
+
+def _log_change(before: Watch | None, after: Watch | None, position: Position) -> None:
+    fields: dict[str, object] = {"symbol": position.symbol, "key": position.key}
+    if after is None:
+        if before is not None:
+            log.info(
+                "position closed",
+                **fields,
+                phase=position.phase.value,
+                reason=position.exit_reason.value if position.exit_reason else position.error,
+                entry=position.entry_price,
+                exit=position.exit_price,
+                qty=position.entry_qty,
+                net_pnl=position.net_pnl,
+            )
+        return
+    if before is None or before.phase is not after.phase:
+        log.info("position phase", **fields, phase=after.phase.value, open_qty=after.open_qty, stop=after.stop_price)
+    if before is not None and before.stop_price != after.stop_price:
+        if before.stop_price is None:
+            log.info("stop set", **fields, stop=after.stop_price)
+        else:
+            log.info("stop moved", **fields, old=before.stop_price, new=after.stop_price)

@@ -1,0 +1,181 @@
+"""Test helpers for the monitor: a desk that opens positions the way the order-placement task does, an
+in-process monitor against the simulated exchange, waiting and the checks every scenario ends with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from ats.clock import WallClock
+from ats.config import ExchangeSettings, LevelSettings, MonitorSettings, RiskLimits, Settings, Venue
+from ats.domain import Band, Direction, Signal, intent_key
+from ats.exchange.base import MarginType
+from ats.exchange.binance import BinanceFutures
+from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
+from ats.execution import ExecutionSettings, Executor, action_for_leg
+from ats.lifecycle import Policy, Position, open_position
+from ats.risk import AccountSnapshot, Approved, check_entry
+from db.journal import PostgresJournal, record_new_position
+from db.models import FillRow
+from db.session import Database
+from monitor.metrics import MonitorMetrics
+from monitor.worker import ListenKeyTracker, Monitor, Tuning
+
+ACCOUNT = "main"
+FAST_EXECUTION = ExecutionSettings(lookup_attempts=3, lookup_delay_s=0.05, send_retry_delay_s=0.05)
+FAST = Tuning(
+    pending_interval_s=0.3,
+    pending_age_s=1.5,
+    reconcile_min_gap_s=0.1,
+    outbox_interval_s=0.3,
+    flat_check_s=0.3,
+    funding_delay_s=0.1,
+    warm_bars=100,
+    connect_timeout_s=5.0,
+    shutdown_grace_s=5.0,
+)
+# Small positions: many fit in the sim's 10 000 USDT account at once.
+LIMITS = RiskLimits(max_position_size_usdt=Decimal(1000), max_concurrent_positions=50)
+
+T = TypeVar("T")
+
+
+def sim_settings(rest_url: str, ws_url: str, **monitor: Any) -> Settings:
+    return Settings(
+        venue=Venue.SIM,
+        account=ACCOUNT,
+        exchange=ExchangeSettings(rest_url=rest_url, ws_url=ws_url, timeout_s=3.0),
+        monitor=MonitorSettings(**monitor),
+    )
+
+
+def client(rest_url: str, api_key: str, api_secret: str) -> BinanceFutures:
+    return BinanceFutures(rest_url, SecretStr(api_key), SecretStr(api_secret), timeout_s=3.0)
+
+
+async def wait_for(check: Callable[[], T | None], *, timeout_s: float = 10.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy (short sleeps; the work happens on other tasks)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Desk:
+    """Opens positions like the place-orders task: risk check, record the intent, then send the entry."""
+
+    def __init__(self, exchange: BinanceFutures, database: Database) -> None:
+        self.exchange = exchange
+        self.database = database
+        self.journal = PostgresJournal(database, ACCOUNT)
+        self.executor = Executor(exchange, self.journal, WallClock(), source="test", settings=FAST_EXECUTION)
+        self._bar = 0
+
+    async def open(self, symbol: str, direction: Direction = Direction.LONG) -> str:
+        rules = (await self.exchange.exchange_info())[symbol]
+        price = (await self.exchange.premium_index(symbol))[0].mark_price
+        self._bar += 1
+        signal = Signal(symbol, direction, 72.0, Band.GOOD, self._bar, price)
+        snapshot = AccountSnapshot(Decimal(10_000), Decimal(10_000), Decimal(0), Decimal(0))
+        decision = check_entry(signal, snapshot, LIMITS, rules=rules, level_settings=LevelSettings())
+        assert isinstance(decision, Approved), decision
+        key = intent_key(ACCOUNT, symbol, self._bar, direction)
+        policy = Policy.build(rules, decision.order.plan, MonitorSettings())
+        position, actions = open_position(key=key, order=decision.order, policy=policy, time_ms=WallClock().now_ms())
+        with self.database.session() as session:
+            record_new_position(session, ACCOUNT, position, actions, source="test")
+        await self.exchange.set_margin_type(symbol, MarginType.ISOLATED)
+        await self.exchange.set_leverage(symbol, decision.order.leverage)
+        entry = position.entry_order
+        assert entry is not None
+        action = action_for_leg(position, entry)
+        assert action is not None
+        await self.executor.execute(key, [action])
+        return key
+
+    def position(self, key: str) -> Position:
+        position = self.journal.position(key)
+        assert position is not None
+        return position
+
+    async def wait(self, key: str, check: Callable[[Position], bool], what: str, timeout_s: float = 10.0) -> Position:
+        def probe() -> Position | None:
+            position = self.position(key)
+            return position if check(position) else None
+
+        return await wait_for(probe, timeout_s=timeout_s, what=f"{key}: {what}")
+
+
+@dataclass
+class RunningMonitor:
+    monitor: Monitor
+    metrics: MonitorMetrics
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def reconciled(self, after_ms: int = 0, timeout_s: float = 10.0) -> None:
+        def done() -> bool:
+            last = self.metrics.state.last_reconcile_ms
+            return last is not None and last >= after_ms
+
+        await wait_for(done, timeout_s=timeout_s, what="a reconciliation")
+
+    async def reconcile(self) -> None:
+        asked = WallClock().now_ms()
+        self.monitor.request_reconcile("test")
+        await self.reconciled(after_ms=asked)
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout=15)
+
+
+async def start_monitor(
+    rest_url: str, ws_url: str, api_key: str, api_secret: str, database: Database, **monitor: Any
+) -> RunningMonitor:
+    """The monitor in this event loop (no leader election), after its first reconciliation."""
+    settings = sim_settings(rest_url, ws_url, **{"reconcile_interval_s": 600.0, **monitor})
+    clock = WallClock()
+    exchange = client(rest_url, api_key, api_secret)
+    listen_keys = ListenKeyTracker(exchange, clock)
+    metrics = MonitorMetrics()
+    metrics.state.role = "active"
+    monitor_ = Monitor(
+        settings=settings,
+        exchange=exchange,
+        journal=PostgresJournal(database, ACCOUNT),
+        user_stream=BinanceUserStream(listen_keys, ws_url, clock=clock),
+        market_stream=BinanceMarketStream(ws_url, clock=clock),
+        clock=clock,
+        metrics=metrics,
+        listen_keys=listen_keys,
+        tuning=FAST,
+    )
+    stop = asyncio.Event()
+    running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
+    await running.reconciled()
+    return running
+
+
+def fills_in_db(database: Database) -> set[tuple[str, int, Decimal, Decimal]]:
+    with database.session() as session:
+        rows = session.execute(select(FillRow.symbol, FillRow.trade_id, FillRow.qty, FillRow.price)).all()
+    return {(s, t, q.normalize(), p.normalize()) for s, t, q, p in rows}
+
+
+def fills_on_exchange(trades: Iterable[dict[str, Any]]) -> set[tuple[str, int, Decimal, Decimal]]:
+    return {
+        (t["symbol"], int(t["id"]), Decimal(str(t["qty"])).normalize(), Decimal(str(t["price"])).normalize())
+        for t in trades
+    }

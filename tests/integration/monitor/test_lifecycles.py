@@ -1,0 +1,233 @@
+"""The monitor in-process against the simulated exchange and PostgreSQL: take-profits and the breakeven stop,
+stop losses, client-side supervision, fills missed while it was down, adoption, orphans and manual closes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from ats.domain import Direction, Side, client_id
+from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType
+from ats.exchange.binance import BinanceFutures
+from ats.lifecycle import OrderState, Phase, Position, Role
+from ats.notify import ExitReason
+from ats.sim.server import SimServer
+from db.models import NotificationRow
+from db.session import Database
+from tests.integration.monitor.harness import (
+    Desk,
+    RunningMonitor,
+    client,
+    fills_in_db,
+    fills_on_exchange,
+    start_monitor,
+)
+
+SYMBOL = "BTCUSDT"
+
+
+@pytest.fixture
+async def exchange(sim: SimServer) -> AsyncIterator[BinanceFutures]:
+    exchange = client(sim.rest_url, sim.api_key, sim.api_secret)
+    yield exchange
+    await exchange.aclose()
+
+
+@pytest.fixture
+def desk(exchange: BinanceFutures, db: Database) -> Desk:
+    return Desk(exchange, db)
+
+
+@pytest.fixture
+async def monitor(sim: SimServer, db: Database) -> AsyncIterator[RunningMonitor]:
+    running = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db)
+    yield running
+    await running.shutdown()
+
+
+def _open(p: Position) -> bool:
+    return p.phase is Phase.OPEN
+
+
+def _closed(p: Position) -> bool:
+    return p.phase is Phase.CLOSED
+
+
+def _breakeven_up(p: Position) -> bool:
+    """TP1 filled, the breakeven stop acknowledged and the original stop gone."""
+    stops = [o for o in p.orders if o.role is Role.STOP]
+    return p.breakeven_set and stops[-1].state is OrderState.ACTIVE and not any(o.state.live for o in stops[:-1])
+
+
+def _kinds(db: Database) -> list[str]:
+    with db.session() as session:
+        return list(session.scalars(select(NotificationRow.kind).order_by(NotificationRow.id)).all())
+
+
+def _alerts(db: Database) -> list[str]:
+    with db.session() as session:
+        return list(session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all())
+
+
+async def _settled(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:
+    """Nothing left on the exchange and every fill it made is recorded, once."""
+    assert await exchange.positions() == []
+    assert await exchange.open_algo_orders() == []
+    assert await exchange.open_orders() == []
+    assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
+
+
+async def test_tp1_moves_the_stop_to_breakeven_then_tp2_closes(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.levels is not None
+    tick = p.policy.rules.tick_size
+
+    await sim.set_price(SYMBOL, p.levels.tp1 + tick)
+    p = await desk.wait(key, _breakeven_up, "breakeven stop in place")
+    stop = p.current_order(Role.STOP)
+    assert stop is not None
+    assert stop.leg == "S2"
+    assert p.stop_price is not None
+    assert p.stop_price > p.entry_price  # covers the fees paid
+    algos = {a.client_algo_id: a for a in await exchange.open_algo_orders(SYMBOL)}
+    assert set(algos) == {client_id(key, "S2"), client_id(key, "T2")}
+    assert algos[client_id(key, "S2")].trigger_price == p.stop_price
+    assert algos[client_id(key, "S2")].quantity == p.open_qty
+
+    await sim.set_price(SYMBOL, p.levels.tp2 + tick)
+    p = await desk.wait(key, _closed, "closed by TP2")
+    assert p.exit_reason is ExitReason.TP2
+    assert p.exit_qty == p.entry_qty
+    await _settled(sim, exchange, db)
+    assert _kinds(db) == ["entry", "tp1", "tp2"]
+
+
+async def test_tp1_then_the_breakeven_stop_closes_the_rest(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL, Direction.SHORT)
+    p = await desk.wait(key, _open, "protected")
+    assert p.levels is not None
+    tick = p.policy.rules.tick_size
+    await sim.set_price(SYMBOL, p.levels.tp1 - tick)
+    p = await desk.wait(key, _breakeven_up, "breakeven stop in place")
+    assert p.stop_price is not None
+    assert p.stop_price < p.entry_price
+
+    await sim.set_price(SYMBOL, p.stop_price + tick)
+    p = await desk.wait(key, _closed, "closed by the breakeven stop")
+    assert p.exit_reason is ExitReason.BREAKEVEN_STOP
+    await _settled(sim, exchange, db)
+
+
+async def test_the_stop_loss_closes_and_cancels_the_targets(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.stop_price is not None
+    await sim.set_price(SYMBOL, p.stop_price - p.policy.rules.tick_size)
+    p = await desk.wait(key, _closed, "stopped out")
+    assert p.exit_reason is ExitReason.STOP
+    assert p.realized_pnl < 0
+    await _settled(sim, exchange, db)
+    assert _kinds(db) == ["entry", "stop"]
+
+
+async def test_supervision_closes_when_the_exchange_stop_does_not_fire(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.stop_price is not None
+    # The stop disappears behind the monitor's back (its user stream hears nothing), then the price runs through.
+    sim.stall_websockets(60, path="/private/*")
+    sim.engine.cancel_algo({"clientAlgoId": client_id(key, "S1")})
+    below = p.stop_price * Decimal("0.97")
+    await sim.set_price(SYMBOL, below)
+    for _ in range(7):  # mark ticks one (exchange) second apart: past the 5-second grace
+        await sim.advance(1)
+        await sim.set_price(SYMBOL, below)
+    p = await desk.wait(key, _closed, "closed by supervision")
+    assert p.exit_reason is ExitReason.SUPERVISION
+    assert any("did not fire" in text for text in _alerts(db))
+    assert monitor.metrics.tick_to_action.collect()[0].samples[-1].value > 0  # latency observed
+    assert await exchange.positions() == []
+
+
+async def test_fills_missed_while_down_are_replayed_on_start(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.levels is not None
+    await monitor.shutdown()
+    assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
+        client_id(key, leg) for leg in ("S1", "T1", "T2")
+    }  # protection stays on the exchange when the monitor stops
+
+    await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1 fills; nobody listens
+    restarted = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db)
+    try:
+        p = await desk.wait(key, _breakeven_up, "breakeven stop after the replay")
+        assert p.tp1_done
+        assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
+            client_id(key, "S2"),
+            client_id(key, "T2"),
+        }
+        assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
+    finally:
+        await restarted.shutdown()
+
+
+async def test_unknown_positions_are_adopted_and_orphans_cancelled(
+    sim: SimServer, exchange: BinanceFutures, db: Database, monitor: RunningMonitor
+) -> None:
+    await exchange.new_order(OrderRequest("ETHUSDT", Side.BUY, OrderType.MARKET, Decimal("0.100"), "web_manual_1"))
+    orphan = "ats_deadbeefdeadbeef_S1"
+    await exchange.new_algo_order(
+        AlgoOrderRequest(
+            "SOLUSDT",
+            Side.SELL,
+            OrderType.STOP_MARKET,
+            Decimal("100.00"),
+            orphan,
+            quantity=Decimal("1"),
+            reduce_only=True,
+        )
+    )
+    await monitor.reconcile()
+
+    adopted = [p for p in desk_positions(db) if p.symbol == "ETHUSDT"]
+    assert len(adopted) == 1
+    p = adopted[0]
+    assert p.adopted
+    assert p.open_qty == Decimal("0.100")
+    assert p.phase is Phase.OPEN
+    algos = {a.client_algo_id for a in await exchange.open_algo_orders()}
+    assert algos == {client_id(p.key, leg) for leg in ("S1", "T1", "T2")}  # orphan gone, adoption protected
+    assert any("Adopted" in text for text in _alerts(db))
+
+
+async def test_a_manual_close_on_the_exchange_ends_the_position(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    request = OrderRequest(SYMBOL, Side.SELL, OrderType.MARKET, p.open_qty, "web_close_1", reduce_only=True)
+    await exchange.new_order(request)
+    p = await desk.wait(key, _closed, "closed outside the system")
+    assert p.exit_reason is ExitReason.EXTERNAL
+    await _settled(sim, exchange, db)
+
+
+def desk_positions(db: Database) -> list[Position]:
+    from db.journal import PostgresJournal
+
+    return PostgresJournal(db, "main").open_positions()
