@@ -343,6 +343,10 @@ def new_signals(
     return [StoredSignal(row.id, _signal_of(row), row.source, row.status) for row in session.scalars(query)]
 
 
+def signal_status(session: Session, signal_id: int) -> str | None:
+    return session.scalar(select(SignalRow.status).where(SignalRow.id == signal_id))
+
+
 def set_signal_status(
     session: Session,
     signal_id: int,
@@ -354,7 +358,7 @@ def set_signal_status(
 ) -> None:
     """Record what became of a signal: accepted (an intent was recorded), refused (with why), placed, failed."""
     values: dict[str, Any] = {"status": status}
-    if code is not None or reason is not None:
+    if code is not None or reason is not None or status == "new":
         values.update(refusal_code=code, refusal_reason=reason)
     if intent_key is not None:
         values["intent_key"] = intent_key

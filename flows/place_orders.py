@@ -1,7 +1,7 @@
 """place-orders: risk checks and intents under one lock, then retry-safe entries with protection."""
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, cast
 
@@ -11,6 +11,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Failed
 from pydantic import Field
 
+from db.market import StoredSignal
 from tasks.account import send_notifications
 from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
@@ -46,11 +47,18 @@ class PlacementReport:
 
 
 async def place(
-    rt: Runtime, *, signal_ids: list[int] | None, min_score: float, max_new: int | None, dry_run: bool
+    rt: Runtime,
+    *,
+    signal_ids: list[int] | None = None,
+    min_score: float = 0.0,
+    max_new: int | None = None,
+    dry_run: bool = False,
+    unsaved: Sequence[StoredSignal] = (),
 ) -> PlacementReport:
+    """Decide on the signals (stored ones, plus `unsaved` ones in a dry run) and open the approved entries."""
     exchange = await read_exchange_account(rt)
     decided = await record_entries(
-        rt, exchange, signal_ids=signal_ids, min_score=min_score, max_new=max_new, dry_run=dry_run
+        rt, exchange, signal_ids=signal_ids, min_score=min_score, max_new=max_new, dry_run=dry_run, unsaved=unsaved
     )
     placements: dict[str, Placement | str] = {}
     approved = [(d.key, d.signal.symbol, d.order) for d in decided.decisions if d.key is not None and d.order]

@@ -202,11 +202,15 @@ async def record_entries(
     min_score: float,
     max_new: int | None,
     dry_run: bool,
+    unsaved: Sequence[StoredSignal] = (),
 ) -> Decided:
     """The risk decisions, in one transaction under the account's placement lock; records them unless dry_run.
 
-    Nothing in here waits on the network: the lock is held only for database work.
+    `unsaved` signals (a dry run's, never stored) are decided along with the stored ones. Nothing in here waits
+    on the network: the lock is held only for database work.
     """
+    if unsaved and not dry_run:
+        raise ValueError("only a dry run decides on signals that are not stored")
     settings = rt.settings
     account = rt.account
     now = rt.now_ms()
@@ -217,9 +221,10 @@ async def record_entries(
         view = risk_state.risk_view(session, account, exchange.info, exchange.positions, now)
         halted, new_halt = halt_reason(view.ledger, view.snapshot, settings.limits)
         since = None if signal_ids is not None else newest_bar - (SIGNAL_MAX_AGE_BARS - 1) * interval_ms(interval)
-        candidates = market.new_signals(
-            session, account, min_score=min_score, ids=signal_ids, since_bar_ms=since, lock=True
-        )
+        candidates = [
+            *market.new_signals(session, account, min_score=min_score, ids=signal_ids, since_bar_ms=since, lock=True),
+            *unsaved,
+        ]
         rules = market.load_symbol_rules(session, {c.signal.symbol for c in candidates})
         decisions = decide_entries(
             candidates,

@@ -32,7 +32,7 @@ from ats.notify import signal_dedupe_key, signal_note
 from db import market
 from db.journal import enqueue_notification
 from tasks.market import CONTEXT_SYMBOLS
-from tasks.runtime import Runtime, run_logger
+from tasks.runtime import RunRefused, Runtime, run_logger
 
 TOP_CANDIDATES = 12  # symbols whose order book and open-interest history are fetched for the final pass
 DEPTH_LEVELS = 20
@@ -175,3 +175,21 @@ async def record_scan(
         )
     run_logger().info(f"scan {scan_id} stored: {len(result.rows)} symbols, {len(signals)} signals ({created} new)")
     return ScanOutcome(scan_id, bar_open_time_ms, len(result.rows), ids, created, signals)
+
+
+@task(name="record-manual-signal", cache_policy=NONE)
+async def record_manual_signal(rt: Runtime, signal: Signal) -> int:
+    """Store a user's signal (source 'manual'); a refused signal of the same bar and side may be tried again,
+    one that already led to a position may not (its client ids are taken)."""
+    with rt.database.session() as session:
+        signal_id, new = market.record_signal(session, rt.account, signal, scan_id=None, source="manual")
+        if not new:
+            status = market.signal_status(session, signal_id)
+            if status == "refused":
+                market.set_signal_status(session, signal_id, "new", code=None, reason=None)
+            elif status != "new":
+                raise RunRefused(
+                    f"{signal.symbol} {signal.direction.value} was already traded on this bar (signal {signal_id} is "
+                    f"{status}); try again after the next bar closes"
+                )
+    return signal_id

@@ -1,0 +1,33 @@
+"""daily-report: the day's PnL, win rate, exits, fees and funding, as an artifact and a notification."""
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+
+from db.journal import enqueue_notification
+from tasks.account import DayStats, gather_day, send_notifications, utc_day
+from tasks.reports import day_markdown
+from tasks.runtime import RunRefused, open_runtime, readable_failures
+
+
+@flow(name="daily-report")
+@readable_failures
+async def daily_report(day: str | None = None) -> DayStats:
+    """Summarise one UTC day: net PnL, realised PnL, fees, funding, trades, win rate, exits (TP1/TP2/stop/...).
+
+    Args:
+        day: The UTC day as YYYY-MM-DD; default: the day that ended last (yesterday).
+    """
+    async with open_runtime() as rt:
+        await rt.exchange.sync_time()
+        try:
+            start = utc_day(day, rt.now_ms())
+        except ValueError:
+            raise RunRefused(f"day must look like 2026-01-31, got {day!r}") from None
+        stats = await gather_day(rt, start)
+        with rt.database.session() as session:
+            enqueue_notification(session, rt.account, f"report:{stats.report.day}", stats.report)
+        await send_notifications(rt)
+        await acreate_markdown_artifact(
+            day_markdown(stats), key="daily-report", description=f"Daily report {stats.report.day}"
+        )
+        return stats

@@ -1,0 +1,99 @@
+"""manual-signal: trade one symbol now, through the same scoring, risk limits and placement as the cycle."""
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.states import Failed
+from pydantic import Field
+
+from ats.domain import Band, Direction, Signal
+from db.market import StoredSignal
+from flows.place_orders import PlacementReport, place
+from tasks.account import send_notifications
+from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols
+from tasks.reports import placement_markdown
+from tasks.runtime import RunRefused, open_runtime, readable_failures, run_logger
+from tasks.scanning import record_manual_signal, score_universe
+
+Score = Annotated[float, Field(ge=0, le=100)]
+
+
+@flow(name="manual-signal")
+@readable_failures
+async def manual_signal(
+    symbol: str,
+    side: Literal["LONG", "SHORT"] | None = None,
+    min_score: Score | None = None,
+    dry_run: bool = False,
+) -> PlacementReport:
+    """Open a position on one symbol now, if the factor model and the risk limits agree.
+
+    The symbol is scored like in a scan. Without a side, the model's direction is taken; with one, the strength
+    the model gives that side must reach min_score (the other side scores 0, so trading against the model needs
+    min_score 0). Every risk limit applies, and the entry gets its stop, TP1 and TP2 like any other.
+
+    Args:
+        symbol: The perpetual to trade, e.g. "SOLUSDT".
+        side: LONG or SHORT; default: the side the model finds.
+        min_score: Strength (0-100) the model must give that side; default ATS_MIN_SCORE (75); 0 trades regardless.
+        dry_run: Score and check the limits, but record nothing and send no order.
+    """
+    async with open_runtime() as rt:
+        name = symbol.strip().upper()
+        threshold = rt.settings.min_score if min_score is None else min_score
+        rules = await sync_symbols(rt)
+        if name not in rules or not rules[name].is_tradable_perpetual:
+            raise RunRefused(f"{name} is not a trading USDT perpetual on this exchange")
+        await rt.exchange.sync_time()
+        now = rt.now_ms()
+        wanted = list(dict.fromkeys([name, *CONTEXT_SYMBOLS]))
+        await refresh_bars(rt, wanted, now)
+        scored = await score_universe(rt, load_recent_bars(rt, wanted, now), [name], now)
+        row = scored.result.row(name)
+        if not row.scored:
+            raise RunRefused(f"{name} cannot be scored: {row.insufficient}")
+        direction = Direction(side) if side else row.direction
+        if direction is None:
+            raise RunRefused(f"the model sees no direction for {name} (neutral); pass a side and min_score 0 to force")
+        strength = row.strength if row.direction is direction else 0.0
+        if strength < threshold:
+            raise RunRefused(
+                f"{name} {direction.value}: the model gives strength {strength:.0f}, below min_score {threshold:g}"
+            )
+        signal = Signal(
+            symbol=name,
+            direction=direction,
+            strength=strength,
+            band=Band.of(strength),
+            bar_open_time_ms=row.bar_open_time_ms,
+            price=Decimal(repr(row.close)),
+            factors={**row.factors, "atr_pct": row.atr_pct},
+            atr_pct=row.atr_pct,
+            trend=row.trend,
+            liquidity=row.liquidity,
+        )
+        model = f"{row.direction.value} {row.strength:.1f}" if row.direction else "neutral"
+        run_logger().info(f"{name} {direction.value}: strength {strength:.1f} (the model: {model})")
+        try:
+            if dry_run:
+                report = await place(
+                    rt, signal_ids=[], unsaved=[StoredSignal(0, signal, "manual", "new")], dry_run=True
+                )
+            else:
+                signal_id = await record_manual_signal(rt, signal)
+                report = await place(rt, signal_ids=[signal_id], min_score=0.0, max_new=1)
+        finally:
+            await send_notifications(rt)
+        await acreate_markdown_artifact(
+            placement_markdown(report.decided, report.placements),
+            description=f"Manual {direction.value} on {name}: what was decided and placed",
+        )
+        if report.failed:
+            details = "; ".join(f"{s}: {why}" for s, why in report.failed.items())
+            return Failed(message=f"the entry failed: {details}")  # type: ignore[return-value]
+        refused = [d for d in report.decided.decisions if not d.approved and d.signal.symbol == name]
+        if refused:
+            return Failed(message=f"refused: {refused[0].code}: {refused[0].reason}")  # type: ignore[return-value]
+        return report
