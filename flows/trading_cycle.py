@@ -24,6 +24,7 @@ Count = Annotated[int, Field(ge=0, le=100)]
 class CycleReport:
     universe: list[str]
     pools_fell_back: bool
+    bar_requests: int  # klines requests this cycle (0 when every bar was already stored)
     scan_id: int
     signals: int
     opened: list[str]
@@ -71,7 +72,7 @@ async def trading_cycle(
         symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"].
         max_new_positions: Open at most this many positions in this cycle (the account limits apply anyway).
     """
-    fell_back = False
+    fell_back, bar_requests = False, 0
     if symbols:
         universe = list(symbols)
     else:
@@ -79,7 +80,7 @@ async def trading_cycle(
         if not pools_state.is_completed():
             return cast(CycleReport, Failed(message=f"build-pools failed: {pools_state.message}"))
         pools: PoolsOutcome = await pools_state.aresult()
-        universe, fell_back = pools.symbols, pools.fell_back
+        universe, fell_back, bar_requests = pools.symbols, pools.fell_back, pools.bars.requests
     scan_state = await _subflow(factor_scan(symbols=universe, min_score=min_score, return_state=True))
     if not scan_state.is_completed():
         return cast(CycleReport, Failed(message=f"factor-scan failed: {scan_state.message}"))
@@ -99,7 +100,9 @@ async def trading_cycle(
     if placed is not None:
         refused = {d.signal.symbol: f"{d.code}: {d.reason}" for d in placed.decided.decisions if not d.approved}
         opened = [d.signal.symbol for d in placed.decided.decisions if d.approved] if dry_run else placed.opened
-    report = CycleReport(universe, fell_back, scan.scan_id, len(scan.signal_ids), opened, refused, dry_run)
+    report = CycleReport(
+        universe, fell_back, bar_requests, scan.scan_id, len(scan.signal_ids), opened, refused, dry_run
+    )
     await acreate_markdown_artifact(cycle_markdown(report), description="What this cycle did")
     if placed is None:
         return cast(CycleReport, Failed(message=f"place-orders failed: {place_state.message}"))

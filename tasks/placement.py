@@ -166,11 +166,16 @@ class ExchangeView:
     info: AccountInfo
     positions: list[PositionInfo]
     marks: dict[str, Decimal]
+    rules: dict[str, SymbolRules]
 
 
 @task(name="read-exchange-account", cache_policy=NONE)
 async def read_exchange_account(rt: Runtime) -> ExchangeView:
-    """Balances and unrealised PnL, open positions, and mark prices (sizing uses the mark, not the bar close)."""
+    """Balances and unrealised PnL, open positions, mark prices (sizing uses the mark, not the bar close) and the
+    symbols' current filters (orders are quantised to what the exchange says now)."""
+    rules = await rt.exchange.exchange_info()
+    with rt.database.session() as session:
+        market.upsert_symbols(session, rules)
     await rt.exchange.sync_time()
     info = await rt.exchange.account()
     positions = await rt.exchange.positions()
@@ -179,7 +184,7 @@ async def read_exchange_account(rt: Runtime) -> ExchangeView:
         f"account: wallet {info.total_wallet_balance:.2f} USDT, available {info.available_balance:.2f}, "
         f"unrealised {info.total_unrealized_pnl:+.2f}, {len(positions)} positions on the exchange"
     )
-    return ExchangeView(info, positions, marks)
+    return ExchangeView(info, positions, marks, rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +230,7 @@ async def record_entries(
             *market.new_signals(session, account, min_score=min_score, ids=signal_ids, since_bar_ms=since, lock=True),
             *unsaved,
         ]
-        rules = market.load_symbol_rules(session, {c.signal.symbol for c in candidates})
+        rules = exchange.rules
         decisions = decide_entries(
             candidates,
             view.snapshot,

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.env",
     "tests.fixtures.sim",
     "tests.fixtures.db",
+    "tests.fixtures.prefect",
 ]

@@ -1,0 +1,212 @@
+"""The trading cycle on the Prefect engine against the simulated exchange and PostgreSQL.
+
+Positions open with their protection on the exchange, the limits hold (also for two cycles at once and across
+a restart), a lost answer is adopted by the task retry instead of doubled, and an unreachable exchange fails
+the run with a readable reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ats.domain import client_id
+from db.models import NotificationRow, OrderRow, PoolRow, RiskLedgerRow, ScanResultRow, SignalRow
+from flows.place_orders import place_orders
+from flows.trading_cycle import trading_cycle
+from tasks.runtime import close_databases
+from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, subflow_runs, task_runs_of
+
+# Liquid symbols of the simulated catalogue; at min_score 0 every one with a direction is a signal.
+LIQUID = ["BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "AVAXUSDT", "LINKUSDT", "DOTUSDT", "LTCUSDT"]
+OTHERS = ["BCHUSDT", "ATOMUSDT", "AAVEUSDT", "SUIUSDT", "UNIUSDT", "ETCUSDT", "NEARUSDT", "APTUSDT", "ARBUSDT"]
+
+
+def protection_of(env: FlowEnv, key: str) -> dict[str, dict[str, Any]]:
+    """The open algo orders of one position on the sim, by leg."""
+    algos = env.control.state()["open_algo_orders"]
+    return {a["clientAlgoId"].rsplit("_", 1)[1]: a for a in algos if a["clientAlgoId"].startswith(f"ats_{key}_")}
+
+
+def signal_rows(env: FlowEnv) -> list[SignalRow]:
+    with env.database.session() as session:
+        return list(session.scalars(select(SignalRow).order_by(SignalRow.strength.desc())))
+
+
+async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_env: FlowEnv) -> None:
+    state = await run(trading_cycle, max_new_positions=2)
+    assert state.is_completed(), state.message
+
+    positions = flow_env.open_positions()
+    assert len(positions) == 2
+    exchange_positions = flow_env.control.state()["positions"]
+    for row in positions:
+        assert row.state == "open"
+        assert Decimal(exchange_positions[row.symbol]["amount"]).copy_abs() == row.quantity > 0
+        assert exchange_positions[row.symbol]["margin_type"] == "ISOLATED"
+        legs = protection_of(flow_env, row.key)
+        assert set(legs) == {"S1", "T1", "T2"}
+        assert legs["S1"]["orderType"] == "STOP_MARKET"
+        assert legs["S1"]["closePosition"] is True
+        assert {legs["T1"]["orderType"], legs["T2"]["orderType"]} == {"TAKE_PROFIT_MARKET"}
+        assert Decimal(legs["T1"]["quantity"]) + Decimal(legs["T2"]["quantity"]) == row.quantity
+        assert flow_env.entry_orders(client_id(row.key, "E")) == 1
+
+    signals = signal_rows(flow_env)
+    accepted = [s for s in signals if s.status == "placed"]
+    assert {s.symbol for s in accepted} == {p.symbol for p in positions}
+    assert [s.strength for s in signals if s.status in ("placed", "refused")][:2] == [s.strength for s in accepted]
+    refused = [s for s in signals if s.status == "refused"]
+    assert all(s.refusal_code == "max_new_positions" and s.refusal_reason for s in refused)
+
+    with flow_env.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(PoolRow)) == 2
+        assert session.scalar(select(func.count()).select_from(ScanResultRow)) > 10
+        kinds = session.execute(select(NotificationRow.kind, NotificationRow.status)).all()
+    assert sorted(k for k, _ in kinds if k == "entry") == ["entry", "entry"]
+    assert {status for _, status in kinds} == {"sent"}
+    assert sum(1 for k, _ in kinds if k == "signal") == len(signals)
+
+    runs = await subflow_runs(state.state_details.flow_run_id)
+    assert set(runs) == {"build-pools", "factor-scan", "place-orders"}
+    for name, flow_run in runs.items():
+        assert flow_run.state is not None
+        assert flow_run.state.is_completed(), name
+        assert await artifacts_of(flow_run.id), f"{name} left no artifact"
+    scan_artifacts = {a.type for a in await artifacts_of(runs["factor-scan"].id)}
+    assert scan_artifacts == {"table", "markdown"}
+    placement = next(a for a in await artifacts_of(runs["place-orders"].id) if a.type == "markdown")
+    assert "opened" in str(placement.data)
+
+    # The next cycle on the same bar: pools reused, no bar fetched again, nothing placed twice.
+    again = await run(trading_cycle, max_new_positions=2)
+    assert again.is_completed(), again.message
+    assert (await again.aresult()).bar_requests == 0
+    assert len(flow_env.open_positions()) == 2
+    with flow_env.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(PoolRow)) == 2
+
+
+async def test_a_sixth_signal_with_five_open_is_refused_and_recorded(flow_env: FlowEnv) -> None:
+    state = await run(trading_cycle, symbols=LIQUID, min_score=0)
+    assert state.is_completed(), state.message
+    signals = signal_rows(flow_env)
+    assert len(signals) >= 6, "the scan needs at least six signals for this test"
+    assert len(flow_env.open_positions()) == 5
+    assert len(flow_env.control.state()["positions"]) == 5
+    refused = [s for s in signals if s.status == "refused"]
+    assert len(refused) == len(signals) - 5
+    assert {s.refusal_code for s in refused} == {"max_positions"}
+    assert all("limit 5" in (s.refusal_reason or "") for s in refused)
+
+
+async def test_two_cycles_started_together_never_exceed_the_limit(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATS_LIMITS__MAX_CONCURRENT_POSITIONS", "2")
+
+    def cycle(symbols: list[str]) -> Any:
+        return asyncio.run(run(trading_cycle, symbols=symbols, min_score=0))
+
+    first, second = await asyncio.gather(asyncio.to_thread(cycle, LIQUID), asyncio.to_thread(cycle, OTHERS))
+    assert first.is_completed(), first.message
+    assert second.is_completed(), second.message
+    assert len(flow_env.open_positions()) == 2
+    assert len(flow_env.control.state()["positions"]) == 2
+    codes = {s.refusal_code for s in signal_rows(flow_env) if s.status == "refused"}
+    assert codes == {"max_positions"}
+
+
+async def test_a_day_past_its_loss_limit_opens_nothing_also_after_a_restart(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=1)
+    assert opened.is_completed(), opened.message
+    (position,) = flow_env.open_positions()
+    entry = position.entry_price
+    assert entry is not None
+    # Against the position by about half the way to its stop: an unrealised loss beyond the limit.
+    assert position.stop_price is not None
+    adverse = entry + (position.stop_price - entry) / 2
+    flow_env.control.set_price(position.symbol, adverse)
+    loss = (adverse - entry) * position.quantity * (1 if position.direction == "LONG" else -1)
+    assert loss < -15
+    monkeypatch.setenv("ATS_LIMITS__MAX_DAILY_LOSS_USDT", "15")
+
+    halted = await run(trading_cycle, symbols=OTHERS, min_score=0)
+    assert halted.is_completed(), halted.message
+    refused = [s for s in signal_rows(flow_env) if s.symbol in OTHERS]
+    assert refused
+    assert {s.status for s in refused} == {"refused"}
+    assert {s.refusal_code for s in refused} == {"daily_loss_limit"}
+    with flow_env.database.session() as session:
+        ledger = session.scalars(select(RiskLedgerRow)).one()
+    assert ledger.halted
+    assert "unrealised" in (ledger.halted_reason or "")
+
+    # The price recovers and the process restarts: the day stays halted.
+    flow_env.control.set_price(position.symbol, entry)
+    close_databases()
+    fresh = await run(trading_cycle, symbols=[*OTHERS, "LTCUSDT", "TRXUSDT"], min_score=0)
+    assert fresh.is_completed(), fresh.message
+    late = [s for s in signal_rows(flow_env) if s.symbol in ("TRXUSDT",) and s.status != "new"]
+    assert all(s.refusal_code == "daily_loss_limit" for s in late)
+    assert len(flow_env.open_positions()) == 1
+
+
+async def test_a_lost_entry_answer_is_adopted_by_the_task_retry(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATS_EXCHANGE__TIMEOUT_S", "0.5")
+    # The entry executes but its answer never arrives, and the look-ups right after fail too: only the task's
+    # retry (which re-drives: look up first, then place) can finish the job.
+    flow_env.control.add_fault("drop_response", path="/fapi/v1/order", method="POST", count=1, hold_s=2.0)
+    flow_env.control.add_fault("unavailable", path="/fapi/v1/order", method="GET", count=3)
+    state = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=1)
+    assert state.is_completed(), state.message
+
+    (position,) = flow_env.open_positions()
+    assert position.state == "open"
+    assert flow_env.entry_orders(client_id(position.key, "E")) == 1
+    assert len(flow_env.control.state()["positions"]) == 1
+    assert set(protection_of(flow_env, position.key)) == {"S1", "T1", "T2"}
+    with flow_env.database.session() as session:
+        attempts = session.scalar(select(OrderRow.attempts).where(OrderRow.client_id == client_id(position.key, "E")))
+    assert attempts == 2
+    place = (await subflow_runs(state.state_details.flow_run_id))["place-orders"]
+    (open_task,) = [t for t in await task_runs_of(place.id) if t.name.startswith("open-")]
+    assert open_task.run_count == 2
+
+
+async def test_an_unreachable_exchange_fails_the_run_with_the_reason(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    monkeypatch.setenv("ATS_EXCHANGE__REST_URL", f"http://127.0.0.1:{dead_port}")
+    state = await run(trading_cycle)
+    assert state.is_failed()
+    assert state.message is not None
+    assert state.message.startswith("build-pools failed: exchange unreachable: GET /fapi/v1/exchangeInfo")
+    assert "could not connect" in state.message
+    runs = await subflow_runs(state.state_details.flow_run_id)
+    assert runs["build-pools"].state is not None
+    assert runs["build-pools"].state.message == state.message.removeprefix("build-pools failed: ")
+
+
+async def test_a_dry_run_decides_but_records_and_sends_nothing(flow_env: FlowEnv) -> None:
+    state = await run(place_orders, dry_run=True)
+    assert state.is_completed(), state.message
+    cycle = await run(trading_cycle, symbols=LIQUID, min_score=0, dry_run=True)
+    assert cycle.is_completed(), cycle.message
+    assert flow_env.open_positions() == []
+    assert flow_env.control.state()["positions"] == {}
+    assert {s.status for s in signal_rows(flow_env)} == {"new"}
+    report = await cycle.aresult()
+    assert len(report.opened) == 5
