@@ -1,0 +1,25 @@
+# The ats image: CLI, Prefect flows (run by a process worker), the monitor and the simulated exchange.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system ats && useradd --system --gid ats --create-home --home-dir /home/ats ats
+
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY ats ./ats
+COPY db ./db
+COPY flows ./flows
+COPY tasks ./tasks
+COPY monitor ./monitor
+COPY prefect.yaml ./
+RUN pip install -c constraints.txt .
+
+USER ats
+ENV ATS_DATA_DIR=/home/ats/data
+EXPOSE 8765 8787
+# Liveness of whatever this container runs is checked per service in docker-compose.yml.
+CMD ["ats", "--help"]

@@ -1,0 +1,2 @@
+-- One server, two databases: the trading state (ats) and Prefect's own (prefect).
+CREATE DATABASE prefect;
