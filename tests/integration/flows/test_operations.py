@@ -1,0 +1,145 @@
+"""The other flows on the Prefect engine: manual signal, emergency close-all, account status, daily report and
+reconciliation, against the simulated exchange and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from ats.clock import ms_to_datetime
+from ats.domain import Side
+from ats.exchange.base import OrderRequest, OrderType
+from ats.exchange.binance import BinanceFutures
+from db.models import AccountSnapshotRow, NotificationRow, PositionRow, RiskLedgerRow, SignalRow
+from flows.account_status import account_status
+from flows.close_all import close_all
+from flows.daily_report import daily_report
+from flows.manual_signal import manual_signal
+from flows.reconcile import reconcile_positions
+from flows.trading_cycle import trading_cycle
+from tests.integration.flows.conftest import FlowEnv, artifacts_of, run
+from tests.integration.flows.test_cycle import LIQUID, protection_of
+
+
+@pytest.fixture
+async def client(flow_env: FlowEnv) -> AsyncIterator[BinanceFutures]:
+    """A direct client: what a person trading by hand on the same account would do."""
+    server = flow_env.server
+    exchange = BinanceFutures(server.rest_url, SecretStr(server.api_key), SecretStr(server.api_secret), timeout_s=2)
+    yield exchange
+    await exchange.aclose()
+
+
+async def test_a_manual_signal_trades_with_protection_and_is_refused_when_the_model_disagrees(
+    flow_env: FlowEnv,
+) -> None:
+    state = await run(manual_signal, symbol="solusdt", min_score=0)
+    assert state.is_completed(), state.message
+    (position,) = flow_env.open_positions()
+    assert position.symbol == "SOLUSDT"
+    assert set(protection_of(flow_env, position.key)) == {"S1", "T1", "T2"}
+    with flow_env.database.session() as session:
+        signal = session.scalars(select(SignalRow)).one()
+    assert (signal.source, signal.status) == ("manual", "placed")
+
+    again = await run(manual_signal, symbol="SOLUSDT", min_score=0)
+    assert again.is_failed()
+    assert "already traded on this bar" in (again.message or "")
+
+    against = "SHORT" if position.direction == "LONG" else "LONG"
+    forced = await run(manual_signal, symbol="BNBUSDT", side=against, min_score=100)
+    assert forced.is_failed()
+    assert "below min_score 100" in (forced.message or "")
+
+    unknown = await run(manual_signal, symbol="NOPEUSDT")
+    assert unknown.is_failed()
+    assert unknown.message == "NOPEUSDT is not a trading USDT perpetual on this exchange"
+    assert len(flow_env.open_positions()) == 1
+
+
+async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: FlowEnv, client: BinanceFutures) -> None:
+    opened = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=2)
+    assert opened.is_completed(), opened.message
+    managed = {p.symbol for p in flow_env.open_positions()}
+    assert len(managed) == 2
+    # By hand on the same account: a position and a resting order this system knows nothing about.
+    await client.new_order(OrderRequest("TRXUSDT", Side.BUY, OrderType.MARKET, Decimal(100), "by-hand-1"))
+    mark = (await client.premium_index("TRXUSDT"))[0].mark_price
+    limit = (mark * Decimal("0.9")).quantize(Decimal("0.00001"))
+    await client.new_order(
+        OrderRequest("TRXUSDT", Side.BUY, OrderType.LIMIT, Decimal(100), "by-hand-2", price=limit, time_in_force="GTC")
+    )
+
+    status = await run(account_status)
+    assert status.is_completed(), status.message
+    report = await status.aresult()
+    assert {p.symbol for p in report.positions} == {*managed, "TRXUSDT"}
+    assert {p.symbol for p in report.positions if p.managed} == managed
+    assert all(p.tp1 == "waiting" for p in report.positions if p.managed)
+    markdown = next(a for a in await artifacts_of(status.state_details.flow_run_id) if a.type == "markdown")
+    assert "3/5" in str(markdown.data)
+
+    state = await run(close_all, reason="test emergency")
+    assert state.is_completed(), state.message
+    result = await state.aresult()
+    assert sorted(result.managed_closed) == sorted(managed)
+    assert result.unmanaged_closed == ["TRXUSDT"]
+    exchange = flow_env.control.state()
+    assert exchange["positions"] == {}
+    assert exchange["open_orders"] == []
+    assert exchange["open_algo_orders"] == []
+    assert flow_env.open_positions() == []
+    with flow_env.database.session() as session:
+        closed = session.scalars(select(PositionRow)).all()
+        ledger = session.scalars(select(RiskLedgerRow)).one()
+        alerts = session.scalars(select(NotificationRow).where(NotificationRow.kind == "alert")).all()
+        assert session.scalar(select(AccountSnapshotRow.id)) is not None
+    assert {(p.state, p.exit_reason) for p in closed} == {("closed", "manual")}
+    assert ledger.halted
+    assert "close-all" in (ledger.halted_reason or "")
+    assert any("Emergency close-all" in a.text and a.status == "sent" for a in alerts)
+
+    halted = await run(trading_cycle, symbols=["LTCUSDT", "LINKUSDT", "DOTUSDT"], min_score=0)
+    assert halted.is_completed(), halted.message
+    assert flow_env.open_positions() == []
+
+    today = await run(daily_report, day=_today(flow_env))
+    assert today.is_completed(), today.message
+    stats = await today.aresult()
+    assert stats.report.trades == 2
+    assert stats.exits == {"manual": 2}
+    assert stats.report.halted
+    assert stats.report.fees > 0
+    with flow_env.database.session() as session:
+        kinds = session.scalars(select(NotificationRow.kind).where(NotificationRow.status == "sent")).all()
+    assert "report" in kinds
+    bad = await run(daily_report, day="yesterday")
+    assert bad.is_failed()
+    assert bad.message == "day must look like 2026-01-31, got 'yesterday'"
+
+
+async def test_reconcile_adopts_and_protects_a_position_nobody_recorded(
+    flow_env: FlowEnv, client: BinanceFutures
+) -> None:
+    clean = await run(reconcile_positions)
+    assert clean.is_completed(), clean.message
+    assert (await clean.aresult()).clean
+
+    await client.new_order(OrderRequest("LINKUSDT", Side.BUY, OrderType.MARKET, Decimal(10), "by-hand-3"))
+    state = await run(reconcile_positions)
+    assert state.is_completed(), state.message
+    outcome = await state.aresult()
+    assert outcome.report.adopted
+    (position,) = flow_env.open_positions()
+    assert position.symbol == "LINKUSDT"
+    assert "S1" in protection_of(flow_env, position.key)
+    markdown = next(a for a in await artifacts_of(state.state_details.flow_run_id) if a.type == "markdown")
+    assert "Adopted" in str(markdown.data)
+
+
+def _today(env: FlowEnv) -> str:
+    return ms_to_datetime(int(env.control.state()["server_time"])).strftime("%Y-%m-%d")
