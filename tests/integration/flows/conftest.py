@@ -56,8 +56,7 @@ class FlowEnv:
 
 
 @pytest.fixture
-def flow_env(
-    prefect_server: str,
+def exchange_env(
     sim_thread: SimServerThread,
     session_database: Database,
     database_url_env: Callable[[], str],
@@ -77,6 +76,12 @@ def flow_env(
     close_databases()
     yield FlowEnv(sim_thread, session_database)
     close_databases()
+
+
+@pytest.fixture
+def flow_env(prefect_server: str, exchange_env: FlowEnv) -> FlowEnv:
+    """`exchange_env` with the session's Prefect server: flows run on the real engine."""
+    return exchange_env
 
 
 async def run(flow: Any, **parameters: Any) -> State[Any]:

@@ -1,0 +1,75 @@
+"""The flow commands from a terminal: status and test-connection (no Prefect), close-all's confirmation, and a
+trading cycle run in-process on the Prefect engine."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from ats.cli import app
+from ats.domain import Side
+from ats.exchange.base import OrderRequest, OrderType
+from ats.exchange.binance import BinanceFutures
+from tests.integration.flows.conftest import FlowEnv
+from tests.integration.flows.test_cycle import LIQUID
+
+runner = CliRunner()
+
+
+def _buy_by_hand(env: FlowEnv, symbol: str, qty: Decimal) -> None:
+    server = env.server
+
+    async def buy() -> None:
+        async with BinanceFutures(server.rest_url, SecretStr(server.api_key), SecretStr(server.api_secret)) as client:
+            await client.new_order(OrderRequest(symbol, Side.BUY, OrderType.MARKET, qty, "by-hand-cli"))
+
+    asyncio.run(buy())
+
+
+def test_status_shows_the_account_and_test_connection_checks_everything(exchange_env: FlowEnv) -> None:
+    _buy_by_hand(exchange_env, "LINKUSDT", Decimal(10))
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "LINKUSDT" in result.output
+    assert "1/5" in result.output
+    assert "not managed by this system" in result.output
+
+    checked = runner.invoke(app, ["test-connection"])
+    assert checked.exit_code == 0, checked.output
+    for name in ("exchange time", "exchange info", "API key", "position mode", "database", "notifications"):
+        assert name in checked.output
+    assert "FAIL" not in checked.output
+
+
+def test_an_unreachable_exchange_is_reported_not_traced(exchange_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ATS_EXCHANGE__REST_URL", f"http://127.0.0.1:{port}")
+    checked = runner.invoke(app, ["test-connection"])
+    assert checked.exit_code == 1
+    assert "unreachable" in checked.output
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 1
+    assert "exchange unreachable: GET /fapi/v1/time" in status.output
+    assert "Traceback" not in status.output
+
+
+def test_close_all_asks_before_doing_anything(exchange_env: FlowEnv) -> None:
+    _buy_by_hand(exchange_env, "LINKUSDT", Decimal(10))
+    result = runner.invoke(app, ["close-all"], input="n\n")
+    assert result.exit_code == 1
+    assert "Aborted" in result.output
+    assert "LINKUSDT" in exchange_env.control.state()["positions"]
+
+
+def test_run_cycle_runs_the_flow_in_process(flow_env: FlowEnv) -> None:
+    result = runner.invoke(app, ["run-cycle", "--symbols", ",".join(LIQUID), "--min-score", "0", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would open:" in result.output
+    assert flow_env.control.state()["positions"] == {}
