@@ -31,8 +31,10 @@ async def factor_scan(symbols: list[str] | None = None, min_score: Score | None 
     """
     async with open_runtime() as rt:
         threshold = rt.settings.min_score if min_score is None else min_score
-        if symbols:
+        if symbols is not None:
             universe = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+            if not universe:
+                raise RunRefused("no symbols to scan: pass symbols, or none to scan the stored pools")
         else:
             stored = current_universe(rt)
             if stored is None or not stored.symbols:

@@ -81,6 +81,9 @@ async def trading_cycle(
             return cast(CycleReport, Failed(message=f"build-pools failed: {pools_state.message}"))
         pools: PoolsOutcome = await pools_state.aresult()
         universe, fell_back, bar_requests = pools.symbols, pools.fell_back, pools.bars.requests
+        if not universe:
+            reasons = f"Elite: {pools.elite.reason}; Overlay: {pools.overlay.reason}"
+            return cast(CycleReport, Failed(message=f"nothing to scan: both pools are empty ({reasons})"))
     scan_state = await _subflow(factor_scan(symbols=universe, min_score=min_score, return_state=True))
     if not scan_state.is_completed():
         return cast(CycleReport, Failed(message=f"factor-scan failed: {scan_state.message}"))
