@@ -392,14 +392,16 @@ async def reconcile(
     for orphan in work.orphans:
         await shell.cancel_orphan(orphan)
     for key in work.vanished:
-        await shell.confirm_vanished(key)
+        await shell.confirm_vanished(key, since_ms)
     for info in work.unknown:
         await shell.adopt(info, settings)
 
+    before = journal.open_positions()
     final = ExchangeSnapshot(tuple(await exchange.positions()), (), ())
-    report.mismatches = quantity_mismatches(journal.open_positions(), final)
+    unchanged = set(before) & set(journal.open_positions())  # changed while we looked: a fill in flight
+    report.mismatches.extend(quantity_mismatches([p for p in before if p in unchanged], final))
     for problem in report.mismatches:
-        log.error("position differs from the exchange after reconciliation", detail=problem)
+        log.warning("position differs from the exchange; checked again next pass", detail=problem)
     report.finished_ms = clock.now_ms()
     journal.note("reconciled", source, summary=report.summary(), clean=report.clean)
     level = log.info if report.clean else log.warning
@@ -526,33 +528,45 @@ class _Pass:
         self.report.orphans_cancelled.append(orphan.client_id)
         self.journal.note("orphan_cancelled", self.source, symbol=orphan.symbol, client_id=orphan.client_id)
 
-    async def confirm_vanished(self, key: str) -> None:
-        """After the replay the position may have closed after all; only a second look decides."""
+    async def confirm_vanished(self, key: str, since_ms: int | None) -> None:
+        """Flat on the exchange now means every fill that made it flat exists now: replay them once more (a fill
+        may have landed since the first replay), and only a position still open after that has vanished."""
         position = self.journal.position(key)
         if position is None or position.is_terminal or position.open_qty <= 0 or position.vanished:
             return
+        symbol = position.symbol
         try:
-            held = ExchangeSnapshot(tuple(await self.exchange.positions(position.symbol)), (), ()).position(
-                position.symbol
-            )
-            if held is not None and _direction(held) is position.direction:
+            if await self._holds(position):
                 return
-            marks = await self.exchange.premium_index(position.symbol)
+            await self.replay_fills(symbol, window_start(position.opened_ms, since_ms))
+            async with self.guard(key):
+                position = self.journal.position(key)
+                if position is None or position.is_terminal or position.open_qty <= 0 or position.vanished:
+                    return
+                if await self._holds(position):
+                    return
+                marks = await self.exchange.premium_index(symbol)
+                mark = marks[0].mark_price if marks else None
+                log.error(
+                    "position vanished from the exchange: marking it closed",
+                    symbol=symbol,
+                    key=key,
+                    open_qty=position.open_qty,
+                    mark=mark,
+                )
+                self.report.vanished.append(key)
+                await self._apply(key, [PositionVanished(self.clock.now_ms(), mark)])
+        except ExecutionDeferred as exc:
+            log.warning("reconciliation deferred: the exchange cannot be reached", key=key, error=str(exc))
+            self.report.deferred.append(key)
         except Exception as exc:
-            log.warning("cannot confirm a vanished position", symbol=position.symbol, key=key, error=str(exc))
+            log.warning("cannot confirm a vanished position", symbol=symbol, key=key, error=str(exc))
             self.report.errors.append(f"{key}: confirming vanished: {exc}")
-            return
-        mark = marks[0].mark_price if marks else None
-        log.error(
-            "position vanished from the exchange: marking it closed",
-            symbol=position.symbol,
-            key=key,
-            open_qty=position.open_qty,
-            mark=mark,
-        )
-        self.report.vanished.append(key)
-        event = PositionVanished(self.clock.now_ms(), mark)
-        await self.on_position(key, "reporting a vanished position", self._apply, key, [event])
+
+    async def _holds(self, position: Position) -> bool:
+        """Whether the exchange holds the position (in its direction) right now."""
+        held = ExchangeSnapshot(tuple(await self.exchange.positions(position.symbol)), (), ()).position(position.symbol)
+        return held is not None and _direction(held) is position.direction
 
     async def adopt(self, info: PositionInfo, settings: Settings) -> None:
         account = settings.account

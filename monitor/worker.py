@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -246,7 +247,13 @@ class Monitor:
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            trace = "".join(traceback.format_exception(error))
+            log.error("background work failed", task=task.get_name(), error=repr(error), traceback=trace)
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -479,14 +486,6 @@ class Monitor:
         watch = self._book.on_symbol(update.symbol)
         if watch is None or watch.key in self._mark_busy or not watch.wants_mark(update.mark_price):
             return
-        if watch.stop_crossed_ms is None:
-            log.info(
-                "mark price reached the stop: the exchange stop should fire now",
-                symbol=watch.symbol,
-                key=watch.key,
-                mark=update.mark_price,
-                stop=watch.stop_price,
-            )
         self._mark_busy.add(watch.key)
         self._spawn(self._handle_mark(watch.key, update, received), f"monitor-mark-{watch.key}")
 
@@ -496,6 +495,14 @@ class Monitor:
                 watch = self._book.get(key)
                 if watch is None or not watch.wants_mark(update.mark_price):
                     return
+                if watch.stop_crossed_ms is None:
+                    log.info(
+                        "mark price reached the stop: the exchange stop should fire now",
+                        symbol=watch.symbol,
+                        key=key,
+                        mark=update.mark_price,
+                        stop=watch.stop_price,
+                    )
                 event = MarkPrice(update.mark_price, update.event_time_ms)
                 requests = await self._executor.execute(key, [], outcomes=[event])
                 self._refresh(key)

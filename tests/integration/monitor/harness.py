@@ -17,7 +17,8 @@ from ats.clock import WallClock
 from ats.config import ExchangeSettings, LevelSettings, MonitorSettings, RiskLimits, Settings, Venue
 from ats.domain import Band, Direction, Signal, intent_key
 from ats.exchange.base import MarginType
-from ats.exchange.binance import BinanceFutures
+from ats.exchange.binance import BinanceFutures, budget_scope
+from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
 from ats.lifecycle import Policy, Position, open_position
@@ -56,8 +57,15 @@ def sim_settings(rest_url: str, ws_url: str, **monitor: Any) -> Settings:
     )
 
 
-def client(rest_url: str, api_key: str, api_secret: str) -> BinanceFutures:
-    return BinanceFutures(rest_url, SecretStr(api_key), SecretStr(api_secret), timeout_s=3.0)
+def client(rest_url: str, api_key: str, api_secret: str, *, weight_limit: int = 2400) -> BinanceFutures:
+    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports)."""
+    clock = WallClock()
+    budget = RequestBudget(
+        InMemoryBudgetStore(), scope=budget_scope(rest_url), clock=clock, limits=BudgetLimits(weight_limit)
+    )
+    return BinanceFutures(
+        rest_url, SecretStr(api_key), SecretStr(api_secret), timeout_s=3.0, clock=clock, budget=budget
+    )
 
 
 async def wait_for(check: Callable[[], T | None], *, timeout_s: float = 10.0, what: str = "condition") -> T:
