@@ -30,6 +30,7 @@ from ats.domain import Signal, SymbolRules, client_id, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.exchange.errors import DefiniteFailure, ExchangeUnavailable, IpBanned, RateLimited, Throttled
 from ats.execution import ExecutionDeferred, OrderOutcome, action_for_leg
+from ats.factors import last_closed_open_time
 from ats.lifecycle import OrderRejected, OrderState, Phase, Policy, Position, Role, open_position
 from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
@@ -58,6 +59,7 @@ class EntryDecision:
 
     signal_id: int
     signal: Signal
+    source: str = "scan"  # scan | manual
     order: SizedOrder | None = None  # approved: what to send
     key: str | None = None  # the intent key (client ids derive from it)
     code: str | None = None  # refused: machine-readable reason
@@ -122,7 +124,7 @@ def decide_entries(
         signal = candidate.signal
 
         def refuse(code: str, reason: str, c: StoredSignal = candidate) -> EntryDecision:
-            return EntryDecision(c.id, c.signal, code=code, reason=reason)
+            return EntryDecision(c.id, c.signal, c.source, code=code, reason=reason)
 
         symbol_rules = rules.get(signal.symbol)
         mark = marks.get(signal.symbol)
@@ -148,7 +150,7 @@ def decide_entries(
             )
             if isinstance(decision, Approved):
                 key = intent_key(account, signal.symbol, signal.bar_open_time_ms, signal.direction)
-                decisions.append(EntryDecision(candidate.id, signal, order=decision.order, key=key))
+                decisions.append(EntryDecision(candidate.id, signal, candidate.source, order=decision.order, key=key))
                 snapshot = with_entry(snapshot, decision.order, taker_fee_rate)
                 opened += 1
             else:
@@ -220,7 +222,7 @@ async def record_entries(
     account = rt.account
     now = rt.now_ms()
     interval = settings.bar_interval
-    newest_bar = _newest_closed_bar(now, interval)
+    newest_bar = last_closed_open_time(now, interval)
     with rt.database.session() as session:
         advisory_xact_lock(session, placement_lock(account))
         view = risk_state.risk_view(session, account, exchange.info, exchange.positions, now)
@@ -251,7 +253,7 @@ async def record_entries(
                 day = utc_day_start_ms(now)
                 enqueue_notification(session, account, f"halt:{day}", AlertNote("New entries halted", halted))
             for decision in decisions:
-                _record(session, rt, decision, rules, now)
+                _record(session, rt, decision, rules)
     logger = run_logger()
     approved = sum(1 for d in decisions if d.approved)
     verb = "would open" if dry_run else "approved"
@@ -261,18 +263,14 @@ async def record_entries(
     return Decided(decisions, view.snapshot, halted, view.notes, dry_run)
 
 
-def _newest_closed_bar(now_ms: int, interval: str) -> int:
-    step = interval_ms(interval)
-    return (now_ms // step) * step - step
-
-
-def _record(session: Session, rt: Runtime, decision: EntryDecision, rules: Mapping[str, SymbolRules], now: int) -> None:
+def _record(session: Session, rt: Runtime, decision: EntryDecision, rules: Mapping[str, SymbolRules]) -> None:
     if decision.order is None or decision.key is None:
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
         return
     order = decision.order
     policy = Policy.build(rules[order.symbol], order.plan, rt.settings.monitor)
-    position, actions = open_position(key=decision.key, order=order, policy=policy, time_ms=now)
+    # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
+    position, actions = open_position(key=decision.key, order=order, policy=policy, time_ms=rt.clock.now_ms())
     levels = order.levels
     intent = OrderIntentRow(
         intent_key=decision.key,
@@ -280,7 +278,7 @@ def _record(session: Session, rt: Runtime, decision: EntryDecision, rules: Mappi
         signal_id=decision.signal_id,
         symbol=order.symbol,
         direction=order.direction.value,
-        kind="entry",
+        kind="manual" if decision.source == "manual" else "entry",
         status="recorded",
         quantity=order.quantity,
         leverage=order.leverage,
