@@ -50,30 +50,6 @@ def upsert_symbols(session: Session, rules: Mapping[str, SymbolRules]) -> int:
     return len(rows)
 
 
-def load_symbol_rules(session: Session, symbols: Iterable[str] | None = None) -> dict[str, SymbolRules]:
-    """The stored rules, of the given symbols or of all."""
-    query = select(SymbolRow)
-    if symbols is not None:
-        query = query.where(SymbolRow.symbol.in_(list(symbols)))
-    return {row.symbol: _rules_of(row) for row in session.scalars(query)}
-
-
-def _rules_of(row: SymbolRow) -> SymbolRules:
-    values: dict[str, Any] = {}
-    for column in _RULE_COLUMNS:
-        value = getattr(row, column)
-        values[column] = plain(value) if isinstance(value, Decimal) else value
-    return SymbolRules(symbol=row.symbol, **values)
-
-
-def plain(value: Decimal) -> Decimal:
-    """A NUMERIC column's value without the column's trailing zeros ('0.010000000000000000' -> '0.01'): tick and
-    step sizes fix the digits of every price and quantity derived from them."""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
-    return normal if isinstance(exponent, int) and exponent < 0 else value.quantize(Decimal(1))
-
-
 # ---------------------------------------------------------------------------------------------- bars
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -259,8 +259,3 @@ def day_markdown(stats: DayStats) -> str:
         lines += ["", f"Open now: {', '.join(p.symbol for p in r.open_positions)}"]
     return "\n".join(lines)
 
-
-def symbols_list(symbols: Sequence[str], limit: int = 12) -> str:
-    """A short comma list for log lines."""
-    more = f" and {len(symbols) - limit} more" if len(symbols) > limit else ""
-    return ", ".join(symbols[:limit]) + more

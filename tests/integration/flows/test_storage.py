@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
@@ -16,7 +17,7 @@ from ats.risk import AccountSnapshot, Approved, Exposure, check_entry
 from ats.universe import PoolResult
 from db import market, risk_state
 from db.journal import add_to_ledger, record_new_position
-from db.models import OrderIntentRow, RiskLedgerRow, SignalRow
+from db.models import OrderIntentRow, RiskLedgerRow, SignalRow, SymbolRow
 from db.session import Database
 
 D = Decimal
@@ -58,15 +59,13 @@ def test_bars_are_stored_once_and_read_back_as_numpy(db: Database) -> None:
     assert len(loaded["CCCUSDT"]) == 0
 
 
-def test_rules_round_trip_with_their_own_digits(db: Database) -> None:
+def test_symbols_are_replaced_by_their_current_rules(db: Database) -> None:
     with db.session() as session:
         market.upsert_symbols(session, {"AAAUSDT": rules("AAAUSDT")})
-        market.upsert_symbols(session, {"AAAUSDT": rules("AAAUSDT")})
+        market.upsert_symbols(session, {"AAAUSDT": replace(rules("AAAUSDT"), status="SETTLING")})
     with db.session() as session:
-        loaded = market.load_symbol_rules(session)
-    assert loaded == {"AAAUSDT": rules("AAAUSDT")}
-    assert str(loaded["AAAUSDT"].tick_size) == "0.01"
-    assert str(loaded["AAAUSDT"].round_price(D("101.23456"))) == "101.23"
+        row = session.scalars(select(SymbolRow)).one()
+    assert (row.symbol, row.status, row.tick_size, row.market_max_qty) == ("AAAUSDT", "SETTLING", D("0.01"), D(100))
 
 
 def test_the_newest_pool_and_the_last_good_one(db: Database) -> None:

@@ -13,7 +13,7 @@ from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.factors import FactorConfig
 from ats.risk import AccountSnapshot, Exposure
 from ats.universe import PoolResult, UniverseConfig
-from db.market import StoredSignal, plain
+from db.market import StoredSignal
 from db.risk_state import ClosedTrade, LedgerDay
 from tasks.account import AccountStatus, CloseAllReport, PositionLine, day_stats, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
@@ -95,12 +95,6 @@ def test_open_interest_history_matches_the_bar_interval() -> None:
     config = FactorConfig()
     assert oi_points("1h", config) == config.oi_lookback + config.oi_window + 2
     assert oi_points("1d", config) <= 500
-
-
-def test_numeric_columns_lose_their_trailing_zeros() -> None:
-    assert str(plain(D("0.010000000000000000"))) == "0.01"
-    assert str(plain(D("100.000000000000000000"))) == "100"
-    assert str(plain(D("0E-18"))) == "0"
 
 
 # ---------------------------------------------------------------------------------------------- decisions
