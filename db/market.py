@@ -64,7 +64,8 @@ def latest_bar_times(session: Session, interval: str, symbols: Iterable[str]) ->
 
 
 def store_bars(session: Session, bars: Iterable[Bars]) -> int:
-    """Insert closed bars; bars already stored are kept as they are (a closed bar never changes).
+    """Insert closed bars and return how many were new; stored bars are kept as they are (a closed bar never
+    changes).
 
     One statement over arrays (unnest) however many bars: the first fetch of a universe is ~20 000 rows.
     """
@@ -81,11 +82,11 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
     casts = {"symbol": "text[]", "interval": "text[]", "open_time_ms": "bigint[]"}
     names = ", ".join(f'"{c}"' for c in columns)
     arrays = ", ".join(f"CAST(:{c} AS {casts.get(c, 'float8[]')})" for c in columns)
-    session.execute(
+    result = session.execute(
         text(f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"),  # noqa: S608
         columns,
     )
-    return len(columns["symbol"])
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def load_bars(session: Session, interval: str, symbols: Sequence[str], *, since_ms: int) -> dict[str, Bars]:

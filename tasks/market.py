@@ -98,12 +98,18 @@ def symbols_for_pools(
 # ---------------------------------------------------------------------------------------------- exchange info
 
 
-@task(name="sync-symbols", cache_policy=NONE)
-async def sync_symbols(rt: Runtime) -> dict[str, SymbolRules]:
-    """exchangeInfo -> the symbols table (rules and filters of every symbol)."""
+async def fetch_rules(rt: Runtime) -> dict[str, SymbolRules]:
+    """Every symbol's current rules and filters from exchangeInfo, also kept in the symbols table."""
     rules = await rt.exchange.exchange_info()
     with rt.database.session() as session:
         market.upsert_symbols(session, rules)
+    return rules
+
+
+@task(name="sync-symbols", cache_policy=NONE)
+async def sync_symbols(rt: Runtime) -> dict[str, SymbolRules]:
+    """exchangeInfo -> the symbols table (rules and filters of every symbol)."""
+    rules = await fetch_rules(rt)
     tradable = sum(1 for r in rules.values() if r.is_tradable_perpetual)
     run_logger().info(f"exchange info: {len(rules)} symbols, {tradable} trading USDT perpetuals")
     return rules

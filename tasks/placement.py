@@ -39,6 +39,7 @@ from db.journal import enqueue_notification, record_new_position
 from db.market import StoredSignal
 from db.models import OrderIntentRow
 from db.session import advisory_xact_lock
+from tasks.market import fetch_rules
 from tasks.runtime import Runtime, run_logger
 
 PLACEMENT_RETRY_DELAYS_S = [1.0, 5.0, 20.0]  # the exchange hiccups; a retry re-drives, it never re-sends blindly
@@ -175,9 +176,7 @@ class ExchangeView:
 async def read_exchange_account(rt: Runtime) -> ExchangeView:
     """Balances and unrealised PnL, open positions, mark prices (sizing uses the mark, not the bar close) and the
     symbols' current filters (orders are quantised to what the exchange says now)."""
-    rules = await rt.exchange.exchange_info()
-    with rt.database.session() as session:
-        market.upsert_symbols(session, rules)
+    rules = await fetch_rules(rt)
     await rt.exchange.sync_time()
     info = await rt.exchange.account()
     positions = await rt.exchange.positions()

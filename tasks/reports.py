@@ -258,4 +258,3 @@ def day_markdown(stats: DayStats) -> str:
     if r.open_positions:
         lines += ["", f"Open now: {', '.join(p.symbol for p in r.open_positions)}"]
     return "\n".join(lines)
-
