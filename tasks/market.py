@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 
 from ats.domain import Bars, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
-from ats.exchange.errors import ExchangeUnavailable, InvalidSymbol, IpBanned, RateLimited
+from ats.exchange.errors import ExchangeError
 from ats.factors import last_closed_open_time
 from ats.universe import (
     PoolResult,
@@ -150,8 +150,9 @@ class BarRefresh:
 async def refresh_bars(rt: Runtime, symbols: Sequence[str], now_ms: int) -> BarRefresh:
     """Fetch each symbol's missing closed bars (one request per symbol at most in steady state) and store them.
 
-    A symbol the exchange does not know is skipped; when every request fails the exchange is down and the
-    error is raised, so the run fails with that reason instead of scoring stale bars.
+    A symbol whose request fails (unknown to the exchange, a bad answer) is skipped and reported; when every
+    request fails the exchange is down and the error is raised, so the run fails with that reason instead of
+    scoring stale bars.
     """
     interval = rt.settings.bar_interval
     step = interval_ms(interval)
@@ -169,10 +170,7 @@ async def refresh_bars(rt: Runtime, symbols: Sequence[str], now_ms: int) -> BarR
         async with gate:
             try:
                 bars = await rt.exchange.klines(symbol, interval, start_ms=start_ms, end_ms=last_closed, limit=count)
-            except InvalidSymbol as exc:
-                failures[symbol] = f"unknown symbol: {exc}"
-                return
-            except (ExchangeUnavailable, RateLimited, IpBanned) as exc:
+            except ExchangeError as exc:  # one symbol's bars missing is reported; all of them failing is raised
                 failures[symbol] = str(exc)
                 first_error = first_error or exc
                 return
