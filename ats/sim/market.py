@@ -944,10 +944,16 @@ class Market:
             "A": str(asks[0].qty),
         }
 
+    @property
+    def day_ms(self) -> int:
+        """A market day. Every bar moves like an hour of trading, so with bars shorter than an hour (the
+        compressed demo market) a "day" is 24 bars: 24h statistics then agree with what the bars show."""
+        return 86_400_000 * min(self.interval_ms, 3_600_000) // 3_600_000
+
     def ticker_24h(self, symbol: str) -> dict[str, Any]:
         i = self.index[symbol]
         spec = self.specs[i]
-        since = self.now_ms - 86_400_000
+        since = self.now_ms - self.day_ms
         times, bars = self.bars_for(symbol, self.interval)
         window = times >= since - self.interval_ms + 1
         if not window.any():

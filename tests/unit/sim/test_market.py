@@ -97,6 +97,17 @@ def test_compressed_market_moves_like_hourly_bars_on_one_minute_bars() -> None:
     assert 0.6 < ratio < 1.6
 
 
+@pytest.mark.parametrize(("interval", "bars_in_a_day"), [("1h", 24), ("1m", 24), ("4h", 6)])
+def test_24h_statistics_cover_a_market_day(interval: str, bars_in_a_day: int) -> None:
+    """A compressed market (bars under an hour move like hourly bars) has 24-bar days, so the 24h ticker agrees
+    with what its bars show; an hourly or slower market has real days."""
+    m = market(interval=interval)
+    ticker = m.ticker_24h("BTCUSDT")
+    bar_ms = m.interval_ms
+    assert m.now_ms - ticker["openTime"] <= bars_in_a_day * bar_ms
+    assert m.now_ms - ticker["openTime"] > (bars_in_a_day - 1) * bar_ms
+
+
 def test_new_listings_have_short_history_and_movers_move() -> None:
     m = market()
     kaito = m.kline_rows("KAITOUSDT", "1h", start_ms=None, end_ms=None, limit=1500)
