@@ -16,7 +16,7 @@ yields nothing. Every excluded symbol carries a human reason (for the Prefect ar
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -76,6 +76,15 @@ class UniverseConfig:
             raise ValueError("invalid UniverseConfig: rank weight in [0, 1], extreme ratio above normal")
         if self.fine_tick_fraction >= self.coarse_tick_fraction:
             raise ValueError("invalid UniverseConfig: fine_tick_fraction must be below coarse_tick_fraction")
+
+
+    def time_scaled(self, factor: float) -> UniverseConfig:
+        """The same rules with every window multiplied by `factor`: a compressed market (the demo's 1m bars
+        that move like hourly bars) uses factor 1/60, so "72 hours" means 72 of its bars."""
+        if factor <= 0:
+            raise ValueError("the time factor must be positive")
+        hours = {k: v * factor for k, v in _fields(self).items() if k.endswith("_hours")}
+        return replace(self, **hours)
 
 
 def _fields(config: UniverseConfig) -> dict[str, Any]:

@@ -316,3 +316,11 @@ def test_config_is_validated() -> None:
         UniverseConfig(pin_hours=0)
     with pytest.raises(ValueError, match="tick"):
         UniverseConfig(fine_tick_fraction=0.01)
+
+
+def test_time_scaled_config_counts_bars_of_a_compressed_market() -> None:
+    scaled = UniverseConfig().time_scaled(1 / 60)
+    assert scaled.anomaly_window_hours == pytest.approx(72 / 60)
+    assert scaled.elite_size == UniverseConfig().elite_size
+    with pytest.raises(ValueError, match="positive"):
+        UniverseConfig().time_scaled(0)
