@@ -17,8 +17,9 @@ import numpy as np
 
 from ats.domain import Bars, Direction
 from ats.exchange.base import KlineUpdate
-from ats.lifecycle import OrderState, Phase, Position
-from ats.risk import OnReversal, stop_crossed
+from ats.factors import FactorRow
+from ats.lifecycle import OrderState, Phase, Position, ReversalSignal
+from ats.risk import OnReversal, ReversalResponse, reversal_response, stop_crossed
 
 ZERO = Decimal(0)
 
@@ -133,3 +134,20 @@ def bar_of(update: KlineUpdate) -> Bars:
         taker_buy_volume=one(update.taker_buy_volume),
         taker_buy_quote_volume=one(update.taker_buy_quote_volume),
     )
+
+
+def reversal_signal(watch: Watch, row: FactorRow, mark: Decimal, time_ms: int) -> ReversalSignal | None:
+    """The lifecycle event for a closed bar's score; None when the position's policy would ignore it (an unscored
+    bar, the same direction, or too weak), which spares a database transaction per bar."""
+    if not row.scored or row.direction is None:
+        return None
+    response = reversal_response(
+        watch.direction,
+        row.direction,
+        row.strength,
+        on_reversal=watch.on_reversal,
+        reversal_score=watch.reversal_score,
+    )
+    if response is ReversalResponse.NONE:
+        return None
+    return ReversalSignal(row.direction, row.strength, mark, row.bar_open_time_ms, time_ms)

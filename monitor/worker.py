@@ -66,13 +66,11 @@ from ats.lifecycle import (
     OrderRejected,
     Position,
     RequestReconcile,
-    ReversalSignal,
 )
 from ats.log import get_logger
 from ats.reconcile import PENDING_AGE_S, ReconcileJournal, due_for_redrive, reconcile, sync_funding
-from ats.risk import ReversalResponse, reversal_response
 from monitor.metrics import MonitorMetrics
-from monitor.view import Book, Watch, bar_of, market_streams
+from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 
 log = get_logger(__name__)
 
@@ -195,6 +193,11 @@ class Monitor:
         self._redrive_after: dict[str, tuple[float, float]] = {}  # key -> (monotonic not before, backoff)
         self._problems: frozenset[str] = frozenset()  # found by the last watchdog check
         self._reported: frozenset[str] = frozenset()  # logged as lasting, not yet recovered
+
+    @property
+    def scoring(self) -> frozenset[str]:
+        """Symbols whose closed bars are re-scored (their factor state is warm)."""
+        return frozenset(self._warmed)
 
     # ------------------------------------------------------------------------------------------ running
 
@@ -527,29 +530,21 @@ class Monitor:
         except ValueError as exc:  # a bar already scored (a replayed event)
             log.debug("bar not re-scored", symbol=update.symbol, reason=str(exc))
             return
-        if not row.scored or row.direction is None:
-            return
-        response = reversal_response(
-            watch.direction,
-            row.direction,
-            row.strength,
-            on_reversal=watch.on_reversal,
-            reversal_score=watch.reversal_score,
-        )
-        if response is ReversalResponse.NONE:
-            return
+        self._metrics.events.labels("bar").inc()
         mark = self._marks.get(update.symbol, update.close)
+        event = reversal_signal(watch, row, mark, self._clock.now_ms())
+        if event is None:
+            return
         log.warning(
             "opposite signal on a closed bar",
             symbol=update.symbol,
             key=watch.key,
-            signal=row.direction.value,
-            strength=round(row.strength, 1),
-            response=response.value,
+            signal=event.direction.value,
+            strength=round(event.strength, 1),
+            on_reversal=watch.on_reversal,
             mark=mark,
             stop=watch.stop_price,
         )
-        event = ReversalSignal(row.direction, row.strength, mark, row.bar_open_time_ms, self._clock.now_ms())
         await self._handle(watch.key, [event], "reversal", self._clock.monotonic())
 
     async def _subscriptions_loop(self) -> None:

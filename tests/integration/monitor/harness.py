@@ -48,10 +48,11 @@ LIMITS = RiskLimits(max_position_size_usdt=Decimal(1000), max_concurrent_positio
 T = TypeVar("T")
 
 
-def sim_settings(rest_url: str, ws_url: str, **monitor: Any) -> Settings:
+def sim_settings(rest_url: str, ws_url: str, bar_interval: str = "1h", **monitor: Any) -> Settings:
     return Settings(
         venue=Venue.SIM,
         account=ACCOUNT,
+        bar_interval=bar_interval,
         exchange=ExchangeSettings(rest_url=rest_url, ws_url=ws_url, timeout_s=3.0),
         monitor=MonitorSettings(**monitor),
     )
@@ -90,16 +91,23 @@ class Desk:
         self.executor = Executor(exchange, self.journal, WallClock(), source="test", settings=FAST_EXECUTION)
         self._bar = 0
 
-    async def open(self, symbol: str, direction: Direction = Direction.LONG) -> str:
+    async def open(
+        self,
+        symbol: str,
+        direction: Direction = Direction.LONG,
+        *,
+        levels: LevelSettings | None = None,
+        monitor: MonitorSettings | None = None,
+    ) -> str:
         rules = (await self.exchange.exchange_info())[symbol]
         price = (await self.exchange.premium_index(symbol))[0].mark_price
         self._bar += 1
         signal = Signal(symbol, direction, 72.0, Band.GOOD, self._bar, price)
         snapshot = AccountSnapshot(Decimal(10_000), Decimal(10_000), Decimal(0), Decimal(0))
-        decision = check_entry(signal, snapshot, LIMITS, rules=rules, level_settings=LevelSettings())
+        decision = check_entry(signal, snapshot, LIMITS, rules=rules, level_settings=levels or LevelSettings())
         assert isinstance(decision, Approved), decision
         key = intent_key(ACCOUNT, symbol, self._bar, direction)
-        policy = Policy.build(rules, decision.order.plan, MonitorSettings())
+        policy = Policy.build(rules, decision.order.plan, monitor or MonitorSettings())
         position, actions = open_position(key=key, order=decision.order, policy=policy, time_ms=WallClock().now_ms())
         with self.database.session() as session:
             record_new_position(session, ACCOUNT, position, actions, source="test")
@@ -150,10 +158,16 @@ class RunningMonitor:
 
 
 async def start_monitor(
-    rest_url: str, ws_url: str, api_key: str, api_secret: str, database: Database, **monitor: Any
+    rest_url: str,
+    ws_url: str,
+    api_key: str,
+    api_secret: str,
+    database: Database,
+    bar_interval: str = "1h",
+    **monitor: Any,
 ) -> RunningMonitor:
     """The monitor in this event loop (no leader election), after its first reconciliation."""
-    settings = sim_settings(rest_url, ws_url, **{"reconcile_interval_s": 600.0, **monitor})
+    settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
     clock = WallClock()
     exchange = client(rest_url, api_key, api_secret)
     listen_keys = ListenKeyTracker(exchange, clock)
