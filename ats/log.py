@@ -165,5 +165,5 @@ def configure_logging(level: str = "INFO", fmt: str = "console", secrets: Iterab
     root.setLevel(level)
     install_redaction(root.handlers)
     # httpx logs full request URLs at INFO; a Telegram URL carries the bot token.
-    for noisy in ("httpx", "httpcore", "websockets", "uvicorn.access", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "websockets", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import NoReturn
@@ -50,6 +51,8 @@ def settings_or_exit(**overrides: object) -> Settings:
 def main() -> None:
     # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); it is harmless here.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    # Prefect's ephemeral server reports usage to the internet; trading hosts should not call home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except KeyboardInterrupt:
