@@ -231,3 +231,46 @@ def desk_positions(db: Database) -> list[Position]:
     from db.journal import PostgresJournal
 
     return PostgresJournal(db, "main").open_positions()
+
+
+async def test_a_dropped_user_stream_is_filled_in_by_reconciliation(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.levels is not None
+    await sim.disconnect_websockets("/private/*")
+    await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1 fills while the stream is down
+    p = await desk.wait(key, _breakeven_up, "breakeven stop after the gap was reconciled")
+    assert p.tp1_done
+    assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
+
+
+async def test_funding_is_recorded_when_the_account_update_announces_it(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    await desk.wait(key, _open, "protected")
+    engine = sim.engine
+    now = sim.clock.now_ms()
+    engine._record_income(SYMBOL, "FUNDING_FEE", Decimal("-0.12345678"), now, "")  # the sim's own settlement path
+    engine._account_update("FUNDING_FEE", [SYMBOL], now, balance_change=Decimal("-0.12345678"))
+    p = await desk.wait(key, lambda p: p.funding != 0, "funding recorded")
+    assert p.funding == Decimal("-0.12345678")
+    await monitor.reconcile()  # a later pass sees the same payment and changes nothing
+    assert desk.position(key).funding == Decimal("-0.12345678")
+
+
+async def test_a_liquidation_closes_the_position(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    sim.engine.cancel_algo({"clientAlgoId": client_id(key, "S1")})  # no stop left to fire first
+    await sim.set_price(SYMBOL, p.entry_price * Decimal("0.5"))
+    p = await desk.wait(key, _closed, "closed by the liquidation")
+    assert p.exit_reason is ExitReason.LIQUIDATION
+    assert p.liquidation_qty == p.entry_qty
+    assert await exchange.positions() == []
+    await desk.wait(key, lambda p: not any(o.state.live for o in p.orders), "every leg finished")
+    assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
