@@ -15,7 +15,7 @@ from db.market import StoredSignal
 from tasks.account import send_notifications
 from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
-from tasks.runtime import Runtime, open_runtime, readable_failures
+from tasks.runtime import Runtime, describe_failure, open_runtime, readable_failures
 
 Score = Annotated[float, Field(ge=0, le=100)]
 Count = Annotated[int, Field(ge=0, le=100)]
@@ -73,8 +73,17 @@ async def place(
             if state.is_completed():
                 placements[key] = await state.aresult()
             else:
-                placements[key] = state.message or f"the placement task ended {state.type.value}"
+                placements[key] = await why_placement_failed(state)
     return PlacementReport(decided, placements)
+
+
+async def why_placement_failed(state: State[Placement]) -> str:
+    """The reason a placement task ended without a result, as one sentence."""
+    error = await state.aresult(raise_on_failure=False)
+    if isinstance(error, BaseException):
+        reason = describe_failure(error) or f"{type(error).__name__}: {error}"
+        return f"{reason} (reconciliation looks the entry up again)"
+    return state.message or f"the placement task ended {state.type.value}"
 
 
 @flow(name="place-orders")

@@ -6,15 +6,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from prefect.states import Crashed, Failed
 
 from ats.config import LevelSettings, RiskLimits
 from ats.domain import Band, Direction, Signal, SymbolRules
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
+from ats.execution import ExecutionDeferred
 from ats.factors import FactorConfig
 from ats.risk import AccountSnapshot, Exposure
 from ats.universe import PoolResult, UniverseConfig
 from db.market import StoredSignal
 from db.risk_state import ClosedTrade, LedgerDay
+from flows.place_orders import why_placement_failed
 from tasks.account import AccountStatus, CloseAllReport, PositionLine, day_stats, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
 from tasks.placement import Decided, EntryDecision, Placement, PlacementResult, decide_entries, halt_reason, with_entry
@@ -242,3 +245,14 @@ def test_the_status_and_close_all_reports() -> None:
     text = close_all_markdown(report)
     assert "Still open on the exchange: CCCUSDT" in text
     assert "**Failed** CCCUSDT: market close: -2022" in text
+
+
+async def test_a_failed_placement_task_reads_as_a_sentence() -> None:
+    deferred = Failed(data=ExecutionDeferred("ats_abc_E: GET /fapi/v1/order: could not connect (ConnectError)"))
+    assert await why_placement_failed(deferred) == (
+        "exchange unreachable: ats_abc_E: GET /fapi/v1/order: could not connect (ConnectError) "
+        "(reconciliation looks the entry up again)"
+    )
+    bug = Failed(data=KeyError("AAAUSDT"))
+    assert (await why_placement_failed(bug)).startswith("KeyError: 'AAAUSDT'")
+    assert (await why_placement_failed(Crashed(message="the worker died"))).startswith("CrashedRun: the worker died")
