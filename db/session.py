@@ -104,18 +104,28 @@ def advisory_xact_lock(session: Session, name: str) -> None:
 
 
 class SessionLock:
-    """A session-level advisory lock on a dedicated connection: held until released or the process dies."""
+    """A session-level advisory lock on a dedicated connection: held until released or the process dies.
 
-    def __init__(self, engine: Engine, name: str) -> None:
+    `keepalive_s`: have the server probe the holder's TCP connection after this much silence, so the lock is
+    freed within about twice that when the holder's host dies or the network drops (the OS default is hours).
+    """
+
+    def __init__(self, engine: Engine, name: str, *, keepalive_s: int | None = None) -> None:
         self._engine = engine
         self.name = name
         self._key = lock_key(name)
+        self._keepalive_s = keepalive_s
         self._conn: Connection | None = None
 
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return True
         conn = self._engine.connect()
+        if self._keepalive_s is not None:
+            idle, interval = self._keepalive_s, max(1, self._keepalive_s // 3)
+            for setting, value in (("tcp_keepalives_idle", idle), ("tcp_keepalives_interval", interval)):
+                conn.execute(text("SELECT set_config(:name, :value, false)"), {"name": setting, "value": str(value)})
+            conn.execute(text("SELECT set_config('tcp_keepalives_count', '3', false)"))
         got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar())
         conn.commit()
         if got:

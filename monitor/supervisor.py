@@ -29,6 +29,7 @@ from monitor.metrics import MonitorMetrics
 log = get_logger(__name__)
 
 STANDBY_POLL_S = 1.0
+LOCK_KEEPALIVE_S = 10  # a dead leader's host frees the lock within about 20 s (a dead process: at once)
 ALIVE_TICK_S = 1.0
 
 
@@ -63,7 +64,7 @@ class Supervisor:
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._standby_poll_s = standby_poll_s
-        self._lock = SessionLock(database.engine, lock_name(account))
+        self._lock = SessionLock(database.engine, lock_name(account), keepalive_s=LOCK_KEEPALIVE_S)
         self._health = HealthServer(
             metrics, host=health_host, port=health_port, live_within_s=5 * ALIVE_TICK_S, monotonic=clock.monotonic
         )
@@ -91,7 +92,7 @@ class Supervisor:
                 await self._lead(stop)
         finally:
             self._set_role("stopping")
-            await asyncio.to_thread(self._lock.release)
+            await self._release()
             for task in (beating, ticking):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -133,7 +134,7 @@ class Supervisor:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-            await asyncio.to_thread(self._lock.release)
+            await self._release()
             self._metrics.state.problems = []
             if not stop.is_set():
                 self._set_role("standby")
@@ -153,6 +154,13 @@ class Supervisor:
                 log.error("leader lock lost (database connection gone): stepping down", account=self._account)
                 break
         leading.set()
+
+    async def _release(self) -> None:
+        """Give the lock back (a dead connection has released it already)."""
+        try:
+            await asyncio.to_thread(self._lock.release)
+        except Exception as exc:
+            log.warning("leader lock connection already gone", error=str(exc))
 
     def _set_role(self, role: str) -> None:
         self._metrics.state.role = role

@@ -180,7 +180,7 @@ class Monitor:
         self._executor = Executor(exchange, journal, clock, source="monitor")
         self._scorer = IncrementalScorer(settings.bar_interval)
         self._book = Book()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # kept for the process's life: replacing one could let two run
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
@@ -296,9 +296,6 @@ class Monitor:
         if (before is None) != (after is None):
             self._streams_dirty.set()
         if after is None:
-            lock = self._locks.get(key)
-            if lock is not None and not lock.locked():
-                del self._locks[key]
             self._redrive_after.pop(key, None)
         self._metrics.state.open_positions = len(self._book)
         return position
