@@ -2,6 +2,7 @@
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.runtime import flow_run
 
 from db.journal import enqueue_notification
 from tasks.account import DayStats, gather_day, send_notifications, utc_day
@@ -9,7 +10,11 @@ from tasks.reports import day_markdown
 from tasks.runtime import RunRefused, open_runtime, readable_failures
 
 
-@flow(name="daily-report")
+def report_run_name() -> str:
+    return f"report {flow_run.parameters.get('day') or 'yesterday'}"
+
+
+@flow(name="daily-report", flow_run_name=report_run_name)
 @readable_failures
 async def daily_report(day: str | None = None) -> DayStats:
     """Summarise one UTC day: net PnL, realised PnL, fees, funding, trades, win rate, exits (TP1/TP2/stop/...).

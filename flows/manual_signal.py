@@ -20,7 +20,7 @@ from tasks.scanning import record_manual_signal, score_universe
 Score = Annotated[float, Field(ge=0, le=100)]
 
 
-@flow(name="manual-signal")
+@flow(name="manual-signal", flow_run_name="trade {symbol}")
 @readable_failures
 async def manual_signal(
     symbol: str,

@@ -2,11 +2,13 @@
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
@@ -52,7 +54,13 @@ def cycle_markdown(report: CycleReport) -> str:
     return "\n".join(lines)
 
 
-@flow(name="trading-cycle")
+def cycle_run_name() -> str:
+    """Runs named by their time (UTC), so the run list reads as a timeline."""
+    dry = " (dry run)" if flow_run.parameters.get("dry_run") else ""
+    return f"cycle {datetime.now(UTC):%Y-%m-%d %H:%M}{dry}"
+
+
+@flow(name="trading-cycle", flow_run_name=cycle_run_name)
 async def trading_cycle(
     min_score: Score | None = None,
     dry_run: bool = False,
