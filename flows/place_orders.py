@@ -30,11 +30,9 @@ class PlacementReport:
 
     @property
     def opened(self) -> list[str]:
-        return [
-            p.symbol
-            for p in self.placements.values()
-            if isinstance(p, Placement) and p.result is not PlacementResult.FAILED
-        ]
+        """Symbols whose entry filled and whose position is open (protected, or being protected)."""
+        holding = (PlacementResult.OPENED, PlacementResult.PROTECTING)
+        return [p.symbol for p in self.placements.values() if isinstance(p, Placement) and p.result in holding]
 
     @property
     def failed(self) -> dict[str, str]:
