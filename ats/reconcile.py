@@ -399,9 +399,10 @@ async def reconcile(
     before = journal.open_positions()
     final = ExchangeSnapshot(tuple(await exchange.positions()), (), ())
     unchanged = set(before) & set(journal.open_positions())  # changed while we looked: a fill in flight
-    report.mismatches.extend(quantity_mismatches([p for p in before if p in unchanged], final))
-    for problem in report.mismatches:
+    differences = quantity_mismatches([p for p in before if p in unchanged], final)
+    for problem in differences:
         log.warning("position differs from the exchange; checked again next pass", detail=problem)
+    report.mismatches.extend(differences)
     report.finished_ms = clock.now_ms()
     journal.note("reconciled", source, summary=report.summary(), clean=report.clean)
     level = log.info if report.clean else log.warning
