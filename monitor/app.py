@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 
 from ats.clock import WallClock
 from ats.config import Settings
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
-from ats.log import get_logger
+from ats.log import get_logger, redact
 from ats.notify import make_notifier
 from db.journal import PostgresJournal
 from db.outbox import deliver_pending
@@ -30,6 +31,10 @@ log = get_logger(__name__)
 MINUTE_MS = 60_000
 
 
+class StartupError(RuntimeError):
+    """The monitor cannot start (e.g. the database is unreachable); the message says why, for an operator."""
+
+
 async def serve(
     settings: Settings,
     *,
@@ -38,12 +43,29 @@ async def serve(
     stop: asyncio.Event | None = None,
     tuning: Tuning | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or `stop` is set): stand by, or monitor the account when leading."""
+    """Run until SIGINT/SIGTERM (or `stop` is set): stand by, or monitor the account when leading.
+
+    A second signal exits at once, skipping the cleanup: nothing is lost (the next start re-drives and
+    reconciles), it only takes a standby a moment longer to notice.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second stop signal: exiting now")
+            os._exit(130)
+        log.info("stop signal: finishing the work in progress (signal again to exit at once)")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    database = await asyncio.to_thread(Database.open, settings)
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        database = await asyncio.to_thread(Database.open, settings)
+    except Exception as exc:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        raise StartupError(f"cannot open the database: {_reason(exc)}") from None
     clock = WallClock()
     metrics = MonitorMetrics()
     journal = PostgresJournal(database, settings.account)
@@ -89,3 +111,9 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         database.dispose()
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's message on one line, without the driver's background links."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("(Background")]
+    return redact(" ".join(lines)[:400]) or type(exc).__name__

@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from ats.cli.app import app, settings_or_exit
+from ats.cli.app import app, fail, settings_or_exit
 
 
 @app.command("monitor")
@@ -25,7 +25,10 @@ def monitor(
     Run one per account; a second instance waits as a hot standby and takes over if the first dies.
     Stop with Ctrl+C or SIGTERM: protective orders stay on the exchange.
     """
-    from monitor.app import serve
+    from monitor.app import StartupError, serve
 
     settings = settings_or_exit()
-    asyncio.run(serve(settings, health_host=health_host, health_port=health_port))
+    try:
+        asyncio.run(serve(settings, health_host=health_host, health_port=health_port))
+    except StartupError as exc:
+        fail(str(exc), code=1)
