@@ -37,7 +37,7 @@ from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure
 from db import market, risk_state
 from db.journal import enqueue_notification, record_new_position
 from db.market import StoredSignal
-from db.models import OrderIntentRow
+from db.models import OrderIntentRow, OrderRow
 from db.session import advisory_xact_lock
 from tasks.market import fetch_rules
 from tasks.runtime import Runtime, run_logger
@@ -372,10 +372,12 @@ async def open_on_exchange(rt: Runtime, key: str, symbol: str, leverage: int) ->
     position = journal.position(key)
     if position is None:
         raise LookupError(f"no position recorded under key {key}")
+    cid = client_id(key, "E")
     if not position.is_terminal:
-        refused = await _margin_and_leverage(rt, symbol, leverage)
+        # Margin type and leverage go first, and only while the entry was never sent: a refusal then fails the
+        # entry safely; after a send (whose answer may have been lost) only the look-up may decide.
+        refused = None if _sent(rt, cid) else await _margin_and_leverage(rt, symbol, leverage)
         if refused is not None:
-            cid = client_id(key, "E")
             journal.record_outcome(cid, OrderOutcome("REJECTED", error=refused))
             await executor.handle(key, OrderRejected(cid, rt.clock.now_ms(), None, refused))
         elif task_run.run_count <= 1:
@@ -393,6 +395,15 @@ async def open_on_exchange(rt: Runtime, key: str, symbol: str, leverage: int) ->
     _store_result(rt, key, placement)
     run_logger().info(f"{symbol}: {placement.result.value} {placement.detail}".rstrip())
     return placement
+
+
+def _sent(rt: Runtime, client_order_id: str) -> bool:
+    """Whether an order was ever sent (the journal counts each attempt before it goes out)."""
+    with rt.database.session() as session:
+        attempts = session.scalar(
+            select(OrderRow.attempts).where(OrderRow.account == rt.account, OrderRow.client_id == client_order_id)
+        )
+    return bool(attempts)
 
 
 async def _margin_and_leverage(rt: Runtime, symbol: str, leverage: int) -> str | None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ats.clock import ms_to_datetime
 from ats.domain import Side
-from ats.exchange.base import OrderRequest, OrderType
+from ats.exchange.base import MarginType, OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
 from db.models import AccountSnapshotRow, NotificationRow, PositionRow, RiskLedgerRow, SignalRow
 from flows.account_status import account_status
@@ -143,3 +143,27 @@ async def test_reconcile_adopts_and_protects_a_position_nobody_recorded(
 
 def _today(env: FlowEnv) -> str:
     return ms_to_datetime(int(env.control.state()["server_time"])).strftime("%Y-%m-%d")
+
+
+async def test_a_symbol_locked_in_cross_margin_fails_the_entry_without_sending_it(
+    flow_env: FlowEnv, client: BinanceFutures
+) -> None:
+    # A resting order placed by hand in cross margin: Binance refuses to switch the symbol to isolated (-4047).
+    await client.set_margin_type("LINKUSDT", MarginType.CROSSED)
+    mark = (await client.premium_index("LINKUSDT"))[0].mark_price
+    price = (mark * Decimal("0.9")).quantize(Decimal("0.001"))
+    await client.new_order(
+        OrderRequest("LINKUSDT", Side.BUY, OrderType.LIMIT, Decimal(1), "by-hand-4", price=price, time_in_force="GTC")
+    )
+    state = await run(manual_signal, symbol="LINKUSDT", side="LONG", min_score=0)
+    assert state.is_failed()
+    assert "margin type / leverage refused" in (state.message or "")
+    assert "-4047" in (state.message or "")
+    assert flow_env.open_positions() == []
+    assert flow_env.control.state()["positions"] == {}
+    assert [o["clientOrderId"] for o in flow_env.control.state()["open_orders"]] == ["by-hand-4"]
+    with flow_env.database.session() as session:
+        alerts = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all()
+        signal = session.scalars(select(SignalRow)).one()
+    assert any("Entry failed" in text for text in alerts)
+    assert signal.status == "failed"
