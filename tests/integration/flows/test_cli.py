@@ -51,9 +51,6 @@ def test_an_unreachable_exchange_is_reported_not_traced(exchange_env: FlowEnv, m
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("ATS_EXCHANGE__REST_URL", f"http://127.0.0.1:{port}")
-    checked = runner.invoke(app, ["test-connection"])
-    assert checked.exit_code == 1
-    assert "unreachable" in checked.output
     status = runner.invoke(app, ["status"])
     assert status.exit_code == 1
     assert "exchange unreachable: GET /fapi/v1/time" in status.output

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -21,8 +24,9 @@ def prefect(*args: str, api_url: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_prefect_deploy_creates_every_deployment(prefect_server: str) -> None:
-    pool = prefect("work-pool", "create", "ats-process", "--type", "process", "--overwrite", api_url=prefect_server)
-    assert pool.returncode == 0, pool.stdout + pool.stderr
+    async with get_client() as client:
+        with suppress(ObjectAlreadyExists):
+            await client.create_work_pool(WorkPoolCreate(name="ats-process", type="process"))
     deployed = prefect("--no-prompt", "deploy", "--all", api_url=prefect_server)
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     assert deployed.stdout.count("successfully created") == 9
