@@ -2,7 +2,6 @@
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.states import Failed
 
 from ats.notify import AlertNote
 from db import risk_state
@@ -15,7 +14,7 @@ from tasks.account import (
     send_notifications,
 )
 from tasks.reports import close_all_markdown
-from tasks.runtime import Runtime, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, Runtime, open_runtime, readable_failures, run_logger
 
 
 def _tell(rt: Runtime, report: CloseAllReport, halted: bool) -> None:
@@ -71,5 +70,5 @@ async def close_all(reason: str = "emergency close-all", halt_today: bool = True
         if still_open or report.failures:
             message = f"still open: {', '.join(still_open) or 'none'}; failures: {len(report.failures)}"
             run_logger().error(message)
-            return Failed(message=f"close-all incomplete: {message}")  # type: ignore[return-value]
+            raise RunFailed(f"close-all incomplete: {message}")
         return report

@@ -7,7 +7,7 @@ from prefect.runtime import flow_run
 from db.journal import enqueue_notification
 from tasks.account import DayStats, gather_day, send_notifications, utc_day
 from tasks.reports import day_markdown
-from tasks.runtime import RunRefused, open_runtime, readable_failures
+from tasks.runtime import RunFailed, open_runtime, readable_failures
 
 
 def report_run_name() -> str:
@@ -27,7 +27,7 @@ async def daily_report(day: str | None = None) -> DayStats:
         try:
             start = utc_day(day, rt.now_ms())
         except ValueError:
-            raise RunRefused(f"day must look like 2026-01-31, got {day!r}") from None
+            raise RunFailed(f"day must look like 2026-01-31, got {day!r}") from None
         stats = await gather_day(rt, start)
         with rt.database.session() as session:
             enqueue_notification(session, rt.account, f"report:{stats.report.day}", stats.report)

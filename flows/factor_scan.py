@@ -10,7 +10,7 @@ from ats.factors import last_closed_open_time
 from tasks.account import send_notifications
 from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars
 from tasks.reports import scan_table, signals_markdown
-from tasks.runtime import RunRefused, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
 from tasks.scanning import ScanOutcome, record_scan, score_universe
 
 Score = Annotated[float, Field(ge=0, le=100)]
@@ -34,11 +34,11 @@ async def factor_scan(symbols: list[str] | None = None, min_score: Score | None 
         if symbols is not None:
             universe = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
             if not universe:
-                raise RunRefused("no symbols to scan: pass symbols, or none to scan the stored pools")
+                raise RunFailed("no symbols to scan: pass symbols, or none to scan the stored pools")
         else:
             stored = current_universe(rt)
             if stored is None or not stored.symbols:
-                raise RunRefused("no pools stored yet: run build-pools (or the trading cycle) first, or pass symbols")
+                raise RunFailed("no pools stored yet: run build-pools (or the trading cycle) first, or pass symbols")
             universe = list(stored.symbols)
         await rt.exchange.sync_time()
         now = rt.now_ms()

@@ -5,7 +5,6 @@ from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.states import Failed
 from pydantic import Field
 
 from ats.domain import Band, Direction, Signal
@@ -14,7 +13,7 @@ from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
 from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols
 from tasks.reports import placement_markdown
-from tasks.runtime import RunRefused, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
 from tasks.scanning import record_manual_signal, score_universe
 
 Score = Annotated[float, Field(ge=0, le=100)]
@@ -45,7 +44,7 @@ async def manual_signal(
         threshold = rt.settings.min_score if min_score is None else min_score
         rules = await sync_symbols(rt)
         if name not in rules or not rules[name].is_tradable_perpetual:
-            raise RunRefused(f"{name} is not a trading USDT perpetual on this exchange")
+            raise RunFailed(f"{name} is not a trading USDT perpetual on this exchange")
         await rt.exchange.sync_time()
         now = rt.now_ms()
         wanted = list(dict.fromkeys([name, *CONTEXT_SYMBOLS]))
@@ -53,13 +52,13 @@ async def manual_signal(
         scored = await score_universe(rt, load_recent_bars(rt, wanted, now), [name], now)
         row = scored.result.row(name)
         if not row.scored:
-            raise RunRefused(f"{name} cannot be scored: {row.insufficient}")
+            raise RunFailed(f"{name} cannot be scored: {row.insufficient}")
         direction = Direction(side) if side else row.direction
         if direction is None:
-            raise RunRefused(f"the model sees no direction for {name} (neutral); pass a side and min_score 0 to force")
+            raise RunFailed(f"the model sees no direction for {name} (neutral); pass a side and min_score 0 to force")
         strength = row.strength if row.direction is direction else 0.0
         if strength < threshold:
-            raise RunRefused(
+            raise RunFailed(
                 f"{name} {direction.value}: the model gives strength {strength:.0f}, below min_score {threshold:g}"
             )
         signal = Signal(
@@ -92,8 +91,8 @@ async def manual_signal(
         )
         if report.failed:
             details = "; ".join(f"{s}: {why}" for s, why in report.failed.items())
-            return Failed(message=f"the entry failed: {details}")  # type: ignore[return-value]
+            raise RunFailed(f"the entry failed: {details}")
         refused = [d for d in report.decided.decisions if not d.approved and d.signal.symbol == name]
         if refused:
-            return Failed(message=f"refused: {refused[0].code}: {refused[0].reason}")  # type: ignore[return-value]
+            raise RunFailed(f"refused: {refused[0].code}: {refused[0].reason}")
         return report

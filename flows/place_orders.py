@@ -8,14 +8,13 @@ from typing import Annotated, cast
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
-from prefect.states import Failed
 from pydantic import Field
 
 from db.market import StoredSignal
 from tasks.account import send_notifications
 from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
-from tasks.runtime import Runtime, describe_failure, open_runtime, readable_failures
+from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, readable_failures
 
 Score = Annotated[float, Field(ge=0, le=100)]
 Count = Annotated[int, Field(ge=0, le=100)]
@@ -124,5 +123,5 @@ async def place_orders(
         if report.failed:
             details = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(report.failed.items()))
             total = sum(1 for d in report.decided.decisions if d.approved)
-            return Failed(message=f"{len(report.failed)} of {total} entries failed: {details}")  # type: ignore[return-value]
+            raise RunFailed(f"{len(report.failed)} of {total} entries failed: {details}")
         return report

@@ -9,13 +9,13 @@ from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import Failed
 from pydantic import Field
 
 from flows.build_pools import build_pools
 from flows.factor_scan import factor_scan
 from flows.place_orders import PlacementReport, place_orders
 from tasks.market import PoolsOutcome
+from tasks.runtime import RunFailed, readable_failures
 from tasks.scanning import ScanOutcome
 
 Score = Annotated[float, Field(ge=0, le=100)]
@@ -61,6 +61,7 @@ def cycle_run_name() -> str:
 
 
 @flow(name="trading-cycle", flow_run_name=cycle_run_name)
+@readable_failures
 async def trading_cycle(
     min_score: Score | None = None,
     dry_run: bool = False,
@@ -86,15 +87,15 @@ async def trading_cycle(
     else:
         pools_state = await _subflow(build_pools(return_state=True))
         if not pools_state.is_completed():
-            return cast(CycleReport, Failed(message=f"build-pools failed: {pools_state.message}"))
+            raise RunFailed(f"build-pools failed: {pools_state.message}")
         pools: PoolsOutcome = await pools_state.aresult()
         universe, fell_back, bar_requests = pools.symbols, pools.fell_back, pools.bars.requests
         if not universe:
             reasons = f"Elite: {pools.elite.reason}; Overlay: {pools.overlay.reason}"
-            return cast(CycleReport, Failed(message=f"nothing to scan: both pools are empty ({reasons})"))
+            raise RunFailed(f"nothing to scan: both pools are empty ({reasons})")
     scan_state = await _subflow(factor_scan(symbols=universe, min_score=min_score, return_state=True))
     if not scan_state.is_completed():
-        return cast(CycleReport, Failed(message=f"factor-scan failed: {scan_state.message}"))
+        raise RunFailed(f"factor-scan failed: {scan_state.message}")
     scan: ScanOutcome = await scan_state.aresult()
     place_state = await _subflow(
         place_orders(
@@ -116,5 +117,5 @@ async def trading_cycle(
     )
     await acreate_markdown_artifact(cycle_markdown(report), description="What this cycle did")
     if placed is None:
-        return cast(CycleReport, Failed(message=f"place-orders failed: {place_state.message}"))
+        raise RunFailed(f"place-orders failed: {place_state.message}")
     return report

@@ -118,13 +118,16 @@ def run_logger() -> Any:
         return logging.getLogger("tasks")
 
 
-class RunRefused(Exception):
-    """A run cannot do what it was asked (nothing to scan, an unknown symbol, ...); the message says why."""
+class RunFailed(Exception):
+    """A run could not do what it was asked (nothing to scan, an unknown symbol, an entry refused, ...).
+
+    Raised inside a flow wrapped in `readable_failures`, it ends the run Failed with this message, verbatim.
+    """
 
 
 def describe_failure(exc: BaseException) -> str | None:
     """One readable sentence for an error that stops a run, or None for an unexpected one (a bug)."""
-    if isinstance(exc, RunRefused):
+    if isinstance(exc, RunFailed):
         return str(exc)
     if isinstance(exc, IpBanned):
         return f"exchange banned this IP: {exc}"

@@ -32,7 +32,7 @@ from ats.notify import signal_dedupe_key, signal_note
 from db import market
 from db.journal import enqueue_notification
 from tasks.market import CONTEXT_SYMBOLS
-from tasks.runtime import RunRefused, Runtime, run_logger
+from tasks.runtime import RunFailed, Runtime, run_logger
 
 TOP_CANDIDATES = 12  # symbols whose order book and open-interest history are fetched for the final pass
 DEPTH_LEVELS = 20
@@ -188,7 +188,7 @@ async def record_manual_signal(rt: Runtime, signal: Signal) -> int:
             if status == "refused":
                 market.set_signal_status(session, signal_id, "new", code=None, reason=None)
             elif status != "new":
-                raise RunRefused(
+                raise RunFailed(
                     f"{signal.symbol} {signal.direction.value} was already traded on this bar (signal {signal_id} is "
                     f"{status}); try again after the next bar closes"
                 )
