@@ -10,7 +10,7 @@ from decimal import Decimal
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ats.clock import ms_to_datetime
+from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
 from ats.domain import Direction, Side
 from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
 from ats.exchange.errors import ExchangeError
@@ -248,9 +248,8 @@ class DayStats:
 def utc_day(day: str | None, now_ms: int) -> int:
     """Start (ms) of the named UTC day 'YYYY-MM-DD', or of the day that ended last when None."""
     if day is None:
-        return (now_ms // DAY_MS - 1) * DAY_MS
-    parsed = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+        return utc_day_start_ms(now_ms) - DAY_MS
+    return datetime_to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
 
 
 def day_stats(
