@@ -122,6 +122,7 @@ class ExecutionSettings:
     send_retry_delay_s: float = 0.5
     trade_window_ms: int = 120_000  # how far before an order's last update to look for its fills
     stale_entry_ms: int = 60_000  # an entry not confirmed after this long is abandoned, never re-sent
+    stuck_trigger_ms: int = 30_000  # an algo order triggered this long ago without creating an order is dead
 
 
 # ---------------------------------------------------------------------------------------------- pure mapping
@@ -485,6 +486,12 @@ class Executor:
                 expired = algo.status is AlgoStatus.EXPIRED
                 return [OrderCanceled(cid, algo.update_time_ms, expired=expired)]
         events: list[Event] = [OrderAccepted(cid, algo.update_time_ms)]
+        if algo.status is not AlgoStatus.NEW and algo.actual_order_id is None:
+            if self._clock.now_ms() - algo.update_time_ms >= self._settings.stuck_trigger_ms:
+                # Seen on Binance: triggered, never handed to the matching engine. It protects nothing any more.
+                log.error("algo order triggered but never created an order: replacing it", client_id=cid)
+                events.append(OrderCanceled(cid, self._clock.now_ms(), expired=True))
+            return events
         if algo.actual_order_id is not None:
             order = await self._guard(self._exchange.get_order(algo.symbol, order_id=algo.actual_order_id))
             if order is not None and order.executed_qty > 0:

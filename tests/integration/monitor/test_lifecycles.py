@@ -62,6 +62,11 @@ def _breakeven_up(p: Position) -> bool:
     return p.breakeven_set and stops[-1].state is OrderState.ACTIVE and not any(o.state.live for o in stops[:-1])
 
 
+def _stop_leg(p: Position) -> str | None:
+    stop = p.current_order(Role.STOP)
+    return stop.leg if stop else None
+
+
 def _kinds(db: Database) -> list[str]:
     with db.session() as session:
         return list(session.scalars(select(NotificationRow.kind).order_by(NotificationRow.id)).all())
@@ -274,3 +279,20 @@ async def test_a_liquidation_closes_the_position(
     assert await exchange.positions() == []
     await desk.wait(key, lambda p: not any(o.state.live for o in p.orders), "every leg finished")
     assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
+
+
+async def test_a_stop_stuck_after_triggering_is_replaced(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    key = await desk.open(SYMBOL)
+    await desk.wait(key, _open, "protected")
+    # As seen on Binance: the algo service marks the stop triggered but never hands an order to the engine.
+    stop = next(a for a in sim.engine.algo_orders.values() if a.client_algo_id == client_id(key, "S1"))
+    sim.engine.open_algos.pop(stop.algo_id)
+    stop.status, stop.update_time_ms = "TRIGGERING", sim.clock.now_ms() - 60_000
+    await monitor.reconcile()
+    await desk.wait(key, lambda p: _open(p) and _stop_leg(p) == "S2", "a new stop")
+    assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
+        client_id(key, leg) for leg in ("S2", "T1", "T2")
+    }
+    assert any("Stop S1 expired" in text for text in _alerts(db))
