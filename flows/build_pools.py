@@ -36,7 +36,7 @@ async def build_pools(force_elite: bool = False) -> PoolsOutcome:
         await rt.exchange.sync_time()
         now = rt.now_ms()
         stored = stored_pools(rt)
-        due = pools_due(stored.elite, stored.overlay, now, rt.settings.universe)
+        due = pools_due(stored.elite, stored.overlay, now, rt.settings.universe, rt.settings.bar_interval)
         if force_elite:
             due = PoolsDue(elite=True, overlay=due.overlay)
         wanted = symbols_for_pools(rules, tickers, now, rt.settings.universe, elite=stored.elite, due=due)

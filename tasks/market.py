@@ -37,7 +37,6 @@ HISTORY_BARS = 480  # closed bars kept ready per symbol: the factor windows reac
 KEEP_BARS = 2_000  # bars older than this many intervals are pruned from the database
 CONTEXT_SYMBOLS = ("BTCUSDT", "ETHUSDT")  # the market context of the independence factor, always kept fresh
 FETCH_CONCURRENCY = 8
-POOL_REFRESH_GRACE_MS = 5 * 60_000  # a pool this close to its refresh time counts as due (hourly runs jitter)
 
 
 # ---------------------------------------------------------------------------------------------- pure planning
@@ -66,11 +65,18 @@ class PoolsDue:
     overlay: bool
 
 
-def pools_due(elite: PoolResult | None, overlay: PoolResult | None, now_ms: int, config: UniverseConfig) -> PoolsDue:
-    """A pool is rebuilt when there is none yet, it fell back, or its refresh period has (about) passed."""
+def pools_due(
+    elite: PoolResult | None, overlay: PoolResult | None, now_ms: int, config: UniverseConfig, interval: str
+) -> PoolsDue:
+    """A pool is rebuilt when there is none yet, it fell back, or its refresh period has (about) passed.
+
+    "About": cycles run once per bar a little after its close, so a pool built one period ago to within half a
+    bar is due (an hourly Overlay built at 10:01:05 is rebuilt at 11:01:02, not an hour later).
+    """
+    grace = interval_ms(interval) // 2
 
     def due(previous: PoolResult | None) -> bool:
-        return previous is None or previous.is_due(now_ms + POOL_REFRESH_GRACE_MS, config)
+        return previous is None or previous.is_due(now_ms + grace, config)
 
     return PoolsDue(elite=due(elite), overlay=due(overlay))
 

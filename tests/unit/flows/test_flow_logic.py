@@ -85,11 +85,15 @@ def test_pools_are_due_after_their_refresh_period_or_a_fallback() -> None:
     stale = PoolResult("elite", ("BTCUSDT",), NOW - 25 * HOUR, "built")
     hourly = PoolResult("overlay", ("ENAUSDT",), NOW - HOUR + 3_000, "built")  # 3 s short of an hour: jitter
     fallen = PoolResult("overlay", ("ENAUSDT",), NOW - 60_000, "kept", fell_back=True)
-    assert pools_due(None, None, NOW, config).elite
-    due = pools_due(fresh, hourly, NOW, config)
+    assert pools_due(None, None, NOW, config, "1h").elite
+    due = pools_due(fresh, hourly, NOW, config, "1h")
     assert (due.elite, due.overlay) == (False, True)
-    due = pools_due(stale, fallen, NOW, config)
+    due = pools_due(stale, fallen, NOW, config, "1h")
     assert (due.elite, due.overlay) == (True, True)
+    compressed = config.time_scaled(1 / 60)  # 1m bars that move like hourly ones: the Overlay lasts a minute
+    minute_old = PoolResult("overlay", ("ENAUSDT",), NOW - 60_000 + 2_000, "built")
+    assert pools_due(fresh, minute_old, NOW, compressed, "1m").overlay
+    assert not pools_due(fresh, minute_old, NOW, config, "1m").overlay
 
 
 def test_open_interest_history_matches_the_bar_interval() -> None:
