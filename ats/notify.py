@@ -234,10 +234,17 @@ Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote 
 _CENT = Decimal("0.01")
 
 
+_MAX_DECIMALS = 8  # exchange prices and quantities never have more; computed averages can have 28
+
+
 def fmt_decimal(value: Decimal) -> str:
-    """Digits without an exponent, keeping the value's own precision (a price keeps its tick's decimals)."""
+    """Digits without an exponent, keeping the value's own precision (a price keeps its tick's decimals);
+    a computed value (an average fill price) is cut to 8 significant digits."""
     if not value.is_finite():
         return str(value)
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:
+        value = Decimal(format(value, f".{_MAX_DECIMALS}g")).normalize()
     return format(abs(value) if value == 0 else value, "f")
 
 

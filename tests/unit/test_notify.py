@@ -139,6 +139,8 @@ def assert_valid_html(message: str) -> None:
         (D("-0"), "0"),
         (D("90000.0"), "90000.0"),
         (D("0.00010"), "0.00010"),
+        (D("254.5624015748031496062992126"), "254.5624"),  # an average fill price: 8 significant digits
+        (D("0.000012345678912345"), "0.000012345679"),
     ],
 )
 def test_decimals_never_use_exponents(value: D, text: str) -> None:
