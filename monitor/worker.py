@@ -248,6 +248,9 @@ class Monitor:
         log.info("monitor stopped; protective orders stay on the exchange")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._stop.is_set():  # stopping: no new work (the next start redoes whatever this was)
+            work.close()
+            return
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
