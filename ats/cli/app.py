@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from ats.config import ConfigError, Settings, load_settings
+from ats.config import ConfigError, Settings, Venue, load_settings
 from ats.log import configure_logging
 
 app = typer.Typer(
@@ -29,10 +29,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_or_exit(**overrides: object) -> Settings:
-    """Load the configuration, print a readable error and exit 2 when it is invalid; set up logging."""
+VenueOption = Annotated[
+    Venue | None,
+    typer.Option(
+        "--venue",
+        help="sim, testnet or mainnet; overrides ATS_VENUE for this command (mainnet still needs ATS_ALLOW_MAINNET).",
+        show_default=False,
+    ),
+]
+
+
+def settings_or_exit(*, venue: Venue | None = None) -> Settings:
+    """Load the configuration, print a readable error and exit 2 when it is invalid; set up logging.
+
+    A --venue given on the command line becomes ATS_VENUE for this process, so the flows it runs (which read
+    their configuration from the environment, as on a worker) trade on the same venue.
+    """
+    if venue is not None:
+        os.environ["ATS_VENUE"] = venue.value
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
     key, secret = settings.exchange.api_key, settings.exchange.api_secret

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
-from ats.cli.app import app, console, fail, settings_or_exit
+from ats.cli.app import VenueOption, app, console, fail, settings_or_exit
 from ats.config import Settings
 from ats.log import redact
+
+PROTECTED_PHASES = ("open", "tp1_done", "closing", "closed", "failed")
+PROTECTION_WAIT_S = 60.0
 
 MinScore = Annotated[
     float | None, typer.Option(min=0, max=100, help="Strength (0-100) a signal needs; default ATS_MIN_SCORE (75).")
@@ -64,9 +69,14 @@ def run_cycle(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and check the limits; send no order.")] = False,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to scan instead of the pools.")] = None,
     max_new: Annotated[int | None, typer.Option(min=0, help="Open at most this many positions now.")] = None,
+    venue: VenueOption = None,
 ) -> None:
-    """Run one trading cycle now: build the pools, scan them, open what passes the risk limits."""
-    settings_or_exit()
+    """Run one trading cycle now: build the pools, scan them, open what passes the risk limits.
+
+    Before returning, it keeps reconciling (what the monitor does) until every position it opened has its stop
+    and take-profits acknowledged on the exchange, so nothing it opened is left unprotected when it exits.
+    """
+    settings = settings_or_exit(venue=venue)
     from flows.trading_cycle import trading_cycle
 
     report = _run_flow(
@@ -78,30 +88,99 @@ def run_cycle(
     )
     verb = "would open" if report.dry_run else "opened"
     console.print(f"{verb}: [bold]{', '.join(report.opened) or 'nothing'}[/]")
-    if report.refused:
-        table = Table("refused", "why")
-        for symbol, why in sorted(report.refused.items()):
-            table.add_row(symbol, why)
-        console.print(table)
+    if report.opened and not report.dry_run:
+        _wait_until_protected(settings, list(report.opened))
+
+
+def _wait_until_protected(settings: Settings, symbols: list[str]) -> None:
+    """Reconcile until the positions opened on `symbols` are protected (or say which are not, and exit 1)."""
+    import time
+
+    from sqlalchemy import select
+
+    from ats.reconcile import reconcile
+    from db.models import PositionRow
+    from tasks.runtime import shared_database
+
+    database = shared_database(settings)
+    deadline = time.monotonic() + PROTECTION_WAIT_S
+    while True:
+        with database.session() as session:
+            phases = dict(
+                session.execute(
+                    select(PositionRow.symbol, PositionRow.state).where(
+                        PositionRow.account == settings.account,
+                        PositionRow.symbol.in_(symbols),
+                        PositionRow.closed_at.is_(None),
+                    )
+                ).all()
+            )
+        waiting = sorted(symbol for symbol, phase in phases.items() if phase not in PROTECTED_PHASES)
+        if not waiting:
+            console.print("protection: every position opened has its stop and take-profits on the exchange")
+            return
+        if time.monotonic() > deadline:
+            fail(f"not yet protected after {PROTECTION_WAIT_S:.0f} s: {', '.join(waiting)}; run `ats monitor`", 1)
+        console.print(f"waiting for protection: {', '.join(waiting)}")
+
+        async def reconcile_once(rt: Any) -> None:
+            await reconcile(rt.exchange, rt.journal(), rt.executor("cli"), rt.clock, rt.settings, since_ms=None)
+
+        _read_only(settings, reconcile_once)
+        time.sleep(1.0)
 
 
 @app.command("scan")
 def scan(
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to scan instead of the pools.")] = None,
     min_score: MinScore = None,
+    top: Annotated[int, typer.Option(min=1, help="Rows of the ranked table to show.")] = 30,
+    venue: VenueOption = None,
 ) -> None:
-    """Score the universe (or the given symbols) and record the signals, without trading."""
-    settings_or_exit()
+    """Score the universe (or the given symbols) and print the ranked table with every factor; no trading.
+
+    Without --symbols it first brings the pools up to date (exchange rules, tickers, missing closed bars), so it
+    works on a fresh installation as well as between cycles.
+    """
+    settings = settings_or_exit(venue=venue)
+    from flows.build_pools import build_pools
     from flows.factor_scan import factor_scan
 
-    outcome = _run_flow(factor_scan, symbols=_symbols(symbols), min_score=min_score)
-    console.print(f"scan {outcome.scan_id}: {outcome.universe_size} symbols, {len(outcome.signals)} signals")
-    if outcome.signals:
-        table = Table("symbol", "side", "strength", "band", "price")
-        for signal in outcome.signals:
-            band = signal.band.value.replace("_", " ")
-            table.add_row(signal.symbol, signal.direction.value, f"{signal.strength:.1f}", band, str(signal.price))
-        console.print(table)
+    chosen = _symbols(symbols)
+    if chosen is None:
+        _run_flow(build_pools)
+    outcome = _run_flow(factor_scan, symbols=chosen, min_score=min_score)
+    threshold = settings.min_score if min_score is None else min_score
+    console.print(_ranked_table(settings, outcome.scan_id, top, threshold))
+    console.print(
+        f"scan {outcome.scan_id}: {outcome.universe_size} symbols, {len(outcome.signals)} signals at or above "
+        f"{threshold:g}"
+    )
+
+
+def _ranked_table(settings: Settings, scan_id: int, top: int, threshold: float) -> Table:
+    from sqlalchemy import select
+
+    from ats.factors import FACTOR_NAMES
+    from db.models import ScanResultRow
+    from tasks.runtime import shared_database
+
+    with shared_database(settings).session() as session:
+        rows = session.scalars(
+            select(ScanResultRow).where(ScanResultRow.scan_id == scan_id).order_by(ScanResultRow.rank).limit(top)
+        ).all()
+    table = Table(title=f"scan {scan_id}: ranked by strength", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for name in ("#", "symbol", "side", "strength", "band"):
+        table.add_column(name, no_wrap=True, justify="right" if name in ("#", "strength") else "left")
+    for name in FACTOR_NAMES:
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        factors = row.factors
+        style = "bold" if row.direction and row.strength >= threshold else None
+        cells = [f"{factors[name]:.0f}" if isinstance(factors.get(name), int | float) else "" for name in FACTOR_NAMES]
+        band = row.band.replace("_", " ") if row.insufficient_reason is None else "no data"
+        table.add_row(str(row.rank), row.symbol, row.direction or "-", f"{row.strength:.1f}", band, *cells, style=style)
+    return table
 
 
 @app.command("trade")
@@ -110,9 +189,10 @@ def trade(
     side: Annotated[str | None, typer.Option(help="LONG or SHORT; default: the side the model finds.")] = None,
     min_score: MinScore = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and show; send no order.")] = False,
+    venue: VenueOption = None,
 ) -> None:
     """Open a position on one symbol now, if the factor model and the risk limits agree."""
-    settings_or_exit()
+    settings_or_exit(venue=venue)
     if side is not None and side.upper() not in ("LONG", "SHORT"):
         fail("--side must be LONG or SHORT")
     from flows.manual_signal import manual_signal
@@ -130,9 +210,10 @@ def close_all(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     reason: Annotated[str, typer.Option(help="Why, for the records and the notification.")] = "emergency close-all",
     halt: Annotated[bool, typer.Option("--halt/--no-halt", help="Also halt new entries until 00:00 UTC.")] = True,
+    venue: VenueOption = None,
 ) -> None:
     """EMERGENCY: cancel every order and close every position at market, then notify."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(venue=venue)
     if not yes:
         typer.confirm(
             f"Cancel EVERY order and close EVERY position at market on {settings.venue.value} account "
@@ -147,9 +228,9 @@ def close_all(
 
 
 @app.command("status")
-def status() -> None:
+def status(venue: VenueOption = None) -> None:
     """The account now: balances, unrealised PnL, and each open position with its stop and TP1 state."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(venue=venue)
     from tasks.account import read_account
     from tasks.reports import status_rows
 
@@ -179,9 +260,10 @@ def status() -> None:
 
 
 @app.command("test-connection")
-def test_connection() -> None:
-    """Check the exchange (time, rules, keys, position mode), the database and notifications; exit 1 on a failure."""
-    settings = settings_or_exit()
+def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a command, not a test)
+    """Check the exchange (server time, keys and balance, BTC price, position mode, open positions), the database
+    and notifications; exit 1 on a failure. Sends no order."""
+    settings = settings_or_exit(venue=venue)
     checks: list[tuple[str, bool, str]] = []
 
     async def exchange_checks() -> None:
@@ -191,18 +273,26 @@ def test_connection() -> None:
         async with BinanceFutures.from_settings(settings) as exchange:
             try:
                 offset = await exchange.sync_time()
-                checks.append(("exchange time", True, f"{settings.rest_url}, clock offset {offset.offset_ms} ms"))
+                server = datetime.fromtimestamp(exchange.server_now_ms() / 1000, tz=UTC)
+                detail = f"{server:%Y-%m-%d %H:%M:%S} UTC at {settings.rest_url}, clock offset {offset.offset_ms} ms"
+                checks.append(("server time", True, detail))
                 rules = await exchange.exchange_info()
                 tradable = sum(1 for r in rules.values() if r.is_tradable_perpetual)
                 checks.append(("exchange info", True, f"{tradable} trading USDT perpetuals"))
+                btc = await exchange.premium_index("BTCUSDT")
+                checks.append(("BTC price", True, f"mark {btc[0].mark_price} USDT" if btc else "no BTCUSDT"))
             except ExchangeError as exc:
                 checks.append(("exchange", False, f"unreachable: {exc}"))
                 return
             try:
                 account = await exchange.account()
-                checks.append(("API key", True, f"wallet {account.total_wallet_balance:,.2f} USDT"))
+                balance = f"wallet {account.total_wallet_balance:,.2f} USDT, available {account.available_balance:,.2f}"
+                checks.append(("API key and balance", True, balance))
                 hedge = await exchange.is_hedge_mode()
                 checks.append(("position mode", not hedge, "hedge mode: switch to one-way" if hedge else "one-way"))
+                positions = await exchange.positions()
+                listed = ", ".join(f"{p.symbol} {p.amount:+}" for p in positions) or "none"
+                checks.append(("open positions", True, f"{len(positions)}: {listed}"))
             except ExchangeError as exc:
                 checks.append(("API key", False, str(exc)))
 
@@ -211,13 +301,12 @@ def test_connection() -> None:
         from db import migrate
         from db.session import Database
 
-        database = Database.open(settings, migrate_empty=False)
+        database = Database.open(settings)
         try:
             revision = migrate.current_revision(database.engine)
-            head = migrate.head_revision(database.engine)
         finally:
             database.dispose()
-        checks.append(("database", revision == head, f"{database.safe_url} at {revision or 'empty'} (newest {head})"))
+        checks.append(("database", True, f"{database.safe_url} at schema {revision}"))
     except Exception as exc:
         first_line = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
         checks.append(("database", False, f"{type(exc).__name__}: {first_line}"))
@@ -225,7 +314,7 @@ def test_connection() -> None:
     configured = telegram.token is not None and bool(telegram.chat_id)
     checks.append(("notifications", True, "Telegram" if configured else "console (no Telegram token and chat id)"))
 
-    table = Table("check", "", "detail")
+    table = Table("check", "", "detail", title=f"venue: {settings.venue.value}")
     for name, ok, detail in checks:
         table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
     console.print(table)

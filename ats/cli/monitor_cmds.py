@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from ats.cli.app import app, fail, settings_or_exit
+from ats.cli.app import VenueOption, app, fail, settings_or_exit
 
 
 @app.command("monitor")
@@ -19,6 +19,7 @@ def monitor(
         "--health-port",
         help="Port of the health endpoint; 0 picks a free one (default: ATS_MONITOR__HEALTH_PORT).",
     ),
+    venue: VenueOption = None,
 ) -> None:
     """Watch open positions in real time: fills, stops, take-profits, supervision, reconciliation.
 
@@ -27,7 +28,7 @@ def monitor(
     """
     from monitor.app import StartupError, serve
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(venue=venue)
     try:
         asyncio.run(serve(settings, health_host=health_host, health_port=health_port))
     except StartupError as exc:

@@ -39,10 +39,12 @@ def test_status_shows_the_account_and_test_connection_checks_everything(exchange
     assert "1/5" in result.output
     assert "not managed by this system" in result.output
 
-    checked = runner.invoke(app, ["test-connection"])
+    checked = runner.invoke(app, ["test-connection", "--venue", "sim"])
     assert checked.exit_code == 0, checked.output
-    for name in ("exchange time", "exchange info", "API key", "position mode", "database", "notifications"):
+    for name in ("server time", "exchange info", "BTC price", "API key", "position mode", "database", "notifications"):
         assert name in checked.output
+    assert "open positions" in checked.output
+    assert "LINKUSDT +10" in checked.output
     assert "FAIL" not in checked.output
 
 
@@ -70,3 +72,23 @@ def test_run_cycle_runs_the_flow_in_process(flow_env: FlowEnv) -> None:
     assert result.exit_code == 0, result.output
     assert "would open:" in result.output
     assert flow_env.control.state()["positions"] == {}
+
+
+def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowEnv) -> None:
+    result = runner.invoke(app, ["run-cycle", "--symbols", ",".join(LIQUID), "--min-score", "0", "--max-new", "1"])
+    assert result.exit_code == 0, result.output
+    assert "every position opened has its stop and take-profits on the exchange" in result.output
+    state = flow_env.control.state()
+    assert len(state["positions"]) == 1
+    assert len(state["open_algo_orders"]) == 3
+
+
+def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv) -> None:
+    args = ["scan", "--venue", "sim", "--symbols", ",".join(LIQUID), "--min-score", "0"]
+    result = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "symbol" in line and "strength" in line)
+    for column in ("side", "band", "T", "M", "C", "O", "B", "Q", "S", "V", "L", "I", "F"):
+        assert f" {column} " in header
+    for symbol in LIQUID:
+        assert symbol in result.output
