@@ -209,19 +209,18 @@ class Monitor:
             asyncio.create_task(self._consume_user(), name="monitor-user"),
             asyncio.create_task(self._consume_market(), name="monitor-market"),
         ]
-        if not await self._user.wait_connected(self._tuning.connect_timeout_s):
-            log.warning("user stream not connected yet: reconciling over REST meanwhile")
-        self._refresh_all()
-        self._reconcile_wanted.set()
-        loops = [
-            asyncio.create_task(self._reconcile_loop(), name="monitor-reconcile"),
-            asyncio.create_task(self._subscriptions_loop(), name="monitor-subscriptions"),
-            asyncio.create_task(self._pending_loop(), name="monitor-pending"),
-            asyncio.create_task(self._watchdog_loop(), name="monitor-watchdog"),
-        ]
-        if self._outbox is not None:
-            loops.append(asyncio.create_task(self._outbox_loop(), name="monitor-outbox"))
+        loops: list[asyncio.Task[None]] = []
         try:
+            if not await self._user.wait_connected(self._tuning.connect_timeout_s):
+                log.warning("user stream not connected yet: reconciling over REST meanwhile")
+            self._refresh_all()
+            self._reconcile_wanted.set()
+            loops.append(asyncio.create_task(self._reconcile_loop(), name="monitor-reconcile"))
+            loops.append(asyncio.create_task(self._subscriptions_loop(), name="monitor-subscriptions"))
+            loops.append(asyncio.create_task(self._pending_loop(), name="monitor-pending"))
+            loops.append(asyncio.create_task(self._watchdog_loop(), name="monitor-watchdog"))
+            if self._outbox is not None:
+                loops.append(asyncio.create_task(self._outbox_loop(), name="monitor-outbox"))
             await stop.wait()
         finally:
             await self._shutdown(consumers, loops)

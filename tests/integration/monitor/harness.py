@@ -157,6 +157,26 @@ class RunningMonitor:
         await asyncio.wait_for(self.task, timeout=15)
 
 
+def build_monitor(
+    settings: Settings, api_key: str, api_secret: str, database: Database, metrics: MonitorMetrics
+) -> Monitor:
+    """A monitor wired like monitor.app's, with the test timings."""
+    clock = WallClock()
+    exchange = client(settings.rest_url, api_key, api_secret)
+    listen_keys = ListenKeyTracker(exchange, clock)
+    return Monitor(
+        settings=settings,
+        exchange=exchange,
+        journal=PostgresJournal(database, ACCOUNT),
+        user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock),
+        market_stream=BinanceMarketStream(settings.ws_url, clock=clock),
+        clock=clock,
+        metrics=metrics,
+        listen_keys=listen_keys,
+        tuning=FAST,
+    )
+
+
 async def start_monitor(
     rest_url: str,
     ws_url: str,
@@ -168,22 +188,9 @@ async def start_monitor(
 ) -> RunningMonitor:
     """The monitor in this event loop (no leader election), after its first reconciliation."""
     settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
-    clock = WallClock()
-    exchange = client(rest_url, api_key, api_secret)
-    listen_keys = ListenKeyTracker(exchange, clock)
     metrics = MonitorMetrics()
     metrics.state.role = "active"
-    monitor_ = Monitor(
-        settings=settings,
-        exchange=exchange,
-        journal=PostgresJournal(database, ACCOUNT),
-        user_stream=BinanceUserStream(listen_keys, ws_url, clock=clock),
-        market_stream=BinanceMarketStream(ws_url, clock=clock),
-        clock=clock,
-        metrics=metrics,
-        listen_keys=listen_keys,
-        tuning=FAST,
-    )
+    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics)
     stop = asyncio.Event()
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()
