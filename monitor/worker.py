@@ -357,6 +357,11 @@ class Monitor:
             watch = self._book.on_symbol(update.symbol)
             if fill is None or watch is None:
                 return
+            if update.original_type in CONDITIONAL and not update.is_liquidation:
+                # Probably one of our stops or targets whose ALGO_UPDATE (naming this order) has not been seen:
+                # reconciliation looks the legs up first, so the fill is reported under the right leg.
+                self.request_reconcile(f"{update.symbol}: fill of triggered order {update.order_id} not attributed")
+                return
             key, events = watch.key, [fill]
             log.warning(
                 "fill by an order that is not ours",

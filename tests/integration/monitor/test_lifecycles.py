@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -296,3 +297,25 @@ async def test_a_stop_stuck_after_triggering_is_replaced(
         client_id(key, leg) for leg in ("S2", "T1", "T2")
     }
     assert any("Stop S1 expired" in text for text in _alerts(db))
+
+
+async def test_a_stop_fill_under_another_client_id_is_attributed_to_the_stop(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    """Binance may give the order a triggered algo creates a client id of its own; when its fill arrives before
+    the ALGO_UPDATE that names it, reconciliation attributes it (an external fill would be the wrong story)."""
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.stop_price is not None
+    emitted: list[dict[str, Any]] = []
+    unsubscribe = sim.engine.subscribe(emitted.append)
+    sim.stall_websockets(60, path="/private/*")  # the monitor hears none of the real events
+    await sim.set_price(SYMBOL, p.stop_price - p.policy.rules.tick_size)
+    unsubscribe()
+    fill = next(e for e in emitted if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["x"] == "TRADE")
+    sim.stall_websockets(0, path="/private/*")
+    sim._user_event(sim.api_key, {**fill, "o": {**fill["o"], "c": "x-venue-generated-17"}})
+    p = await desk.wait(key, _closed, "closed by the stop")
+    assert p.exit_reason is ExitReason.STOP
+    assert p.external_qty == 0
+    await _settled(sim, exchange, db)
