@@ -17,7 +17,7 @@ from tasks.reports import close_all_markdown
 from tasks.runtime import RunFailed, Runtime, open_runtime, readable_failures, run_logger
 
 
-def _tell(rt: Runtime, report: CloseAllReport, halted: bool) -> None:
+def _tell(rt: Runtime, report: CloseAllReport, halted: bool, reason: str) -> None:
     closed = report.managed_closed + report.unmanaged_closed
     detail = f"Closed: {', '.join(closed) or 'nothing was open'}."
     if report.still_open:
@@ -29,7 +29,7 @@ def _tell(rt: Runtime, report: CloseAllReport, halted: bool) -> None:
     now = rt.clock.now_ms()
     with rt.database.session() as session:
         enqueue_notification(
-            session, rt.account, f"close-all:{now}", AlertNote("Emergency close-all", detail, severity="critical")
+            session, rt.account, f"close-all:{now}", AlertNote(f"Close-all: {reason}", detail, severity="critical")
         )
 
 
@@ -64,7 +64,7 @@ async def close_all(reason: str = "emergency close-all", halt_today: bool = True
             failures={**cancel_failures, **close_failures},
             still_open=still_open,
         )
-        _tell(rt, report, halt_today)
+        _tell(rt, report, halt_today, reason)
         await send_notifications(rt)
         await acreate_markdown_artifact(close_all_markdown(report), key="close-all", description="Emergency close-all")
         if still_open or report.failures:

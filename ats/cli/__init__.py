@@ -6,10 +6,14 @@ and `monitor`, and it does so lazily inside command functions so that `import at
 
 from __future__ import annotations
 
-from ats.cli import config_cmds, db_cmds  # noqa: F401  (each module registers its commands on `app`)
-from ats.cli import flow_cmds as _flow_cmds  # noqa: F401
-from ats.cli import monitor_cmds as _monitor_cmds  # noqa: F401
-from ats.cli import sim_cmds as _sim_cmds  # noqa: F401
+from ats.cli import (  # noqa: F401  (each module registers its commands on `app`)
+    config_cmds,
+    db_cmds,
+    demo_cmds,
+    flow_cmds,
+    monitor_cmds,
+    sim_cmds,
+)
 from ats.cli.app import app, main
 
 __all__ = ["app", "main"]
