@@ -101,7 +101,7 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     assert {(p.state, p.exit_reason) for p in closed} == {("closed", "manual")}
     assert ledger.halted
     assert "close-all" in (ledger.halted_reason or "")
-    assert any("Close-all: emergency close-all" in a.text and a.status == "sent" for a in alerts)
+    assert any("Close-all: test emergency" in a.text and a.status == "sent" for a in alerts)
 
     halted = await run(trading_cycle, symbols=["LTCUSDT", "LINKUSDT", "DOTUSDT"], min_score=0)
     assert halted.is_completed(), halted.message
