@@ -79,10 +79,12 @@ def test_every_long_running_service_has_a_health_check(name: str) -> None:
 def test_ats_services_run_real_commands(name: str) -> None:
     argv = SERVICES[name]["command"]
     assert isinstance(argv, list)
-    if argv[0] == "ats":
-        assert _cli_command_exists(argv[1:]), f"{name}: `{shlex.join(argv)}` is not an ats command"
-    else:
-        assert argv[0] == "prefect", f"{name}: unexpected program {argv[0]}"
+    commands = [shlex.split(part) for part in argv[2].split("&&")] if argv[:2] == ["sh", "-c"] else [argv]
+    for command in commands:
+        if command[0] == "ats":
+            assert _cli_command_exists(command[1:]), f"{name}: `{shlex.join(command)}` is not an ats command"
+        else:
+            assert command[0] == "prefect", f"{name}: unexpected program {command[0]}"
 
 
 @pytest.mark.parametrize("name", ATS_IMAGE_SERVICES)
