@@ -39,7 +39,7 @@ def test_the_demo_shows_the_whole_mission(data_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATS_", "PREFECT_"))}
     env |= {"ATS_DATA_DIR": str(data_dir), "PREFECT_HOME": str(data_dir / "prefect"), "COLUMNS": "100"}
     summary_path = data_dir / "summary.json"
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-c", "from ats.cli import main; main()", "demo", "--seconds", "60",
          "--summary-json", str(summary_path)],
         env=env,

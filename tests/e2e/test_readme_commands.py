@@ -68,7 +68,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30
 
 
 @pytest.fixture
-def session_env(database_url_env, tmp_path: Path) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+def session_env(database_url_env, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     database_url_env()
     port = _free_port()
     env = {
@@ -80,7 +80,7 @@ def session_env(database_url_env, tmp_path: Path) -> Iterator[dict[str, str]]:  
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "SIM_PORT": str(port),
     }
-    yield env
+    return env
 
 
 def test_the_paper_trading_session_runs_as_written(session_env: dict[str, str], tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_the_paper_trading_session_runs_as_written(session_env: dict[str, str], 
                 else:
                     _wait_http(f"http://127.0.0.1:{session_env['ATS_MONITOR__HEALTH_PORT']}/readyz", process)
                 continue
-            done = subprocess.run(  # noqa: S603
+            done = subprocess.run(
                 [*ATS, *argv], cwd=tmp_path, env=session_env, capture_output=True, text=True, timeout=180, check=False
             )
             assert done.returncode == 0, f"ats {shlex.join(argv)}:\n{done.stdout}\n{done.stderr}"
