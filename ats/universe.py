@@ -77,7 +77,6 @@ class UniverseConfig:
         if self.fine_tick_fraction >= self.coarse_tick_fraction:
             raise ValueError("invalid UniverseConfig: fine_tick_fraction must be below coarse_tick_fraction")
 
-
     def time_scaled(self, factor: float) -> UniverseConfig:
         """The same rules with every window multiplied by `factor`: a compressed market (the demo's 1m bars
         that move like hourly bars) uses factor 1/60, so "72 hours" means 72 of its bars."""
