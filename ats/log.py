@@ -63,11 +63,7 @@ class RedactingFilter(logging.Filter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, tz=UTC).strftime("%H:%M:%S")
-        fields = getattr(record, "fields", None) or {}
-        tail = " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
         line = f"{ts} {record.levelname:<7} {record.name:<18} {record.getMessage()}"
-        if tail:
-            line += "  " + tail
         if record.exc_text:
             line += "\n" + record.exc_text
         return line
@@ -79,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": redact(str(getattr(record, "event", None) or record.getMessage())),
         }
         payload.update({k: _plain(v) for k, v in (getattr(record, "fields", None) or {}).items()})
         if record.exc_text:
@@ -116,7 +112,11 @@ class StructLogger:
 
     def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, exc_info=exc_info, extra={"fields": fields}, stacklevel=3)
+            # The message carries the fields too, so handlers that only print the message (Prefect's, which ships
+            # these lines to the run's page in the UI) lose nothing; the JSON formatter uses the parts.
+            message = event + ("  " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items()) if fields else "")
+            extra = {"fields": fields, "event": event}
+            self._logger.log(level, "%s", message, exc_info=exc_info, extra=extra, stacklevel=3)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, False, fields)

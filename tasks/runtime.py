@@ -68,7 +68,11 @@ def prepare_logging(settings: Settings) -> None:
         if value is not None:
             register_secret(value.get_secret_value())
     quiet_transport_loggers()
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+    # The system's own loggers at the configured level: with PREFECT_LOGGING_EXTRA_LOGGERS=ats,db (prefect.yaml,
+    # the CLI) their lines also reach the run's page in the Prefect UI.
+    for name in ("ats", "db"):
+        logging.getLogger(name).setLevel(settings.log_level)
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "ats", "db"):
         install_redaction(logging.getLogger(name).handlers)
 
 

@@ -69,6 +69,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # Prefect's ephemeral server reports usage to the internet; trading hosts should not call home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Flows run from the CLI show the system's own log lines on their run pages, as deployed ones do.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "ats,db")
     try:
         app()
     except KeyboardInterrupt:
