@@ -83,9 +83,12 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
     assert len(state["open_algo_orders"]) == 3
 
 
-def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv) -> None:
+def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ats.cli.app import console
+
+    monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full
     args = ["scan", "--venue", "sim", "--symbols", ",".join(LIQUID), "--min-score", "0"]
-    result = runner.invoke(app, args, env={"COLUMNS": "160"})
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if "symbol" in line and "strength" in line)
     for column in ("side", "band", "T", "M", "C", "O", "B", "Q", "S", "V", "L", "I", "F"):
