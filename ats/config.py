@@ -2,7 +2,8 @@
 
 Precedence (highest first): explicit arguments, environment (ATS_*, nested with "__", e.g.
 ATS_LIMITS__MAX_LEVERAGE), the TOML file named by ATS_CONFIG, then defaults. Secrets are SecretStr and can
-also come from files (ATS_EXCHANGE__API_SECRET_FILE); the Prefect shell may inject them from a Secret block.
+also come from files (ATS_EXCHANGE__API_SECRET_FILE) or from Prefect Secret blocks (ATS_EXCHANGE__API_SECRET_BLOCK),
+which the shell (tasks/secrets.py) resolves: this module does not import Prefect.
 Invalid values fail at load with `ConfigError`, whose message names each field, its variable and the rule.
 """
 
@@ -72,6 +73,8 @@ class ExchangeSettings(_Section):
     api_secret: SecretStr | None = Field(None, description="API secret (HMAC) or Ed25519 private key (PEM)")
     api_key_file: Path | None = Field(None, description="File holding the API key")
     api_secret_file: Path | None = Field(None, description="File holding the API secret")
+    api_key_block: str | None = Field(None, description="Name of a Prefect Secret block holding the API key")
+    api_secret_block: str | None = Field(None, description="Name of a Prefect Secret block holding the API secret")
     key_type: Literal["hmac", "ed25519"] = "hmac"
     recv_window_ms: int = Field(5000, ge=100, le=60000, description="recvWindow; Binance advises <= 5000")
     timeout_s: float = Field(10.0, gt=0, le=120)
@@ -154,6 +157,7 @@ class LevelSettings(_Section):
 class TelegramSettings(_Section):
     token: SecretStr | None = Field(None, description="Bot token; when unset, notifications go to the console")
     token_file: Path | None = Field(None, description="File holding the bot token")
+    token_block: str | None = Field(None, description="Name of a Prefect Secret block holding the bot token")
     chat_id: str | None = None
     api_url: str = "https://api.telegram.org"
 
@@ -246,6 +250,27 @@ class Settings(BaseSettings):
     def is_live(self) -> bool:
         """True when orders reach a real Binance venue (testnet or mainnet)."""
         return self.venue is not Venue.SIM
+
+    def secret_blocks(self) -> dict[tuple[str, str], str]:
+        """Secrets still to be read from Prefect Secret blocks: (section, field) -> block name."""
+        wanted = {
+            ("exchange", "api_key"): self.exchange.api_key_block,
+            ("exchange", "api_secret"): self.exchange.api_secret_block,
+            ("telegram", "token"): self.telegram.token_block,
+        }
+        return {
+            place: name
+            for place, name in wanted.items()
+            if name and getattr(getattr(self, place[0]), place[1]) is None
+        }
+
+    def with_secrets(self, values: dict[tuple[str, str], str]) -> Settings:
+        """A copy with secrets filled in (from Prefect Secret blocks), leaving everything else as it is."""
+        sections: dict[str, dict[str, SecretStr]] = {}
+        for (section, name), value in values.items():
+            sections.setdefault(section, {})[name] = SecretStr(value)
+        update = {section: getattr(self, section).model_copy(update=fields) for section, fields in sections.items()}
+        return self.model_copy(update=update)
 
     def api_credentials(self) -> tuple[SecretStr, SecretStr]:
         """The key pair to sign with; the sim's own pair when trading on the sim without keys."""

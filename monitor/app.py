@@ -13,7 +13,7 @@ import os
 import signal
 
 from ats.clock import WallClock
-from ats.config import Settings
+from ats.config import ConfigError, Settings
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.log import get_logger, redact
@@ -25,6 +25,7 @@ from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
 from monitor.worker import ListenKeyTracker, Monitor, Tuning
+from tasks.secrets import with_secret_blocks
 
 log = get_logger(__name__)
 
@@ -48,6 +49,10 @@ async def serve(
     A second signal exits at once, skipping the cleanup: nothing is lost (the next start re-drives and
     reconciles), it only takes a standby a moment longer to notice.
     """
+    try:
+        settings = await with_secret_blocks(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -33,6 +33,7 @@ from ats.log import get_logger, install_redaction, redact, register_secret
 from db.journal import PostgresJournal
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
+from tasks.secrets import with_secret_blocks
 
 log = get_logger(__name__)
 P = ParamSpec("P")
@@ -103,7 +104,7 @@ class Runtime:
 @asynccontextmanager
 async def open_runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
     """Settings (from the environment unless given), the shared database and a fresh exchange client."""
-    settings = settings or load_settings()
+    settings = await with_secret_blocks(settings or load_settings())
     prepare_logging(settings)
     database = shared_database(settings)
     clock = WallClock()

@@ -269,8 +269,9 @@ def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a comma
     async def exchange_checks() -> None:
         from ats.exchange.binance import BinanceFutures
         from ats.exchange.errors import ExchangeError
+        from tasks.secrets import with_secret_blocks
 
-        async with BinanceFutures.from_settings(settings) as exchange:
+        async with BinanceFutures.from_settings(await with_secret_blocks(settings)) as exchange:
             try:
                 offset = await exchange.sync_time()
                 server = datetime.fromtimestamp(exchange.server_now_ms() / 1000, tz=UTC)
