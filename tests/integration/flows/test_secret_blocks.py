@@ -34,7 +34,7 @@ async def test_a_flow_signs_with_the_key_pair_from_secret_blocks(
 
 async def test_a_missing_block_is_a_configuration_error(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATS_EXCHANGE__API_SECRET_BLOCK", "no-such-block")
-    with pytest.raises(ConfigError, match="exchange.api_secret_block"):
+    with pytest.raises(ConfigError, match=r"exchange\.api_secret_block"):
         await with_secret_blocks(load_settings())
 
 
