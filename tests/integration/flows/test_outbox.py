@@ -30,7 +30,7 @@ from db.outbox import RetryPolicy, deliver_pending, retry_delay_s
 from db.session import Database
 
 ACCOUNT = "main"
-TOKEN = "123456789:AAF-sentinel_token_for_the_outbox_test_xyz"
+TOKEN = "123456789:AAF-sentinel_token_for_the_outbox_test_xyz"  # a fake: an example token shape
 
 
 @dataclass

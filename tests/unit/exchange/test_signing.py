@@ -25,11 +25,11 @@ from ats.exchange.signing import (
 
 # developers.binance.com/docs/derivatives/usds-margined-futures/general-info,
 # "SIGNED Endpoint Examples for POST /fapi/v1/order - HMAC Keys", Example 1.
-DOC_SECRET = "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"
+DOC_SECRET = "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"  # public test vector
 DOC_QUERY = (
     "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943"
 )
-DOC_SIGNATURE = "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9"
+DOC_SIGNATURE = "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9"  # test vector
 
 
 def test_hmac_matches_the_official_worked_example() -> None:
