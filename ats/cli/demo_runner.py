@@ -267,7 +267,7 @@ class Demo:
         database = Database.open(load_settings())
         url = database.engine.url.render_as_string(hide_password=False)
         database.dispose()
-        self.step(f"PostgreSQL ready ({'embedded, ' if 'host=' in url else ''}schema migrated)")
+        self.step(f"PostgreSQL ready ({'embedded, ' if 'host=' in url else ''}schema up to date)")
         return url
 
     @contextlib.contextmanager
