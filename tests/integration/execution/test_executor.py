@@ -107,16 +107,39 @@ async def test_crash_after_recording_then_redrive_places_once(
 ) -> None:
     journal = PostgresJournal(db, "main")
     key = await _open(exchange, journal, db)
-    first = _executor(exchange, journal)
     position = journal.position(key)
     assert position is not None
-    await first.execute(key, [_entry_action(position)])
-    # A crash right after the first attempt at S1 was recorded would leave it requested: simulate the worst
-    # case, an attempt that did reach the exchange, then redrive from a fresh executor ("after restart").
-    assert journal.record_attempt(client_id(key, "S1")) is True
+    stop_id = client_id(key, "S1")
+    # The worst moment to crash: the stop reached the exchange, its answer was lost and it could not be looked up,
+    # so the record still says "requested". A fresh executor ("after restart") must find it, not place another.
+    sim.faults.add("unknown_error", path="/fapi/v1/algoOrder", method="POST", count=1)
+    sim.faults.add("unavailable", path="/fapi/v1/algoOrder", method="GET")
+    blind = BinanceFutures(
+        sim.rest_url, SecretStr(sim.api_key), SecretStr(sim.api_secret), timeout_s=1.0, read_retries=0
+    )
+    try:
+        with pytest.raises(ExecutionDeferred):
+            await _executor(blind, journal).execute(key, [_entry_action(position)])
+    finally:
+        await blind.aclose()
+    position = journal.position(key)
+    assert position is not None
+    stop = position.order(stop_id)
+    assert stop is not None
+    assert stop.state is OrderState.REQUESTED
+    assert [a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)] == [stop_id]
+
+    sim.faults.clear()
     await _executor(exchange, journal).redrive(key)
-    algos = await exchange.open_algo_orders(SYMBOL)
-    assert len([a for a in algos if a.client_algo_id == client_id(key, "S1")]) == 1
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.OPEN
+    stop = position.order(stop_id)
+    assert stop is not None
+    assert stop.state is OrderState.ACTIVE
+    algos = [a.client_algo_id for a in sim.engine.algo_orders.values()]
+    assert algos.count(stop_id) == 1
+    assert sorted(algos) == sorted(client_id(key, leg) for leg in ("S1", "T1", "T2"))
 
 
 async def test_exchange_down_defers_and_changes_nothing(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:
