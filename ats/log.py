@@ -56,8 +56,14 @@ class RedactingFilter(logging.Filter):
             record.exc_info = None
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            record.fields = {k: redact(str(v)) if isinstance(v, str) else v for k, v in fields.items()}
+            # Any value that is not a plain number prints as text (an exception, a URL object): redact that text.
+            record.fields = {k: _redacted_field(v) for k, v in fields.items()}
         return True
+
+
+def _redacted_field(value: Any) -> Any:
+    plain = _plain(value)
+    return redact(plain) if isinstance(plain, str) else plain
 
 
 class ConsoleFormatter(logging.Formatter):

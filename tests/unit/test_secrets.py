@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -59,6 +60,16 @@ def test_logs_redact_registered_secrets_and_token_urls(caplog: pytest.LogCapture
     text = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
     assert SENTINEL_SECRET not in text
     assert SENTINEL_TOKEN not in text
+
+
+def test_json_log_fields_that_are_not_text_are_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception (or any object) passed as a field prints as text in the JSON line: that text is redacted."""
+    configure_logging("INFO", "json", secrets=[SENTINEL_SECRET])
+    get_logger("tests.secrets").warning("request failed", error=RuntimeError(f"refused {SENTINEL_SECRET}"), code=-1)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert SENTINEL_SECRET not in line["error"]
+    assert line["error"].startswith("refused ")
+    assert line["code"] == -1
 
 
 def test_redact_covers_signatures_and_database_passwords() -> None:
