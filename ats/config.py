@@ -324,7 +324,9 @@ def describe_validation_error(exc: ValidationError) -> str:
         where = f"{field} ({env_name(loc)})" if loc else "settings"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}")
-        ctx_input = err.get("input") if not _secret_field(loc) else None
+        # An unknown name (a typo) may well be a secret's: only a known, non-secret field shows its value.
+        unknown = err["type"] == "extra_forbidden"
+        ctx_input = err.get("input") if not (unknown or _secret_field(loc)) else None
         if ctx_input is not None and not isinstance(ctx_input, dict):
             lines[-1] += f" (got {ctx_input!r})"
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -45,6 +45,13 @@ def test_settings_repr_and_validation_errors_hide_secrets(monkeypatch: pytest.Mo
     assert SENTINEL_SECRET not in str(caught.value)
 
 
+def test_a_misspelt_secret_variable_is_refused_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATS_EXCHANGE__API_SECRT", SENTINEL_SECRET)
+    with pytest.raises(ConfigError, match=r"exchange\.api_secrt") as caught:
+        load_settings()
+    assert SENTINEL_SECRET not in str(caught.value)
+
+
 def test_logs_redact_registered_secrets_and_token_urls(caplog: pytest.LogCaptureFixture) -> None:
     configure_logging("DEBUG", "json", secrets=[SENTINEL_SECRET])
     log = get_logger("tests.secrets")
