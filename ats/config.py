@@ -246,11 +246,6 @@ class Settings(BaseSettings):
     def ws_url(self) -> str:
         return (self.exchange.ws_url or DEFAULT_URLS[self.venue][1]).rstrip("/")
 
-    @property
-    def is_live(self) -> bool:
-        """True when orders reach a real Binance venue (testnet or mainnet)."""
-        return self.venue is not Venue.SIM
-
     def secret_blocks(self) -> dict[tuple[str, str], str]:
         """Secrets still to be read from Prefect Secret blocks: (section, field) -> block name."""
         wanted = {
