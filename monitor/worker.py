@@ -677,6 +677,9 @@ class Monitor:
         except ExecutionDeferred as exc:
             log.warning("exchange unreachable: re-drive postponed", key=watch.key, error=str(exc))
             deferred, after = True, None
+        except Exception:  # one position's trouble must not hold up the re-drives of the others
+            log.exception("re-driving failed; retried later", key=watch.key)
+            deferred, after = True, None
         still = Watch.of(after) if after is not None else None
         _, backoff = self._redrive_after.get(watch.key, (0.0, 0.0))
         if deferred or (still is not None and still.pending == watch.pending):

@@ -99,6 +99,25 @@ class Desk:
         levels: LevelSettings | None = None,
         monitor: MonitorSettings | None = None,
     ) -> str:
+        position = await self.record(symbol, direction, levels=levels, monitor=monitor)
+        await self.exchange.set_margin_type(symbol, MarginType.ISOLATED)
+        await self.exchange.set_leverage(symbol, position.leverage)
+        entry = position.entry_order
+        assert entry is not None
+        action = action_for_leg(position, entry)
+        assert action is not None
+        await self.executor.execute(position.key, [action])
+        return position.key
+
+    async def record(
+        self,
+        symbol: str,
+        direction: Direction = Direction.LONG,
+        *,
+        levels: LevelSettings | None = None,
+        monitor: MonitorSettings | None = None,
+    ) -> Position:
+        """The first half of `open`: the approved intent recorded, its entry not sent."""
         rules = (await self.exchange.exchange_info())[symbol]
         price = (await self.exchange.premium_index(symbol))[0].mark_price
         self._bar += 1
@@ -111,14 +130,7 @@ class Desk:
         position, actions = open_position(key=key, order=decision.order, policy=policy, time_ms=WallClock().now_ms())
         with self.database.session() as session:
             record_new_position(session, ACCOUNT, position, actions, source="test")
-        await self.exchange.set_margin_type(symbol, MarginType.ISOLATED)
-        await self.exchange.set_leverage(symbol, decision.order.leverage)
-        entry = position.entry_order
-        assert entry is not None
-        action = action_for_leg(position, entry)
-        assert action is not None
-        await self.executor.execute(key, [action])
-        return key
+        return position
 
     def position(self, key: str) -> Position:
         position = self.journal.position(key)

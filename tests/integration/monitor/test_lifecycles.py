@@ -25,6 +25,7 @@ from tests.integration.monitor.harness import (
     fills_in_db,
     fills_on_exchange,
     start_monitor,
+    wait_for,
 )
 
 SYMBOL = "BTCUSDT"
@@ -320,3 +321,19 @@ async def test_a_stop_fill_under_another_client_id_is_attributed_to_the_stop(
     assert p.exit_reason is ExitReason.STOP
     assert p.external_qty == 0
     await _settled(sim, exchange, db)
+
+
+async def test_a_position_whose_redrive_fails_does_not_hold_up_the_others(
+    desk: Desk, monitor: RunningMonitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two entries recorded but never sent (a placement task that died): the monitor re-drives both, even when
+    re-driving one of them keeps failing."""
+    keys = {(await desk.record(symbol)).key for symbol in (SYMBOL, "ETHUSDT")}
+    tried: set[str] = set()
+
+    async def broken(key: str, *, resend_entries: bool = True) -> list[Any]:
+        tried.add(key)
+        raise RuntimeError("a bug in one position's re-drive")
+
+    monkeypatch.setattr(monitor.monitor._executor, "redrive", broken)
+    await wait_for(lambda: tried == keys, what="a re-drive of every pending position")
