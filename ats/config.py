@@ -167,6 +167,10 @@ class TelegramSettings(_Section):
         return self
 
 
+# What a strong opposite signal does to an open position (ats.risk.reversal_response).
+OnReversal = Literal["tighten", "close", "ignore"]
+
+
 class MonitorSettings(_Section):
     health_host: str = "127.0.0.1"
     health_port: int = Field(8787, ge=0, le=65535, description="0 picks a free port")
@@ -174,7 +178,7 @@ class MonitorSettings(_Section):
     watchdog_interval_s: float = Field(5.0, gt=0)
     stream_stale_after_s: float = Field(30.0, gt=0)
     listen_key_keepalive_s: float = Field(1800.0, gt=0, lt=3600)
-    on_reversal: Literal["tighten", "close", "ignore"] = "tighten"
+    on_reversal: OnReversal = "tighten"
     reversal_score: float = Field(70, ge=0, le=100, description="opposite-direction strength that counts")
 
 

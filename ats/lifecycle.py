@@ -49,14 +49,13 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ats.config import MonitorSettings
+from ats.config import MonitorSettings, OnReversal
 from ats.domain import Band, Direction, Levels, Side, SymbolRules, client_id, is_own_client_id
 from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType, WorkingType
 from ats.notify import AlertNote, EntryNote, ExitReason, Notification, ResultNote, TakeProfitNote
 from ats.risk import (
     DEFAULT_TAKER_FEE_RATE,
     LevelPlan,
-    OnReversal,
     ReversalResponse,
     SizedOrder,
     breakeven_stop_price,

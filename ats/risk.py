@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Literal
 
 from ats.config import LevelSettings, RiskLimits
+from ats.config import OnReversal as OnReversal  # re-exported: monitor/view.py imports it from here
 from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 
 ZERO = Decimal(0)
@@ -216,9 +217,6 @@ class ReversalResponse(StrEnum):
     NONE = "none"
     TIGHTEN = "tighten"
     CLOSE = "close"
-
-
-OnReversal = Literal["tighten", "close", "ignore"]
 
 
 def reversal_response(
