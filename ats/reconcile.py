@@ -308,7 +308,6 @@ class ReconcileReport:
     mismatches: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    reconcile_requests: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -442,7 +441,7 @@ class _Pass:
     async def on_position(self, key: str, what: str, call: Callable[..., Any], *args: Any) -> None:
         try:
             async with self.guard(key):
-                requests = await call(*args)
+                await call(*args)
         except ExecutionDeferred as exc:
             log.warning("reconciliation deferred: the exchange cannot be reached", key=key, step=what, error=str(exc))
             self.report.deferred.append(key)
@@ -450,9 +449,6 @@ class _Pass:
         except Exception as exc:  # one position's trouble must not stop the pass
             log.exception("reconciliation step failed", key=key, step=what)
             self.report.errors.append(f"{key}: {what}: {exc}")
-            return
-        for request in requests or ():
-            self.report.reconcile_requests.append(f"{request.symbol}: {request.reason}")
 
     async def replay_fills(self, symbol: str, start_ms: int) -> None:
         try:

@@ -28,7 +28,6 @@ class MonitorState:
     streams: dict[str, StreamHealth] = field(default_factory=dict)
     weight_used: int = 0
     last_reconcile_ms: int | None = None  # end of the last successful pass
-    reconcile_ok: bool = False
     alive_mono: float | None = None  # monotonic time the event loop last ran the liveness ticker
     problems: list[str] = field(default_factory=list)  # why it is not ready, for /readyz
 

@@ -76,10 +76,6 @@ class Supervisor:
     def health_port(self) -> int:
         return self._health.port
 
-    @property
-    def role(self) -> str:
-        return self._metrics.state.role
-
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: stand by, lead when the lock is free, step down if it is lost."""
         await self._health.start()

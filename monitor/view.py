@@ -21,8 +21,6 @@ from ats.factors import FactorRow
 from ats.lifecycle import OrderState, Phase, Position, ReversalSignal
 from ats.risk import OnReversal, ReversalResponse, reversal_response, stop_crossed
 
-ZERO = Decimal(0)
-
 
 @dataclass(frozen=True, slots=True)
 class Watch:
@@ -66,9 +64,6 @@ class Watch:
         if self.closing or self.stop_price is None or self.open_qty <= 0:
             return False
         return self.stop_crossed_ms is not None or stop_crossed(self.stop_price, mark, self.direction)
-
-    def crossed(self, mark: Decimal) -> bool:
-        return self.stop_price is not None and stop_crossed(self.stop_price, mark, self.direction)
 
 
 class Book:

@@ -633,9 +633,7 @@ class Monitor:
         self._metrics.reconciles.labels("clean" if report.clean else "repaired").inc()
         if not report.errors and not report.deferred:
             self._since_ms = started
-        state = self._metrics.state
-        state.last_reconcile_ms = self._clock.now_ms()
-        state.reconcile_ok = not report.errors
+        self._metrics.state.last_reconcile_ms = self._clock.now_ms()
         self._refresh_all()
         self._assess()
         return True
