@@ -163,19 +163,6 @@ def levels_for(plan: LevelPlan, entry: Decimal, quantity: Decimal, rules: Symbol
     )
 
 
-def compute_levels(
-    entry_price: Decimal,
-    direction: Direction,
-    signal: Signal,
-    rules: SymbolRules,
-    settings: LevelSettings,
-    *,
-    quantity: Decimal,
-) -> Levels:
-    """Stop, TP1 and TP2 for a position of `quantity` entered at `entry_price` on `signal`."""
-    return levels_for(plan_levels(direction, signal, settings), entry_price, quantity, rules)
-
-
 # ---------------------------------------------------------------------------------------------- stop rules
 
 

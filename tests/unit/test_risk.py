@@ -23,8 +23,8 @@ from ats.risk import (
     breakeven_stop_price,
     check_entry,
     choose_leverage,
-    compute_levels,
     level_prices,
+    levels_for,
     liquidation_safe_leverage,
     plan_levels,
     reversal_response,
@@ -230,13 +230,13 @@ def test_take_profit_split(qty: str, min_qty: str, expected: tuple[str, str]) ->
     assert split_take_profits(D(qty), D("0.5"), rules) == (D(expected[0]), D(expected[1]))
 
 
-def test_compute_levels_says_when_the_position_is_too_small_to_split() -> None:
-    levels = compute_levels(D("100"), LONG, make_signal(strength=85), RULES, SETTINGS, quantity=D("0.001"))
+def test_levels_say_when_the_position_is_too_small_to_split() -> None:
+    levels = levels_for(plan_levels(LONG, make_signal(strength=85), SETTINGS), D("100"), D("0.001"), RULES)
     assert levels.single_target
     assert levels.tp1_qty == D("0.001")
     assert levels.tp2_qty == 0
     assert levels.adjustments == ("strong signal",)
-    split = compute_levels(D("100"), LONG, make_signal(), RULES, SETTINGS, quantity=D("0.010"))
+    split = levels_for(plan_levels(LONG, make_signal(), SETTINGS), D("100"), D("0.010"), RULES)
     assert not split.single_target
     assert split.quantity == D("0.010")
 
