@@ -15,6 +15,7 @@ import signal
 from ats.clock import WallClock
 from ats.config import ConfigError, Settings
 from ats.exchange.binance import BinanceFutures
+from ats.exchange.budget import roll
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.log import get_logger, redact
 from ats.notify import make_notifier
@@ -28,8 +29,6 @@ from monitor.worker import ListenKeyTracker, Monitor, Tuning
 from tasks.secrets import with_secret_blocks
 
 log = get_logger(__name__)
-
-MINUTE_MS = 60_000
 
 
 class StartupError(RuntimeError):
@@ -83,8 +82,7 @@ async def serve(
 
         async def weight_used() -> int:
             state = await asyncio.to_thread(budget_store.snapshot, exchange.budget.scope)
-            fresh = exchange.budget.now_ms() - state.window_start_ms < MINUTE_MS
-            return state.used_weight if fresh else 0
+            return roll(state, exchange.budget.now_ms()).used_weight
 
         return Monitor(
             settings=settings,
