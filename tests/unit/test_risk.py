@@ -397,7 +397,8 @@ def test_sizing_never_rounds_up_nor_exceeds_any_cap(balance: D, price: D, streng
     assert order.risk_usdt <= balance * limits.risk_per_trade_pct / 100
     assert order.margin + order.notional * FEE <= balance * D("0.95")
     assert order.notional >= max(RULES.min_notional, limits.min_order_size_usdt)
-    assert limits.leverage <= order.leverage <= limits.max_leverage or order.leverage < limits.leverage
+    safe = liquidation_safe_leverage(abs(price - order.levels.stop) / price)  # liquidation stays beyond the stop
+    assert min(limits.leverage, safe) <= order.leverage <= min(limits.max_leverage, safe)
 
 
 def test_tiny_balance_is_refused_below_the_minimum_order() -> None:
