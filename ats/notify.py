@@ -437,9 +437,9 @@ def signal_dedupe_key(account: str, symbol: str, bar_open_time_ms: int) -> str:
 
 
 class NotifyError(Exception):
-    """A message was not delivered. The text never contains the bot token or a request URL."""
+    """A message was not delivered. The text never contains the bot token or a request URL.
 
-    retryable: bool = True
+    The class says whether to retry: NotifyUnavailable (later) or NotifyRejected (never)."""
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -452,8 +452,6 @@ class NotifyUnavailable(NotifyError):
 
 class NotifyRejected(NotifyError):
     """The service refused the message for good (bad token, unknown chat, malformed text): retrying won't help."""
-
-    retryable = False
 
 
 class Notifier(Protocol):

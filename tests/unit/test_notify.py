@@ -406,7 +406,7 @@ async def test_failures_raise_typed_errors_without_the_token(
     await notifier.aclose()
     assert fragment in str(caught.value)
     assert_clean(caught.value)
-    assert caught.value.retryable is (error is NotifyUnavailable)  # type: ignore[attr-defined]
+    assert isinstance(caught.value, NotifyRejected) is (error is NotifyRejected)  # what the outbox retries on
     if status == 429:
         assert caught.value.retry_after_s == 7  # type: ignore[attr-defined]
 
