@@ -32,13 +32,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ats.domain import Direction
-from ats.lifecycle import OrderState, Phase, Role
+from ats.lifecycle import Phase, Role
 from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db import migrate
 from db.session import Database
 from monitor.view import Watch
 from tests.fixtures.db import DEFAULT_SERVER, DatabaseFactory, truncate_all
-from tests.integration.monitor.harness import Desk, client, start_monitor
+from tests.integration.monitor.harness import Desk, breakeven_up, client, start_monitor
 from tests.integration.monitor.processes import MonitorProcess, detail, monitor_env, wait_role
 from tests.unit.lifecycle.harness import Driver
 
@@ -78,7 +78,7 @@ async def in_process(database: Database) -> dict[str, Any]:
                 assert p.levels is not None
                 started = time.perf_counter()
                 await sim.set_price(symbol, p.levels.tp1 + p.policy.rules.tick_size)
-                await desk.wait(key, _breakeven_up, "breakeven", timeout_s=20)
+                await desk.wait(key, breakeven_up, "breakeven", timeout_s=20)
                 breakeven_ms.append((time.perf_counter() - started) * 1000)
             for symbol in SYMBOLS:  # supervision: the stop vanishes behind the monitor's back
                 p = next(x for x in desk.journal.open_positions() if x.symbol == symbol)
@@ -104,11 +104,6 @@ async def in_process(database: Database) -> dict[str, Any]:
         finally:
             await running.shutdown()
             await exchange.aclose()
-
-
-def _breakeven_up(p: Any) -> bool:
-    stops = [o for o in p.orders if o.role is Role.STOP]
-    return bool(p.breakeven_set and stops[-1].state is OrderState.ACTIVE and not any(o.state.live for o in stops[:-1]))
 
 
 def failover(database: Database, data_dir: Path) -> dict[str, Any]:

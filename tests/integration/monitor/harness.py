@@ -21,7 +21,7 @@ from ats.exchange.binance import BinanceFutures, budget_scope
 from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
-from ats.lifecycle import Policy, Position, open_position
+from ats.lifecycle import OrderState, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
 from db.journal import PostgresJournal, record_new_position
 from db.models import FillRow
@@ -207,6 +207,12 @@ async def start_monitor(
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()
     return running
+
+
+def breakeven_up(p: Position) -> bool:
+    """TP1 filled, the breakeven stop acknowledged and the original stop gone."""
+    stops = [o for o in p.orders if o.role is Role.STOP]
+    return p.breakeven_set and stops[-1].state is OrderState.ACTIVE and not any(o.state.live for o in stops[:-1])
 
 
 def fills_in_db(database: Database) -> set[tuple[str, int, Decimal, Decimal]]:

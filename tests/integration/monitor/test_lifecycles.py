@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ats.domain import Direction, Side, client_id
 from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
-from ats.lifecycle import OrderState, Phase, Position, Role
+from ats.lifecycle import Phase, Position, Role
 from ats.notify import ExitReason
 from ats.sim.server import SimServer
 from db.models import NotificationRow
@@ -21,6 +21,7 @@ from db.session import Database
 from tests.integration.monitor.harness import (
     Desk,
     RunningMonitor,
+    breakeven_up,
     client,
     fills_in_db,
     fills_on_exchange,
@@ -58,12 +59,6 @@ def _closed(p: Position) -> bool:
     return p.phase is Phase.CLOSED
 
 
-def _breakeven_up(p: Position) -> bool:
-    """TP1 filled, the breakeven stop acknowledged and the original stop gone."""
-    stops = [o for o in p.orders if o.role is Role.STOP]
-    return p.breakeven_set and stops[-1].state is OrderState.ACTIVE and not any(o.state.live for o in stops[:-1])
-
-
 def _stop_leg(p: Position) -> str | None:
     stop = p.current_order(Role.STOP)
     return stop.leg if stop else None
@@ -96,7 +91,7 @@ async def test_tp1_moves_the_stop_to_breakeven_then_tp2_closes(
     tick = p.policy.rules.tick_size
 
     await sim.set_price(SYMBOL, p.levels.tp1 + tick)
-    p = await desk.wait(key, _breakeven_up, "breakeven stop in place")
+    p = await desk.wait(key, breakeven_up, "breakeven stop in place")
     stop = p.current_order(Role.STOP)
     assert stop is not None
     assert stop.leg == "S2"
@@ -123,7 +118,7 @@ async def test_tp1_then_the_breakeven_stop_closes_the_rest(
     assert p.levels is not None
     tick = p.policy.rules.tick_size
     await sim.set_price(SYMBOL, p.levels.tp1 - tick)
-    p = await desk.wait(key, _breakeven_up, "breakeven stop in place")
+    p = await desk.wait(key, breakeven_up, "breakeven stop in place")
     assert p.stop_price is not None
     assert p.stop_price < p.entry_price
 
@@ -183,7 +178,7 @@ async def test_fills_missed_while_down_are_replayed_on_start(
     await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1 fills; nobody listens
     restarted = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db)
     try:
-        p = await desk.wait(key, _breakeven_up, "breakeven stop after the replay")
+        p = await desk.wait(key, breakeven_up, "breakeven stop after the replay")
         assert p.tp1_done
         assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
             client_id(key, "S2"),
@@ -195,7 +190,7 @@ async def test_fills_missed_while_down_are_replayed_on_start(
 
 
 async def test_unknown_positions_are_adopted_and_orphans_cancelled(
-    sim: SimServer, exchange: BinanceFutures, db: Database, monitor: RunningMonitor
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
 ) -> None:
     await exchange.new_order(OrderRequest("ETHUSDT", Side.BUY, OrderType.MARKET, Decimal("0.100"), "web_manual_1"))
     orphan = "ats_deadbeefdeadbeef_S1"
@@ -212,7 +207,7 @@ async def test_unknown_positions_are_adopted_and_orphans_cancelled(
     )
     await monitor.reconcile()
 
-    adopted = [p for p in desk_positions(db) if p.symbol == "ETHUSDT"]
+    adopted = [p for p in desk.journal.open_positions() if p.symbol == "ETHUSDT"]
     assert len(adopted) == 1
     p = adopted[0]
     assert p.adopted
@@ -235,12 +230,6 @@ async def test_a_manual_close_on_the_exchange_ends_the_position(
     await _settled(sim, exchange, db)
 
 
-def desk_positions(db: Database) -> list[Position]:
-    from db.journal import PostgresJournal
-
-    return PostgresJournal(db, "main").open_positions()
-
-
 async def test_a_dropped_user_stream_is_filled_in_by_reconciliation(
     sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
 ) -> None:
@@ -249,7 +238,7 @@ async def test_a_dropped_user_stream_is_filled_in_by_reconciliation(
     assert p.levels is not None
     await sim.disconnect_websockets("/private/*")
     await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1 fills while the stream is down
-    p = await desk.wait(key, _breakeven_up, "breakeven stop after the gap was reconciled")
+    p = await desk.wait(key, breakeven_up, "breakeven stop after the gap was reconciled")
     assert p.tp1_done
     assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
 
