@@ -71,6 +71,11 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def format_utc(ms: int) -> str:
+    """A time for people to read, to the minute: '2026-01-01 00:00 UTC' (messages, reports, reasons)."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def datetime_to_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")

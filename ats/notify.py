@@ -15,7 +15,6 @@ import html
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -24,6 +23,7 @@ import httpx
 from pydantic import SecretStr
 from rich.console import Console
 
+from ats.clock import format_utc
 from ats.config import TelegramSettings
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import get_logger, redact
@@ -282,10 +282,6 @@ def _distance(price: Decimal, entry: Decimal) -> str:
     return fmt_pct((price - entry) / entry * 100) if entry else ""
 
 
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _duration(ms: int) -> str:
     minutes = max(ms, 0) // 60_000
     days, rest = divmod(minutes, 1440)
@@ -316,7 +312,7 @@ def _levels_lines(levels: Levels) -> list[str]:
 def render_signal(note: SignalNote) -> str:
     lines = [
         f"📡 <b>Signal {_e(note.symbol)}</b> {_side(note.direction)} · {_strength(note.strength, note.band)}",
-        f"Price {fmt_decimal(note.price)} · bar {_time(note.bar_open_time_ms)}",
+        f"Price {fmt_decimal(note.price)} · bar {format_utc(note.bar_open_time_ms)}",
     ]
     if note.levels is not None:
         lines.extend(_levels_lines(note.levels))

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 
+from ats.clock import format_utc
 from ats.domain import BAR_FIELDS, Bars, FloatArray, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
 
@@ -139,7 +139,7 @@ class PoolResult:
 
     def to_markdown(self) -> str:
         """A report for a Prefect artifact: the pool, the caveats, and every exclusion grouped by rule."""
-        lines = [f"## {self.kind.capitalize()} pool ({_iso(self.built_at_ms)})", "", self.reason, ""]
+        lines = [f"## {self.kind.capitalize()} pool ({format_utc(self.built_at_ms)})", "", self.reason, ""]
         if self.fell_back:
             lines += ["**Fell back to the previous pool.**", ""]
         if self.symbols:
@@ -579,7 +579,3 @@ def _money(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:.1f}{unit}"
     return f"{value:.0f}"
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

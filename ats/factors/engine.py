@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 import numpy as np
 
+from ats.clock import format_utc
 from ats.domain import Band, Bars, Direction, FloatArray, IntArray, interval_ms
 from ats.factors.basis import basis
 from ats.factors.config import FACTOR_NAMES, FactorConfig
@@ -152,7 +152,7 @@ class IncrementalScorer:
                 continue
             if held > end:
                 raise ValueError(
-                    f"{b.symbol}: as_of {_iso(as_of_ms)} is before bars already scored (up to {_iso(held)})"
+                    f"{b.symbol}: as_of {format_utc(as_of_ms)} is before bars already scored (up to {format_utc(held)})"
                 )
             groups.setdefault(held, []).append(b)
         for held, group in groups.items():
@@ -329,7 +329,8 @@ def _insufficient(count: FloatArray, last_valid: IntArray, end: int, min_bars: i
         if newest < 0:
             reasons.append("insufficient data: no closed bars")
         elif newest < end:
-            reasons.append(f"insufficient data: no closed bar at {_iso(end)} (stale; newest {_iso(int(newest))})")
+            stale = f"no closed bar at {format_utc(end)} (stale; newest {format_utc(int(newest))})"
+            reasons.append(f"insufficient data: {stale}")
         elif bars_seen < min_bars:
             reasons.append(f"insufficient data: {int(bars_seen)} closed bars, {min_bars} needed")
         else:
@@ -399,7 +400,3 @@ def _rows(
 def _missing(mask: int) -> tuple[str, ...]:
     """The factor names whose bit is set (few distinct patterns occur, so they are cached)."""
     return tuple(name for i, name in enumerate(FACTOR_NAMES) if mask >> i & 1)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
