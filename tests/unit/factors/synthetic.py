@@ -68,10 +68,6 @@ def make_open_interest(bars: Bars, *, seed: int = 0, trend: float = 0.0) -> Open
     return OpenInterestSeries(bars.open_time + step, contracts, period_ms=step)
 
 
-def make_premium(mark: float = 100.05, index: float = 100.0, funding: float = 0.0003) -> PremiumSnapshot:
-    return PremiumSnapshot(mark, index, funding, START_MS)
-
-
 def make_book(mid: float = 100.0, *, spread: float = 0.0002, levels: int = 20, qty: float = 500.0) -> BookSnapshot:
     half = mid * spread / 2
     offsets = mid * 0.0005 * np.arange(levels)
