@@ -501,11 +501,10 @@ class Executor:
                 events.append(OrderCanceled(cid, order.update_time_ms, expired=True, filled_qty=order.executed_qty))
         return events
 
-    async def _fills(self, cid: str, order: Order) -> list[Event]:
+    async def _fills(self, cid: str, order: Order) -> list[Fill]:
         start = order.update_time_ms - self._settings.trade_window_ms
         trades = await self._guard(self._exchange.user_trades(order.symbol, start_ms=start))
-        fills: list[Event] = list(fills_of(cid, order, trades))
-        return fills
+        return fills_of(cid, order, trades)
 
     def _rejected(self, cid: str, exc: ExchangeError) -> list[Event]:
         if isinstance(exc, _NOT_NOW):

@@ -75,8 +75,13 @@ from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 log = get_logger(__name__)
 
 CONDITIONAL = frozenset(
-    {OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET, OrderType.STOP, OrderType.TAKE_PROFIT}
-    | {OrderType.TRAILING_STOP_MARKET}
+    {
+        OrderType.STOP_MARKET,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.STOP,
+        OrderType.TAKE_PROFIT,
+        OrderType.TRAILING_STOP_MARKET,
+    }
 )
 
 
@@ -289,7 +294,7 @@ class Monitor:
 
     # ------------------------------------------------------------------------------------------ the view
 
-    def _refresh(self, key: str) -> Position | None:
+    def _refresh(self, key: str) -> None:
         """Re-read one position into the view after a change; logs what changed for an operator."""
         position = self._journal.position(key)
         before, after = self._book.put(key, position)
@@ -300,10 +305,9 @@ class Monitor:
         if after is None:
             self._redrive_after.pop(key, None)
         self._metrics.state.open_positions = len(self._book)
-        return position
 
-    def _refresh_all(self, positions: Sequence[Position] | None = None) -> None:
-        positions = self._journal.open_positions() if positions is None else positions
+    def _refresh_all(self) -> None:
+        positions = self._journal.open_positions()
         known = {w.key for w in self._book}
         for p in positions:
             if p.key not in known and not p.is_terminal:
@@ -642,11 +646,9 @@ class Monitor:
         """Re-drive positions whose legs have had no outcome for a while (a crashed peer, an outage)."""
         while not await self._pause(self._tuning.pending_interval_s):
             try:
-                positions = self._journal.open_positions()
-                self._refresh_all(positions)
-                for position in positions:
-                    watch = Watch.of(position)
-                    if watch is not None and watch.pending and self._redrive_due(watch.key):
+                self._refresh_all()
+                for watch in self._book:
+                    if watch.pending and self._redrive_due(watch.key):
                         ages = self._journal.order_ages_s(watch.pending)
                         if due_for_redrive(watch.pending, ages, self._tuning.pending_age_s):
                             await self._redrive(watch)
@@ -670,15 +672,15 @@ class Monitor:
         try:
             async with self._lock(watch.key):
                 requests = await self._executor.redrive(watch.key, resend_entries=False)
-                after = self._refresh(watch.key)
+                self._refresh(watch.key)
             self._follow_up(requests)
         except ExecutionDeferred as exc:
             log.warning("exchange unreachable: re-drive postponed", key=watch.key, error=str(exc))
-            deferred, after = True, None
+            deferred = True
         except Exception:  # one position's trouble must not hold up the re-drives of the others
             log.exception("re-driving failed; retried later", key=watch.key)
-            deferred, after = True, None
-        still = Watch.of(after) if after is not None else None
+            deferred = True
+        still = self._book.get(watch.key)
         _, backoff = self._redrive_after.get(watch.key, (0.0, 0.0))
         if deferred or (still is not None and still.pending == watch.pending):
             backoff = min(max(backoff * 2, self._tuning.pending_interval_s), self._tuning.redrive_backoff_max_s)
