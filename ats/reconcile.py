@@ -189,8 +189,9 @@ def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms:
 def due_for_redrive(pending: Sequence[str], ages_s: Mapping[str, float], min_age_s: float) -> bool:
     """Re-drive once any unknown outcome is old enough that its decider has given up on it (or died).
 
-    Cancels have no age limit: cancelling twice is harmless. A leg without a recorded order row (it never got
-    as far as the database) is re-driven at once.
+    Ages count from when the order was recorded (its placement decided), so a cancel left pending is usually
+    re-driven at once (cancelling twice is harmless). A leg without a recorded order row (it never got as far as
+    the database) is re-driven at once.
     """
     return any(ages_s.get(cid, min_age_s) >= min_age_s for cid in pending)
 
