@@ -24,21 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from ats.domain import interval_ms
-from ats.log import get_logger
+from ats.domain import FloatArray, IntArray, interval_ms
 from ats.sim.specs import CATALOGUE, SymbolSpec
 
-log = get_logger(__name__)
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-BAR_FIELDS = (
-    "open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_volume",
-    "taker_buy_quote_volume",
-)  # fmt: skip
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
 
 FUNDING_PERIOD_MS = 8 * 3_600_000
