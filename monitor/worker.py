@@ -324,8 +324,9 @@ class Monitor:
         async for event in self._user.events():
             try:
                 self._on_user_event(event, self._clock.monotonic())
-            except Exception:
+            except Exception:  # e.g. the database is down: the event is lost, the exchange still has it
                 log.exception("skipping a user event that failed to dispatch", kind=type(event).__name__)
+                self.request_reconcile(f"a {type(event).__name__} failed to dispatch")
 
     def _on_user_event(self, event: UserEvent, received: float) -> None:
         match event:

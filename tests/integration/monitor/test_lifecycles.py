@@ -326,3 +326,24 @@ async def test_a_position_whose_redrive_fails_does_not_hold_up_the_others(
 
     monkeypatch.setattr(monitor.monitor._executor, "redrive", broken)
     await wait_for(lambda: tried == keys, what="a re-drive of every pending position")
+
+
+async def test_a_user_event_that_fails_to_dispatch_is_repaired_by_reconciliation(
+    sim: SimServer, desk: Desk, monitor: RunningMonitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    assert p.levels is not None
+    record = monitor.monitor._record_order
+    lost: list[str] = []
+
+    def database_down_once(cid: str, update: Any) -> None:
+        if update.execution_type == "TRADE" and not lost:
+            lost.append(cid)
+            raise RuntimeError("the database is unreachable")
+        record(cid, update)
+
+    monkeypatch.setattr(monitor.monitor, "_record_order", database_down_once)
+    await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1's fill cannot be dispatched
+    p = await desk.wait(key, breakeven_up, "breakeven stop once reconciliation found the lost fill")
+    assert lost == [client_id(key, "T1")]
