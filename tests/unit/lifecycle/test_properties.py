@@ -27,7 +27,6 @@ from ats.lifecycle import (
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
-    OrderState,
     Phase,
     PlaceEntry,
     PlaceStop,
@@ -253,7 +252,8 @@ def arbitrary_event(draw: st.DrawFn) -> Event:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(direction=st.sampled_from(Direction), events=st.lists(arbitrary_event(), max_size=30))
 def test_any_event_in_any_state_is_handled(direction: Direction, events: list[Event]) -> None:
-    """Nonsense included: never raises, never loosens the stop, never repeats a notification or a client id."""
+    """Nonsense included: never raises, never loosens the stop, never repeats a notification or a client id,
+    never leaves quantity without a stop or a market close in flight."""
     position, actions = open_position(key=KEY, order=sized(direction), policy=policy(direction), time_ms=0)
     keys: set[str] = set()
     placed = {a.client_id for a in actions if isinstance(a, PLACING)}
@@ -270,4 +270,4 @@ def test_any_event_in_any_state_is_handled(direction: Direction, events: list[Ev
         if before.stop_price is not None:
             assert position.stop_price is not None
             assert tighten_stop(before.stop_price, position.stop_price, direction) == position.stop_price
-        assert all(o.state in OrderState for o in position.orders)
+        assert_protected(position)
