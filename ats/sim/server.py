@@ -266,6 +266,15 @@ class ListenKey:
     connections: set[Connection] = field(default_factory=set)
 
 
+def _normalise_stream(stream: str) -> str:
+    """Stream names as subscribed and unsubscribed: the symbol part lower case, the stream type as given.
+
+    All-market streams ("!bookTicker") and listen keys (no "@") are kept as they are.
+    """
+    symbol, sep, kind = stream.partition("@")
+    return stream if stream.startswith("!") or not sep else f"{symbol.lower()}@{kind}"
+
+
 def _stream_family(stream: str) -> Literal["market", "public", "private"]:
     name = stream.split("@", 1)[1] if "@" in stream else ""
     if stream.startswith("!bookTicker") or any(name.startswith(kind) for kind in PUBLIC_STREAM_KINDS):
@@ -907,12 +916,7 @@ class SimServer:
                     key.connections.add(connection)
                     connection.streams.add(stream)
                 continue
-            normalised = (
-                stream
-                if stream.startswith("!")
-                else stream.split("@", 1)[0].lower() + ("@" + stream.split("@", 1)[1] if "@" in stream else "")
-            )
-            connection.streams.add(normalised)
+            connection.streams.add(_normalise_stream(stream))
 
     def _unsubscribe(self, connection: Connection, streams: set[str]) -> None:
         for stream in streams:
@@ -938,7 +942,7 @@ class SimServer:
             self._subscribe(connection, params)
             return {"result": None, "id": request_id}
         if method == "UNSUBSCRIBE":
-            self._unsubscribe(connection, {p if p.startswith("!") else p.lower() for p in params} | set(params))
+            self._unsubscribe(connection, {_normalise_stream(p) for p in params})
             return {"result": None, "id": request_id}
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": sorted(connection.streams), "id": request_id}

@@ -243,6 +243,18 @@ async def _combined_streams(sim: SimServer) -> None:
         assert closed[0]["data"]["k"]["i"] == "1h"
 
 
+async def test_unsubscribe_matches_subscribe_whatever_the_symbol_case(sim: SimServer) -> None:
+    async with websockets.connect(f"{sim.ws_url}/public/ws") as public:
+        await public.send(json.dumps({"method": "SUBSCRIBE", "params": ["BTCUSDT@bookTicker"], "id": 1}))
+        assert await receive(public) == {"result": None, "id": 1}
+        await public.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+        assert await receive(public) == {"result": ["btcusdt@bookTicker"], "id": 2}
+        await public.send(json.dumps({"method": "UNSUBSCRIBE", "params": ["BTCUSDT@bookTicker"], "id": 3}))
+        assert await receive(public) == {"result": None, "id": 3}
+        await public.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 4}))
+        assert await receive(public) == {"result": [], "id": 4}
+
+
 async def test_old_style_paths_accept_subscriptions_and_deliver_nothing(sim: SimServer) -> None:
     async with websockets.connect(f"{sim.ws_url}/ws/btcusdt@markPrice@1s") as old:
         await old.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 7}))
