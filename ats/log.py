@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 _REDACTED = "**********"
-_secrets: set[str] = set()
+# Longest first, so a secret that contains another is removed whole. Replaced, never mutated: `redact` runs on
+# any thread while a client being built registers its keys on another.
+_secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
 _PATTERNS = (
     re.compile(r"(bot)\d{5,}:[A-Za-z0-9_-]{20,}"),  # Telegram bot token inside a URL
@@ -30,13 +32,15 @@ _PATTERNS = (
 
 def register_secret(value: str | None) -> None:
     """Make a secret value unprintable through logging from now on."""
+    global _secrets
     if value and len(value) >= 4:
         with _secrets_lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     for pattern in _PATTERNS:
