@@ -467,6 +467,10 @@ class SimServer:
         self.engines[api_key or self.api_key].set_balance(Decimal(balance))
         await asyncio.sleep(0)
 
+    def server_time_ms(self) -> int:
+        """The time the exchange reports and checks recvWindow against: the clock plus any injected skew."""
+        return self.clock.now_ms() + self.faults.clock_skew_ms
+
     def state(self, api_key: str | None = None) -> dict[str, Any]:
         data = self.engines[api_key or self.api_key].state()
         data["server_time"] = self.clock.now_ms()
@@ -712,7 +716,7 @@ class SimServer:
         recv_window = int_param(params, "recvWindow") or 5000
         if recv_window > 60_000 or recv_window <= 0:
             raise SimError(-1131, "recvWindow must be less than 60000")
-        server_time = self.clock.now_ms() + self.faults.clock_skew_ms
+        server_time = self.server_time_ms()
         if not (timestamp < server_time + 1000 and server_time - timestamp <= recv_window):
             raise SimError(-1021, "Timestamp for this request is outside of the recvWindow.")
         signature = params.get("signature")
@@ -729,7 +733,7 @@ class SimServer:
         e = Endpoint
         return [
             e("GET", "/fapi/v1/ping", lambda c: {}),
-            e("GET", "/fapi/v1/time", lambda c: {"serverTime": c.sim.clock.now_ms() + c.sim.faults.clock_skew_ms}),
+            e("GET", "/fapi/v1/time", lambda c: {"serverTime": c.sim.server_time_ms()}),
             e("GET", "/fapi/v1/exchangeInfo", _exchange_info),
             e("GET", "/fapi/v1/ticker/24hr", _ticker_24h, _weight_by_symbol(1, 40)),
             e("GET", "/fapi/v1/ticker/price", _ticker_price, _weight_by_symbol(1, 2)),
@@ -1036,7 +1040,7 @@ def _exchange_info(call: Call) -> dict[str, Any]:
         })  # fmt: skip
     return {
         "timezone": "UTC",
-        "serverTime": call.sim.clock.now_ms() + call.sim.faults.clock_skew_ms,
+        "serverTime": call.sim.server_time_ms(),
         "futuresType": "U_MARGINED",
         "rateLimits": [
             {
