@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ats.factors import IncrementalScorer, MarketContext, scan
-from tests.unit.factors.synthetic import make_market
+from tests.unit.factors.synthetic import as_of_after, make_market
 
 BARS = 300
 HOUR_MS = 3_600_000
@@ -41,7 +41,7 @@ def _summary(seconds: list[float], scale: float, digits: int) -> dict[str, float
 def cold(symbols: int, *, with_extras: bool) -> dict[str, float]:
     """Milliseconds to score every symbol from 300 bars of history."""
     bars, extras, context = make_market(symbols, BARS, seed=1)
-    as_of = int(bars[0].open_time[-1]) + HOUR_MS
+    as_of = as_of_after(bars[0])
     if not with_extras:
         extras, context = {}, MarketContext()
     return _summary(_timed(lambda: scan(bars, as_of_ms=as_of, extras=extras, context=context), 7), 1e3, 2)
