@@ -117,7 +117,9 @@ def trade(trade_id: int, order_id: int = 7, qty: str = "0.500", time_ms: int = 8
     )
 
 
-def snapshot(positions: tuple[PositionInfo, ...] = (), algos: tuple[str, ...] = (), orders: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def snapshot(
+    positions: tuple[PositionInfo, ...] = (), algos: tuple[str, ...] = (), orders: tuple[str, ...] = ()
+) -> ExchangeSnapshot:
     return ExchangeSnapshot(positions, tuple(order(c, status=OrderStatus.NEW) for c in orders), tuple(map(algo, algos)))
 
 

@@ -14,8 +14,8 @@ from ats.clock import WallClock
 from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Band, Direction, Signal, client_id, intent_key
 from ats.exchange.binance import BinanceFutures
-from ats.execution import ExecutionDeferred, ExecutionSettings, Executor
-from ats.lifecycle import OrderState, Phase, Policy, Role, open_position
+from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, action_for_leg
+from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
 from ats.sim.server import SimServer
 from db.journal import PostgresJournal, record_new_position
@@ -185,9 +185,9 @@ async def test_rejected_stop_closes_the_position_and_alerts(
     assert "result" in kinds
 
 
-def _entry_action(position):  # type: ignore[no-untyped-def]
-    from ats.execution import action_for_leg
-
+def _entry_action(position: Position) -> Action:
     entry = position.entry_order
     assert entry is not None
-    return action_for_leg(position, entry)
+    action = action_for_leg(position, entry)
+    assert action is not None
+    return action
