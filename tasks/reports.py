@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
 from ats.notify import fmt_decimal, fmt_pct, fmt_qty, fmt_usdt
 from tasks.account import AccountStatus, CloseAllReport, DayStats
@@ -18,10 +18,6 @@ FACTOR_LABELS = {
     "T": "trend", "M": "momentum", "C": "flow", "O": "open interest", "B": "basis", "Q": "large trades",
     "S": "structure", "V": "volume", "L": "liquidity", "I": "independence", "F": "fund-leading",
 }  # fmt: skip
-
-
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _opt(value: Decimal | None) -> str:
@@ -38,7 +34,11 @@ def pools_markdown(outcome: PoolsOutcome) -> str:
         fallen = [p.kind.capitalize() for p in (outcome.elite, outcome.overlay) if p.fell_back]
         lines += [f"> **{' and '.join(fallen)} fell back to the last good pool** (see below why).", ""]
     for pool, rebuilt in ((outcome.overlay, outcome.overlay_rebuilt), (outcome.elite, outcome.elite_rebuilt)):
-        how = "fell back" if pool.fell_back else ("rebuilt" if rebuilt else f"reused (built {_time(pool.built_at_ms)})")
+        how = (
+            "fell back"
+            if pool.fell_back
+            else ("rebuilt" if rebuilt else f"reused (built {format_utc(pool.built_at_ms)})")
+        )
         lines.append(f"- **{pool.kind.capitalize()}** ({how}): {', '.join(pool.symbols) or 'empty'}")
     lines += ["", f"_{outcome.bars.summary()}_", ""]
     if outcome.bars.failed:
@@ -76,7 +76,7 @@ def signals_markdown(outcome: ScanOutcome, scored: Scored, min_score: float) -> 
     lines = [
         f"# Scan {outcome.scan_id}: {len(outcome.signals)} signals at or above {min_score:g}",
         "",
-        f"Bar {_time(outcome.bar_open_time_ms)} · {outcome.universe_size} symbols · "
+        f"Bar {format_utc(outcome.bar_open_time_ms)} · {outcome.universe_size} symbols · "
         f"{len(result.ranked())} with a direction · {len(result.insufficient)} without enough data · "
         f"{outcome.new_signals} new signals",
         "",
@@ -198,7 +198,7 @@ def status_rows(status: AccountStatus) -> list[dict[str, Any]]:
 
 def status_markdown(status: AccountStatus) -> str:
     lines = [
-        f"# Account {_time(status.time_ms)}",
+        f"# Account {format_utc(status.time_ms)}",
         "",
         "| balance | unrealised PnL | margin balance | available | positions | realised today |",
         "|---|---|---|---|---|---|",
