@@ -29,13 +29,12 @@ from ats.config import ConfigError, Settings, load_settings
 from ats.exchange.binance import BinanceFutures, quiet_transport_loggers
 from ats.exchange.errors import AuthError, ExchangeError, ExchangeUnavailable, IpBanned, RateLimited, Throttled
 from ats.execution import ExecutionDeferred, Executor
-from ats.log import get_logger, install_redaction, redact, register_secret
+from ats.log import install_redaction, redact, register_secret
 from db.journal import PostgresJournal
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from tasks.secrets import with_secret_blocks
 
-log = get_logger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
