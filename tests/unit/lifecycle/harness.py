@@ -22,7 +22,6 @@ from ats.lifecycle import (
     Position,
     PositionVanished,
     ReversalSignal,
-    Role,
     open_position,
     transition,
 )
@@ -189,9 +188,6 @@ class Driver:
         order = self.p.order(self.cid(leg))
         assert order is not None, f"no order {leg}"
         return order
-
-    def current(self, role: Role) -> Any:
-        return self.p.current_order(role)
 
     def notes(self) -> list[Notify]:
         return of_type(self.actions, Notify)
