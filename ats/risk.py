@@ -380,7 +380,7 @@ def check_entry(
         return Refused(RefusalReason.INVALID_SIGNAL, f"symbol rules are for {rules.symbol}, not {signal.symbol}")
     if not rules.is_tradable_perpetual:
         return Refused(RefusalReason.SYMBOL_NOT_TRADABLE, f"{signal.symbol} is not a trading USDT perpetual")
-    if not price > 0 or not math.isfinite(signal.strength):
+    if not (price.is_finite() and price > 0) or not math.isfinite(signal.strength):
         return Refused(RefusalReason.INVALID_SIGNAL, f"{signal.symbol}: unusable price {price} or strength")
     busy = next((e for e in snapshot.exposures if e.symbol == signal.symbol), None)
     if busy is not None:

@@ -430,6 +430,7 @@ def test_leverage_choice() -> None:
     [
         (make_signal(symbol="OTHERUSDT"), snapshot(), None, RULES, RefusalReason.INVALID_SIGNAL),
         (make_signal(price="0"), snapshot(), None, RULES, RefusalReason.INVALID_SIGNAL),
+        (make_signal(price="NaN"), snapshot(), None, RULES, RefusalReason.INVALID_SIGNAL),
         (make_signal(strength=float("nan")), snapshot(), None, RULES, RefusalReason.INVALID_SIGNAL),
         (make_signal(), snapshot(), None, make_rules(status="SETTLING"), RefusalReason.SYMBOL_NOT_TRADABLE),
         (
