@@ -415,6 +415,18 @@ class StreamGap:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    """What a stream reports about itself (the monitor exports it as metrics and watches its freshness)."""
+
+    connected: bool
+    last_message_ms: int | None
+    reconnects: int
+    connected_since_ms: int | None
+    streams: int = 0
+    dropped_events: int = 0
+
+
 MarketEvent = MarkPriceUpdate | KlineUpdate | BookTicker | AggTrade | ForceOrder | StreamGap
 UserEvent = OrderUpdate | AlgoUpdate | AccountUpdate | ListenKeyExpired | StreamGap
 
@@ -533,6 +545,8 @@ class MarketStream(Protocol):
 
     def events(self) -> AsyncIterator[MarketEvent]: ...
 
+    def health(self) -> StreamHealth: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -540,5 +554,11 @@ class UserStream(Protocol):
     """The account's user-data stream: listenKey managed inside, reconnects forever, StreamGap after each."""
 
     def events(self) -> AsyncIterator[UserEvent]: ...
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """True once connected (False after `timeout_s`)."""
+        ...
+
+    def health(self) -> StreamHealth: ...
 
     async def aclose(self) -> None: ...

@@ -19,7 +19,6 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ats.clock import Clock, WallClock
 from ats.exchange import parse
 from ats.exchange.base import ListenKeyExpired, MarketEvent, StreamGap, UserEvent
+from ats.exchange.base import StreamHealth as StreamHealth  # re-exported: monitor/ still imports it from here
 from ats.exchange.binance import quiet_transport_loggers
 from ats.exchange.errors import ExchangeError
 from ats.log import get_logger
@@ -43,18 +43,6 @@ MAX_STREAMS_PER_CONNECTION = 1024
 STREAMS_IN_URL = 100  # the rest is subscribed by message, keeping the URL short
 STREAMS_PER_MESSAGE = 100
 PUBLIC_STREAM_TYPES = ("bookTicker", "depth")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamHealth:
-    """What the monitor exports as metrics for one stream."""
-
-    connected: bool
-    last_message_ms: int | None
-    reconnects: int
-    connected_since_ms: int | None
-    streams: int = 0
-    dropped_events: int = 0
 
 
 def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
