@@ -1,4 +1,5 @@
-"""Alembic, driven from code: no alembic.ini to keep in sync, the URL never written to disk."""
+"""Alembic, driven from code: no alembic.ini to keep in sync; migrations run on the caller's engine, so the
+database URL (and its password) never enters Alembic's configuration."""
 
 from __future__ import annotations
 
@@ -17,16 +18,15 @@ class SchemaOutOfDate(RuntimeError):
     """The database holds an older schema; migrating a non-empty database is an operator's decision."""
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    # '%' must be escaped for configparser; the URL is only kept in memory.
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 
-def head_revision(engine: Engine) -> str:
-    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+def head_revision() -> str:
+    """The newest revision this program knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError("no migrations found")
     return head
@@ -38,14 +38,14 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    config = alembic_config(engine)
+    config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
-    config = alembic_config(engine)
+    config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
@@ -58,7 +58,7 @@ def is_empty(engine: Engine) -> bool:
 def ensure_schema(engine: Engine) -> bool:
     """Migrate an empty database to head; refuse to run on an out-of-date one. Returns True if it migrated."""
     current = current_revision(engine)
-    head = head_revision(engine)
+    head = head_revision()
     if current == head:
         return False
     if current is None and is_empty(engine):

@@ -80,9 +80,7 @@ class Database:
         """Connect; on an empty database, run the migrations (and say so)."""
         database = cls(resolve_url(settings))
         if migrate_empty and migrate.ensure_schema(database.engine):
-            log.info(
-                "database was empty: migrated to the current schema", revision=migrate.head_revision(database.engine)
-            )
+            log.info("database was empty: migrated to the current schema", revision=migrate.head_revision())
         return database
 
     @contextmanager

@@ -43,6 +43,6 @@ def current() -> None:
     try:
         console.print(f"database: {database.safe_url}")
         console.print(f"revision: {migrate.current_revision(database.engine) or 'empty'}")
-        console.print(f"newest:   {migrate.head_revision(database.engine)}")
+        console.print(f"newest:   {migrate.head_revision()}")
     finally:
         database.dispose()

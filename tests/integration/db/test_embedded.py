@@ -35,7 +35,7 @@ def test_embedded_database_when_no_url_is_configured(data_dir: Path, monkeypatch
     try:
         with database.session() as session:
             assert session.execute(text("SELECT 1")).scalar() == 1
-        assert migrate.current_revision(database.engine) == migrate.head_revision(database.engine)
+        assert migrate.current_revision(database.engine) == migrate.head_revision()
         assert (data_dir / "pgdata" / "PG_VERSION").exists()
     finally:
         database.dispose()

@@ -15,7 +15,7 @@ def test_upgrade_empty_to_head_and_back_down(empty_database_url: str) -> None:
     try:
         assert migrate.is_empty(engine)
         assert migrate.ensure_schema(engine) is True
-        assert migrate.current_revision(engine) == migrate.head_revision(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
         tables = set(inspect(engine).get_table_names())
         assert {"positions", "orders", "fills", "notifications", "events", "risk_ledger"} <= tables
         assert migrate.ensure_schema(engine) is False
