@@ -239,8 +239,7 @@ class StoredSignal:
 
     id: int
     signal: Signal
-    source: str
-    status: str
+    source: str  # scan | manual
 
 
 def record_signal(
@@ -327,7 +326,7 @@ def new_signals(
     query = query.order_by(SignalRow.strength.desc(), SignalRow.id)
     if lock:
         query = query.with_for_update()
-    return [StoredSignal(row.id, _signal_of(row), row.source, row.status) for row in session.scalars(query)]
+    return [StoredSignal(row.id, _signal_of(row), row.source) for row in session.scalars(query)]
 
 
 def signal_status(session: Session, signal_id: int) -> str | None:

@@ -131,7 +131,6 @@ class RiskView:
 
     snapshot: AccountSnapshot
     ledger: LedgerDay
-    managed: tuple[ManagedExposure, ...] = ()
     unmanaged: tuple[str, ...] = ()  # symbols with a position on the exchange that we do not manage
     reserved_margin: Decimal = ZERO  # margin set aside for entries recorded but not filled yet
     notes: tuple[str, ...] = ()
@@ -165,7 +164,7 @@ def risk_view(
         exposures=tuple(exposures),
     )
     notes = tuple(f"{s} has a position on the exchange that this system does not manage" for s in unmanaged)
-    return RiskView(snapshot, ledger, tuple(managed), tuple(unmanaged), reserved, notes)
+    return RiskView(snapshot, ledger, tuple(unmanaged), reserved, notes)
 
 
 # ---------------------------------------------------------------------------------------------- day results

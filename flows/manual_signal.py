@@ -77,9 +77,7 @@ async def manual_signal(
         run_logger().info(f"{name} {direction.value}: strength {strength:.1f} (the model: {model})")
         try:
             if dry_run:
-                report = await place(
-                    rt, signal_ids=[], unsaved=[StoredSignal(0, signal, "manual", "new")], dry_run=True
-                )
+                report = await place(rt, signal_ids=[], unsaved=[StoredSignal(0, signal, "manual")], dry_run=True)
             else:
                 signal_id = await record_manual_signal(rt, signal)
                 report = await place(rt, signal_ids=[signal_id], min_score=0.0, max_new=1)

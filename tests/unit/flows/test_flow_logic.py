@@ -42,7 +42,7 @@ def rules(symbol: str) -> SymbolRules:
 
 def stored(symbol: str, strength: float = 85.0, *, bar: int = BAR, signal_id: int = 1) -> StoredSignal:
     signal = Signal(symbol, Direction.LONG, strength, Band.of(strength), bar, D(100), liquidity=80.0)
-    return StoredSignal(signal_id, signal, "scan", "new")
+    return StoredSignal(signal_id, signal, "scan")
 
 
 SNAPSHOT = AccountSnapshot(D(10_000), D(10_000), D(0), D(0))
