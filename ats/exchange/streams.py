@@ -149,7 +149,7 @@ class _Socket(ABC):
         """Where to connect now (called before every connection attempt)."""
 
     @abstractmethod
-    async def on_connected(self, ws: ClientConnection) -> None:
+    async def on_connected(self) -> None:
         """Called once per connection before frames are read."""
 
     @abstractmethod
@@ -186,9 +186,6 @@ class _Socket(ABC):
             self._replace_reason = reason
             ws.transport.abort()
 
-    def _stopping(self) -> bool:
-        return self._closing
-
     async def send_json(self, payload: dict[str, Any]) -> bool:
         ws = self._ws
         if ws is None:
@@ -203,7 +200,7 @@ class _Socket(ABC):
         attempt = 0
         down_since_ms: int | None = None
         reason = ""
-        while not self._stopping():
+        while not self._closing:
             opened_at: float | None = None
             try:
                 url = await self.url()
@@ -224,7 +221,7 @@ class _Socket(ABC):
                     now = self._clock.now_ms()
                     self.connected_since_ms = now
                     self.last_message_ms = None
-                    await self.on_connected(ws)
+                    await self.on_connected()
                     self.connected.set()
                     if self._ever_connected and down_since_ms is not None:
                         self.reconnects += 1
@@ -253,7 +250,7 @@ class _Socket(ABC):
                 self.connected.clear()
                 if opened_at is not None:
                     self.on_disconnected()
-            if self._stopping():
+            if self._closing:
                 return
             if opened_at is not None:
                 reason = self._replace_reason or reason
@@ -323,7 +320,7 @@ class _MarketSocket(_Socket):
         self._active = set(first)
         return f"{self._base_url}/{self.path}/stream?streams={'/'.join(first)}"
 
-    async def on_connected(self, ws: ClientConnection) -> None:
+    async def on_connected(self) -> None:
         await self.sync()
 
     def on_disconnected(self) -> None:
@@ -527,7 +524,7 @@ class _UserSocket(_Socket):
         self._key = await self._api.create_listen_key()
         return f"{self._base_url}/private/ws/{self._key}"
 
-    async def on_connected(self, ws: ClientConnection) -> None:
+    async def on_connected(self) -> None:
         self._keepalive_task = asyncio.create_task(self._keep_alive(), name=f"ws-{self.name}-keepalive")
 
     def on_disconnected(self) -> None:
