@@ -186,6 +186,11 @@ class _Socket(ABC):
             self._replace_reason = reason
             ws.transport.abort()
 
+    def _stopping(self) -> bool:
+        """`stop()` sets the flag while `_run` awaits; read through a call so the type checker does not
+        assume it unchanged since the loop condition."""
+        return self._closing
+
     async def send_json(self, payload: dict[str, Any]) -> bool:
         ws = self._ws
         if ws is None:
@@ -200,7 +205,7 @@ class _Socket(ABC):
         attempt = 0
         down_since_ms: int | None = None
         reason = ""
-        while not self._closing:
+        while not self._stopping():
             opened_at: float | None = None
             try:
                 url = await self.url()
@@ -250,7 +255,7 @@ class _Socket(ABC):
                 self.connected.clear()
                 if opened_at is not None:
                     self.on_disconnected()
-            if self._closing:
+            if self._stopping():
                 return
             if opened_at is not None:
                 reason = self._replace_reason or reason
