@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
+from ats.lifecycle import Phase
 from ats.risk import AccountSnapshot, Exposure
 from db.models import OrderIntentRow, PositionRow, RiskLedgerRow
 
 ZERO = Decimal(0)
-PENDING_STATES = ("pending_entry",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ def managed_exposures(session: Session, account: str) -> list[ManagedExposure]:
     ).all()
     out: list[ManagedExposure] = []
     for symbol, state, leverage, quantity, entry_price, planned_qty, planned_price in rows:
-        pending = state in PENDING_STATES
+        pending = state == Phase.PENDING_ENTRY
         if pending or entry_price is None:
             notional = (planned_qty or ZERO) * (planned_price or ZERO)
         else:
