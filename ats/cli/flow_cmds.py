@@ -20,7 +20,6 @@ from ats.cli.app import VenueOption, app, console, fail, settings_or_exit
 from ats.config import Settings
 from ats.log import redact
 
-PROTECTED_PHASES = ("open", "tp1_done", "closing", "closed", "failed")
 PROTECTION_WAIT_S = 60.0
 
 MinScore = Annotated[
@@ -94,40 +93,28 @@ def run_cycle(
 
 def _wait_until_protected(settings: Settings, symbols: list[str]) -> None:
     """Reconcile until the positions opened on `symbols` are protected (or say which are not, and exit 1)."""
-    import time
-
-    from sqlalchemy import select
-
+    from ats.lifecycle import Phase
     from ats.reconcile import reconcile
-    from db.models import PositionRow
-    from tasks.runtime import shared_database
 
-    database = shared_database(settings)
-    deadline = time.monotonic() + PROTECTION_WAIT_S
-    while True:
-        with database.session() as session:
-            phases = dict(
-                session.execute(
-                    select(PositionRow.symbol, PositionRow.state).where(
-                        PositionRow.account == settings.account,
-                        PositionRow.symbol.in_(symbols),
-                        PositionRow.closed_at.is_(None),
-                    )
-                ).all()
-            )
-        waiting = sorted(symbol for symbol, phase in phases.items() if phase not in PROTECTED_PHASES)
-        if not waiting:
-            console.print("protection: every position opened has its stop and take-profits on the exchange")
-            return
-        if time.monotonic() > deadline:
-            fail(f"not yet protected after {PROTECTION_WAIT_S:.0f} s: {', '.join(waiting)}; run `ats monitor`", 1)
-        console.print(f"waiting for protection: {', '.join(waiting)}")
+    unprotected = (Phase.PENDING_ENTRY, Phase.PROTECTING)
 
-        async def reconcile_once(rt: Any) -> None:
-            await reconcile(rt.exchange, rt.journal(), rt.executor("cli"), rt.clock, rt.settings, since_ms=None)
+    async def protect(rt: Any) -> list[str]:
+        """The symbols still unprotected when the wait ends (none once every one is protected)."""
+        journal, executor = rt.journal(), rt.executor("cli")
+        deadline = rt.clock.monotonic() + PROTECTION_WAIT_S
+        while True:
+            positions = journal.open_positions()
+            waiting = sorted(p.symbol for p in positions if p.symbol in symbols and p.phase in unprotected)
+            if not waiting or rt.clock.monotonic() > deadline:
+                return waiting
+            console.print(f"waiting for protection: {', '.join(waiting)}")
+            await reconcile(rt.exchange, journal, executor, rt.clock, rt.settings, since_ms=None)
+            await rt.clock.sleep(1.0)
 
-        _read_only(settings, reconcile_once)
-        time.sleep(1.0)
+    waiting = _read_only(settings, protect)
+    if waiting:
+        fail(f"not yet protected after {PROTECTION_WAIT_S:.0f} s: {', '.join(waiting)}; run `ats monitor`", 1)
+    console.print("protection: every position opened has its stop and take-profits on the exchange")
 
 
 @app.command("scan")
