@@ -138,6 +138,12 @@ def _quantize(value: Decimal, step: Decimal, rounding: str) -> Decimal:
         return (Decimal(units) * step).quantize(step)
 
 
+def _exact(value: Any) -> Decimal:
+    """An exchangeInfo number as Decimal. Binance sends strings; a JSON number goes through its shortest text,
+    never its binary expansion (Decimal(0.1) would put every price off the real 0.1 grid)."""
+    return Decimal(str(value))
+
+
 def _on_grid(value: Decimal, step: Decimal) -> bool:
     return step <= 0 or (Fraction(value) / Fraction(step)).denominator == 1
 
@@ -231,20 +237,20 @@ class SymbolRules:
             quote_asset=entry.get("quoteAsset", ""),
             status=entry.get("status", ""),
             contract_type=entry.get("contractType", ""),
-            tick_size=Decimal(price_filter.get("tickSize", "0")),
-            min_price=Decimal(price_filter.get("minPrice", "0")),
-            max_price=Decimal(price_filter.get("maxPrice", "0")),
-            step_size=Decimal(lot.get("stepSize", "0")),
-            min_qty=Decimal(lot.get("minQty", "0")),
-            max_qty=Decimal(lot.get("maxQty", "0")),
-            market_step_size=Decimal(str(market_lot.get("stepSize", lot.get("stepSize", "0")))),
-            market_min_qty=Decimal(str(market_lot.get("minQty", lot.get("minQty", "0")))),
-            market_max_qty=Decimal(str(market_lot.get("maxQty", lot.get("maxQty", "0")))),
-            min_notional=Decimal(notional.get("notional", "0")),
+            tick_size=_exact(price_filter.get("tickSize", "0")),
+            min_price=_exact(price_filter.get("minPrice", "0")),
+            max_price=_exact(price_filter.get("maxPrice", "0")),
+            step_size=_exact(lot.get("stepSize", "0")),
+            min_qty=_exact(lot.get("minQty", "0")),
+            max_qty=_exact(lot.get("maxQty", "0")),
+            market_step_size=_exact(market_lot.get("stepSize", lot.get("stepSize", "0"))),
+            market_min_qty=_exact(market_lot.get("minQty", lot.get("minQty", "0"))),
+            market_max_qty=_exact(market_lot.get("maxQty", lot.get("maxQty", "0"))),
+            min_notional=_exact(notional.get("notional", "0")),
             price_precision=int(entry.get("pricePrecision", 8)),
             quantity_precision=int(entry.get("quantityPrecision", 8)),
             onboard_date_ms=int(entry.get("onboardDate", 0)),
-            trigger_protect=Decimal(str(entry.get("triggerProtect", "0.05"))),
+            trigger_protect=_exact(entry.get("triggerProtect", "0.05")),
             max_num_algo_orders=int(algo.get("limit", 200)),
         )
 

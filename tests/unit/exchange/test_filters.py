@@ -101,6 +101,22 @@ def test_market_lot_size_falls_back_to_lot_size() -> None:
     assert (rules.market_step_size, rules.market_max_qty) == (Decimal("0.001"), Decimal(1000))
 
 
+def test_filters_sent_as_json_numbers_keep_their_exact_value() -> None:
+    as_numbers = [
+        {"filterType": "PRICE_FILTER", "minPrice": 0.1, "maxPrice": 100000, "tickSize": 0.1},
+        {"filterType": "LOT_SIZE", "stepSize": 0.001, "maxQty": 1000, "minQty": 0.001},
+        {"filterType": "MIN_NOTIONAL", "notional": 5.1},
+    ]
+    rules = SymbolRules.from_exchange_info({**BTCUSDT_INFO, "filters": as_numbers})
+    assert (rules.tick_size, rules.step_size, rules.market_step_size) == (
+        Decimal("0.1"),
+        Decimal("0.001"),
+        Decimal("0.001"),
+    )
+    assert (rules.min_price, rules.min_qty, rules.min_notional) == (Decimal("0.1"), Decimal("0.001"), Decimal("5.1"))
+    assert rules.round_price(Decimal("90000.04")) == Decimal("90000.0")
+
+
 @given(qty=values, step=grids, market=st.booleans())
 def test_floor_qty_never_rounds_up_and_lands_on_the_grid(qty: Decimal, step: Decimal, market: bool) -> None:
     rules = rules_with(Decimal("0.01"), step, market_step=step * 10)
