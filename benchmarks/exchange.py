@@ -4,7 +4,7 @@ REST: the client's overhead per call (budget, signing, time sync check, parsing)
 minus the median of the same request sent with a bare httpx client, for a public and a signed endpoint;
 plus the median round trip of a market order. WebSocket: market events per second through
 BinanceMarketStream (frames received, parsed, queued, consumed) while the sim publishes every symbol's
-mark price and book ticker, and the parse-only rate of the same frames for reference.
+mark price and book ticker, and for reference the parse-only rate of mark-price frames for the same symbols.
 
 Prints one JSON object. Run from the repository root: `.venv/bin/python benchmarks/exchange.py`.
 """
