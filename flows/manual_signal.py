@@ -1,13 +1,13 @@
 """manual-signal: trade one symbol now, through the same scoring, risk limits and placement as the cycle."""
 
-from decimal import Decimal
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import Field
 
-from ats.domain import Band, Direction, Signal
+from ats.domain import Band, Direction
 from db.market import StoredSignal
 from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
@@ -61,18 +61,7 @@ async def manual_signal(
             raise RunFailed(
                 f"{name} {direction.value}: the model gives strength {strength:.0f}, below min_score {threshold:g}"
             )
-        signal = Signal(
-            symbol=name,
-            direction=direction,
-            strength=strength,
-            band=Band.of(strength),
-            bar_open_time_ms=row.bar_open_time_ms,
-            price=Decimal(repr(row.close)),
-            factors={**row.factors, "atr_pct": row.atr_pct},
-            atr_pct=row.atr_pct,
-            trend=row.trend,
-            liquidity=row.liquidity,
-        )
+        signal = replace(row, direction=direction, strength=strength, band=Band.of(strength)).to_signal()
         model = f"{row.direction.value} {row.strength:.1f}" if row.direction else "neutral"
         run_logger().info(f"{name} {direction.value}: strength {strength:.1f} (the model: {model})")
         try:
