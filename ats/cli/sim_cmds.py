@@ -41,6 +41,8 @@ def serve(
         start_balance = Decimal(balance)
     except InvalidOperation:
         fail(f"--balance must be a number, got {balance!r}")
+    if not start_balance.is_finite() or start_balance < 0:
+        fail(f"--balance must be a finite amount of USDT, not negative, got {balance!r}")
     if replay is not None and not replay.is_dir():
         fail(f"--replay {replay} is not a directory")
     configure_logging("INFO", "console")
