@@ -1,19 +1,15 @@
 """factor-scan: score the universe in one vectorised pass, store every factor, record and announce the signals."""
 
-from typing import Annotated
-
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from pydantic import Field
 
 from ats.factors import last_closed_open_time
+from flows.parameters import Score
 from tasks.account import send_notifications
 from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars
 from tasks.reports import scan_table, signals_markdown
 from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
 from tasks.scanning import ScanOutcome, record_scan, score_universe
-
-Score = Annotated[float, Field(ge=0, le=100)]
 
 
 @flow(name="factor-scan")

@@ -1,22 +1,20 @@
 """manual-signal: trade one symbol now, through the same scoring, risk limits and placement as the cycle."""
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
-from pydantic import Field
 
 from ats.domain import Band, Direction
 from db.market import StoredSignal
+from flows.parameters import Score
 from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
 from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols
 from tasks.reports import placement_markdown
 from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
 from tasks.scanning import record_manual_signal, score_universe
-
-Score = Annotated[float, Field(ge=0, le=100)]
 
 
 @flow(name="manual-signal", flow_run_name="trade {symbol}")

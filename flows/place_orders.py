@@ -3,21 +3,18 @@
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import cast
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
-from pydantic import Field
 
 from db.market import StoredSignal
+from flows.parameters import Count, Score
 from tasks.account import send_notifications
 from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
 from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, readable_failures
-
-Score = Annotated[float, Field(ge=0, le=100)]
-Count = Annotated[int, Field(ge=0, le=100)]
 
 
 @dataclass(frozen=True, slots=True)

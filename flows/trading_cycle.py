@@ -3,23 +3,20 @@
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from flows.build_pools import build_pools
 from flows.factor_scan import factor_scan
+from flows.parameters import Count, Score
 from flows.place_orders import PlacementReport, place_orders
 from tasks.market import PoolsOutcome
 from tasks.runtime import RunFailed, readable_failures
 from tasks.scanning import ScanOutcome
-
-Score = Annotated[float, Field(ge=0, le=100)]
-Count = Annotated[int, Field(ge=0, le=100)]
 
 
 @dataclass(frozen=True, slots=True)
