@@ -6,10 +6,9 @@ from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 
 from ats.reconcile import ReconcileReport, reconcile
+from ats.universe import HOUR_MS
 from tasks.account import send_notifications
 from tasks.runtime import open_runtime, readable_failures, run_logger
-
-HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
