@@ -41,6 +41,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ats.cli.flow_cmds import run_flow
+from ats.clock import ms_to_datetime
 from ats.config import Settings, load_settings
 from ats.demo import Plot, PositionView, assign_plots, step_towards, target_price
 from ats.lifecycle import Phase, Position
@@ -330,7 +332,7 @@ class Demo:
                 number = self.summary.cycles
                 self.step(f"trading cycle {number}: build-pools -> factor-scan -> place-orders (Prefect)")
                 try:
-                    state, report = _run_flow(trading_cycle)
+                    state, report = run_flow(trading_cycle)
                     if report is not None:
                         self.summary.pools = list(report.universe)
                         opened = ", ".join(report.opened) or "nothing new"
@@ -379,7 +381,7 @@ class Demo:
         self.console.print(status)
         if self.summary.open_positions:
             self.console.print("closing the demo's remaining positions so the next demo starts clean ...")
-            _run_flow(close_all, reason="end of the demo", halt_today=False)
+            run_flow(close_all, reason="end of the demo", halt_today=False)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             time.sleep(1.0)
@@ -414,7 +416,7 @@ class Demo:
         s.wallet_balance = f"{info.total_wallet_balance:.2f}"
         s.unrealized_pnl = f"{info.total_unrealized_pnl:.2f}"
         s.available_balance = f"{info.available_balance:.2f}"
-        since = _from_ms(self.started_ms)
+        since = ms_to_datetime(self.started_ms)
         account_name = settings.account
         with shared_database(settings).session() as session:
             rows = session.scalars(
@@ -569,16 +571,6 @@ def run_demo(console: Console, *, seconds: float, summary_json: Path | None) -> 
     return summary
 
 
-def _run_flow(flow: Any, **parameters: Any) -> tuple[Any, Any]:
-    """Run a flow on the Prefect engine in this thread: its final state, and its result when it completed."""
-
-    async def run() -> tuple[Any, Any]:
-        state = await flow(**parameters, return_state=True)
-        return state, (await state.aresult() if state.is_completed() else None)
-
-    return asyncio.run(run())
-
-
 def _log_to_file(path: Path) -> None:
     """Everything the system logs goes to the demo's log file; the screen shows the demo's own view."""
     handler = logging.FileHandler(path)
@@ -608,12 +600,6 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float)
                 return
         time.sleep(0.3)
     raise RuntimeError(f"the monitor was not ready within {timeout_s:.0f} s")
-
-
-def _from_ms(ms: int) -> Any:
-    from ats.clock import ms_to_datetime
-
-    return ms_to_datetime(ms)
 
 
 def _price(value: Decimal | None) -> str:

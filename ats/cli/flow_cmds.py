@@ -31,14 +31,19 @@ def _symbols(text: str | None) -> list[str] | None:
     return [s.strip().upper() for s in text.split(",") if s.strip()] if text else None
 
 
-def _run_flow(flow: Any, **parameters: Any) -> Any:
-    """Run a flow in this process; print its failure reason and exit 1 when it does not complete."""
+def run_flow(flow: Any, **parameters: Any) -> tuple[Any, Any]:
+    """Run a flow on the Prefect engine in this thread: its final state, and its result when it completed."""
 
     async def run() -> tuple[Any, Any]:
         state = await flow(**parameters, return_state=True)
         return state, (await state.aresult() if state.is_completed() else None)
 
-    state, result = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _run_flow(flow: Any, **parameters: Any) -> Any:
+    """Run a flow in this process; print its failure reason and exit 1 when it does not complete."""
+    state, result = run_flow(flow, **parameters)
     if not state.is_completed():
         fail(f"{flow.name} {state.type.value.lower()}: {state.message}", code=1)
     return result
