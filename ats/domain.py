@@ -385,12 +385,16 @@ def intent_key(account: str, symbol: str, bar_open_time_ms: int, direction: Dire
     return digest[:16]
 
 
+def check_client_id(cid: str) -> str:
+    """`cid` if it satisfies Binance's client id rule; ValueError before anything is sent otherwise."""
+    if not CLIENT_ID_RE.fullmatch(cid):  # fullmatch: `$` alone would let a trailing newline through
+        raise ValueError(f"client id {cid!r} does not match Binance's rule ^[.A-Z:/a-z0-9_-]{{1,36}}$")
+    return cid
+
+
 def client_id(key: str, leg: str) -> str:
     """Deterministic client order id for one leg of an intent ('E' entry, 'S1' first stop, 'T1', ...)."""
-    cid = f"{CLIENT_ID_PREFIX}_{key}_{leg}"
-    if not CLIENT_ID_RE.match(cid):
-        raise ValueError(f"client id {cid!r} does not satisfy Binance's client id rule")
-    return cid
+    return check_client_id(f"{CLIENT_ID_PREFIX}_{key}_{leg}")
 
 
 def is_own_client_id(cid: str) -> bool:

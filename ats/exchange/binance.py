@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr
 
 from ats.clock import Clock, WallClock
-from ats.domain import CLIENT_ID_RE, Bars, SymbolRules, interval_ms
+from ats.domain import Bars, SymbolRules, check_client_id, interval_ms
 from ats.exchange import parse
 from ats.exchange.base import (
     AccountInfo,
@@ -102,18 +102,13 @@ def depth_weight(limit: int) -> int:
     return 20
 
 
-def _check_client_id(cid: str) -> None:
-    if not CLIENT_ID_RE.match(cid):
-        raise ValueError(f"client id {cid!r} does not match Binance's rule ^[.A-Z:/a-z0-9_-]{{1,36}}$")
-
-
 def order_params(request: OrderRequest) -> dict[str, Any]:
     """The parameters of POST /fapi/v1/order for a MARKET or LIMIT order in one-way mode."""
     if request.type not in (OrderType.MARKET, OrderType.LIMIT):
         raise ValueError(f"{request.type} is a conditional order since 2025-12-09: use new_algo_order")
     if request.quantity <= 0:
         raise ValueError(f"order quantity must be positive, got {request.quantity}")
-    _check_client_id(request.client_order_id)
+    check_client_id(request.client_order_id)
     params: dict[str, Any] = {
         "symbol": request.symbol,
         "side": request.side,
@@ -141,7 +136,7 @@ def algo_order_params(request: AlgoOrderRequest) -> dict[str, Any]:
         raise ValueError(f"algo orders here are STOP_MARKET or TAKE_PROFIT_MARKET, not {request.type}")
     if request.trigger_price <= 0:
         raise ValueError(f"trigger price must be positive, got {request.trigger_price}")
-    _check_client_id(request.client_algo_id)
+    check_client_id(request.client_algo_id)
     params: dict[str, Any] = {
         "algoType": "CONDITIONAL",
         "symbol": request.symbol,

@@ -187,6 +187,13 @@ def test_order_and_algo_parameters() -> None:
         (lambda: order_params(OrderRequest("X", Side.BUY, OrderType.STOP_MARKET, Decimal(1), "c")), "new_algo_order"),
         (lambda: order_params(OrderRequest("X", Side.BUY, OrderType.MARKET, Decimal(0), "c")), "positive"),
         (lambda: order_params(OrderRequest("X", Side.BUY, OrderType.MARKET, Decimal(1), "bad id!")), "client id"),
+        (lambda: order_params(OrderRequest("X", Side.BUY, OrderType.MARKET, Decimal(1), "ats_k_E\n")), "client id"),
+        (
+            lambda: algo_order_params(
+                AlgoOrderRequest("X", Side.SELL, OrderType.STOP_MARKET, Decimal(1), "x" * 37, close_position=True)
+            ),
+            "client id",
+        ),
         (
             lambda: order_params(OrderRequest("X", Side.BUY, OrderType.MARKET, Decimal(1), "c", price=Decimal(1))),
             "price",
