@@ -344,7 +344,7 @@ class Engine:
             return None
         if len(client_id) > 36:
             raise SimError(-4015, "Client order id length should be less than 36 chars")
-        if not CLIENT_ID_RE.match(client_id):
+        if not CLIENT_ID_RE.fullmatch(client_id):
             raise SimError(-4015, "Client order id is not valid.")
         return client_id
 

@@ -303,6 +303,7 @@ def test_filter_and_parameter_error_codes() -> None:
     assert code_of(lambda: order(engine, **{**base, "type": "STOP_MARKET"}, quantity="0.010")) == -4120
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010", newClientOrderId="x" * 37)) == -4015
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010", newClientOrderId="bad id")) == -4015
+    assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010", newClientOrderId="ok\n")) == -4015
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010", positionSide="LONG")) == -4061
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="1000")) == -2019
     resting = {**base, "price": "89000.0", "quantity": "0.010", "newClientOrderId": "ats_k:1/E"}
