@@ -73,7 +73,7 @@ def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
     value = param(params, name)
     if value is None:
         return None
-    if not DECIMAL_RE.match(value):
+    if not DECIMAL_RE.fullmatch(value):
         raise SimError(
             -1100,
             f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",

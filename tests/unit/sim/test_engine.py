@@ -299,6 +299,7 @@ def test_filter_and_parameter_error_codes() -> None:
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.001")) == -4164
     assert code_of(lambda: order(engine, **base, price="99000.0", quantity="0.010")) == -4016
     assert code_of(lambda: order(engine, **base, quantity="0.010")) == -1102
+    assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010\n")) == -1100
     assert code_of(lambda: order(engine, **{**base, "symbol": "NOPEUSDT"}, price="1", quantity="1")) == -1121
     assert code_of(lambda: order(engine, **{**base, "type": "STOP_MARKET"}, quantity="0.010")) == -4120
     assert code_of(lambda: order(engine, **base, price="90000.0", quantity="0.010", newClientOrderId="x" * 37)) == -4015
