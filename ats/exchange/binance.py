@@ -741,6 +741,7 @@ class BinanceFutures:
         if start_ms is None and end_ms is None:
             body = await self._request("GET", path, {"symbol": symbol, "limit": page_size}, signed=True, weight=5)
             return sorted(self._parsed_list("GET", path, parse.trade, body), key=lambda t: (t.time_ms, t.trade_id))
+        await self._ensure_time_synced()  # "now" is the exchange's: a local clock behind it would cut off fills
         end = self.server_now_ms() if end_ms is None else end_ms
         start = end - MAX_TRADE_WINDOW_MS if start_ms is None else start_ms
         found: dict[int, Trade] = {}

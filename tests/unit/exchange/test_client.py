@@ -506,6 +506,22 @@ async def test_user_trades_walk_seven_day_windows_and_full_pages(fake: FakeBinan
     assert len(windows) == 3
 
 
+async def test_user_trades_up_to_now_means_the_exchange_s_now(clock: FakeClock) -> None:
+    fake = FakeBinance(clock, skew_ms=7_500)  # the local clock runs 7.5 s behind the exchange
+    fill_at = clock.now_ms() + 7_000  # a second ago, by the exchange's clock
+
+    def trades(request: httpx.Request) -> httpx.Response:
+        params = dict(parse_qsl(request.url.query.decode()))
+        row = {"symbol": "BTCUSDT", "id": 1, "orderId": 1, "side": "BUY", "price": "1", "qty": "1", "time": fill_at}
+        in_window = int(params["startTime"]) <= fill_at <= int(params["endTime"])
+        return httpx.Response(200, json=[row] if in_window else [])
+
+    fake.on("GET", "/fapi/v1/userTrades", trades)
+    async with make_client(fake) as client:
+        found = await client.user_trades("BTCUSDT", start_ms=clock.now_ms() - 60_000)
+    assert [t.trade_id for t in found] == [1]
+
+
 # ---------------------------------------------------------------------------------------------- listenKey
 
 
