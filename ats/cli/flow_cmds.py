@@ -17,7 +17,7 @@ from rich import box
 from rich.table import Table
 
 from ats.cli.app import VenueOption, app, console, fail, settings_or_exit
-from ats.config import Settings
+from ats.config import ConfigError, Settings
 from ats.log import redact
 
 PROTECTION_WAIT_S = 60.0
@@ -255,15 +255,19 @@ def status(venue: VenueOption = None) -> None:
 def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a command, not a test)
     """Check the exchange (server time, keys and balance, BTC price, position mode, open positions), the database
     and notifications; exit 1 on a failure. Sends no order."""
-    settings = settings_or_exit(venue=venue)
+    from tasks.secrets import with_secret_blocks
+
+    try:  # the keys and the bot token as the flows and the monitor will see them (perhaps from Prefect blocks)
+        settings = asyncio.run(with_secret_blocks(settings_or_exit(venue=venue)))
+    except ConfigError as exc:
+        fail(str(exc))
     checks: list[tuple[str, bool, str]] = []
 
     async def exchange_checks() -> None:
         from ats.exchange.binance import BinanceFutures
         from ats.exchange.errors import ExchangeError
-        from tasks.secrets import with_secret_blocks
 
-        async with BinanceFutures.from_settings(await with_secret_blocks(settings)) as exchange:
+        async with BinanceFutures.from_settings(settings) as exchange:
             try:
                 offset = await exchange.sync_time()
                 server = datetime.fromtimestamp(exchange.server_now_ms() / 1000, tz=UTC)

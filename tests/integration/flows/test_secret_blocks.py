@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prefect.blocks.system import Secret
+from typer.testing import CliRunner
 
+from ats.cli import app
 from ats.config import SIM_API_KEY, SIM_API_SECRET, ConfigError, load_settings
 from flows.account_status import account_status
 from tasks.secrets import with_secret_blocks
@@ -44,3 +48,18 @@ async def test_a_secret_given_directly_wins_over_its_block(flow_env: FlowEnv, mo
     settings = await with_secret_blocks(load_settings())
     assert settings.exchange.api_secret is not None
     assert settings.exchange.api_secret.get_secret_value() == "direct"
+
+
+async def test_test_connection_sees_the_bot_token_in_its_block(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "123456789:AAF-sentinel_block_token"  # a fake: an example token shape
+    await Secret(value=token).save("ats-test-bot-token", overwrite=True)
+    monkeypatch.setenv("ATS_TELEGRAM__TOKEN_BLOCK", "ats-test-bot-token")
+    monkeypatch.setenv("ATS_TELEGRAM__CHAT_ID", "-100123")
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["test-connection"])
+    assert result.exit_code == 0, result.output
+    (notifications,) = [line for line in result.output.splitlines() if "notifications" in line]
+    assert "Telegram" in notifications
+    assert "console" not in notifications
+    assert token.split(":")[1] not in result.output
