@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ats.cli.app import app, console, fail, settings_or_exit
+from ats.log import redact
 
 db_app = typer.Typer(help="Manage the PostgreSQL schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -23,7 +24,7 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision (defaul
         migrate.upgrade(database.engine, revision)
         after = migrate.current_revision(database.engine)
     except Exception as exc:  # report the failure readably; the traceback adds nothing for an operator
-        fail(f"migration failed: {exc}")
+        fail(f"migration failed: {redact(str(exc))}")  # printed, not logged: redact here
     finally:
         database.dispose()
     if before == after:
