@@ -209,9 +209,14 @@ def factor_record(row: FactorRow) -> dict[str, Any]:
     }
 
 
+def scan_ranking(rows: Sequence[FactorRow]) -> list[FactorRow]:
+    """Every row of a scan in rank order (as stored and as shown): scored rows with a direction, strongest first,
+    then the rest; ties by symbol."""
+    return sorted(rows, key=lambda r: (r.direction is None or not r.scored, -r.strength, r.symbol))
+
+
 def store_scan_results(session: Session, scan_id: int, rows: Sequence[FactorRow]) -> None:
     """Every factor of every symbol of the scan; rank 1 is the strongest scored row."""
-    ranked = sorted(rows, key=lambda r: (r.direction is None or not r.scored, -r.strength, r.symbol))
     session.execute(
         insert(ScanResultRow),
         [
@@ -225,7 +230,7 @@ def store_scan_results(session: Session, scan_id: int, rows: Sequence[FactorRow]
                 "factors": factor_record(row),
                 "insufficient_reason": row.insufficient,
             }
-            for rank, row in enumerate(ranked, 1)
+            for rank, row in enumerate(scan_ranking(rows), 1)
         ],
     )
 

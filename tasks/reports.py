@@ -9,6 +9,7 @@ from typing import Any
 from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
 from ats.notify import fmt_decimal, fmt_pct, fmt_qty, fmt_usdt
+from db.market import scan_ranking
 from tasks.account import AccountStatus, CloseAllReport, DayStats
 from tasks.market import PoolsOutcome
 from tasks.placement import Decided, Placement, PlacementResult
@@ -54,9 +55,8 @@ def pools_markdown(outcome: PoolsOutcome) -> str:
 
 def scan_table(result: ScanResult) -> list[dict[str, Any]]:
     """One row per symbol, ranked: direction, strength, band and every factor (why it fired, or did not)."""
-    ranked = sorted(result.rows, key=lambda r: (r.direction is None or not r.scored, -r.strength, r.symbol))
     rows = []
-    for rank, row in enumerate(ranked, 1):
+    for rank, row in enumerate(scan_ranking(result.rows), 1):
         entry: dict[str, Any] = {
             "rank": rank,
             "symbol": row.symbol,
