@@ -66,6 +66,17 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30
     raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then its exit code; killed (None) if it does not stop within 20 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
 @pytest.fixture
 def session_env(database_url_env, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     database_url_env()
@@ -105,13 +116,8 @@ def test_the_paper_trading_session_runs_as_written(session_env: dict[str, str], 
             assert done.returncode == 0, f"ats {shlex.join(argv)}:\n{done.stdout}\n{done.stderr}"
             assert "Traceback" not in done.stderr
     finally:
-        for process in reversed(background):
-            process.send_signal(signal.SIGTERM)
-            try:
-                assert process.wait(timeout=20) == 0, f"{process.args} did not stop cleanly"
-            finally:
-                if process.poll() is None:
-                    process.kill()
+        exit_codes = [_stop(process) for process in reversed(background)]
+    assert exit_codes == [0, 0], "the monitor and the simulated exchange stop cleanly on SIGTERM"
     assert (tmp_path / "sim-account.json").exists(), "the simulated exchange keeps the paper account"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine
@@ -15,9 +16,9 @@ from db.session import Database
 
 
 @pytest.fixture
-def two_processes(db: Database) -> tuple[PostgresBudgetStore, PostgresBudgetStore]:
+def two_processes(db: Database) -> Iterator[tuple[PostgresBudgetStore, PostgresBudgetStore]]:
     other = create_engine(db.engine.url.render_as_string(hide_password=False))
-    yield PostgresBudgetStore(db.engine), PostgresBudgetStore(other)  # type: ignore[misc]
+    yield PostgresBudgetStore(db.engine), PostgresBudgetStore(other)
     other.dispose()
 
 
