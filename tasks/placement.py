@@ -28,7 +28,14 @@ from ats.clock import utc_day_start_ms
 from ats.config import LevelSettings, RiskLimits
 from ats.domain import Signal, SymbolRules, client_id, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
-from ats.exchange.errors import DefiniteFailure, ExchangeUnavailable, IpBanned, RateLimited, Throttled
+from ats.exchange.errors import (
+    DefiniteFailure,
+    ExchangeUnavailable,
+    IpBanned,
+    RateLimited,
+    Throttled,
+    UnknownOutcome,
+)
 from ats.execution import ExecutionDeferred, OrderOutcome, action_for_leg
 from ats.factors import last_closed_open_time
 from ats.lifecycle import OrderRejected, OrderState, Phase, Policy, Position, Role, open_position
@@ -44,6 +51,9 @@ from tasks.runtime import Runtime, run_logger
 
 PLACEMENT_RETRY_DELAYS_S = [1.0, 5.0, 20.0]  # the exchange hiccups; a retry re-drives, it never re-sends blindly
 SIGNAL_MAX_AGE_BARS = 1  # a signal older than the newest closed bar is stale: the market moved on
+# What waiting can fix: the exchange unreachable or throttling us, or an answer that never came. A retry is safe:
+# margin type and leverage may be set twice, and the entry is looked up by client id before any resend.
+RETRYABLE = (ExecutionDeferred, UnknownOutcome, ExchangeUnavailable, RateLimited, IpBanned, Throttled)
 
 
 class SkipReason(StrEnum):
@@ -351,8 +361,8 @@ def placement_of(position: Position) -> Placement:
 
 
 def _retry_when_unreachable(task_: Task[..., object], run: TaskRun, state: State[object]) -> bool:
-    """Retry only what waiting can fix: the exchange unreachable, rate limiting, an unknown outcome."""
-    return isinstance(state.data, ExecutionDeferred | ExchangeUnavailable | RateLimited | IpBanned | Throttled)
+    """Retry only what waiting can fix (RETRYABLE)."""
+    return isinstance(state.data, RETRYABLE)
 
 
 @task(
@@ -409,13 +419,13 @@ def _sent(rt: Runtime, client_order_id: str) -> bool:
 async def _margin_and_leverage(rt: Runtime, symbol: str, leverage: int) -> str | None:
     """Set isolated margin and the leverage; None when done, else why the entry must not be sent.
 
-    Unreachable-exchange errors propagate (the task retries); a refusal (e.g. margin type locked by orders in
-    another mode) fails the entry: this system never trades a symbol in cross margin.
+    What waiting can fix propagates (the task retries); a refusal (e.g. margin type locked by orders in another
+    mode) fails the entry: this system never trades a symbol in cross margin.
     """
     try:
         await rt.exchange.set_margin_type(symbol, MarginType.ISOLATED)
         actual = await rt.exchange.set_leverage(symbol, leverage)
-    except (ExchangeUnavailable, RateLimited, IpBanned, Throttled):
+    except RETRYABLE:
         raise
     except DefiniteFailure as exc:
         return f"margin type / leverage refused: {exc}"

@@ -184,6 +184,21 @@ async def test_a_lost_entry_answer_is_adopted_by_the_task_retry(
     assert open_task.run_count == 2
 
 
+async def test_an_unknown_leverage_answer_is_retried_not_a_failed_entry(flow_env: FlowEnv) -> None:
+    # Setting the leverage may or may not have happened (503 "Unknown error"); setting it again is harmless.
+    flow_env.control.add_fault("unknown_error", path="/fapi/v1/leverage", method="POST", count=1)
+    state = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=1)
+    assert state.is_completed(), state.message
+
+    (position,) = flow_env.open_positions()
+    assert position.state == "open"
+    assert flow_env.entry_orders(client_id(position.key, "E")) == 1
+    assert set(protection_of(flow_env, position.key)) == {"S1", "T1", "T2"}
+    place = (await subflow_runs(state.state_details.flow_run_id))["place-orders"]
+    (open_task,) = [t for t in await task_runs_of(place.id) if t.name.startswith("open-")]
+    assert open_task.run_count == 2
+
+
 async def test_an_unreachable_exchange_fails_the_run_with_the_reason(
     flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
