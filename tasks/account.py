@@ -16,7 +16,7 @@ from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
 from ats.exchange.errors import ExchangeError
 from ats.execution import ExecutionDeferred
 from ats.lifecycle import CloseRequested, Phase, Position
-from ats.notify import DailyReport, OpenPositionLine, make_notifier
+from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
 from db import risk_state
 from db.models import AccountSnapshotRow
 from db.outbox import deliver_pending
@@ -56,7 +56,7 @@ class PositionLine:
     unrealized_pnl: Decimal
     leverage: int | None
     stop: Decimal | None
-    tp1: str  # "waiting", "hit", "single target" or "-" (not managed)
+    tp1: str  # "waiting", "hit", "single target", "not placed yet" or "-" (not managed)
     managed: bool
 
     @property
@@ -262,7 +262,7 @@ def day_stats(
     """The day's figures: PnL, fees and funding from the ledger; trades, wins and exits from closed positions."""
     wins = sum(1 for t in trades if t.net_pnl > 0)
     exits = Counter(t.exit_reason or "unknown" for t in trades)
-    tp1_hits = sum(1 for t in trades if t.tp1_done or t.exit_reason == "tp1")
+    tp1_hits = sum(1 for t in trades if t.tp1_done or t.exit_reason == ExitReason.TP1)
     win_rate = Decimal(wins) / len(trades) * HUNDRED if trades else None
     notes = []
     if trades:

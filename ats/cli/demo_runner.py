@@ -47,7 +47,7 @@ from ats.config import Settings, load_settings
 from ats.demo import Plot, PositionView, assign_plots, step_towards, target_price
 from ats.lifecycle import Phase, Position
 from ats.log import ConsoleFormatter, RedactingFilter
-from ats.notify import to_plain_text
+from ats.notify import ExitReason, to_plain_text
 from ats.sim.server import SimConfig, SimServerThread
 from ats.universe import UniverseConfig
 
@@ -442,9 +442,10 @@ class Demo:
             s.trades = sum(1 for r in rows if r.entry_qty > 0)
             s.failures = sum(1 for r in rows if r.state == Phase.FAILED.value) + s.cycle_failures
             s.tp1 = sum(1 for r in rows if r.tp1_done)
-            s.tp2 = sum(1 for r in rows if r.exit_reason == "tp2")
-            s.stops = sum(1 for r in rows if r.exit_reason in ("stop", "breakeven_stop"))
-            s.other_exits = sum(1 for r in rows if r.exit_reason not in (None, "tp2", "stop", "breakeven_stop"))
+            stops = (ExitReason.STOP, ExitReason.BREAKEVEN_STOP)
+            s.tp2 = sum(1 for r in rows if r.exit_reason == ExitReason.TP2)
+            s.stops = sum(1 for r in rows if r.exit_reason in stops)
+            s.other_exits = sum(1 for r in rows if r.exit_reason not in (None, ExitReason.TP2, *stops))
             s.breakeven_moves = (
                 session.scalar(
                     select(func.count())
