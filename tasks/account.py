@@ -16,6 +16,7 @@ from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
 from ats.exchange.errors import ExchangeError
 from ats.execution import ExecutionDeferred
 from ats.lifecycle import CloseRequested, Phase, Position
+from ats.log import redact
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
 from db import risk_state
 from db.models import AccountSnapshotRow
@@ -172,7 +173,11 @@ class CloseAllReport:
 
 @task(name="close-managed-positions", cache_policy=NONE)
 async def close_managed_positions(rt: Runtime, reason: str) -> tuple[list[str], dict[str, str]]:
-    """CloseRequested for every position we manage: the lifecycle cancels its orders and closes at market."""
+    """CloseRequested for every position we manage: the lifecycle cancels its orders and closes at market.
+
+    An emergency stop goes on whatever one position's close raises: the plain cancel and the reduce-only close
+    that follow still cover that position, and the report names it.
+    """
     executor = rt.executor("flow")
     closed: list[str] = []
     deferred: dict[str, str] = {}
@@ -181,6 +186,10 @@ async def close_managed_positions(rt: Runtime, reason: str) -> tuple[list[str], 
             await executor.handle(position.key, CloseRequested(reason, rt.clock.now_ms()))
         except ExecutionDeferred as exc:
             deferred[position.symbol] = str(exc)
+            continue
+        except Exception as exc:
+            run_logger().exception(f"{position.symbol}: the close through its lifecycle failed")
+            deferred[position.symbol] = f"{type(exc).__name__}: {redact(str(exc))}"
             continue
         closed.append(position.symbol)
     run_logger().info(f"close requested for {len(closed) + len(deferred)} managed positions ({len(deferred)} deferred)")

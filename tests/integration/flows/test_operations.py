@@ -122,6 +122,26 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     assert bad.message == "day must look like 2026-01-31, got 'yesterday'"
 
 
+async def test_close_all_goes_on_when_a_managed_close_fails(flow_env: FlowEnv) -> None:
+    opened = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=2)
+    assert opened.is_completed(), opened.message
+    managed = {p.symbol for p in flow_env.open_positions()}
+    assert len(managed) == 2
+    # The exchange refuses to cancel single algo orders (a 400, not an outage): closing through the lifecycle
+    # fails for every managed position; the emergency stop must still cancel and close everything.
+    flow_env.control.add_fault("unavailable", path="/fapi/v1/algoOrder", method="DELETE", status=400)
+
+    state = await run(close_all, reason="test emergency", halt_today=False)
+    assert state.is_completed(), state.message
+    report = await state.aresult()
+    assert set(report.managed_deferred) == managed
+    assert report.managed_closed == []
+    exchange = flow_env.control.state()
+    assert exchange["positions"] == {}
+    assert exchange["open_algo_orders"] == []
+    assert report.still_open == []
+
+
 async def test_reconcile_adopts_and_protects_a_position_nobody_recorded(
     flow_env: FlowEnv, client: BinanceFutures
 ) -> None:
