@@ -211,10 +211,6 @@ def record_new_position(
         key=position.key,
         symbol=position.symbol,
         direction=position.direction.value,
-        state=position.phase.value,
-        leverage=position.leverage,
-        entry_qty=ZERO,
-        quantity=ZERO,
         opened_at=ms_to_datetime(position.opened_ms),
     )
     write_position(row, position)
@@ -484,5 +480,4 @@ def _current_client_id(position: Position, role: Role) -> str | None:
 
 
 def _outcome_detail(outcome: OrderOutcome) -> dict[str, Any]:
-    detail = {k: v for k, v in to_jsonable(outcome).items() if v is not None and k != "status"}
-    return detail
+    return {k: v for k, v in to_jsonable(outcome).items() if v is not None and k != "status"}
