@@ -23,8 +23,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from ats.config import LevelSettings, RiskLimits
-from ats.config import OnReversal as OnReversal  # re-exported: monitor/view.py imports it from here
+from ats.config import LevelSettings, OnReversal, RiskLimits
 from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 
 ZERO = Decimal(0)

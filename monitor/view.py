@@ -15,11 +15,12 @@ from decimal import Decimal
 
 import numpy as np
 
+from ats.config import OnReversal
 from ats.domain import Bars, Direction
 from ats.exchange.base import KlineUpdate
 from ats.factors import FactorRow
 from ats.lifecycle import OrderState, Phase, Position, ReversalSignal
-from ats.risk import OnReversal, ReversalResponse, reversal_response, stop_crossed
+from ats.risk import ReversalResponse, reversal_response, stop_crossed
 
 
 @dataclass(frozen=True, slots=True)

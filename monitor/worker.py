@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from ats.clock import Clock
 from ats.config import Settings
@@ -37,15 +37,16 @@ from ats.exchange.base import (
     Exchange,
     KlineUpdate,
     ListenKeyExpired,
-    MarketEvent,
+    MarketStream,
     MarkPriceUpdate,
     OrderType,
     OrderUpdate,
     StreamGap,
     UserEvent,
+    UserStream,
 )
 from ats.exchange.errors import ExchangeError
-from ats.exchange.streams import ListenKeyApi, StreamHealth
+from ats.exchange.streams import ListenKeyApi
 from ats.execution import (
     ExecutionDeferred,
     Executor,
@@ -83,28 +84,6 @@ CONDITIONAL = frozenset(
         OrderType.TRAILING_STOP_MARKET,
     }
 )
-
-
-class UserFeed(Protocol):
-    def events(self) -> AsyncIterator[UserEvent]: ...
-
-    async def wait_connected(self, timeout_s: float) -> bool: ...
-
-    def health(self) -> StreamHealth: ...
-
-    async def aclose(self) -> None: ...
-
-
-class MarketFeed(Protocol):
-    async def subscribe(self, streams: list[str]) -> None: ...
-
-    async def unsubscribe(self, streams: list[str]) -> None: ...
-
-    def events(self) -> AsyncIterator[MarketEvent]: ...
-
-    def health(self) -> StreamHealth: ...
-
-    async def aclose(self) -> None: ...
 
 
 class ListenKeyTracker:
@@ -162,8 +141,8 @@ class Monitor:
         settings: Settings,
         exchange: Exchange,
         journal: ReconcileJournal,
-        user_stream: UserFeed,
-        market_stream: MarketFeed,
+        user_stream: UserStream,
+        market_stream: MarketStream,
         clock: Clock,
         metrics: MonitorMetrics,
         listen_keys: ListenKeyTracker | None = None,

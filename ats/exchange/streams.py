@@ -26,8 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ats.clock import Clock, WallClock
 from ats.exchange import parse
-from ats.exchange.base import ListenKeyExpired, MarketEvent, StreamGap, UserEvent
-from ats.exchange.base import StreamHealth as StreamHealth  # re-exported: monitor/ still imports it from here
+from ats.exchange.base import ListenKeyExpired, MarketEvent, StreamGap, StreamHealth, UserEvent
 from ats.exchange.binance import quiet_transport_loggers
 from ats.exchange.errors import ExchangeError
 from ats.log import get_logger
