@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from ats.clock import Clock
 from ats.config import Settings
-from ats.domain import Band, Direction, Signal, SymbolRules, is_own_client_id
+from ats.domain import Band, Signal, SymbolRules, is_own_client_id
 from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade
 from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of
 from ats.lifecycle import (
@@ -165,7 +165,7 @@ def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms:
         if unknown:
             pending[p.key] = tuple(unknown)
         held = snapshot.position(p.symbol)
-        if p.open_qty > 0 and not p.vanished and (held is None or _direction(held) is not p.direction):
+        if p.open_qty > 0 and not p.vanished and (held is None or held.direction is not p.direction):
             vanished.append(p.key)
         start = window_start(p.opened_ms, since_ms)
         windows[p.symbol] = min(windows.get(p.symbol, start), start)
@@ -248,7 +248,7 @@ def quantity_mismatches(positions: Sequence[Position], snapshot: ExchangeSnapsho
 
 def adopted_key(account: str, info: PositionInfo) -> str:
     """Deterministic, so two reconcilers adopting the same position agree on its key (and the second fails)."""
-    digest = hashlib.sha256(f"adopt|{account}|{info.symbol}|{_direction(info).value}|{info.update_time_ms}".encode())
+    digest = hashlib.sha256(f"adopt|{account}|{info.symbol}|{info.direction.value}|{info.update_time_ms}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -262,7 +262,7 @@ def adoption(
     time_ms: int,
 ) -> tuple[Position, list[Action]]:
     """A position found on the exchange, protected with the default levels (LevelSettings), and an alert."""
-    direction = _direction(info)
+    direction = info.direction
     qty = abs(info.amount)
     neutral = Signal(info.symbol, direction, 0.0, Band.NONE, 0, info.entry_price)
     policy = Policy.build(rules, plan_levels(direction, neutral, settings.levels), settings.monitor)
@@ -283,10 +283,6 @@ def adoption(
         info.symbol,
     )
     return position, [*actions, Notify(f"{key}:alert:adopted", note)]
-
-
-def _direction(info: PositionInfo) -> Direction:
-    return Direction.LONG if info.amount > 0 else Direction.SHORT
 
 
 # ---------------------------------------------------------------------------------------------- the shell
@@ -564,7 +560,7 @@ class _Pass:
     async def _holds(self, position: Position) -> bool:
         """Whether the exchange holds the position (in its direction) right now."""
         held = ExchangeSnapshot(tuple(await self.exchange.positions(position.symbol)), (), ()).position(position.symbol)
-        return held is not None and _direction(held) is position.direction
+        return held is not None and held.direction is position.direction
 
     async def adopt(self, info: PositionInfo, settings: Settings) -> None:
         account = settings.account

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
-from ats.domain import Direction, Side
+from ats.domain import Direction
 from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
 from ats.exchange.errors import ExchangeError
 from ats.execution import ExecutionDeferred
@@ -94,7 +94,7 @@ def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Po
         lines.append(
             PositionLine(
                 symbol=p.symbol,
-                direction=Direction.LONG if p.amount > 0 else Direction.SHORT,
+                direction=p.direction,
                 quantity=abs(p.amount),
                 entry_price=p.entry_price,
                 mark_price=p.mark_price,
@@ -223,7 +223,7 @@ async def close_remaining_positions(rt: Runtime) -> tuple[list[str], dict[str, s
     failures: dict[str, str] = {}
     stamp = rt.clock.now_ms()
     for number, position in enumerate(await rt.exchange.positions(), 1):
-        side = Side.SELL if position.amount > 0 else Side.BUY
+        side = position.direction.exit_side
         request = OrderRequest(
             position.symbol,
             side,
@@ -290,7 +290,7 @@ def day_stats(
         open_positions=tuple(
             OpenPositionLine(
                 p.symbol,
-                Direction.LONG if p.amount > 0 else Direction.SHORT,
+                p.direction,
                 abs(p.amount),
                 p.entry_price,
                 p.unrealized_pnl,

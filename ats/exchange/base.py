@@ -14,7 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from ats.domain import Bars, Side, SymbolRules
+from ats.domain import Bars, Direction, Side, SymbolRules
 
 
 class OrderType(StrEnum):
@@ -143,6 +143,11 @@ class PositionInfo:
     margin_type: MarginType
     update_time_ms: int
     position_side: str = "BOTH"
+
+    @property
+    def direction(self) -> Direction:
+        """LONG for a positive amount, SHORT for a negative one (one-way mode)."""
+        return Direction.LONG if self.amount > 0 else Direction.SHORT
 
 
 @dataclass(frozen=True, slots=True)
