@@ -54,6 +54,8 @@ from db.models import (
 from db.session import Database
 
 ZERO = Decimal(0)
+# Where an order or an algo order ends: the exchange's final statuses, and REJECTED for a refused placement.
+FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED", "FINISHED"})
 
 
 class PostgresJournal:
@@ -118,8 +120,12 @@ class PostgresJournal:
             ).one_or_none()
             if order is None:
                 return
+            # Answers arrive out of order (a late lookup saying NEW after the stream said FILLED): a final status
+            # is never replaced by one that is not, and the history keeps what was said either way.
+            stale = order.status in FINAL_ORDER_STATUSES and outcome.status not in FINAL_ORDER_STATUSES
             changed = order.status != outcome.status
-            order.status = outcome.status
+            if not stale:
+                order.status = outcome.status
             if outcome.exchange_order_id is not None:
                 order.exchange_order_id = outcome.exchange_order_id
             if outcome.algo_id is not None:
@@ -127,7 +133,7 @@ class PostgresJournal:
             if outcome.actual_order_id is not None:
                 order.actual_order_id = outcome.actual_order_id
             if outcome.executed_qty is not None:
-                order.executed_qty = outcome.executed_qty
+                order.executed_qty = max(order.executed_qty, outcome.executed_qty)
             if outcome.avg_price is not None:
                 order.avg_price = outcome.avg_price
             order.last_error = outcome.error

@@ -14,12 +14,12 @@ from ats.clock import WallClock
 from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Band, Direction, Signal, client_id, intent_key
 from ats.exchange.binance import BinanceFutures
-from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, action_for_leg
+from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, OrderOutcome, action_for_leg
 from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
 from ats.sim.server import SimServer
 from db.journal import PostgresJournal, record_new_position
-from db.models import FillRow, NotificationRow, OrderRow, PositionRow
+from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, PositionRow
 from db.session import Database
 
 SYMBOL = "BTCUSDT"
@@ -191,3 +191,20 @@ def _entry_action(position: Position) -> Action:
     action = action_for_leg(position, entry)
     assert action is not None
     return action
+
+
+async def test_a_late_answer_never_turns_a_final_status_back(
+    sim: SimServer, exchange: BinanceFutures, db: Database
+) -> None:
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    entry = client_id(key, "E")
+    journal.record_outcome(entry, OrderOutcome("FILLED", exchange_order_id=7, executed_qty=Decimal(2)))
+    journal.record_outcome(entry, OrderOutcome("NEW", exchange_order_id=7, executed_qty=Decimal(0)))
+    with db.session() as session:
+        row = session.scalars(select(OrderRow).where(OrderRow.client_id == entry)).one()
+        history = session.scalars(
+            select(OrderStatusRow.status).where(OrderStatusRow.order_id == row.id).order_by(OrderStatusRow.id)
+        ).all()
+    assert (row.status, row.executed_qty) == ("FILLED", Decimal(2))
+    assert history == ["PENDING", "FILLED", "NEW"]
