@@ -578,8 +578,8 @@ class _Pass:
             )
             self.journal.create(position, actions, source=self.source)
         except Exception as exc:
-            if self.journal.position(key) is not None:
-                return  # another reconciler adopted it first
+            if any(p.symbol == info.symbol for p in self.journal.open_positions()):
+                return  # another reconciler adopted it first (perhaps from an older snapshot, under another key)
             log.exception("cannot adopt a position found on the exchange", symbol=info.symbol)
             self.report.errors.append(f"adopting {info.symbol}: {exc}")
             return
