@@ -87,7 +87,7 @@ class HealthServer:
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
             )
-            writer.write(head.encode() + body)
+            writer.write(head.encode() + (b"" if method == "HEAD" else body))  # HEAD: the headers only
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass
