@@ -35,10 +35,7 @@ STEP = Decimal("0.003")  # at most this fraction of the price per step (a step i
 class PositionView:
     """What the script needs to know of a position (from the positions table)."""
 
-    key: str
-    symbol: str
     direction: Direction
-    entry_price: Decimal
     stop_price: Decimal
     tp1_price: Decimal | None
     tp2_price: Decimal | None

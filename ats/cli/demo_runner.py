@@ -355,14 +355,12 @@ class Demo:
             plot = self.plots[position.key]
             assert position.levels is not None
             assert position.stop_price is not None
+            single = position.levels.single_target  # too small to split: TP1 closes all of it
             view = PositionView(
-                key=position.key,
-                symbol=position.symbol,
                 direction=position.direction,
-                entry_price=position.entry_price,
                 stop_price=position.stop_price,
-                tp1_price=None if position.levels.single_target else position.levels.tp1,
-                tp2_price=position.levels.tp2,
+                tp1_price=position.levels.tp1,
+                tp2_price=None if single else position.levels.tp2,
                 tp1_done=position.tp1_done,
             )
             target = target_price(plot, view)

@@ -11,10 +11,7 @@ from ats.domain import Direction
 def view(direction: Direction, *, tp1_done: bool = False, stop: str | None = None) -> PositionView:
     long = direction is Direction.LONG
     return PositionView(
-        key="k",
-        symbol="SOLUSDT",
         direction=direction,
-        entry_price=Decimal(100),
         stop_price=Decimal(stop or ("98" if long else "102")),
         tp1_price=Decimal(104 if long else 96),
         tp2_price=Decimal(108 if long else 92),
@@ -53,3 +50,10 @@ def test_steps_are_bounded_and_land_on_the_target() -> None:
     assert step_towards(Decimal(100), Decimal(110), Decimal("0.01")) == Decimal(101)
     assert step_towards(Decimal(100), Decimal(90), Decimal("0.01")) == Decimal(99)
     assert step_towards(Decimal(100), Decimal("100.5"), Decimal("0.01")) == Decimal("100.5")
+
+
+def test_a_single_target_position_is_steered_to_its_only_target() -> None:
+    single = PositionView(Direction.LONG, Decimal(98), tp1_price=Decimal(104), tp2_price=None, tp1_done=False)
+    assert target_price(Plot.TAKE_PROFITS, single) == Decimal(104) * (1 + OVERSHOOT)
+    done = PositionView(Direction.LONG, Decimal(98), tp1_price=Decimal(104), tp2_price=None, tp1_done=True)
+    assert target_price(Plot.TAKE_PROFITS, done) is None
