@@ -180,14 +180,21 @@ class ExchangeView:
     positions: list[PositionInfo]
     marks: dict[str, Decimal]
     rules: dict[str, SymbolRules]
+    taker_fee_rate: Decimal  # the account's own rate (sizing, breakeven stops)
 
 
 @task(name="read-exchange-account", cache_policy=NONE)
 async def read_exchange_account(rt: Runtime) -> ExchangeView:
     """Balances and unrealised PnL, open positions, mark prices (sizing uses the mark, not the bar close) and the
-    symbols' current filters (orders are quantised to what the exchange says now)."""
+    symbols' current filters (orders are quantised to what the exchange says now), and the account's taker fee.
+
+    The account must be in one-way position mode: it is switched there if it holds nothing, else the run fails.
+    """
     rules = await fetch_rules(rt)
     await rt.exchange.sync_time()
+    await rt.exchange.ensure_one_way_mode()
+    reference = "BTCUSDT" if "BTCUSDT" in rules else min(rules)
+    taker_fee_rate = (await rt.exchange.commission_rate(reference)).taker
     info = await rt.exchange.account()
     positions = await rt.exchange.positions()
     marks = {p.symbol: p.mark_price for p in await rt.exchange.premium_index()}
@@ -195,7 +202,7 @@ async def read_exchange_account(rt: Runtime) -> ExchangeView:
         f"account: wallet {info.total_wallet_balance:.2f} USDT, available {info.available_balance:.2f}, "
         f"unrealised {info.total_unrealized_pnl:+.2f}, {len(positions)} positions on the exchange"
     )
-    return ExchangeView(info, positions, marks, rules)
+    return ExchangeView(info, positions, marks, rules, taker_fee_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +261,7 @@ async def record_entries(
             newest_bar_ms=newest_bar,
             interval=interval,
             max_new=max_new,
+            taker_fee_rate=exchange.taker_fee_rate,
         )
         if not dry_run:
             risk_state.note_unrealized(session, account, now, view.snapshot.unrealized_pnl, view.snapshot.daily_pnl)
@@ -262,7 +270,7 @@ async def record_entries(
                 day = utc_day_start_ms(now)
                 enqueue_notification(session, account, f"halt:{day}", AlertNote("New entries halted", halted))
             for decision in decisions:
-                _record(session, rt, decision, rules)
+                _record(session, rt, decision, rules, exchange.taker_fee_rate)
     logger = run_logger()
     approved = sum(1 for d in decisions if d.approved)
     verb = "would open" if dry_run else "approved"
@@ -272,12 +280,18 @@ async def record_entries(
     return Decided(decisions, view.snapshot, halted, view.notes, dry_run)
 
 
-def _record(session: Session, rt: Runtime, decision: EntryDecision, rules: Mapping[str, SymbolRules]) -> None:
+def _record(
+    session: Session,
+    rt: Runtime,
+    decision: EntryDecision,
+    rules: Mapping[str, SymbolRules],
+    taker_fee_rate: Decimal,
+) -> None:
     if decision.order is None or decision.key is None:
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
         return
     order = decision.order
-    policy = Policy.build(rules[order.symbol], order.plan, rt.settings.monitor)
+    policy = Policy.build(rules[order.symbol], order.plan, rt.settings.monitor, taker_fee_rate=taker_fee_rate)
     # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
     position, actions = open_position(key=decision.key, order=order, policy=policy, time_ms=rt.clock.now_ms())
     levels = order.levels

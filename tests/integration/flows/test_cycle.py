@@ -199,6 +199,25 @@ async def test_an_unknown_leverage_answer_is_retried_not_a_failed_entry(flow_env
     assert open_task.run_count == 2
 
 
+async def test_an_account_in_hedge_mode_is_switched_to_one_way_before_trading(flow_env: FlowEnv) -> None:
+    flow_env.server.engine.dual_side = True  # nothing held: switching is safe
+    state = await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=1)
+    assert state.is_completed(), state.message
+    assert flow_env.server.engine.dual_side is False
+    assert len(flow_env.open_positions()) == 1
+
+
+async def test_hedge_mode_with_positions_fails_the_run_and_sends_nothing(flow_env: FlowEnv) -> None:
+    engine = flow_env.server.engine
+    await run(trading_cycle, symbols=LIQUID, min_score=0, max_new_positions=1)
+    engine.dual_side = True  # as if switched by hand on the exchange while holding a position
+    orders_before = len(engine.orders)
+    state = await run(place_orders, min_score=0)
+    assert state.is_failed()
+    assert "hedge mode" in str(state.message)
+    assert len(engine.orders) == orders_before
+
+
 async def test_an_unreachable_exchange_fails_the_run_with_the_reason(
     flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
