@@ -424,9 +424,10 @@ def to_plain_text(message: str) -> str:
     return html.unescape(_TAG_RE.sub("", message))
 
 
-def signal_dedupe_key(account: str, symbol: str, bar_open_time_ms: int) -> str:
-    """The outbox key that makes a signal notify once, however often the scan that found it is rerun."""
-    return f"{account}:signal:{symbol}:{bar_open_time_ms}"
+def signal_dedupe_key(symbol: str, bar_open_time_ms: int) -> str:
+    """The outbox key that makes a signal notify once, however often the scan that found it is rerun
+    (the outbox prefixes every key with the account)."""
+    return f"signal:{symbol}:{bar_open_time_ms}"
 
 
 # ---------------------------------------------------------------------------------------------- delivery

@@ -341,13 +341,13 @@ def record_actions(
 
 
 def enqueue_notification(session: Session, account: str, dedupe_key: str, note: Notification) -> None:
-    """Put one message in the outbox, once per dedupe key, in the caller's transaction."""
+    """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction."""
     session.execute(
         insert(NotificationRow)
         .values(
             account=account,
             kind=note.kind.value,
-            dedupe_key=f"{account}:{dedupe_key}" if not dedupe_key.startswith(f"{account}:") else dedupe_key,
+            dedupe_key=f"{account}:{dedupe_key}",
             payload=to_jsonable(note),
             text=render(note),
         )

@@ -163,7 +163,7 @@ async def record_scan(
             ids.append(signal_id)
             if new:
                 created += 1
-                key = signal_dedupe_key(account, signal.symbol, signal.bar_open_time_ms)
+                key = signal_dedupe_key(signal.symbol, signal.bar_open_time_ms)
                 enqueue_notification(session, account, key, signal_note(signal))
         market.finish_scan(
             session,

@@ -289,7 +289,7 @@ def test_daily_report() -> None:
 
 def test_kinds_match_the_outbox_vocabulary() -> None:
     assert [n.kind.value for n in NOTES] == ["signal", "entry", "tp1", "tp2", "alert", "report"]
-    assert signal_dedupe_key("main", "BTCUSDT", 5) == "main:signal:BTCUSDT:5"
+    assert signal_dedupe_key("BTCUSDT", 5) == "signal:BTCUSDT:5"
 
 
 # ---------------------------------------------------------------------------------------------- delivery
