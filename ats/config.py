@@ -250,6 +250,12 @@ class Settings(BaseSettings):
     def ws_url(self) -> str:
         return (self.exchange.ws_url or DEFAULT_URLS[self.venue][1]).rstrip("/")
 
+    def secret_values(self) -> list[str]:
+        """Every secret set in this configuration, for the log redaction to know (ats.log.register_secret)."""
+        sections = (self, self.exchange, self.telegram)
+        values = [getattr(section, name) for section in sections for name in type(section).model_fields]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
     def secret_blocks(self) -> dict[tuple[str, str], str]:
         """Secrets still to be read from Prefect Secret blocks: (section, field) -> block name."""
         wanted = {

@@ -63,10 +63,8 @@ def close_databases() -> None:
 
 def prepare_logging(settings: Settings) -> None:
     """Secrets unprintable, transport loggers quiet, and redaction on the handlers Prefect installed."""
-    key, secret = settings.exchange.api_key, settings.exchange.api_secret
-    for value in (key, secret, settings.telegram.token):
-        if value is not None:
-            register_secret(value.get_secret_value())
+    for value in settings.secret_values():
+        register_secret(value)
     quiet_transport_loggers()
     # The system's own loggers at the configured level: with PREFECT_LOGGING_EXTRA_LOGGERS=ats,db (prefect.yaml,
     # the CLI) their lines also reach the run's page in the Prefect UI.

@@ -51,16 +51,7 @@ def settings_or_exit(*, venue: Venue | None = None) -> Settings:
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
-    key, secret = settings.exchange.api_key, settings.exchange.api_secret
-    configure_logging(
-        settings.log_level,
-        settings.log_format,
-        secrets=[
-            key.get_secret_value() if key else None,
-            secret.get_secret_value() if secret else None,
-            settings.telegram.token.get_secret_value() if settings.telegram.token else None,
-        ],
-    )
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
 
 

@@ -83,3 +83,11 @@ def test_redact_covers_signatures_and_database_passwords() -> None:
     text = redact("GET /fapi/v1/order?symbol=X&signature=" + "ab" * 32 + " postgresql+psycopg://u:hunter2@h/db")
     assert "ab" * 32 not in text
     assert "hunter2" not in text
+
+
+@pytest.mark.usefixtures("secret_env")
+def test_every_configured_secret_is_known_to_the_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATS_DATABASE_URL", "postgresql+psycopg://ats:pw-SENTINEL@db/ats")
+    values = load_settings().secret_values()
+    for sentinel in (SENTINEL_SECRET, SENTINEL_KEY, SENTINEL_TOKEN, "postgresql+psycopg://ats:pw-SENTINEL@db/ats"):
+        assert sentinel in values
