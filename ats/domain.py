@@ -312,6 +312,11 @@ class Bars:
             taker_buy_quote_volume=data[:, 9].copy(),
         )
 
+    def closed_by(self, as_of_ms: int) -> Bars:
+        """The bars that had closed at `as_of_ms` (a bar closes at its open time + interval): never a forming one."""
+        closed = int(np.searchsorted(self.open_time + interval_ms(self.interval), as_of_ms, side="right"))
+        return self.slice(0, closed)
+
     def tail(self, n: int) -> Bars:
         return self.slice(max(len(self) - n, 0), len(self))
 

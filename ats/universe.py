@@ -224,7 +224,7 @@ class SymbolStats:
 def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | None:
     """Stats from the bars closed at now_ms; None without at least two closed bars."""
     step = interval_ms(bars.interval)
-    closed = bars.slice(0, int(np.searchsorted(bars.open_time + step, now_ms, side="right")))
+    closed = bars.closed_by(now_ms)
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(closed.close) & (closed.close > 0) & np.isfinite(closed.quote_volume)
     keep = np.flatnonzero(usable)

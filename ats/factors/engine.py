@@ -259,7 +259,7 @@ class IncrementalScorer:
         btc = given.btc if given.btc is not None else found.get("btc")
         eth = given.eth if given.eth is not None else found.get("eth")
         newer = MarketContext(
-            *(None if m is None or m.interval != self.interval else _closed(m, as_of_ms) for m in (btc, eth))
+            *(None if m is None or m.interval != self.interval else m.closed_by(as_of_ms) for m in (btc, eth))
         )
         self._context = self._context.merged(newer, 2 * self._windows_kept["close"])
 
@@ -300,11 +300,6 @@ class IncrementalScorer:
         reasons = _insufficient(state["count"], newest, end, config.min_bars)
         built = _rows(symbols, result, reasons, newest, end, state)
         return ScanResult(as_of_ms, self.interval, built)
-
-
-def _closed(bars: Bars, as_of_ms: int) -> Bars:
-    closes_by = int(np.searchsorted(bars.open_time + interval_ms(bars.interval), as_of_ms, side="right"))
-    return bars.slice(0, closes_by)
 
 
 def _as_reading(values: FloatArray) -> Reading:
