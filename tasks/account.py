@@ -218,22 +218,27 @@ async def cancel_all_orders(rt: Runtime) -> tuple[list[str], dict[str, str]]:
 
 @task(name="close-remaining-positions", cache_policy=NONE)
 async def close_remaining_positions(rt: Runtime) -> tuple[list[str], dict[str, str]]:
-    """Whatever position is still open (not ours, or ours whose close did not go through): reduce-only market."""
+    """Whatever position is still open (not ours, or ours whose close did not go through): reduce-only market
+    orders, split by the symbol's largest market order so a big position is not refused as a whole."""
     closed: list[str] = []
     failures: dict[str, str] = {}
     stamp = rt.clock.now_ms()
-    for number, position in enumerate(await rt.exchange.positions(), 1):
-        side = position.direction.exit_side
-        request = OrderRequest(
-            position.symbol,
-            side,
-            OrderType.MARKET,
-            abs(position.amount),
-            f"closeall-{stamp}-{number}",
-            reduce_only=True,
-        )
+    positions = await rt.exchange.positions()
+    rules = await rt.exchange.exchange_info() if positions else {}
+    for number, position in enumerate(positions, 1):
+        symbol_rules = rules.get(position.symbol)
+        largest = symbol_rules.market_max_qty if symbol_rules is not None else Decimal(0)
         try:
-            await rt.exchange.new_order(request)
+            for part, quantity in enumerate(market_slices(abs(position.amount), largest), 1):
+                request = OrderRequest(
+                    position.symbol,
+                    position.direction.exit_side,
+                    OrderType.MARKET,
+                    quantity,
+                    f"closeall-{stamp}-{number}-{part}",
+                    reduce_only=True,
+                )
+                await rt.exchange.new_order(request)
         except ExchangeError as exc:
             failures[position.symbol] = f"market close: {exc}"
             continue
@@ -241,6 +246,14 @@ async def close_remaining_positions(rt: Runtime) -> tuple[list[str], dict[str, s
     if closed:
         run_logger().warning(f"closed with plain reduce-only market orders: {', '.join(closed)}")
     return closed, failures
+
+
+def market_slices(quantity: Decimal, largest: Decimal) -> list[Decimal]:
+    """`quantity` as market orders of at most `largest` each (all of it at once when there is no maximum)."""
+    if largest <= 0 or quantity <= largest:
+        return [quantity]
+    whole, rest = divmod(quantity, largest)
+    return [largest] * int(whole) + ([rest] if rest > 0 else [])
 
 
 # ---------------------------------------------------------------------------------------------- daily report

@@ -18,7 +18,7 @@ from ats.universe import PoolResult, UniverseConfig
 from db.market import StoredSignal
 from db.risk_state import ClosedTrade, LedgerDay
 from flows.place_orders import why_placement_failed
-from tasks.account import AccountStatus, CloseAllReport, PositionLine, day_stats, utc_day
+from tasks.account import AccountStatus, CloseAllReport, PositionLine, day_stats, market_slices, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
 from tasks.placement import Decided, EntryDecision, Placement, PlacementResult, decide_entries, halt_reason, with_entry
 from tasks.reports import close_all_markdown, day_markdown, placement_markdown, pools_markdown, status_markdown
@@ -260,3 +260,11 @@ async def test_a_failed_placement_task_reads_as_a_sentence() -> None:
     bug = Failed(data=KeyError("AAAUSDT"))
     assert (await why_placement_failed(bug)).startswith("KeyError: 'AAAUSDT'")
     assert (await why_placement_failed(Crashed(message="the worker died"))).startswith("CrashedRun: the worker died")
+
+
+def test_an_emergency_close_is_split_by_the_largest_market_order() -> None:
+    assert market_slices(Decimal("250"), Decimal("100")) == [Decimal(100), Decimal(100), Decimal(50)]
+    assert market_slices(Decimal("200"), Decimal("100")) == [Decimal(100), Decimal(100)]
+    assert market_slices(Decimal("0.5"), Decimal("100")) == [Decimal("0.5")]
+    assert market_slices(Decimal("7"), Decimal(0)) == [Decimal(7)]
+    assert sum(market_slices(Decimal("1234.567"), Decimal("120"))) == Decimal("1234.567")
