@@ -2,7 +2,8 @@
 
 Flow commands run the Prefect flow in this process: with PREFECT_API_URL set, the run appears in the Prefect UI
 like a scheduled one; without it Prefect starts a temporary local server first (a few seconds). `status` and
-`test-connection` only read, so they talk to the exchange and the database directly, without Prefect.
+`test-connection` send no order, so they talk to the exchange and the database directly, without Prefect
+(`status` records the account snapshot it shows, as the account-status flow does).
 """
 
 from __future__ import annotations
