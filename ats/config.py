@@ -264,9 +264,7 @@ class Settings(BaseSettings):
             ("telegram", "token"): self.telegram.token_block,
         }
         return {
-            place: name
-            for place, name in wanted.items()
-            if name and getattr(getattr(self, place[0]), place[1]) is None
+            place: name for place, name in wanted.items() if name and getattr(getattr(self, place[0]), place[1]) is None
         }
 
     def with_secrets(self, values: dict[tuple[str, str], str]) -> Settings:
