@@ -182,6 +182,17 @@ class MonitorSettings(_Section):
     reversal_score: float = Field(70, ge=0, le=100, description="opposite-direction strength that counts")
 
 
+class WatchdogSettings(_Section):
+    """When the watchdog (the monitor, and the scheduled watchdog flow) tells a person that something is wrong."""
+
+    heartbeat_stale_s: float = Field(30.0, ge=10, description="a monitor heartbeat older than this: monitor down")
+    unready_alert_s: float = Field(60.0, ge=0, description="active monitor not ready this long, positions open")
+    cycle_overdue_min: float | None = Field(
+        None, ge=0, description="no completed trading cycle this long; default one bar interval + 5; 0: no check"
+    )
+    check_interval_s: float = Field(15.0, gt=0, description="how often each monitor process runs the checks")
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("ats", appauthor=False))
 
@@ -209,6 +220,7 @@ class Settings(BaseSettings):
     levels: LevelSettings = LevelSettings()
     telegram: TelegramSettings = TelegramSettings()
     monitor: MonitorSettings = MonitorSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
     universe: UniverseConfig = Field(default_factory=UniverseConfig, description="Elite/Overlay pool thresholds")
 
     @field_validator("bar_interval")

@@ -186,11 +186,26 @@ class AlertNote:
     title: str
     detail: str = ""
     symbol: str | None = None
-    severity: Literal["warning", "critical"] = "warning"
+    severity: Literal["warning", "critical", "recovered"] = "warning"
 
     @property
     def kind(self) -> NoteKind:
         return NoteKind.ALERT
+
+
+# How a flow run ended, in words (Prefect's state type, or its state name when that says more).
+RUN_OUTCOMES = {"TimedOut": "timed out", "FAILED": "failed", "CRASHED": "crashed", "CANCELLED": "was cancelled"}
+CRITICAL_FLOWS = frozenset({"close-all"})  # a failed emergency stop may leave positions open
+
+
+def flow_run_alert(flow: str, run_name: str, state: str, reason: str | None, where: str) -> AlertNote:
+    """A flow run that did not complete, as one alert: the flow, how it ended, why, and where to look.
+
+    `state` is the state's name or type (TimedOut, FAILED, CRASHED, CANCELLED); `where` a link or the run's id.
+    """
+    outcome = RUN_OUTCOMES.get(state, state.lower())
+    severity: Literal["warning", "critical"] = "critical" if flow in CRITICAL_FLOWS else "warning"
+    return AlertNote(f"{flow} {outcome}", f"{reason or 'no reason given'} (run {run_name}: {where})", severity=severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +383,12 @@ def render_result(note: ResultNote) -> str:
     return "\n".join(lines)
 
 
+ALERT_HEADS = {"critical": "🚨 <b>Alert", "warning": "⚠️ <b>Alert", "recovered": "✅ <b>Recovered"}
+
+
 def render_alert(note: AlertNote) -> str:
-    icon = "🚨" if note.severity == "critical" else "⚠️"
     where = f" {_e(note.symbol)}" if note.symbol else ""
-    head = f"{icon} <b>Alert{where}</b>: {_e(note.title)}"
+    head = f"{ALERT_HEADS[note.severity]}{where}</b>: {_e(note.title)}"
     return f"{head}\n{_e(note.detail)}" if note.detail else head
 
 

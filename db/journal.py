@@ -340,9 +340,11 @@ def record_actions(
                 )
 
 
-def enqueue_notification(session: Session, account: str, dedupe_key: str, note: Notification) -> None:
-    """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction."""
-    session.execute(
+def enqueue_notification(session: Session, account: str, dedupe_key: str, note: Notification) -> bool:
+    """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction.
+
+    Returns whether it is new (False: that key was queued before)."""
+    inserted = session.scalar(
         insert(NotificationRow)
         .values(
             account=account,
@@ -352,7 +354,9 @@ def enqueue_notification(session: Session, account: str, dedupe_key: str, note: 
             text=render(note),
         )
         .on_conflict_do_nothing(constraint="uq_notifications_dedupe_key")
+        .returning(NotificationRow.id)
     )
+    return inserted is not None
 
 
 def add_to_ledger(

@@ -479,7 +479,7 @@ class RateLimitStateRow(Base):
 
 
 class WorkerHeartbeatRow(Base):
-    """Liveness of long-lived workers (the monitor), for `ats status` and failover diagnostics."""
+    """Liveness of long-lived workers (the monitor): the watchdog and the entry guard read it, `ats status` shows it."""
 
     __tablename__ = "worker_heartbeats"
 
@@ -491,3 +491,36 @@ class WorkerHeartbeatRow(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa_text("'{}'::jsonb"))
+
+
+class FlowRunRow(Base):
+    """How each Prefect flow run ended, written by the flows' state hooks: the record of failures, and what the
+    watchdog reads to know when a trading cycle last completed (without asking Prefect)."""
+
+    __tablename__ = "flow_runs"
+    __table_args__ = (Index("ix_flow_runs_flow_state_ended", "account", "flow", "state", "ended_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # Prefect's flow run id
+    account: Mapped[str] = mapped_column(String(32))
+    flow: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    subflow: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))  # COMPLETED | FAILED | CRASHED | CANCELLED
+    state_name: Mapped[str] = mapped_column(String(32))  # e.g. TimedOut
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime]
+
+
+class HealthCheckRow(Base):
+    """The watchdog's checks per account (ats.health.Check): failing or not, since when; one message per change."""
+
+    __tablename__ = "health_checks"
+
+    account: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failing: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime]
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    checked_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _now()  # the check's first run: "watching since"

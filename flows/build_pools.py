@@ -1,8 +1,8 @@
 """build-pools: exchange info, 24h tickers and closed bars -> the Elite and Overlay pools (the universe to scan)."""
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 
+from tasks.flow_runs import ats_flow
 from tasks.market import (
     PoolsDue,
     PoolsOutcome,
@@ -13,13 +13,13 @@ from tasks.market import (
     stored_pools,
     symbols_for_pools,
     sync_symbols,
+    sync_time,
 )
 from tasks.reports import pools_markdown
-from tasks.runtime import open_runtime, readable_failures
+from tasks.runtime import open_runtime
 
 
-@flow(name="build-pools")
-@readable_failures
+@ats_flow("build-pools", timeout_s=10 * 60)
 async def build_pools(force_elite: bool = False) -> PoolsOutcome:
     """Refresh exchange info, 24h tickers and closed bars, then rebuild the pools that are due.
 
@@ -33,8 +33,7 @@ async def build_pools(force_elite: bool = False) -> PoolsOutcome:
     async with open_runtime() as rt:
         rules = await sync_symbols(rt)
         tickers = await fetch_tickers(rt)
-        await rt.exchange.sync_time()
-        now = rt.now_ms()
+        now = await sync_time(rt)
         stored = stored_pools(rt)
         due = pools_due(stored.elite, stored.overlay, now, rt.settings.universe, rt.settings.bar_interval)
         if force_elite:

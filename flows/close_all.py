@@ -1,6 +1,5 @@
 """close-all: the emergency stop. Cancel every order, close every position at market, tell the user."""
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 
 from ats.notify import AlertNote
@@ -13,8 +12,9 @@ from tasks.account import (
     close_remaining_positions,
     send_notifications,
 )
+from tasks.flow_runs import ats_flow
 from tasks.reports import close_all_markdown
-from tasks.runtime import RunFailed, Runtime, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, Runtime, open_runtime, run_logger
 
 
 def _tell(rt: Runtime, report: CloseAllReport, halted: bool, reason: str) -> None:
@@ -33,8 +33,7 @@ def _tell(rt: Runtime, report: CloseAllReport, halted: bool, reason: str) -> Non
         )
 
 
-@flow(name="close-all")
-@readable_failures
+@ats_flow("close-all", timeout_s=10 * 60)
 async def close_all(reason: str = "emergency close-all", halt_today: bool = True) -> CloseAllReport:
     """EMERGENCY: cancel every order and algo order and close every position at market.
 

@@ -1,21 +1,21 @@
 """daily-report: the day's PnL, win rate, exits, fees and funding, as an artifact and a notification."""
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 
 from db.journal import enqueue_notification
 from tasks.account import DayStats, gather_day, send_notifications, utc_day
+from tasks.flow_runs import ats_flow
+from tasks.market import sync_time
 from tasks.reports import day_markdown
-from tasks.runtime import RunFailed, open_runtime, readable_failures
+from tasks.runtime import RunFailed, open_runtime
 
 
 def report_run_name() -> str:
     return f"report {flow_run.parameters.get('day') or 'yesterday'}"
 
 
-@flow(name="daily-report", flow_run_name=report_run_name)
-@readable_failures
+@ats_flow("daily-report", timeout_s=10 * 60, flow_run_name=report_run_name)
 async def daily_report(day: str | None = None) -> DayStats:
     """Summarise one UTC day: net PnL, realised PnL, fees, funding, trades, win rate, exits (TP1/TP2/stop/...).
 
@@ -23,7 +23,7 @@ async def daily_report(day: str | None = None) -> DayStats:
         day: The UTC day as YYYY-MM-DD; default: the day that ended last (yesterday).
     """
     async with open_runtime() as rt:
-        await rt.exchange.sync_time()
+        await sync_time(rt)
         try:
             start = utc_day(day, rt.now_ms())
         except ValueError:

@@ -1,19 +1,18 @@
 """factor-scan: score the universe in one vectorised pass, store every factor, record and announce the signals."""
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from ats.factors import last_closed_open_time
 from flows.parameters import Score
 from tasks.account import send_notifications
-from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars
+from tasks.flow_runs import ats_flow
+from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars, sync_time
 from tasks.reports import scan_table, signals_markdown
-from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, open_runtime, run_logger
 from tasks.scanning import ScanOutcome, record_scan, score_universe
 
 
-@flow(name="factor-scan")
-@readable_failures
+@ats_flow("factor-scan", timeout_s=10 * 60)
 async def factor_scan(symbols: list[str] | None = None, min_score: Score | None = None) -> ScanOutcome:
     """Score every symbol of the universe with the 10+1 factor model and record the signals.
 
@@ -36,8 +35,7 @@ async def factor_scan(symbols: list[str] | None = None, min_score: Score | None 
             if stored is None or not stored.symbols:
                 raise RunFailed("no pools stored yet: run build-pools (or the trading cycle) first, or pass symbols")
             universe = list(stored.symbols)
-        await rt.exchange.sync_time()
-        now = rt.now_ms()
+        now = await sync_time(rt)
         wanted = list(dict.fromkeys([*universe, *CONTEXT_SYMBOLS]))
         await refresh_bars(rt, wanted, now)
         bars = load_recent_bars(rt, wanted, now)

@@ -3,7 +3,6 @@
 from dataclasses import replace
 from typing import Literal
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 
 from ats.domain import Band, Direction
@@ -11,19 +10,20 @@ from db.market import StoredSignal
 from flows.parameters import Score
 from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
-from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols
+from tasks.flow_runs import ats_flow
+from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols, sync_time
 from tasks.reports import placement_markdown
-from tasks.runtime import RunFailed, open_runtime, readable_failures, run_logger
+from tasks.runtime import RunFailed, open_runtime, refused, run_logger
 from tasks.scanning import record_manual_signal, score_universe
 
 
-@flow(name="manual-signal", flow_run_name="trade {symbol}")
-@readable_failures
+@ats_flow("manual-signal", timeout_s=5 * 60, flow_run_name="trade {symbol}")
 async def manual_signal(
     symbol: str,
     side: Literal["LONG", "SHORT"] | None = None,
     min_score: Score | None = None,
     dry_run: bool = False,
+    require_monitor: bool = True,
 ) -> PlacementReport:
     """Open a position on one symbol now, if the factor model and the risk limits agree.
 
@@ -36,6 +36,7 @@ async def manual_signal(
         side: LONG or SHORT; default: the side the model finds.
         min_score: Strength (0-100) the model must give that side; default ATS_MIN_SCORE (75); 0 trades regardless.
         dry_run: Score and check the limits, but record nothing and send no order.
+        require_monitor: Refuse while no monitor runs (the run ends Completed, saying so); untick to trade anyway.
     """
     async with open_runtime() as rt:
         name = symbol.strip().upper()
@@ -43,8 +44,7 @@ async def manual_signal(
         rules = await sync_symbols(rt)
         if name not in rules or not rules[name].is_tradable_perpetual:
             raise RunFailed(f"{name} is not a trading USDT perpetual on this exchange")
-        await rt.exchange.sync_time()
-        now = rt.now_ms()
+        now = await sync_time(rt)
         wanted = list(dict.fromkeys([name, *CONTEXT_SYMBOLS]))
         await refresh_bars(rt, wanted, now)
         scored = await score_universe(rt, load_recent_bars(rt, wanted, now), [name], now)
@@ -67,7 +67,9 @@ async def manual_signal(
                 report = await place(rt, signal_ids=[], unsaved=[StoredSignal(0, signal, "manual")], dry_run=True)
             else:
                 signal_id = await record_manual_signal(rt, signal)
-                report = await place(rt, signal_ids=[signal_id], min_score=0.0, max_new=1)
+                report = await place(
+                    rt, signal_ids=[signal_id], min_score=0.0, max_new=1, require_monitor=require_monitor
+                )
         finally:
             await send_notifications(rt)
         await acreate_markdown_artifact(
@@ -77,7 +79,9 @@ async def manual_signal(
         if report.failed:
             details = "; ".join(f"{s}: {why}" for s, why in report.failed.items())
             raise RunFailed(f"the entry failed: {details}")
-        refused = [d for d in report.decided.decisions if not d.approved and d.signal.symbol == name]
-        if refused:
-            raise RunFailed(f"refused: {refused[0].code}: {refused[0].reason}")
+        if report.decided.no_monitor:
+            return refused(report.decided.no_monitor, report)
+        refusals = [d for d in report.decided.decisions if not d.approved and d.signal.symbol == name]
+        if refusals:
+            raise RunFailed(f"refused: {refusals[0].code}: {refusals[0].reason}")
         return report

@@ -5,16 +5,16 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 
 from db.market import StoredSignal
 from flows.parameters import Count, Score
 from tasks.account import send_notifications
+from tasks.flow_runs import ats_flow
 from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
-from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, readable_failures
+from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,19 @@ async def place(
     max_new: int | None = None,
     dry_run: bool = False,
     unsaved: Sequence[StoredSignal] = (),
+    require_monitor: bool = True,
 ) -> PlacementReport:
     """Decide on the signals (stored ones, plus `unsaved` ones in a dry run) and open the approved entries."""
     exchange = await read_exchange_account(rt)
     decided = await record_entries(
-        rt, exchange, signal_ids=signal_ids, min_score=min_score, max_new=max_new, dry_run=dry_run, unsaved=unsaved
+        rt,
+        exchange,
+        signal_ids=signal_ids,
+        min_score=min_score,
+        max_new=max_new,
+        dry_run=dry_run,
+        unsaved=unsaved,
+        require_monitor=require_monitor,
     )
     placements: dict[str, Placement | str] = {}
     approved = [(d.key, d.signal.symbol, d.order) for d in decided.decisions if d.key is not None and d.order]
@@ -80,13 +88,13 @@ async def why_placement_failed(state: State[Placement]) -> str:
     return state.message or f"the placement task ended {state.type.value}"
 
 
-@flow(name="place-orders")
-@readable_failures
+@ats_flow("place-orders", timeout_s=10 * 60)
 async def place_orders(
     signal_ids: list[int] | None = None,
     min_score: Score | None = None,
     max_new_positions: Count | None = None,
     dry_run: bool = False,
+    require_monitor: bool = True,
 ) -> PlacementReport:
     """Check each new signal against the risk limits and open the approved ones with stop, TP1 and TP2.
 
@@ -100,12 +108,19 @@ async def place_orders(
         min_score: Ignore signals weaker than this (0-100); default ATS_MIN_SCORE (75).
         max_new_positions: Open at most this many positions in this run (the limits apply anyway).
         dry_run: Decide and report, but record nothing and send no order.
+        require_monitor: Refuse every entry while no monitor runs (nothing would move its stop or close it when
+            the exchange stop does not fire); the run ends Completed, its message saying so. Untick to trade anyway.
     """
     async with open_runtime() as rt:
         threshold = rt.settings.min_score if min_score is None else min_score
         try:
             report = await place(
-                rt, signal_ids=signal_ids, min_score=threshold, max_new=max_new_positions, dry_run=dry_run
+                rt,
+                signal_ids=signal_ids,
+                min_score=threshold,
+                max_new=max_new_positions,
+                dry_run=dry_run,
+                require_monitor=require_monitor,
             )
         finally:
             await send_notifications(rt)
@@ -121,4 +136,6 @@ async def place_orders(
             details = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(report.failed.items()))
             total = sum(1 for d in report.decided.decisions if d.approved)
             raise RunFailed(f"{len(report.failed)} of {total} entries failed: {details}")
+        if report.decided.no_monitor and report.decided.decisions:
+            return refused(f"{len(report.decided.decisions)} entries: {report.decided.no_monitor}", report)
         return report

@@ -2,13 +2,14 @@
 
 from dataclasses import dataclass
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 
 from ats.reconcile import ReconcileReport, reconcile
 from ats.universe import HOUR_MS
 from tasks.account import send_notifications
-from tasks.runtime import open_runtime, readable_failures, run_logger
+from tasks.flow_runs import ats_flow
+from tasks.market import sync_time
+from tasks.runtime import open_runtime, run_logger
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,7 @@ def reconcile_markdown(report: ReconcileReport) -> str:
     return "\n".join(lines)
 
 
-@flow(name="reconcile")
-@readable_failures
+@ats_flow("reconcile", timeout_s=4 * 60)
 async def reconcile_positions(lookback_hours: float = 2.0) -> ReconcileOutcome:
     """Bring the recorded positions in line with the exchange: look up orders that left the open lists, replay
     missed fills and funding, finish placements left without an answer, cancel orphan orders, close out
@@ -47,7 +47,7 @@ async def reconcile_positions(lookback_hours: float = 2.0) -> ReconcileOutcome:
         lookback_hours: How far back fills and funding are read (0 reads each position's whole history).
     """
     async with open_runtime() as rt:
-        await rt.exchange.sync_time()
+        await sync_time(rt)
         since = None if lookback_hours <= 0 else rt.now_ms() - round(lookback_hours * HOUR_MS)
         report = await reconcile(
             rt.exchange, rt.journal(), rt.executor("reconcile"), rt.clock, rt.settings, since_ms=since

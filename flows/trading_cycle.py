@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
@@ -14,8 +13,9 @@ from flows.build_pools import build_pools
 from flows.factor_scan import factor_scan
 from flows.parameters import Count, Score
 from flows.place_orders import PlacementReport, place_orders
+from tasks.flow_runs import ats_flow
 from tasks.market import PoolsOutcome
-from tasks.runtime import RunFailed, readable_failures
+from tasks.runtime import RunFailed, refused
 from tasks.scanning import ScanOutcome
 
 
@@ -29,6 +29,7 @@ class CycleReport:
     opened: list[str]
     refused: dict[str, str]  # symbol -> reason
     dry_run: bool
+    no_monitor: str | None = None  # every entry was refused: no monitor would protect it
 
 
 async def _subflow(call: Any) -> State[Any]:
@@ -57,13 +58,13 @@ def cycle_run_name() -> str:
     return f"cycle {datetime.now(UTC):%Y-%m-%d %H:%M}{dry}"
 
 
-@flow(name="trading-cycle", flow_run_name=cycle_run_name)
-@readable_failures
+@ats_flow("trading-cycle", timeout_s=20 * 60, flow_run_name=cycle_run_name)
 async def trading_cycle(
     min_score: Score | None = None,
     dry_run: bool = False,
     symbols: list[str] | None = None,
     max_new_positions: Count | None = None,
+    require_monitor: bool = True,
 ) -> CycleReport:
     """One trading cycle after a bar closed: build the pools, score them, open the positions that pass the limits.
 
@@ -77,6 +78,7 @@ async def trading_cycle(
         dry_run: Score and check the limits, but send no order (the artifacts show what would have been opened).
         symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"].
         max_new_positions: Open at most this many positions in this cycle (the account limits apply anyway).
+        require_monitor: Refuse every entry while no monitor runs (the run ends Completed, saying so).
     """
     fell_back, bar_requests = False, 0
     if symbols:
@@ -100,19 +102,23 @@ async def trading_cycle(
             min_score=min_score,
             max_new_positions=max_new_positions,
             dry_run=dry_run,
+            require_monitor=require_monitor,
             return_state=True,
         )
     )
     placed: PlacementReport | None = await place_state.aresult() if place_state.is_completed() else None
-    refused = {}
+    refusals: dict[str, str] = {}
     opened: list[str] = []
     if placed is not None:
-        refused = {d.signal.symbol: f"{d.code}: {d.reason}" for d in placed.decided.decisions if not d.approved}
+        refusals = {d.signal.symbol: f"{d.code}: {d.reason}" for d in placed.decided.decisions if not d.approved}
         opened = [d.signal.symbol for d in placed.decided.decisions if d.approved] if dry_run else placed.opened
+    no_monitor = placed.decided.no_monitor if placed is not None and placed.decided.decisions else None
     report = CycleReport(
-        universe, fell_back, bar_requests, scan.scan_id, len(scan.signal_ids), opened, refused, dry_run
+        universe, fell_back, bar_requests, scan.scan_id, len(scan.signal_ids), opened, refusals, dry_run, no_monitor
     )
     await acreate_markdown_artifact(cycle_markdown(report), description="What this cycle did")
     if placed is None:
         raise RunFailed(f"place-orders failed: {place_state.message}")
+    if no_monitor:
+        return refused(f"{len(placed.decided.decisions)} entries: {no_monitor}", report)
     return report

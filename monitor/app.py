@@ -17,6 +17,7 @@ from ats.config import ConfigError, Settings
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import roll
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
+from ats.health import health_policy
 from ats.log import get_logger, redact
 from ats.notify import make_notifier
 from db.journal import PostgresJournal
@@ -75,6 +76,7 @@ async def serve(
     journal = PostgresJournal(database, settings.account)
     budget_store = PostgresBudgetStore(database.engine)
     notifier = make_notifier(settings.telegram)
+    deliver = functools.partial(deliver_pending, database, settings.account, notifier, clock)
 
     async def build() -> Monitor:
         exchange = BinanceFutures.from_settings(settings, clock=clock, budget_store=budget_store)
@@ -93,7 +95,7 @@ async def serve(
             clock=clock,
             metrics=metrics,
             listen_keys=listen_keys,
-            outbox=functools.partial(deliver_pending, database, settings.account, notifier, clock),
+            outbox=deliver,
             weight_used=weight_used,
             tuning=tuning,
         )
@@ -107,6 +109,9 @@ async def serve(
         health_host=settings.monitor.health_host if health_host is None else health_host,
         health_port=settings.monitor.health_port if health_port is None else health_port,
         heartbeat_s=settings.monitor.watchdog_interval_s,
+        health_policy=health_policy(settings),
+        health_check_s=settings.watchdog.check_interval_s,
+        deliver=deliver,
     )
     try:
         await supervisor.run(stop)

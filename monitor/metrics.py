@@ -30,6 +30,15 @@ class MonitorState:
     last_reconcile_ms: int | None = None  # end of the last successful pass
     alive_mono: float | None = None  # monotonic time the event loop last ran the liveness ticker
     problems: list[str] = field(default_factory=list)  # why it is not ready, for /readyz
+    unready_since_ms: int | None = None  # when it last became not ready (None while ready), for the watchdog
+
+    def set_problems(self, problems: list[str], now_ms: int) -> None:
+        """Why it is not ready now (none: ready), remembering since when it has not been ready."""
+        self.problems = problems
+        if not problems:
+            self.unready_since_ms = None
+        elif self.unready_since_ms is None:
+            self.unready_since_ms = now_ms
 
 
 class MonitorMetrics:

@@ -4,7 +4,12 @@ The active monitor holds a PostgreSQL session-level advisory lock (`monitor:<acc
 connection. A standby polls for it every `STANDBY_POLL_S`; when the active process dies its connection drops,
 PostgreSQL releases the lock and a standby takes over within seconds. The active monitor checks every watchdog
 interval that its lock connection is still alive and steps down at once when it is not (another process may
-hold the lock by then). Every process writes a heartbeat row (worker_heartbeats) with its role.
+hold the lock by then). Every process writes a heartbeat row (worker_heartbeats) with its role and readiness.
+
+Every process, standby or active, also runs the watchdog's checks (db.health.check_health) every
+`ATS_WATCHDOG__CHECK_INTERVAL_S`: a monitor that stays not ready with positions open, a leader that died or hung
+(a standby sees its heartbeat go stale) and trading cycles that stopped completing reach a person through the
+outbox and are delivered at once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any, Protocol
 from sqlalchemy.dialects.postgresql import insert
 
 from ats.clock import Clock
+from ats.health import HealthPolicy, monitor_lock_name
 from ats.log import get_logger
+from db.health import check_health
 from db.models import WorkerHeartbeatRow
 from db.session import Database, SessionLock
 from monitor.health import HealthServer
@@ -35,10 +42,6 @@ ALIVE_TICK_S = 1.0
 
 class Runnable(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
-
-
-def lock_name(account: str) -> str:
-    return f"monitor:{account}"
 
 
 class Supervisor:
@@ -56,6 +59,9 @@ class Supervisor:
         health_port: int,
         heartbeat_s: float = 5.0,
         standby_poll_s: float = STANDBY_POLL_S,
+        health_policy: HealthPolicy | None = None,
+        health_check_s: float = 15.0,
+        deliver: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._account = account
         self._database = database
@@ -64,7 +70,10 @@ class Supervisor:
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._standby_poll_s = standby_poll_s
-        self._lock = SessionLock(database.engine, lock_name(account), keepalive_s=LOCK_KEEPALIVE_S)
+        self._health_policy = health_policy or HealthPolicy()
+        self._health_check_s = health_check_s
+        self._deliver = deliver
+        self._lock = SessionLock(database.engine, monitor_lock_name(account), keepalive_s=LOCK_KEEPALIVE_S)
         self._health = HealthServer(
             metrics, host=health_host, port=health_port, live_within_s=5 * ALIVE_TICK_S, monotonic=clock.monotonic
         )
@@ -81,6 +90,7 @@ class Supervisor:
         await self._health.start()
         beating = asyncio.create_task(self._heartbeats(stop), name="monitor-heartbeat")
         ticking = asyncio.create_task(self._alive(stop), name="monitor-alive")
+        watching = asyncio.create_task(self._health_checks(stop), name="monitor-health-checks")
         try:
             while not stop.is_set():
                 if not await self._wait_for_leadership(stop):
@@ -89,7 +99,7 @@ class Supervisor:
         finally:
             self._set_role("stopping")
             await self._release()
-            for task in (beating, ticking):
+            for task in (beating, ticking, watching):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -115,7 +125,7 @@ class Supervisor:
         return False
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        self._metrics.state.problems = ["starting"]
+        self._metrics.state.set_problems(["starting"], self._clock.now_ms())
         self._set_role("active")
         log.info("leader lock acquired: this monitor is active", account=self._account, name=self.name)
         await self._beat()
@@ -131,7 +141,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
             await self._release()
-            self._metrics.state.problems = []
+            self._metrics.state.set_problems([], self._clock.now_ms())
             if not stop.is_set():
                 self._set_role("standby")
                 await _pause(stop, self._standby_poll_s)
@@ -172,6 +182,29 @@ class Supervisor:
             await self._beat()
             await _pause(stop, self._heartbeat_s)
 
+    async def _health_checks(self, stop: asyncio.Event) -> None:
+        """The watchdog's checks, every few seconds; each change is recorded once and queued for delivery."""
+        while not stop.is_set():
+            await _pause(stop, self._health_check_s)
+            if stop.is_set():
+                break
+            try:
+                told = await asyncio.to_thread(
+                    check_health, self._database, self._account, self._health_policy, self._clock.now_ms()
+                )
+            except Exception as exc:
+                log.warning("cannot run the health checks", error=str(exc))
+                continue
+            for change in told:
+                (log.error if change.failing else log.info)(
+                    "health check changed", check=change.check.value, title=change.note.title
+                )
+            if told and self._deliver is not None:  # a standby has no outbox loop: tell the news now
+                try:
+                    await self._deliver()
+                except Exception as exc:
+                    log.warning("cannot deliver the health messages now; they stay in the outbox", error=str(exc))
+
     async def _beat(self) -> None:
         """Write the heartbeat row; one write at a time, so a role change is never overwritten by an older one."""
         async with self._beat_lock:
@@ -181,6 +214,7 @@ class Supervisor:
                 "open_positions": state.open_positions,
                 "last_reconcile_ms": state.last_reconcile_ms,
                 "problems": list(state.problems),
+                "unready_since_ms": state.unready_since_ms,
             }
             try:
                 await asyncio.to_thread(self._write_heartbeat, state.role, details)

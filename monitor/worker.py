@@ -187,7 +187,7 @@ class Monitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        self._metrics.state.problems = ["starting"]
+        self._metrics.state.set_problems(["starting"], self._clock.now_ms())
         log.info("monitor active", account=self._settings.account, venue=self._settings.venue.value)
         consumers = [
             asyncio.create_task(self._consume_user(), name="monitor-user"),
@@ -715,7 +715,7 @@ class Monitor:
             log.info("monitor recovered", problem=problem)
         self._reported = (self._reported & problems) | lasting
         self._problems = frozenset(problems)
-        state.problems = sorted(problems)
+        state.set_problems(sorted(problems), now)
 
     async def _check_listen_key(self) -> None:
         """The user stream extends its listenKey itself; should that have stopped, extend it here."""

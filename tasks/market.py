@@ -31,7 +31,7 @@ from ats.universe import (
     overlay_candidates,
 )
 from db import market
-from tasks.runtime import Runtime, run_logger
+from tasks.runtime import EXCHANGE_RETRY_DELAYS_S, Runtime, retry_when_transient, run_logger
 
 HISTORY_BARS = 480  # closed bars kept ready per symbol: the factor windows reach ~170 bars back, plus EMA warm-up
 KEEP_BARS = 2_000  # bars older than this many intervals are pruned from the database
@@ -112,7 +112,26 @@ async def fetch_rules(rt: Runtime) -> dict[str, SymbolRules]:
     return rules
 
 
-@task(name="sync-symbols", cache_policy=NONE)
+@task(
+    name="sync-time",
+    cache_policy=NONE,
+    retries=len(EXCHANGE_RETRY_DELAYS_S),
+    retry_delay_seconds=EXCHANGE_RETRY_DELAYS_S,
+    retry_condition_fn=retry_when_transient,
+)
+async def sync_time(rt: Runtime) -> int:
+    """Measure the exchange's clock (bars close by it); returns the server time in ms."""
+    await rt.exchange.sync_time()
+    return rt.now_ms()
+
+
+@task(
+    name="sync-symbols",
+    cache_policy=NONE,
+    retries=len(EXCHANGE_RETRY_DELAYS_S),
+    retry_delay_seconds=EXCHANGE_RETRY_DELAYS_S,
+    retry_condition_fn=retry_when_transient,
+)
 async def sync_symbols(rt: Runtime) -> dict[str, SymbolRules]:
     """exchangeInfo -> the symbols table (rules and filters of every symbol)."""
     rules = await fetch_rules(rt)
@@ -121,7 +140,13 @@ async def sync_symbols(rt: Runtime) -> dict[str, SymbolRules]:
     return rules
 
 
-@task(name="fetch-tickers", cache_policy=NONE)
+@task(
+    name="fetch-tickers",
+    cache_policy=NONE,
+    retries=len(EXCHANGE_RETRY_DELAYS_S),
+    retry_delay_seconds=EXCHANGE_RETRY_DELAYS_S,
+    retry_condition_fn=retry_when_transient,
+)
 async def fetch_tickers(rt: Runtime) -> list[Ticker24h]:
     """24h tickers of every symbol (one request): quote volume and trade count rank the pools."""
     tickers = await rt.exchange.tickers_24h()
@@ -152,7 +177,13 @@ class BarRefresh:
         return text
 
 
-@task(name="refresh-bars", cache_policy=NONE)
+@task(
+    name="refresh-bars",
+    cache_policy=NONE,
+    retries=len(EXCHANGE_RETRY_DELAYS_S),
+    retry_delay_seconds=EXCHANGE_RETRY_DELAYS_S,
+    retry_condition_fn=retry_when_transient,
+)
 async def refresh_bars(rt: Runtime, symbols: Sequence[str], now_ms: int) -> BarRefresh:
     """Fetch each symbol's missing closed bars (one request per symbol at most in steady state) and store them.
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NONE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -30,30 +29,23 @@ from ats.domain import Signal, SymbolRules, client_id, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.exchange.errors import (
     DefiniteFailure,
-    ExchangeUnavailable,
-    IpBanned,
-    RateLimited,
-    Throttled,
-    UnknownOutcome,
 )
-from ats.execution import ExecutionDeferred, OrderOutcome, action_for_leg
+from ats.execution import OrderOutcome, action_for_leg
 from ats.factors import last_closed_open_time
+from ats.health import health_policy
 from ats.lifecycle import OrderRejected, OrderState, Phase, Policy, Position, Role, open_position
 from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
 from db import market, risk_state
+from db.health import entry_refusal
 from db.journal import enqueue_notification, record_new_position
 from db.market import StoredSignal
 from db.models import OrderIntentRow, OrderRow
 from db.session import advisory_xact_lock
 from tasks.market import fetch_rules
-from tasks.runtime import Runtime, run_logger
+from tasks.runtime import EXCHANGE_RETRY_DELAYS_S, TRANSIENT, Runtime, retry_when_transient, run_logger
 
-PLACEMENT_RETRY_DELAYS_S = [1.0, 5.0, 20.0]  # the exchange hiccups; a retry re-drives, it never re-sends blindly
 SIGNAL_MAX_AGE_BARS = 1  # a signal older than the newest closed bar is stale: the market moved on
-# What waiting can fix: the exchange unreachable or throttling us, or an answer that never came. A retry is safe:
-# margin type and leverage may be set twice, and the entry is looked up by client id before any resend.
-RETRYABLE = (ExecutionDeferred, UnknownOutcome, ExchangeUnavailable, RateLimited, IpBanned, Throttled)
 
 
 class SkipReason(StrEnum):
@@ -62,6 +54,7 @@ class SkipReason(StrEnum):
     STALE_SIGNAL = "stale_signal"
     CYCLE_LIMIT = "max_new_positions"
     NO_PRICE = "no_price"
+    NO_MONITOR = "no_monitor"  # no monitor would protect the position (db.health.entry_refusal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +115,7 @@ def decide_entries(
     rules: Mapping[str, SymbolRules],
     marks: Mapping[str, Decimal],
     halted: str | None,
+    no_monitor: str | None = None,
     newest_bar_ms: int,
     interval: str,
     max_new: int | None = None,
@@ -141,6 +135,8 @@ def decide_entries(
         mark = marks.get(signal.symbol)
         if halted is not None:
             decisions.append(refuse(RefusalReason.DAILY_LOSS_LIMIT, halted))
+        elif no_monitor is not None:
+            decisions.append(refuse(SkipReason.NO_MONITOR, no_monitor))
         elif signal.bar_open_time_ms < oldest_bar:
             decisions.append(refuse(SkipReason.STALE_SIGNAL, "the signal's bar is older than the newest closed bar"))
         elif max_new is not None and opened >= max_new:
@@ -214,6 +210,7 @@ class Decided:
     halted: str | None
     notes: tuple[str, ...]
     dry_run: bool
+    no_monitor: str | None = None  # entries were refused: no monitor would protect them
 
 
 @task(name="decide-entries", cache_policy=NONE)
@@ -226,11 +223,13 @@ async def record_entries(
     max_new: int | None,
     dry_run: bool,
     unsaved: Sequence[StoredSignal] = (),
+    require_monitor: bool = True,
 ) -> Decided:
     """The risk decisions, in one transaction under the account's placement lock; records them unless dry_run.
 
     `unsaved` signals (a dry run's, never stored) are decided along with the stored ones. Nothing in here waits
-    on the network: the lock is held only for database work.
+    on the network: the lock is held only for database work. With `require_monitor`, every entry is refused
+    while no monitor leads (a dry run only notes it).
     """
     if unsaved and not dry_run:
         raise ValueError("only a dry run decides on signals that are not stored")
@@ -243,6 +242,13 @@ async def record_entries(
         advisory_xact_lock(session, placement_lock(account))
         view = risk_state.risk_view(session, account, exchange.info, exchange.positions, now)
         halted, new_halt = halt_reason(view.ledger, view.snapshot, settings.limits)
+        notes = view.notes
+        no_monitor = None
+        if require_monitor:
+            # Heartbeats carry the local clock, so the guard reads it too (not the exchange's).
+            no_monitor = entry_refusal(session, account, health_policy(settings), rt.clock.now_ms())
+            if no_monitor is not None and dry_run:
+                notes, no_monitor = (*notes, f"a real run would refuse every entry: {no_monitor}"), None
         since = None if signal_ids is not None else newest_bar - (SIGNAL_MAX_AGE_BARS - 1) * interval_ms(interval)
         candidates = [
             *market.new_signals(session, account, min_score=min_score, ids=signal_ids, since_bar_ms=since, lock=True),
@@ -258,6 +264,7 @@ async def record_entries(
             rules=rules,
             marks=exchange.marks,
             halted=halted,
+            no_monitor=no_monitor,
             newest_bar_ms=newest_bar,
             interval=interval,
             max_new=max_new,
@@ -277,7 +284,9 @@ async def record_entries(
     logger.info(f"{len(decisions)} signals considered: {approved} {verb}, {len(decisions) - approved} refused")
     if halted:
         logger.warning(halted)
-    return Decided(decisions, view.snapshot, halted, view.notes, dry_run)
+    if no_monitor:
+        logger.warning(f"entries refused: {no_monitor}")
+    return Decided(decisions, view.snapshot, halted, notes, dry_run, no_monitor)
 
 
 def _record(
@@ -374,17 +383,14 @@ def placement_of(position: Position) -> Placement:
     )
 
 
-def _retry_when_unreachable(task_: Task[..., object], run: TaskRun, state: State[object]) -> bool:
-    """Retry only what waiting can fix (RETRYABLE)."""
-    return isinstance(state.data, RETRYABLE)
-
-
+# A retry is safe: margin type and leverage may be set twice, and the entry is looked up by client id before any
+# resend.
 @task(
     name="open-position",
     task_run_name="open-{symbol}",
-    retries=len(PLACEMENT_RETRY_DELAYS_S),
-    retry_delay_seconds=PLACEMENT_RETRY_DELAYS_S,
-    retry_condition_fn=_retry_when_unreachable,
+    retries=len(EXCHANGE_RETRY_DELAYS_S),
+    retry_delay_seconds=EXCHANGE_RETRY_DELAYS_S,
+    retry_condition_fn=retry_when_transient,
     cache_policy=NONE,
 )
 async def open_on_exchange(rt: Runtime, key: str, symbol: str, leverage: int) -> Placement:
@@ -439,7 +445,7 @@ async def _margin_and_leverage(rt: Runtime, symbol: str, leverage: int) -> str |
     try:
         await rt.exchange.set_margin_type(symbol, MarginType.ISOLATED)
         actual = await rt.exchange.set_leverage(symbol, leverage)
-    except RETRYABLE:
+    except TRANSIENT:
         raise
     except DefiniteFailure as exc:
         return f"margin type / leverage refused: {exc}"

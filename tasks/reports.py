@@ -168,6 +168,8 @@ def placement_markdown(decided: Decided, placements: Mapping[str, Placement | st
     ]
     if decided.halted:
         lines += [f"> **Halted:** {decided.halted}", ""]
+    if decided.no_monitor:
+        lines += [f"> **Entries refused:** {decided.no_monitor}", ""]
     lines += [f"- {note}" for note in decided.notes]
     if rows:
         lines += ["| symbol | side | strength | result | detail |", "|---|---|---|---|---|"]

@@ -19,15 +19,25 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
+from prefect import Task
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from sqlalchemy.exc import SQLAlchemyError
 
 from ats.clock import Clock, WallClock
 from ats.config import ConfigError, Settings, load_settings
 from ats.exchange.binance import BinanceFutures, quiet_transport_loggers
-from ats.exchange.errors import AuthError, ExchangeError, ExchangeUnavailable, IpBanned, RateLimited, Throttled
+from ats.exchange.errors import (
+    AuthError,
+    ExchangeError,
+    ExchangeUnavailable,
+    IpBanned,
+    RateLimited,
+    Throttled,
+    UnknownOutcome,
+)
 from ats.execution import ExecutionDeferred, Executor
 from ats.log import install_redaction, redact, register_secret
 from db.journal import PostgresJournal
@@ -37,6 +47,17 @@ from tasks.secrets import with_secret_blocks
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# Tasks that talk to the exchange retry what waiting can fix: the exchange unreachable or throttling us, or an
+# answer that never came. Each such task is safe to run again (reads, or writes that look up before they send).
+EXCHANGE_RETRY_DELAYS_S = [1.0, 5.0, 20.0]
+TRANSIENT = (ExecutionDeferred, UnknownOutcome, ExchangeUnavailable, RateLimited, IpBanned, Throttled)
+
+
+def retry_when_transient(task: Task[..., object], run: TaskRun, state: State[object]) -> bool:
+    """A task's retry condition: retry only a TRANSIENT failure (a refusal or a bug fails at once)."""
+    return isinstance(state.data, TRANSIENT)
+
 
 _databases: dict[str, Database] = {}
 _databases_lock = threading.Lock()
@@ -125,6 +146,13 @@ class RunFailed(Exception):
 
     Raised inside a flow wrapped in `readable_failures`, it ends the run Failed with this message, verbatim.
     """
+
+
+def refused(reason: str, result: R) -> R:
+    """End a run Completed with its result, its message saying what was refused and why: nothing broke, so the
+    run is not a red Failed, and a person reading the run list sees the refusal. Prefect understands a returned
+    state (hence the cast)."""
+    return cast(R, Completed(message=f"refused: {reason}", data=result))
 
 
 def describe_failure(exc: BaseException) -> str | None:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.sim",
     "tests.fixtures.db",
     "tests.fixtures.prefect",
+    "tests.fixtures.monitor",
 ]

@@ -10,6 +10,7 @@ from ats.cli import (  # noqa: F401  (each module registers its commands on `app
     config_cmds,
     db_cmds,
     demo_cmds,
+    deploy_cmds,
     flow_cmds,
     monitor_cmds,
     sim_cmds,

@@ -62,6 +62,8 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Flows run from the CLI show the system's own log lines on their run pages, as deployed ones do.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "ats,db")
+    # Heartbeats as often as the worker's runs send them: the zombie automation (ats deploy) expects them.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     try:
         app()
     except KeyboardInterrupt:

@@ -28,6 +28,17 @@ MinScore = Annotated[
 ]
 
 
+WithoutMonitor = Annotated[
+    bool,
+    typer.Option(
+        "--without-monitor",
+        help="Open positions even though no monitor runs (nothing would move their stops or close them if the "
+        "exchange stop does not fire).",
+    ),
+]
+NO_MONITOR_HINT = "start `ats monitor` (as a service) first, or pass --without-monitor to trade anyway"
+
+
 def _symbols(text: str | None) -> list[str] | None:
     return [s.strip().upper() for s in text.split(",") if s.strip()] if text else None
 
@@ -74,6 +85,7 @@ def run_cycle(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and check the limits; send no order.")] = False,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to scan instead of the pools.")] = None,
     max_new: Annotated[int | None, typer.Option(min=0, help="Open at most this many positions now.")] = None,
+    without_monitor: WithoutMonitor = False,
     venue: VenueOption = None,
 ) -> None:
     """Run one trading cycle now: build the pools, scan them, open what passes the risk limits.
@@ -85,7 +97,12 @@ def run_cycle(
     from flows.trading_cycle import trading_cycle
 
     report = _run_flow(
-        trading_cycle, min_score=min_score, dry_run=dry_run, symbols=_symbols(symbols), max_new_positions=max_new
+        trading_cycle,
+        min_score=min_score,
+        dry_run=dry_run,
+        symbols=_symbols(symbols),
+        max_new_positions=max_new,
+        require_monitor=not without_monitor,
     )
     fell_back = " (a pool fell back to its last good build)" if report.pools_fell_back else ""
     console.print(
@@ -93,6 +110,8 @@ def run_cycle(
     )
     verb = "would open" if report.dry_run else "opened"
     console.print(f"{verb}: [bold]{', '.join(report.opened) or 'nothing'}[/]")
+    if report.no_monitor:
+        fail(f"every entry refused: {report.no_monitor}; {NO_MONITOR_HINT}", code=1)
     if report.opened and not report.dry_run:
         _wait_until_protected(settings, list(report.opened))
 
@@ -182,9 +201,10 @@ def trade(
     side: Annotated[str | None, typer.Option(help="LONG or SHORT; default: the side the model finds.")] = None,
     min_score: MinScore = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and show; send no order.")] = False,
+    without_monitor: WithoutMonitor = False,
     venue: VenueOption = None,
 ) -> None:
-    """Open a position on one symbol now, if the factor model and the risk limits agree."""
+    """Open a position on one symbol now, if the factor model and the risk limits agree (and a monitor runs)."""
     settings_or_exit(venue=venue)
     if side is not None and side.upper() not in ("LONG", "SHORT"):
         fail("--side must be LONG or SHORT")
@@ -192,10 +212,19 @@ def trade(
     from tasks.reports import placement_rows
 
     report = _run_flow(
-        manual_signal, symbol=symbol, side=side.upper() if side else None, min_score=min_score, dry_run=dry_run
+        manual_signal,
+        symbol=symbol,
+        side=side.upper() if side else None,
+        min_score=min_score,
+        dry_run=dry_run,
+        require_monitor=not without_monitor,
     )
     for row in placement_rows(report.decided, report.placements):
         console.print(f"{row['symbol']} {row['side']} ({row['strength']}): [bold]{row['result']}[/] {row['detail']}")
+    for note in report.decided.notes:
+        console.print(f"[yellow]{note}[/]")
+    if report.decided.no_monitor:
+        fail(f"refused: {report.decided.no_monitor}; {NO_MONITOR_HINT}", code=1)
 
 
 @app.command("close-all")

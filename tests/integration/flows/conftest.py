@@ -24,6 +24,7 @@ from ats.sim.server import SimControl, SimServer, SimServerThread
 from db.models import PositionRow
 from db.session import Database
 from tasks.runtime import close_databases
+from tests.fixtures.monitor import MonitorStandIn
 
 BAR_S = 3600
 
@@ -62,7 +63,8 @@ def exchange_env(
     database_url_env: Callable[[], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FlowEnv]:
-    """ATS_* pointing at the sim and an emptied database; the sim's clock kept away from a bar close."""
+    """ATS_* pointing at the sim and an emptied database; the sim's clock kept away from a bar close; a monitor
+    stand-in leading the account (entries are refused without one: tests/integration/flows/test_guard.py)."""
     database_url_env()
     monkeypatch.setenv("ATS_EXCHANGE__REST_URL", sim_thread.rest_url)
     monkeypatch.setenv("ATS_EXCHANGE__WS_URL", sim_thread.ws_url)
@@ -74,7 +76,8 @@ def exchange_env(
     if left_s < 300:
         sim_thread.control.advance(left_s + 30)
     close_databases()
-    yield FlowEnv(sim_thread, session_database)
+    with MonitorStandIn(session_database):
+        yield FlowEnv(sim_thread, session_database)
     close_databases()
 
 
