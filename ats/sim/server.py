@@ -1351,7 +1351,8 @@ class SimServerThread:
         return asyncio.run_coroutine_threadsafe(function(self.server), self._loop).result(timeout=60)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        """Stop the exchange (again: nothing)."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=30)

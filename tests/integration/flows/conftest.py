@@ -8,6 +8,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import pytest
+from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -20,10 +21,12 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Artifact, FlowRun, State, TaskRun
 from sqlalchemy import select
 
+import tasks.market
+import tasks.placement
 from ats.sim.server import SimControl, SimServer, SimServerThread
 from db.models import PositionRow
 from db.session import Database
-from tasks.runtime import close_databases
+from tasks.runtime import close_databases, retry_when_transient
 from tests.fixtures.monitor import MonitorStandIn
 
 BAR_S = 3600
@@ -35,6 +38,7 @@ class FlowEnv:
 
     sim: SimServerThread
     database: Database
+    monitor: MonitorStandIn
 
     @property
     def control(self) -> SimControl:
@@ -54,6 +58,15 @@ class FlowEnv:
     def entry_orders(self, client_order_id: str) -> int:
         """How many orders the exchange holds with this client id (filled ones included)."""
         return sum(1 for o in self.server.engine.orders.values() if o.client_order_id == client_order_id)
+
+
+@pytest.fixture(autouse=True)
+def _quick_exchange_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks that talk to the exchange retry after 1, 5 and 20 s in production; here after a tenth of a second."""
+    for module in (tasks.market, tasks.placement):
+        for value in vars(module).values():
+            if isinstance(value, Task) and value.retry_condition_fn is retry_when_transient:
+                monkeypatch.setattr(value, "retry_delay_seconds", [0.1] * value.retries)
 
 
 @pytest.fixture
@@ -76,8 +89,8 @@ def exchange_env(
     if left_s < 300:
         sim_thread.control.advance(left_s + 30)
     close_databases()
-    with MonitorStandIn(session_database):
-        yield FlowEnv(sim_thread, session_database)
+    with MonitorStandIn(session_database) as monitor:
+        yield FlowEnv(sim_thread, session_database, monitor)
     close_databases()
 
 

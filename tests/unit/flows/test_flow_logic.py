@@ -138,6 +138,11 @@ def test_a_halted_day_refuses_everything_with_its_reason() -> None:
     assert {(d.code, d.reason) for d in decisions} == {("daily_loss_limit", "daily loss limit reached earlier")}
 
 
+def test_without_a_monitor_every_entry_is_refused_with_the_guards_reason() -> None:
+    decisions = decide([stored("AAAUSDT"), stored("BBBUSDT")], no_monitor="no monitor is protecting positions")
+    assert {(d.code, d.reason) for d in decisions} == {("no_monitor", "no monitor is protecting positions")}
+
+
 def test_the_halt_counts_unrealised_pnl_and_sticks_once_reached() -> None:
     limits = RiskLimits(max_daily_loss_usdt=D(100))
     day = LedgerDay(BAR - BAR % DAY, realized_pnl=D(-50), fees=D(5), funding=D(-1))
