@@ -64,7 +64,9 @@ def lock_key(name: str) -> int:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, connect_timeout_s: int | None = None) -> None:
+        """`connect_timeout_s`: give up a connection attempt after this long (libpq's connect_timeout, at least
+        2 s) instead of the operating system's minutes, for callers that must not wait on a dead server."""
         self.engine: Engine = create_engine(
             normalise_url(url),
             pool_size=pool_size,
@@ -72,13 +74,14 @@ class Database:
             pool_pre_ping=True,
             pool_recycle=1800,
             hide_parameters=True,  # parameters may carry payloads; never put them in exception text
+            connect_args={} if connect_timeout_s is None else {"connect_timeout": connect_timeout_s},
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate_empty: bool = True) -> Database:
+    def open(cls, settings: Settings, *, migrate_empty: bool = True, connect_timeout_s: int | None = None) -> Database:
         """Connect; on an empty database, run the migrations (and say so)."""
-        database = cls(resolve_url(settings))
+        database = cls(resolve_url(settings), connect_timeout_s=connect_timeout_s)
         if migrate_empty and migrate.ensure_schema(database.engine):
             log.info("database was empty: migrated to the current schema", revision=migrate.head_revision())
         return database

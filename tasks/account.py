@@ -1,4 +1,4 @@
-"""Account tasks: the status table, the emergency close-all, the daily report, and notification delivery."""
+"""Account tasks: the status table, the daily report, and notification delivery (close-all: tasks/emergency.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from prefect.cache_policies import NONE
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
 from ats.domain import Direction
-from ats.exchange.base import AccountInfo, OrderRequest, OrderType, PositionInfo
-from ats.exchange.errors import ExchangeError
-from ats.execution import ExecutionDeferred
-from ats.lifecycle import CloseRequested, Phase, Position
-from ats.log import redact
+from ats.exchange.base import AccountInfo, PositionInfo
+from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
 from db import risk_state
 from db.models import AccountSnapshotRow
@@ -156,104 +153,6 @@ async def read_account(rt: Runtime) -> AccountStatus:
         halted=ledger.halted_reason if ledger.halted else None,
         notes=notes,
     )
-
-
-# ---------------------------------------------------------------------------------------------- close all
-
-
-@dataclass(frozen=True, slots=True)
-class CloseAllReport:
-    managed_closed: list[str]  # symbols closed through their lifecycle
-    managed_deferred: dict[str, str]  # symbol -> why its close could not finish now
-    cancelled_symbols: list[str]  # symbols whose open orders and algo orders were cancelled
-    unmanaged_closed: list[str]  # symbols closed with a plain reduce-only market order
-    failures: dict[str, str]  # symbol -> error
-    still_open: list[str]  # positions the exchange still shows at the end
-
-
-@task(name="close-managed-positions", cache_policy=NONE)
-async def close_managed_positions(rt: Runtime, reason: str) -> tuple[list[str], dict[str, str]]:
-    """CloseRequested for every position we manage: the lifecycle cancels its orders and closes at market.
-
-    An emergency stop goes on whatever one position's close raises: the plain cancel and the reduce-only close
-    that follow still cover that position, and the report names it.
-    """
-    executor = rt.executor("flow")
-    closed: list[str] = []
-    deferred: dict[str, str] = {}
-    for position in rt.journal().open_positions():
-        try:
-            await executor.handle(position.key, CloseRequested(reason, rt.clock.now_ms()))
-        except ExecutionDeferred as exc:
-            deferred[position.symbol] = str(exc)
-            continue
-        except Exception as exc:
-            run_logger().exception(f"{position.symbol}: the close through its lifecycle failed")
-            deferred[position.symbol] = f"{type(exc).__name__}: {redact(str(exc))}"
-            continue
-        closed.append(position.symbol)
-    run_logger().info(f"close requested for {len(closed) + len(deferred)} managed positions ({len(deferred)} deferred)")
-    return closed, deferred
-
-
-@task(name="cancel-all-orders", cache_policy=NONE)
-async def cancel_all_orders(rt: Runtime) -> tuple[list[str], dict[str, str]]:
-    """Every symbol with an open order, an open algo order or a position: cancel all its orders of both kinds."""
-    orders = await rt.exchange.open_orders()
-    algos = await rt.exchange.open_algo_orders()
-    positions = await rt.exchange.positions()
-    symbols = sorted({o.symbol for o in orders} | {a.symbol for a in algos} | {p.symbol for p in positions})
-    done: list[str] = []
-    failures: dict[str, str] = {}
-    for symbol in symbols:
-        try:
-            await rt.exchange.cancel_all_orders(symbol)
-        except ExchangeError as exc:
-            failures[symbol] = f"cancel: {exc}"
-            continue
-        done.append(symbol)
-    run_logger().info(f"orders cancelled on {len(done)} symbols ({len(orders)} orders, {len(algos)} algo orders)")
-    return done, failures
-
-
-@task(name="close-remaining-positions", cache_policy=NONE)
-async def close_remaining_positions(rt: Runtime) -> tuple[list[str], dict[str, str]]:
-    """Whatever position is still open (not ours, or ours whose close did not go through): reduce-only market
-    orders, split by the symbol's largest market order so a big position is not refused as a whole."""
-    closed: list[str] = []
-    failures: dict[str, str] = {}
-    stamp = rt.clock.now_ms()
-    positions = await rt.exchange.positions()
-    rules = await rt.exchange.exchange_info() if positions else {}
-    for number, position in enumerate(positions, 1):
-        symbol_rules = rules.get(position.symbol)
-        largest = symbol_rules.market_max_qty if symbol_rules is not None else Decimal(0)
-        try:
-            for part, quantity in enumerate(market_slices(abs(position.amount), largest), 1):
-                request = OrderRequest(
-                    position.symbol,
-                    position.direction.exit_side,
-                    OrderType.MARKET,
-                    quantity,
-                    f"closeall-{stamp}-{number}-{part}",
-                    reduce_only=True,
-                )
-                await rt.exchange.new_order(request)
-        except ExchangeError as exc:
-            failures[position.symbol] = f"market close: {exc}"
-            continue
-        closed.append(position.symbol)
-    if closed:
-        run_logger().warning(f"closed with plain reduce-only market orders: {', '.join(closed)}")
-    return closed, failures
-
-
-def market_slices(quantity: Decimal, largest: Decimal) -> list[Decimal]:
-    """`quantity` as market orders of at most `largest` each (all of it at once when there is no maximum)."""
-    if largest <= 0 or quantity <= largest:
-        return [quantity]
-    whole, rest = divmod(quantity, largest)
-    return [largest] * int(whole) + ([rest] if rest > 0 else [])
 
 
 # ---------------------------------------------------------------------------------------------- daily report

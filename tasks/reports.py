@@ -10,7 +10,7 @@ from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
 from ats.notify import fmt_decimal, fmt_pct, fmt_qty, fmt_usdt
 from db.market import scan_ranking
-from tasks.account import AccountStatus, CloseAllReport, DayStats
+from tasks.account import AccountStatus, DayStats
 from tasks.market import PoolsOutcome
 from tasks.placement import Decided, Placement, PlacementResult
 from tasks.scanning import ScanOutcome, Scored
@@ -221,21 +221,6 @@ def status_markdown(status: AccountStatus) -> str:
     else:
         lines.append("No open positions.")
     lines += [f"- {note}" for note in status.notes]
-    return "\n".join(lines)
-
-
-def close_all_markdown(report: CloseAllReport) -> str:
-    lines = ["# Emergency close-all", ""]
-    lines.append(f"- Managed positions closed: {', '.join(report.managed_closed) or 'none'}")
-    if report.managed_deferred:
-        lines += [f"- Close deferred for {s}: {why}" for s, why in sorted(report.managed_deferred.items())]
-    lines.append(f"- Orders and algo orders cancelled on: {', '.join(report.cancelled_symbols) or 'none'}")
-    lines.append(f"- Other positions closed at market: {', '.join(report.unmanaged_closed) or 'none'}")
-    lines += [f"- **Failed** {s}: {why}" for s, why in sorted(report.failures.items())]
-    if report.still_open:
-        lines += ["", f"> **Still open on the exchange: {', '.join(report.still_open)}. Act now.**"]
-    else:
-        lines += ["", "No position is open on the exchange."]
     return "\n".join(lines)
 
 

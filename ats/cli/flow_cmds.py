@@ -1,14 +1,16 @@
 """`ats run-cycle | scan | trade | close-all | status | test-connection`: the flows and checks from a terminal.
 
 Flow commands run the Prefect flow in this process: with PREFECT_API_URL set, the run appears in the Prefect UI
-like a scheduled one; without it Prefect starts a temporary local server first (a few seconds). `status` and
-`test-connection` send no order, so they talk to the exchange and the database directly, without Prefect
-(`status` records the account snapshot it shows, as the account-status flow does).
+like a scheduled one; without it Prefect starts a temporary local server first (a few seconds). `close-all`, the
+emergency stop, needs nothing but the exchange: it runs the close-all flow's steps directly, without Prefect.
+`status` and `test-connection` send no order, so they talk to the exchange and the database directly, without
+Prefect (`status` records the account snapshot it shows, as the account-status flow does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,7 +19,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ats.cli.app import VenueOption, app, console, fail, settings_or_exit
+from ats.cli.app import VenueOption, app, console, err_console, fail, settings_or_exit
 from ats.config import ConfigError, Settings
 from ats.log import redact
 
@@ -234,7 +236,14 @@ def close_all(
     halt: Annotated[bool, typer.Option("--halt/--no-halt", help="Also halt new entries until 00:00 UTC.")] = True,
     venue: VenueOption = None,
 ) -> None:
-    """EMERGENCY: cancel every order and close every position at market, then notify."""
+    """EMERGENCY: cancel every order and close every position at market, then notify.
+
+    Needs nothing but the exchange: it runs here, without Prefect. With the database (when it answers within a
+    few seconds) it also closes the managed positions through their lifecycle, records everything and halts new
+    entries; without it, it still cancels and closes everything on the exchange and says nothing was recorded.
+    With PREFECT_API_URL set, the report is also left in Prefect if the server answers (best effort). Exits 1
+    if a position is still open or something failed.
+    """
     settings = settings_or_exit(venue=venue)
     if not yes:
         typer.confirm(
@@ -242,11 +251,33 @@ def close_all(
             f"'{settings.account}' ({settings.rest_url})?",
             abort=True,
         )
-    from flows.close_all import close_all as close_all_flow
-    from tasks.reports import close_all_markdown
+    from ats.emergency import CloseAllReport, close_all_markdown
+    from ats.exchange.errors import ExchangeError, ExchangeUnavailable, RateLimited, Throttled
+    from tasks.emergency import close_everything, open_emergency, record_in_prefect, with_secret_blocks_if_reachable
 
-    report = _run_flow(close_all_flow, reason=reason, halt_today=halt)
-    console.print(close_all_markdown(report), markup=False)
+    log = logging.getLogger("ats.cli.close_all")
+
+    async def run() -> CloseAllReport:
+        resolved, warning = await with_secret_blocks_if_reachable(settings)
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        async with open_emergency(resolved, source="cli", log=log) as em:
+            return await close_everything(em, reason, halt)
+
+    try:
+        report = asyncio.run(run())
+    except ConfigError as exc:
+        fail(str(exc), code=1)
+    except ExchangeError as exc:
+        kind = "exchange unreachable" if isinstance(exc, ExchangeUnavailable | RateLimited | Throttled) else "exchange"
+        fail(f"close-all stopped, {kind}: {exc}. Check the account (`ats status`) and run it again.", code=1)
+    markdown = close_all_markdown(report)
+    console.print(markdown, markup=False, soft_wrap=True)
+    recorded = asyncio.run(record_in_prefect(markdown))
+    if recorded is not None:
+        (err_console if recorded.startswith("warning") else console).print(recorded, markup=False, soft_wrap=True)
+    if not report.complete:
+        fail(f"close-all incomplete: {report.summary()}", code=1)
 
 
 @app.command("status")

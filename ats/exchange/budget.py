@@ -73,6 +73,33 @@ class InMemoryBudgetStore:
         return self._states.get(scope, BudgetState())
 
 
+class FallbackBudgetStore:
+    """The shared store while it answers (within `wait_s`); this process's own budget from its first failure on.
+
+    For the emergency stop, which must keep talking to the exchange when the database goes away mid-run: the
+    budget is then no longer shared, but the exchange's own counters and 429/418 answers still pace the client.
+    """
+
+    def __init__(self, shared: BudgetStore | None, *, wait_s: float = 3.0) -> None:
+        self._shared = shared
+        self._wait_s = wait_s
+        self._local = InMemoryBudgetStore()
+
+    @property
+    def shared(self) -> bool:
+        """Whether the budget is still the shared one."""
+        return self._shared is not None
+
+    async def update(self, scope: str, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T:
+        if self._shared is not None:
+            try:
+                return await asyncio.wait_for(self._shared.update(scope, change), self._wait_s)
+            except Exception as exc:
+                log.warning("shared request budget unavailable; using this process's own", error=type(exc).__name__)
+                self._shared = None
+        return await self._local.update(scope, change)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetLimits:
     weight_per_minute: int = 2400

@@ -3,6 +3,7 @@ reconciliation, against the simulated exchange and PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from flows.daily_report import daily_report
 from flows.manual_signal import manual_signal
 from flows.reconcile import reconcile_positions
 from flows.trading_cycle import trading_cycle
-from tests.integration.flows.conftest import FlowEnv, artifacts_of, run
+from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, task_runs_of
 from tests.integration.flows.test_cycle import LIQUID, protection_of
 
 
@@ -86,6 +87,8 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     state = await run(close_all, reason="test emergency")
     assert state.is_completed(), state.message
     result = await state.aresult()
+    steps = {t.name.rsplit("-", 1)[0] for t in await task_runs_of(state.state_details.flow_run_id)}
+    assert {"record-halt", "close-managed-positions", "cancel-all-orders", "close-remaining-positions"} <= steps
     assert sorted(result.managed_closed) == sorted(managed)
     assert result.unmanaged_closed == ["TRXUSDT"]
     exchange = flow_env.control.state()
@@ -140,6 +143,25 @@ async def test_close_all_goes_on_when_a_managed_close_fails(flow_env: FlowEnv) -
     assert exchange["positions"] == {}
     assert exchange["open_algo_orders"] == []
     assert report.still_open == []
+
+
+async def test_close_all_closes_everything_without_the_database(
+    flow_env: FlowEnv, client: BinanceFutures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.new_order(OrderRequest("TRXUSDT", Side.BUY, OrderType.MARKET, Decimal(100), "by-hand-1"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ATS_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/ats")
+
+    state = await run(close_all, reason="test emergency")
+    assert state.is_completed(), state.message
+    report = await state.aresult()
+    assert report.unmanaged_closed == ["TRXUSDT"]
+    assert report.not_recorded is not None
+    assert flow_env.control.state()["positions"] == {}
+    markdown = next(a for a in await artifacts_of(state.state_details.flow_run_id) if a.type == "markdown")
+    assert "Nothing was recorded in the database" in str(markdown.data)
 
 
 async def test_reconcile_adopts_and_protects_a_position_nobody_recorded(

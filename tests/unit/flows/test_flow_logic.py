@@ -10,6 +10,7 @@ from prefect.states import Crashed, Failed
 
 from ats.config import LevelSettings, RiskLimits
 from ats.domain import Band, Direction, Signal, SymbolRules
+from ats.emergency import CloseAllReport, close_all_markdown, market_slices
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.execution import ExecutionDeferred
 from ats.factors import FactorConfig
@@ -18,10 +19,10 @@ from ats.universe import PoolResult, UniverseConfig
 from db.market import StoredSignal
 from db.risk_state import ClosedTrade, LedgerDay
 from flows.place_orders import why_placement_failed
-from tasks.account import AccountStatus, CloseAllReport, PositionLine, day_stats, market_slices, utc_day
+from tasks.account import AccountStatus, PositionLine, day_stats, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
 from tasks.placement import Decided, EntryDecision, Placement, PlacementResult, decide_entries, halt_reason, with_entry
-from tasks.reports import close_all_markdown, day_markdown, placement_markdown, pools_markdown, status_markdown
+from tasks.reports import day_markdown, placement_markdown, pools_markdown, status_markdown
 from tasks.scanning import oi_period, oi_points
 
 D = Decimal
