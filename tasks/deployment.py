@@ -48,9 +48,13 @@ class DeployReport:
 
 
 def zombie_automation(after_s: float) -> AutomationCore:
-    """A running flow run that sent a heartbeat and then nothing for `after_s` (nor a final state) is Crashed.
+    """A flow run that went Running, or sent a heartbeat, and then nothing for `after_s` (no heartbeat, no final
+    state) is Crashed.
 
-    The state change goes through Prefect's orchestration rules, which release the run's concurrency slot.
+    Prefect's own recipe starts counting at the first heartbeat only, so a run whose process died before sending
+    one (killed within a second of starting) would stay Running forever; the server's own Running event starts
+    the count here. The state change goes through Prefect's orchestration rules, which release the run's
+    concurrency slot.
     """
     return AutomationCore(
         name=ZOMBIE_AUTOMATION,
@@ -59,7 +63,7 @@ def zombie_automation(after_s: float) -> AutomationCore:
             "host died) is marked Crashed, so its concurrency slot frees and the watchdog reports it."
         ),
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={
                 "prefect.flow-run.heartbeat",
                 "prefect.flow-run.Completed",
