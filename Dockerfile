@@ -18,8 +18,13 @@ COPY monitor ./monitor
 COPY prefect.yaml ./
 RUN pip install -c constraints.txt .
 
+# Where the services write: the data directory and PREFECT_HOME inside it, owned by ats. A new named volume mounted
+# on /home/ats/data starts as a copy of this directory, ownership included (docker-compose.yml mounts one per service).
+RUN install -d -o ats -g ats -m 0750 /home/ats/data /home/ats/data/prefect
+
 USER ats
-ENV ATS_DATA_DIR=/home/ats/data
+ENV ATS_DATA_DIR=/home/ats/data \
+    PREFECT_HOME=/home/ats/data/prefect
 EXPOSE 8765 8787
 # Liveness of whatever this container runs is checked per service in docker-compose.yml.
 CMD ["ats", "--help"]
