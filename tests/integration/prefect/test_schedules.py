@@ -29,6 +29,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -113,7 +114,8 @@ def _kill_tree(process: subprocess.Popen[Any]) -> None:
     process.wait(timeout=10)
 
 
-def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
+def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:
+    """Stop as the services do (a worker stops at once on SIGINT; the server on either)."""
     if process.poll() is None:
         os.killpg(process.pid, sig)
         try:
@@ -260,20 +262,31 @@ def test_the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle
 
     assert _wait_for("scheduled runs of every scheduled deployment", scheduled_everywhere, 60, stack)
 
-    async def set_up() -> tuple[list[str], int | None]:
+    async def set_up() -> None:
+        """What `ats deploy` made of prefect.yaml: deployments as declared, the queue, the automation."""
         async with get_client() as client:
+            deployments = await client.read_deployments()
+            cycle = await client.read_deployment_by_name("trading-cycle/hourly")
+            reconcile = await client.read_deployment_by_name("reconcile/every-5-minutes")
+            close_all = await client.read_deployment_by_name("close-all/emergency")
+            queue = await client.read_work_queue_by_name("emergency", work_pool_name="ats-process")
             automations = await client.read_automations_by_name(
                 "ats: mark flow runs whose heartbeats stopped as Crashed"
             )
-            queue = await client.read_work_queue_by_name("emergency", work_pool_name="ats-process")
-            close_all = await client.read_deployment_by_name("close-all/emergency")
-        return [a.name for a in automations if a.enabled], (
-            queue.priority if close_all.work_queue_name == "emergency" else None
-        )
+        assert len(deployments) == len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
+        assert cycle.work_pool_name == "ats-process"
+        assert cycle.entrypoint == "flows/trading_cycle.py:trading_cycle"
+        assert cycle.concurrency_options is not None
+        assert cycle.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+        assert cycle.global_concurrency_limit is not None
+        assert cycle.global_concurrency_limit.limit == 1
+        assert [s.schedule.model_dump().get("cron") for s in cycle.schedules] == ["1 * * * *"]
+        assert cycle.parameter_openapi_schema["properties"]["require_monitor"]["description"]
+        assert reconcile.schedules[0].schedule.model_dump()["interval"] == timedelta(minutes=5)
+        assert (close_all.work_queue_name, queue.priority) == ("emergency", 1)
+        assert [a.enabled for a in automations] == [True]
 
-    automations, emergency_priority = run_coro_as_sync(set_up())
-    assert len(automations) == 1
-    assert emergency_priority == 1
+    run_coro_as_sync(set_up())
 
     _only_the_cycle_scheduled_every(CYCLE_EVERY_S)
     cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly"))
