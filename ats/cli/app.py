@@ -64,6 +64,9 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "ats,db")
     # Heartbeats as often as the worker's runs send them: the zombie automation (ats deploy) expects them.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
+    # Without PREFECT_API_URL, a flow command first starts a temporary Prefect server; on a fresh PREFECT_HOME it
+    # migrates its database, which takes longer than Prefect's 20 s on a busy machine. Wait longer, not fail.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         app()
     except KeyboardInterrupt:

@@ -45,7 +45,8 @@ from db import migrate
 from db.session import Database
 from tests.fixtures.db import DatabaseFactory
 
-pytestmark = pytest.mark.timeout(300)
+# One worker runs both tests (they share the server); the limit covers the server start and real time passing.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("prefect-stack")]
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEDULED = ("trading-cycle/hourly", "reconcile/every-5-minutes", "daily-report/daily", "account-status/hourly")
@@ -125,7 +126,7 @@ def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: under xdist the two tests need not run back to back
 def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A Prefect server as `prefect server start` runs it, set up by `ats deploy`; the sim; the system's database."""
     workdir = tmp_path_factory.mktemp("prefect-stack")

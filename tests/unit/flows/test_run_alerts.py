@@ -27,7 +27,9 @@ def test_a_failed_top_level_run_is_one_alert_with_the_flow_the_reason_and_the_ru
     text = render(note)
     assert text.startswith("⚠️ <b>Alert</b>: trading-cycle failed")
     assert "build-pools failed: exchange unreachable: GET /fapi/v1/time" in text
-    assert "run cycle 2026-12-03 10:01: id 0b1c" in text  # no Prefect UI address known here: the run's id
+    # Where to look: the run's page in the Prefect UI (by its id), or the id alone when no UI address is known.
+    assert "(run cycle 2026-12-03 10:01: " in text
+    assert text.endswith(("/runs/flow-run/0b1c)", ": id 0b1c)"))
 
 
 def test_crashed_and_timed_out_runs_say_so_and_a_failed_close_all_is_critical() -> None:
