@@ -597,7 +597,7 @@ class Demo:
             self.step(f"[red]cycle {number} failed: {state.message}[/]")
             return
         self.summary.pools = list(report.universe)
-        opened = ", ".join(report.opened) or "nothing new"
+        opened = ", ".join(sorted(report.opened)) or "nothing new"
         refused = f"; refused {len(report.refused)}" if report.refused else ""
         self.step(
             f"cycle {number} ({time.monotonic() - started:.1f} s): {len(report.universe)} symbols scored, "
@@ -776,7 +776,9 @@ class Demo:
         s.available_balance = f"{Decimal(state['available_balance']):.2f}"
         account_name = self.settings.account
         with shared_database(self.settings).session() as session:
-            rows = session.scalars(select(PositionRow).where(PositionRow.account == account_name)).all()
+            rows = session.scalars(
+                select(PositionRow).where(PositionRow.account == account_name).order_by(PositionRow.id)
+            ).all()
             s.open_positions = [
                 {
                     "symbol": r.symbol,
