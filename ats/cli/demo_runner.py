@@ -16,6 +16,7 @@ This module is imported only by the `ats demo` command (it reaches into db, flow
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -167,8 +168,6 @@ class HeldClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        import asyncio
-
         await asyncio.sleep(seconds)
 
 
@@ -180,7 +179,7 @@ class TelegramStandIn:
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.messages: deque[str] = deque()
+        self.messages: deque[tuple[float, str]] = deque()  # (time.monotonic() on arrival, text)
         self.count = 0
         self._lock = threading.Lock()
         stand_in = self
@@ -213,9 +212,9 @@ class TelegramStandIn:
     def received(self, text: str) -> None:
         with self._lock:
             self.count += 1
-            self.messages.append(text)
+            self.messages.append((time.monotonic(), text))
 
-    def drain(self) -> list[str]:
+    def drain(self) -> list[tuple[float, str]]:
         with self._lock:
             items = list(self.messages)
             self.messages.clear()
@@ -292,7 +291,7 @@ class Demo:
         self.root = data_dir / "demo"
         self.started = time.monotonic()
         self.summary = DemoSummary()
-        self.steps: deque[str] = deque()  # printed once, above the live view, by the main thread
+        self.steps: deque[tuple[float, str]] = deque()  # printed once, above the live view, by the main thread
         self.cast: list[tuple[str, Direction]] = []  # every position so far, in opening order
         self.symbols: dict[str, str] = {}  # position key -> symbol
         self.plots: dict[str, Plot] = {}
@@ -314,7 +313,7 @@ class Demo:
 
     def step(self, text: str) -> None:
         with self._lock:
-            self.steps.append(f"[dim]{self.elapsed():5.1f}s[/] {text}")
+            self.steps.append((time.monotonic(), f"[dim]{self.elapsed():5.1f}s[/] {text}"))
 
     def _timed(self, name: str, since: float) -> None:
         self.summary.timings[name] = round(self.summary.timings.get(name, 0.0) + time.monotonic() - since, 1)
@@ -330,18 +329,20 @@ class Demo:
         return self._sim
 
     def _print_news(self) -> None:
-        """What happened since the last look: steps, then the messages the system sent (as on a phone)."""
+        """What happened since the last look, in the order it happened: the demo's steps, and the messages the
+        system sent (shown as on a phone)."""
         console = self._live.console if self._live is not None else self.console
         with self._lock:
-            steps = list(self.steps)
+            news = [(at, "step", text) for at, text in self.steps]
             self.steps.clear()
-        for line in steps:
-            console.print(line, highlight=False)
-        if self._telegram is None:
-            return
-        for message in self._telegram.drain():
+        if self._telegram is not None:
+            news += [(at, "message", text) for at, text in self._telegram.drain()]
+        for _, kind, text in sorted(news, key=lambda item: item[0]):
+            if kind == "step":
+                console.print(text, highlight=False)
+                continue
             self.summary.messages += 1
-            console.print(Panel(to_plain_text(message), title="Telegram", border_style="cyan", expand=False))
+            console.print(Panel(to_plain_text(text), title="Telegram", border_style="cyan", expand=False))
 
     def _refresh(self) -> None:
         self._print_news()
