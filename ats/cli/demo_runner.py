@@ -350,8 +350,9 @@ class Demo:
             self._last_view = time.monotonic()
             self._live.update(self._view(self._journal().open_positions() if self._settings else []))
 
-    def _wait(self, what: str, timeout_s: float, check: Callable[[], T]) -> T:
-        """Until `check()` returns something truthy; refreshes the screen meanwhile. Raises Stalled on timeout."""
+    def _wait(self, what: str, timeout_s: float, check: Callable[[], T], *, needs_monitor: bool = True) -> T:
+        """Until `check()` returns something truthy; refreshes the screen meanwhile. Raises Stalled on timeout, or
+        when the monitor stopped while the wait needs it."""
         deadline = time.monotonic() + timeout_s
         previous, self.doing = self.doing, f"waiting for {what}"
         try:
@@ -359,7 +360,7 @@ class Demo:
                 result = check()
                 if result:
                     return result
-                if self._monitor is not None and self._monitor.poll() is not None:
+                if needs_monitor and self._monitor is not None and self._monitor.poll() is not None:
                     raise Stalled(f"the monitor stopped (exit code {self._monitor.returncode}; see demo/monitor.log)")
                 if time.monotonic() > deadline:
                     raise Stalled(f"timed out after {timeout_s:.0f} s waiting for {what}")
@@ -368,7 +369,7 @@ class Demo:
         finally:
             self.doing = previous
 
-    def _in_background(self, what: str, timeout_s: float, work: Callable[[], T]) -> T:
+    def _in_background(self, what: str, timeout_s: float, work: Callable[[], T], *, needs_monitor: bool = True) -> T:
         """Run `work` in a thread (a flow run) while the screen stays live; its result, or Stalled."""
         box_: dict[str, Any] = {}
 
@@ -380,7 +381,7 @@ class Demo:
 
         thread = threading.Thread(target=target, name="demo-flow", daemon=True)
         thread.start()
-        self._wait(what, timeout_s, lambda: not thread.is_alive())
+        self._wait(what, timeout_s, lambda: not thread.is_alive(), needs_monitor=needs_monitor)
         if "error" in box_:
             error = box_["error"]
             logging.getLogger(__name__).error(f"{what} raised", exc_info=error)
@@ -555,7 +556,7 @@ class Demo:
         )
         try:
             _wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout_s=MONITOR_READY_TIMEOUT_S)
-            self.step(f"monitor running and ready (pid {process.pid}, health http://127.0.0.1:{port}/readyz)")
+            self.step(f"monitor active and ready (pid {process.pid}, health http://127.0.0.1:{port}/readyz)")
             yield process
         finally:
             if process.poll() is None:
@@ -720,6 +721,7 @@ class Demo:
                     "the close-all flow",
                     CYCLE_TIMEOUT_S,
                     lambda: _run(close_all, reason="end of the demo", halt_today=False),
+                    needs_monitor=False,
                 )
                 if not state.is_completed():
                     self.console.print(f"[red]close-all {state.type.value.lower()}: {state.message}[/]")
@@ -973,15 +975,18 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """Until the monitor is the account's active monitor and ready (streams up, first reconciliation done): entries
+    are only placed while a monitor protects them."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise Stalled(f"the monitor exited with code {process.returncode} at start (see demo/monitor.log)")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            answer = httpx.get(url, timeout=2.0)
+            if answer.status_code == 200 and answer.json().get("role") == "active":
                 return
         time.sleep(0.2)
-    raise Stalled(f"timed out after {timeout_s:.0f} s waiting for the monitor to be ready ({url})")
+    raise Stalled(f"timed out after {timeout_s:.0f} s waiting for the monitor to be active and ready ({url})")
 
 
 def _price(value: Decimal | None) -> str:
