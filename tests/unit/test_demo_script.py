@@ -200,3 +200,23 @@ def test_a_complete_mission_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert summary.mission_complete
     monkeypatch.setattr(demo_runner, "run_demo", lambda console, *, summary_json: summary)
     assert CliRunner().invoke(app, ["demo"], env={"ATS_DATA_DIR": str(tmp_path)}).exit_code == 0
+
+
+def test_the_market_is_built_on_its_bar_boundary_and_is_the_same_every_time() -> None:
+    import numpy as np
+
+    from ats.cli.demo_runner import HeldClock
+    from ats.demo import BAR_INTERVAL, SEED
+    from ats.sim.server import OffsetClock, SimConfig, SimServer
+
+    start = market_start_ms(1_767_225_600_000 + 1_234_567)
+    markets = []
+    for _ in range(2):
+        clock = HeldClock(start)  # stands still until released: however long building takes, it starts at `start`
+        markets.append(SimServer(SimConfig(seed=SEED, bar_interval=BAR_INTERVAL), clock=OffsetClock(clock)).market)
+        clock.release()
+        assert clock.now_ms() >= start
+    first, second = markets
+    assert first.now_ms == first.bar_open_ms == start
+    assert np.array_equal(first.last, second.last)
+    assert np.array_equal(first.bars, second.bars, equal_nan=True)
