@@ -93,7 +93,7 @@ SCRIPT_LABELS = {
 PLOT_LINES = {
     Plot.TAKE_PROFITS: "runs to TP1 (the stop moves to breakeven), then to TP2",
     Plot.BREAKEVEN: "runs to TP1, then back to its breakeven stop",
-    Plot.STOP_LOSS: "falls to its stop",
+    Plot.STOP_LOSS: "goes straight to its stop",
 }
 UNPROTECTED = (Phase.PENDING_ENTRY, Phase.PROTECTING)
 
@@ -975,8 +975,8 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
-    """Until the monitor is the account's active monitor and ready (streams up, first reconciliation done): entries
-    are only placed while a monitor protects them."""
+    """Until the monitor is the account's active monitor and ready (streams up, first reconciliation done), so the
+    first cycle's entries have a monitor protecting them."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
