@@ -1,13 +1,15 @@
-"""`ats demo`: the whole mission in about two minutes, on this machine, with nothing configured.
+"""`ats demo`: the whole mission on this machine, with nothing configured, the same story on any machine.
 
-What runs is the real system: the embedded PostgreSQL, the simulated exchange on loopback (1-minute bars that move
-like hourly ones: a compressed market), the monitor as its own process, and the trading-cycle flow on the real
-Prefect engine after each bar. Telegram is the one stand-in: a loopback copy of its sendMessage endpoint, so the
-messages the system sends show here exactly as they would on a phone.
+What runs is the real system: an embedded PostgreSQL of the demo's own, the simulated exchange on loopback, the
+monitor as its own process, and the trading-cycle flow on the real Prefect engine (against a Prefect server the
+demo starts first). Telegram is the one stand-in: a loopback copy of its sendMessage endpoint, so the messages the
+system sends show here exactly as they would on a phone.
 
-To show every outcome within the time, the demo scripts the price of its first three positions (ats.demo): one
-runs to TP1 and TP2, one to TP1 and back to the breakeven stop, one down to its stop. Nothing else is scripted:
-the exchange triggers the orders, the monitor moves stops, the outbox sends the messages.
+The demo drives time instead of racing it (ats.demo has the script and its reasons): the exchange runs in manual
+mode on hourly bars, and the demo moves its market, a scripted price step or a whole bar at a time, only once the
+system has reacted to the last move. Every wait is on something observable (rows in the database, the exchange's
+positions, the monitor's readiness) and bounded; when one runs out, the demo says what it was waiting for, wraps
+up, and exits non-zero.
 
 This module is imported only by the `ats demo` command (it reaches into db, flows and monitor).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,12 +29,12 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from rich import box
@@ -41,30 +44,62 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ats.cli.flow_cmds import run_flow
-from ats.clock import ms_to_datetime
+from ats.clock import format_utc
 from ats.config import Settings, load_settings
-from ats.demo import Plot, PositionView, assign_plots, step_towards, target_price
-from ats.lifecycle import Phase, Position
+from ats.demo import (
+    BAR_INTERVAL,
+    BAR_MS,
+    MAX_CYCLES,
+    SEED,
+    TICK_S,
+    Holding,
+    Plot,
+    PositionView,
+    Progress,
+    Reaction,
+    assign_plots,
+    market_start_ms,
+    next_step,
+    reacted,
+    still_to_show,
+    unsettled,
+)
+from ats.domain import Direction
+from ats.lifecycle import OrderState, Phase, Position
 from ats.log import ConsoleFormatter, RedactingFilter
 from ats.notify import ExitReason, to_plain_text
-from ats.sim.server import SimConfig, SimServerThread
-from ats.universe import UniverseConfig
+from ats.sim.server import OffsetClock, SimConfig, SimServer, SimServerThread
+
+T = TypeVar("T")
 
 DEMO_ACCOUNT = "demo"
-BAR_INTERVAL = "1m"
-COMPRESSION = 60  # a 1-minute bar moves like an hour
-DEMO_MIN_SCORE = 60  # the demo trades medium signals too, to show more in a short time
-STEER_EVERY_S = 0.5
-FINISH_MARGIN_S = 20.0  # stop scripting this long before the end: close what is left, report
+POLL_S = 0.1
+MAX_STEPS = 200  # price steps one plot may take (a plot needs a few dozen at most)
+# Bounds on the waits: generous, so that a loaded machine only makes the demo slower. Each names what it waits for.
+PREFECT_START_TIMEOUT_S = 240.0
+MONITOR_READY_TIMEOUT_S = 120.0
+CYCLE_TIMEOUT_S = 300.0
+PROTECTED_TIMEOUT_S = 90.0
+REACTION_TIMEOUT_S = 60.0
+SETTLED_TIMEOUT_S = 90.0
+WRAP_UP_TIMEOUT_S = 90.0
 
-STEERED_PHASES = (Phase.OPEN, Phase.TP1_DONE)
 SCRIPT_LABELS = {
     Plot.TAKE_PROFITS: "to TP2",
     Plot.BREAKEVEN: "TP1, back",
     Plot.STOP_LOSS: "to stop",
     Plot.MARKET: "market",
 }
+PLOT_LINES = {
+    Plot.TAKE_PROFITS: "runs to TP1 (the stop moves to breakeven), then to TP2",
+    Plot.BREAKEVEN: "runs to TP1, then back to its breakeven stop",
+    Plot.STOP_LOSS: "goes straight to its stop",
+}
+UNPROTECTED = (Phase.PENDING_ENTRY, Phase.PROTECTING)
+
+
+class Stalled(Exception):
+    """A wait ran out: the demo cannot go on (the message says what it was waiting for)."""
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -72,27 +107,68 @@ SCRIPT_LABELS = {
 
 def demo_environment(*, rest_url: str, ws_url: str, database_url: str, telegram_url: str, token: str) -> dict[str, str]:
     """The demo's configuration, as the environment every process (this one, the monitor) reads."""
-    env = {
+    return {
         "ATS_VENUE": "sim",
         "ATS_ACCOUNT": DEMO_ACCOUNT,
         "ATS_DATABASE_URL": database_url,
         "ATS_BAR_INTERVAL": BAR_INTERVAL,
-        "ATS_MIN_SCORE": str(DEMO_MIN_SCORE),
         "ATS_EXCHANGE__REST_URL": rest_url,
         "ATS_EXCHANGE__WS_URL": ws_url,
+        # The demo moves the exchange's clock forward a bar at a time: measure the offset again after a pause.
+        "ATS_EXCHANGE__TIME_RESYNC_S": "2",
+        # The market is quiet between the demo's moves by design: that silence is not a dead connection.
+        "ATS_MONITOR__STREAM_STALE_AFTER_S": "900",
         "ATS_TELEGRAM__TOKEN": token,
         "ATS_TELEGRAM__CHAT_ID": "demo",
         "ATS_TELEGRAM__API_URL": telegram_url,
         "ATS_LOG_LEVEL": "INFO",
-        # Prefect: no telemetry, and its console stays quiet (the demo shows progress itself).
+    }
+
+
+def prefect_environment(home: Path, port: int) -> dict[str, str]:
+    """Prefect for the demo: its own home and server (the runs never mix with yours), quiet, no telemetry."""
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }
-    compressed = UniverseConfig().time_scaled(1 / COMPRESSION)
-    for name in compressed.__dataclass_fields__:
-        if name.endswith("_hours"):
-            env[f"ATS_UNIVERSE__{name.upper()}"] = repr(getattr(compressed, name))
-    return env
+
+
+def isolate_environment(data_dir: Path) -> None:
+    """The demo tells the same story everywhere: none of this shell's ATS_* or PREFECT_* settings apply to it."""
+    for name in list(os.environ):
+        if name.startswith(("ATS_", "PREFECT_")):
+            del os.environ[name]
+    os.environ["ATS_DATA_DIR"] = str(data_dir)
+
+
+class HeldClock:
+    """The wall clock's pace from a chosen instant, standing still until `release()`.
+
+    The exchange's market is built at that instant exactly (a bar boundary), whatever the machine's speed, so
+    its seeded path is the same on every run.
+    """
+
+    def __init__(self, start_ms: int) -> None:
+        self._start_ms = start_ms
+        self._released: float | None = None
+
+    def release(self) -> None:
+        if self._released is None:
+            self._released = time.monotonic()
+
+    def now_ms(self) -> int:
+        if self._released is None:
+            return self._start_ms
+        return self._start_ms + int((time.monotonic() - self._released) * 1000)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 # ---------------------------------------------------------------------------------------------- Telegram stand-in
@@ -103,7 +179,7 @@ class TelegramStandIn:
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.messages: deque[str] = deque()
+        self.messages: deque[tuple[float, str]] = deque()  # (time.monotonic() on arrival, text)
         self.count = 0
         self._lock = threading.Lock()
         stand_in = self
@@ -136,9 +212,9 @@ class TelegramStandIn:
     def received(self, text: str) -> None:
         with self._lock:
             self.count += 1
-            self.messages.append(text)
+            self.messages.append((time.monotonic(), text))
 
-    def drain(self) -> list[str]:
+    def drain(self) -> list[tuple[float, str]]:
         with self._lock:
             items = list(self.messages)
             self.messages.clear()
@@ -163,10 +239,13 @@ class DemoSummary:
     seconds: float = 0.0
     cycles: int = 0
     cycle_failures: int = 0
+    bars: int = 0  # bars the market moved on
     pools: list[str] = field(default_factory=list)
     symbols_scored: int = 0
     signals: int = 0
     trades: int = 0
+    longs: int = 0
+    shorts: int = 0
     failures: int = 0
     protected: int = 0
     tp1: int = 0
@@ -182,6 +261,8 @@ class DemoSummary:
     open_positions: list[dict[str, str]] = field(default_factory=list)
     max_positions: int = 0
     plots: dict[str, str] = field(default_factory=dict)
+    stalled: str = ""  # what the demo was waiting for when a wait ran out ("" when none did)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each part (start-up, cycles, ...)
 
     def mission(self) -> list[tuple[str, bool]]:
         """Each part of the mission the demo is meant to show, and whether it did."""
@@ -190,28 +271,40 @@ class DemoSummary:
             ("symbols scored", self.symbols_scored > 0),
             ("signals sent", self.signals > 0),
             ("entries with protection", self.protected > 0),
+            ("long and short positions", self.longs > 0 and self.shorts > 0),
             ("TP1 with the stop moved to breakeven", self.breakeven_moves > 0),
-            ("TP2 or stop outcome", self.tp2 + self.stops > 0),
+            ("TP2 and stop outcomes", self.tp2 > 0 and self.stops > 0),
         ]
 
     @property
     def mission_complete(self) -> bool:
-        return all(ok for _, ok in self.mission())
+        return all(ok for _, ok in self.mission()) and not self.stalled
+
+    def missing(self) -> list[str]:
+        return [name for name, ok in self.mission() if not ok]
 
 
 class Demo:
-    def __init__(self, console: Console, *, seconds: float, data_dir: Path) -> None:
+    def __init__(self, console: Console, *, data_dir: Path) -> None:
         self.console = console
-        self.seconds = seconds
         self.data_dir = data_dir
-        self.log_dir = data_dir / "demo"
+        self.root = data_dir / "demo"
         self.started = time.monotonic()
-        self.started_ms = int(time.time() * 1000)
         self.summary = DemoSummary()
-        self.steps: deque[str] = deque()  # printed once, above the live table, by the main thread
+        self.steps: deque[tuple[float, str]] = deque()  # printed once, above the live view, by the main thread
+        self.cast: list[tuple[str, Direction]] = []  # every position so far, in opening order
+        self.symbols: dict[str, str] = {}  # position key -> symbol
         self.plots: dict[str, Plot] = {}
-        self.cycle_running = False
+        self.played: set[str] = set()  # plotted positions whose plot ran to the position's close
+        self.doing = "starting"
+        self.bar_ms = 0
         self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._telegram: TelegramStandIn | None = None
+        self._monitor: subprocess.Popen[bytes] | None = None
+        self._settings: Settings | None = None
+        self._sim: SimServerThread | None = None
+        self._last_view = 0.0
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -220,62 +313,241 @@ class Demo:
 
     def step(self, text: str) -> None:
         with self._lock:
-            self.steps.append(f"[dim]{self.elapsed():5.1f}s[/] {text}")
+            self.steps.append((time.monotonic(), f"[dim]{self.elapsed():5.1f}s[/] {text}"))
 
-    def _print_news(self, console: Console, telegram: TelegramStandIn) -> None:
-        """What happened since the last look: steps, then the messages the system sent (as on a phone)."""
+    def _timed(self, name: str, since: float) -> None:
+        self.summary.timings[name] = round(self.summary.timings.get(name, 0.0) + time.monotonic() - since, 1)
+
+    @property
+    def settings(self) -> Settings:
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def sim(self) -> SimServerThread:
+        assert self._sim is not None
+        return self._sim
+
+    def _print_news(self) -> None:
+        """What happened since the last look, in the order it happened: the demo's steps, and the messages the
+        system sent (shown as on a phone)."""
+        console = self._live.console if self._live is not None else self.console
         with self._lock:
-            steps = list(self.steps)
+            news = [(at, "step", text) for at, text in self.steps]
             self.steps.clear()
-        for line in steps:
-            console.print(line, highlight=False)
-        for message in telegram.drain():
+        if self._telegram is not None:
+            news += [(at, "message", text) for at, text in self._telegram.drain()]
+        for _, kind, text in sorted(news, key=lambda item: item[0]):
+            if kind == "step":
+                console.print(text, highlight=False)
+                continue
             self.summary.messages += 1
-            console.print(Panel(to_plain_text(message), title="Telegram", border_style="cyan", expand=False))
+            console.print(Panel(to_plain_text(text), title="Telegram", border_style="cyan", expand=False))
+
+    def _refresh(self) -> None:
+        self._print_news()
+        if self._live is not None and time.monotonic() - self._last_view >= 0.25:
+            self._last_view = time.monotonic()
+            self._live.update(self._view(self._journal().open_positions() if self._settings else []))
+
+    def _wait(self, what: str, timeout_s: float, check: Callable[[], T], *, needs_monitor: bool = True) -> T:
+        """Until `check()` returns something truthy; refreshes the screen meanwhile. Raises Stalled on timeout, or
+        when the monitor stopped while the wait needs it."""
+        deadline = time.monotonic() + timeout_s
+        previous, self.doing = self.doing, f"waiting for {what}"
+        try:
+            while True:
+                result = check()
+                if result:
+                    return result
+                if needs_monitor and self._monitor is not None and self._monitor.poll() is not None:
+                    raise Stalled(f"the monitor stopped (exit code {self._monitor.returncode}; see demo/monitor.log)")
+                if time.monotonic() > deadline:
+                    raise Stalled(f"timed out after {timeout_s:.0f} s waiting for {what}")
+                self._refresh()
+                time.sleep(POLL_S)
+        finally:
+            self.doing = previous
+
+    def _in_background(self, what: str, timeout_s: float, work: Callable[[], T], *, needs_monitor: bool = True) -> T:
+        """Run `work` in a thread (a flow run) while the screen stays live; its result, or Stalled."""
+        box_: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box_["result"] = work()
+            except BaseException as exc:  # handed to the main thread
+                box_["error"] = exc
+
+        thread = threading.Thread(target=target, name="demo-flow", daemon=True)
+        thread.start()
+        self._wait(what, timeout_s, lambda: not thread.is_alive(), needs_monitor=needs_monitor)
+        if "error" in box_:
+            error = box_["error"]
+            logging.getLogger(__name__).error(f"{what} raised", exc_info=error)
+            raise Stalled(f"{what} raised {type(error).__name__}: {error} (see demo/demo.log)") from error
+        result: T = box_["result"]
+        return result
+
+    def _journal(self) -> Any:
+        from db.journal import PostgresJournal
+        from tasks.runtime import shared_database
+
+        return PostgresJournal(shared_database(self.settings), self.settings.account)
 
     # ------------------------------------------------------------------------------------------ run
 
     def run(self) -> DemoSummary:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        _log_to_file(self.log_dir / "demo.log")
+        self.root.mkdir(parents=True, exist_ok=True)
+        _log_to_file(self.root / "demo.log")
         with contextlib.ExitStack() as stack:
-            database_url = self._database()
-            sim = stack.enter_context(SimServerThread(SimConfig(bar_interval=BAR_INTERVAL, mode="realtime", port=0)))
-            self.step(f"simulated exchange on {sim.rest_url} (36 perpetuals, {BAR_INTERVAL} bars, compressed market)")
-            telegram = stack.enter_context(TelegramStandIn(f"{secrets.randbelow(10**9)}:demo-{secrets.token_hex(8)}"))
-            os.environ.update(
-                demo_environment(
-                    rest_url=sim.rest_url,
-                    ws_url=sim.ws_url,
-                    database_url=database_url,
-                    telegram_url=telegram.url,
-                    token=telegram.token,
-                )
-            )
-            settings = load_settings()
-            self.summary.max_positions = settings.limits.max_concurrent_positions
-            monitor = stack.enter_context(self._monitor())
-            self._print_news(self.console, telegram)
-            with Live(self._view([]), console=self.console, refresh_per_second=4, transient=True) as live:
-                self._mission(settings, sim, telegram, live, monitor)
-            self._print_news(self.console, telegram)
-            self._finish(settings, telegram, monitor)
+            try:
+                self._start(stack)
+            except Stalled as exc:
+                self.summary.stalled = str(exc)
+                self.step(f"[red]{exc}[/]")
+                self._print_news()
+            else:
+                with Live(self._view([]), console=self.console, refresh_per_second=4, transient=True) as live:
+                    self._live = live
+                    try:
+                        self._mission()
+                    except Stalled as exc:
+                        self.summary.stalled = str(exc)
+                        self.step(f"[red]{exc}[/]")
+                    self._print_news()
+                self._live = None
+                self._finish()
         self.summary.seconds = round(self.elapsed(), 1)
         return self.summary
 
-    def _database(self) -> str:
-        from db.session import Database
+    def _start(self, stack: contextlib.ExitStack) -> None:
+        """Prefect's server first (the slowest to start, so it starts in the background), then PostgreSQL, the
+        exchange, the Telegram stand-in and the monitor; returns once all of them are ready."""
+        started = time.monotonic()
+        prefect_ready = stack.enter_context(self._prefect())
+        database_url = self._database()
+        clock = HeldClock(market_start_ms(int(time.time() * 1000)))
+        config = SimConfig(seed=SEED, bar_interval=BAR_INTERVAL, mode="manual", port=0, listen_key_ttl_s=30 * 86400)
+        self._sim = stack.enter_context(SimServerThread(config, clock=OffsetClock(clock)))
+        clock.release()
+        self.bar_ms = clock.now_ms() - clock.now_ms() % BAR_MS
+        self.step(
+            f"simulated exchange on {self.sim.rest_url} (36 perpetuals, {BAR_INTERVAL} bars, seed {SEED}; "
+            "its market moves only when the demo moves it)"
+        )
+        self._telegram = stack.enter_context(TelegramStandIn(f"{secrets.randbelow(10**9)}:demo-{secrets.token_hex(8)}"))
+        os.environ.update(
+            demo_environment(
+                rest_url=self.sim.rest_url,
+                ws_url=self.sim.ws_url,
+                database_url=database_url,
+                telegram_url=self._telegram.url,
+                token=self._telegram.token,
+            )
+        )
+        self._settings = load_settings()
+        self.summary.max_positions = self.settings.limits.max_concurrent_positions
+        self._monitor = stack.enter_context(self._monitor_process())
+        self._print_news()
+        prefect_ready()
+        self._print_news()
+        self._timed("start-up", started)
 
-        database = Database.open(load_settings())
-        url = database.engine.url.render_as_string(hide_password=False)
-        database.dispose()
-        self.step(f"PostgreSQL ready ({'embedded, ' if 'host=' in url else ''}schema up to date)")
+    @contextlib.contextmanager
+    def _prefect(self) -> Iterator[Callable[[], None]]:
+        """Start the demo's Prefect server now, in the background; yields the call that waits until it is up.
+
+        Prefect's start-up (its imports, and its database migrations on a first run) is the slowest part of
+        starting: it runs while PostgreSQL, the exchange and the monitor start, and before the market does. The
+        server is the one Prefect starts for itself when no API is configured (API only, no UI, no background
+        services), with its data under <data dir>/demo/prefect.
+        """
+        port = _free_port()
+        home = self.root / "prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.update(prefect_environment(home, port))
+        server_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        server_env |= {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        log = (self.root / "prefect.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603  (our own interpreter and Prefect's server)
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env,
+        )  # fmt: skip
+        failed: list[BaseException] = []
+
+        def warm_up() -> None:
+            """Import the flows (Prefect with them) now, off the critical path."""
+            try:
+                import flows.close_all
+                import flows.trading_cycle  # noqa: F401
+            except BaseException as exc:  # reported by ready()
+                failed.append(exc)
+
+        importer = threading.Thread(target=warm_up, name="demo-imports", daemon=True)
+        importer.start()
+        url = f"http://127.0.0.1:{port}/api/health"
+
+        def ready() -> None:
+            started = time.monotonic()
+
+            def up() -> bool:
+                if process.poll() is not None:
+                    raise Stalled(f"the Prefect server exited with code {process.returncode} (see demo/prefect.log)")
+                with contextlib.suppress(httpx.HTTPError):
+                    return httpx.get(url, timeout=2.0).status_code == 200
+                return False
+
+            self._wait("the Prefect server to start", PREFECT_START_TIMEOUT_S, up)
+            self._wait("the flows to load", PREFECT_START_TIMEOUT_S, lambda: not importer.is_alive())
+            if failed:
+                raise Stalled(f"the flows did not load: {failed[0]!r}")
+            self.step(f"Prefect server ready on http://127.0.0.1:{port} (waited {time.monotonic() - started:.1f} s)")
+
+        try:
+            yield ready
+        finally:
+            importer.join(timeout=PREFECT_START_TIMEOUT_S)
+            if "prefect" in sys.modules and process.poll() is None:
+                _flush_prefect()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            log.close()
+
+    def _database(self) -> str:
+        """The demo's own embedded PostgreSQL (never yours: it holds a simulated market), a fresh database each
+        run (so each run's market and records stand alone), left in place afterwards."""
+        from sqlalchemy import create_engine, make_url, text
+
+        from db.session import Database, start_embedded
+
+        started = time.monotonic()
+        url = start_embedded(self.root)
+        name = make_url(url).database
+        admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        os.environ["ATS_DATABASE_URL"] = url
+        Database.open(load_settings()).dispose()  # migrates the new database
+        self.step(f"PostgreSQL ready (embedded, {self.root / 'pgdata'}, fresh database, schema up to date)")
+        self._timed("database", started)
         return url
 
     @contextlib.contextmanager
-    def _monitor(self) -> Iterator[subprocess.Popen[bytes]]:
+    def _monitor_process(self) -> Iterator[subprocess.Popen[bytes]]:
         port = _free_port()
-        log = (self.log_dir / "monitor.log").open("ab")
+        log = (self.root / "monitor.log").open("ab")
         process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
             [sys.executable, "-c", "from ats.cli import main; main()", "monitor", "--health-port", str(port)],
             stdout=log,
@@ -283,8 +555,8 @@ class Demo:
             env=os.environ.copy(),
         )
         try:
-            _wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout_s=30)
-            self.step(f"monitor running (pid {process.pid}, health http://127.0.0.1:{port}/readyz)")
+            _wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout_s=MONITOR_READY_TIMEOUT_S)
+            self.step(f"monitor active and ready (pid {process.pid}, health http://127.0.0.1:{port}/readyz)")
             yield process
         finally:
             if process.poll() is None:
@@ -295,139 +567,228 @@ class Demo:
                     process.kill()
             log.close()
 
-    def _mission(
-        self, settings: Settings, sim: SimServerThread, telegram: TelegramStandIn, live: Live, monitor: Any
-    ) -> None:
-        from db.journal import PostgresJournal
-        from tasks.runtime import shared_database
+    # ------------------------------------------------------------------------------------------ the mission
 
-        journal = PostgresJournal(shared_database(settings), settings.account)
-        cycles = threading.Thread(target=self._cycles, args=(settings,), name="demo-cycles", daemon=True)
-        cycles.start()
-        steer_until = self.seconds - FINISH_MARGIN_S
-        with httpx.Client(base_url=sim.rest_url, timeout=5.0) as http:
-            while self.elapsed() < steer_until or self.cycle_running:
-                positions = journal.open_positions()
-                if self.elapsed() < steer_until:
-                    self._steer(positions, sim, http)
-                self._print_news(live.console, telegram)
-                if monitor.poll() is not None:
-                    self.step("[red]the monitor stopped; see demo/monitor.log[/]")
-                    break
-                live.update(self._view(positions))
-                time.sleep(STEER_EVERY_S)
-        cycles.join(timeout=1)
+    def _mission(self) -> None:
+        for number in range(1, MAX_CYCLES + 1):
+            self._cycle(number)
+            self._wait("every position to be protected on the exchange", PROTECTED_TIMEOUT_S, self._all_protected)
+            self._cast()
+            self._play()
+            self._wait("the notifications to be sent", WRAP_UP_TIMEOUT_S, self._outbox_empty)
+            missing = still_to_show((direction for _, direction in self.cast), self.plots, self.played)
+            if not missing:
+                self.step("[green]the story is told[/]: wrapping up")
+                return
+            if number == MAX_CYCLES:
+                self.step(f"[red]after {MAX_CYCLES} bars the demo still lacks {', '.join(missing)}[/]")
+                return
+            self._next_bar(missing)
 
-    def _cycles(self, settings: Settings) -> None:
-        """Run the trading-cycle flow at once, then a few seconds after each new bar, while time remains."""
+    def _cycle(self, number: int) -> None:
+        from ats.cli.flow_cmds import run_flow
         from flows.trading_cycle import trading_cycle
 
-        last_bar: int | None = None
-        while self.elapsed() < self.seconds - FINISH_MARGIN_S - 15:
-            bar = int(time.time() // 60)
-            if bar != last_bar and time.time() % 60 >= 2:
-                last_bar = bar
-                self.cycle_running = True
-                self.summary.cycles += 1
-                number = self.summary.cycles
-                self.step(f"trading cycle {number}: build-pools -> factor-scan -> place-orders (Prefect)")
-                try:
-                    state, report = run_flow(trading_cycle)
-                    if report is not None:
-                        self.summary.pools = list(report.universe)
-                        opened = ", ".join(report.opened) or "nothing new"
-                        refused = f"; refused {len(report.refused)}" if report.refused else ""
-                        self.step(
-                            f"cycle {number}: {len(report.universe)} symbols scored, {report.signals} signals, "
-                            f"opened {opened}{refused}"
-                        )
-                    else:
-                        self.summary.cycle_failures += 1
-                        self.step(f"[red]cycle {number} failed: {state.message}[/]")
-                finally:
-                    self.cycle_running = False
-            time.sleep(0.5)
+        started = time.monotonic()
+        self.summary.cycles += 1
+        self.step(f"bar {format_utc(self.bar_ms)}: trading cycle {number}: build-pools -> factor-scan -> place-orders")
+        state, report = self._in_background(f"trading cycle {number}", CYCLE_TIMEOUT_S, lambda: run_flow(trading_cycle))
+        self._timed("trading cycles", started)
+        if report is None:
+            self.summary.cycle_failures += 1
+            self.step(f"[red]cycle {number} failed: {state.message}[/]")
+            return
+        self.summary.pools = list(report.universe)
+        opened = ", ".join(sorted(report.opened)) or "nothing new"
+        refused = f"; refused {len(report.refused)}" if report.refused else ""
+        self.step(
+            f"cycle {number} ({time.monotonic() - started:.1f} s): {len(report.universe)} symbols scored, "
+            f"{report.signals} signals, opened {opened}{refused}"
+        )
 
-    def _steer(self, positions: list[Position], sim: SimServerThread, http: httpx.Client) -> None:
-        ready = [p for p in positions if p.phase in STEERED_PHASES and p.levels is not None]
-        self.plots = assign_plots([p.key for p in ready], self.plots)
-        for position in ready:
-            plot = self.plots[position.key]
-            assert position.levels is not None
-            assert position.stop_price is not None
-            single = position.levels.single_target  # too small to split: TP1 closes all of it
+    def _all_protected(self) -> bool:
+        positions = self._journal().open_positions()
+        return not any(p.phase in UNPROTECTED for p in positions)
+
+    def _cast(self) -> None:
+        """New positions join the cast; the first ones get a plot."""
+        known = {key for key, _ in self.cast}
+        for position in self._journal().open_positions():
+            if position.key not in known and position.levels is not None:
+                self.cast.append((position.key, position.direction))
+                self.symbols[position.key] = position.symbol
+        before = set(self.plots)
+        self.plots = assign_plots(self.cast, self.plots)
+        for key, _ in self.cast:
+            plot = self.plots[key]
+            if key not in before and plot is not Plot.MARKET:
+                direction = dict(self.cast)[key].value
+                self.step(f"script: {self.symbols[key]} {direction} {PLOT_LINES[plot]}")
+
+    def _play(self) -> None:
+        """Walk each plotted position on through its plot, one beat a bar: up to the next level it crosses (TP1,
+        then TP2 or the stop an hour later), and wait there for the system's reaction."""
+        started = time.monotonic()
+        for key, _ in self.cast:
+            plot = self.plots.get(key, Plot.MARKET)
+            if plot is Plot.MARKET or key in self.played:
+                continue
+            self._play_one(key, plot)
+        self._timed("scripted prices", started)
+
+    def _play_one(self, key: str, plot: Plot) -> None:
+        journal = self._journal()
+        for _ in range(MAX_STEPS):
+            position = journal.position(key)
+            if position is None or position.is_terminal:
+                if position is not None and position.phase is Phase.CLOSED:
+                    self.played.add(key)
+                return
+            if position.levels is None or position.stop_price is None:
+                return
             view = PositionView(
                 direction=position.direction,
                 stop_price=position.stop_price,
                 tp1_price=position.levels.tp1,
-                tp2_price=None if single else position.levels.tp2,
+                tp2_price=None if position.levels.single_target else position.levels.tp2,
                 tp1_done=position.tp1_done,
             )
-            target = target_price(plot, view)
-            if target is None:
+            move = next_step(plot, view, self._mark(position.symbol))
+            if move is None:
+                self.played.add(key)
+                return
+            price = position.policy.rules.round_price(move.price)
+            self.sim.control.set_price(position.symbol, price)
+            if move.awaits is None:
+                self._refresh()
                 continue
-            mark = Decimal(http.get("/fapi/v1/premiumIndex", params={"symbol": position.symbol}).json()["markPrice"])
-            price = position.policy.rules.round_price(step_towards(mark, target))
-            if price > 0 and price != mark:
-                sim.control.set_price(position.symbol, price)
+            self.step(f"{position.symbol} {position.direction.value}: price {price}, past {move.level}")
+            self._wait(
+                f"{position.symbol}: {move.awaits.value}",
+                REACTION_TIMEOUT_S,
+                functools.partial(_reacted, journal, key, move.awaits),
+            )
+            after = journal.position(key)
+            if after is not None and after.is_terminal:
+                self.played.add(key)
+            return
+        raise Stalled(f"the script of {self.symbols[key]} made no headway in {MAX_STEPS} price steps")
 
-    def _finish(self, settings: Settings, telegram: TelegramStandIn, monitor: subprocess.Popen[bytes]) -> None:
+    def _next_bar(self, missing: list[str]) -> None:
+        """The market moves on by one bar; then the monitor must catch up with what the bar did."""
+        started = time.monotonic()
+        self.step(f"still to show: {', '.join(missing)}; the market moves on by one bar")
+        self.sim.control.advance(BAR_MS / 1000, tick_seconds=TICK_S)
+        self.bar_ms += BAR_MS
+        self.summary.bars += 1
+        self._wait("the monitor to catch up with the bar (the exchange and the records agree)", SETTLED_TIMEOUT_S,
+                   lambda: not self._unsettled())  # fmt: skip
+        self._timed("bars", started)
+
+    def _unsettled(self) -> list[str]:
+        holdings = [
+            Holding(p.symbol, p.direction, p.phase, p.open_qty, _orders_pending(p))
+            for p in self._journal().open_positions()
+        ]
+        return unsettled(holdings, self._exchange_positions())
+
+    def _exchange_positions(self) -> dict[str, Decimal]:
+        async def amounts(server: SimServer) -> dict[str, Decimal]:
+            return {symbol: p.amount for symbol, p in server.engine.positions.items() if p.amount}
+
+        result: dict[str, Decimal] = self.sim.call(amounts)
+        return result
+
+    def _mark(self, symbol: str) -> Decimal:
+        async def mark(server: SimServer) -> Decimal:
+            return server.market.quote(symbol).mark
+
+        result: Decimal = self.sim.call(mark)
+        return result
+
+    # ------------------------------------------------------------------------------------------ wrapping up
+
+    def _finish(self) -> None:
         from flows.close_all import close_all
 
-        self._collect(settings)
-        status = self._status_table()
-        self.console.print(status)
-        if self.summary.open_positions:
-            self.console.print("closing the demo's remaining positions so the next demo starts clean ...")
-            run_flow(close_all, reason="end of the demo", halt_today=False)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            if not telegram.messages and self._outbox_empty(settings):
-                break
-        self._print_news(self.console, telegram)
-        monitor.terminate()
+        started = time.monotonic()
+        self._collect()
+        self.console.print(self._status_table())
+        try:
+            if self.summary.open_positions:
+                self.console.print("closing the demo's remaining positions at market (the close-all flow) ...")
+                state, _ = self._in_background(
+                    "the close-all flow",
+                    CYCLE_TIMEOUT_S,
+                    lambda: _run(close_all, reason="end of the demo", halt_today=False),
+                    needs_monitor=False,
+                )
+                if not state.is_completed():
+                    self.console.print(f"[red]close-all {state.type.value.lower()}: {state.message}[/]")
+            self._wait("every position closed and every message sent", WRAP_UP_TIMEOUT_S, self._wrapped_up)
+        except Stalled as exc:
+            self.summary.stalled = self.summary.stalled or str(exc)
+            self.console.print(f"[red]{exc}[/]")
+        self._print_news()
+        assert self._monitor is not None
+        self._monitor.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            monitor.wait(timeout=15)
-        self._collect(settings, balances_only=False)
+            self._monitor.wait(timeout=15)
+        self._collect(balances_only=False)
+        self._timed("wrap-up", started)
         self.console.print(self._statistics_table())
         checks = "  ".join(
             f"[{'green' if ok else 'red'}]{'✓' if ok else '✗'}[/] {name}" for name, ok in self.summary.mission()
         )
         self.console.print(f"mission: {checks}")
 
-    # ------------------------------------------------------------------------------------------ figures
+    def _wrapped_up(self) -> bool:
+        return not self._journal().open_positions() and self._outbox_empty()
 
-    def _collect(self, settings: Settings, *, balances_only: bool = True) -> None:
+    def _outbox_empty(self) -> bool:
+        """Every notification the system queued has been sent (to the Telegram stand-in, so it shows here)."""
         from sqlalchemy import func, select
 
-        from ats.exchange.binance import BinanceFutures
+        from db.models import NotificationRow
+        from tasks.runtime import shared_database
+
+        with shared_database(self.settings).session() as session:
+            pending = session.scalar(
+                select(func.count())
+                .select_from(NotificationRow)
+                .where(NotificationRow.account == self.settings.account, NotificationRow.status == "pending")
+            )
+        return not pending
+
+    # ------------------------------------------------------------------------------------------ figures
+
+    def _collect(self, *, balances_only: bool = True) -> None:
+        from sqlalchemy import func, select
+
         from db.models import NotificationRow, PositionRow, ScanRow, SignalRow
         from tasks.runtime import shared_database
 
-        async def account() -> tuple[Any, list[Any]]:
-            async with BinanceFutures.from_settings(settings) as exchange:
-                return await exchange.account(), await exchange.positions()
+        async def account(server: SimServer) -> tuple[dict[str, Any], dict[str, Decimal]]:
+            marks = {s: server.market.quote(s).mark for s, p in server.engine.positions.items() if p.amount}
+            return server.engine.state(), marks
 
-        info, exchange_positions = asyncio.run(account())
+        state, marks = self.sim.call(account)
         s = self.summary
-        s.wallet_balance = f"{info.total_wallet_balance:.2f}"
-        s.unrealized_pnl = f"{info.total_unrealized_pnl:.2f}"
-        s.available_balance = f"{info.available_balance:.2f}"
-        since = ms_to_datetime(self.started_ms)
-        account_name = settings.account
-        with shared_database(settings).session() as session:
+        s.wallet_balance = f"{Decimal(state['wallet_balance']):.2f}"
+        s.unrealized_pnl = f"{Decimal(state['unrealized_pnl']):.2f}"
+        s.available_balance = f"{Decimal(state['available_balance']):.2f}"
+        account_name = self.settings.account
+        with shared_database(self.settings).session() as session:
             rows = session.scalars(
-                select(PositionRow).where(PositionRow.account == account_name, PositionRow.opened_at >= since)
+                select(PositionRow).where(PositionRow.account == account_name).order_by(PositionRow.id)
             ).all()
-            marks = {p.symbol: p for p in exchange_positions}
             s.open_positions = [
                 {
                     "symbol": r.symbol,
                     "side": r.direction,
                     "quantity": f"{r.quantity.normalize():f}",
                     "entry": _price(r.entry_price),
-                    "mark": _price(marks[r.symbol].mark_price) if r.symbol in marks else "-",
+                    "mark": _price(marks.get(r.symbol)),
                     "pnl_pct": _pnl_pct(r, marks.get(r.symbol)),
                     "stop": _price(r.stop_price),
                     "tp1": "done" if r.tp1_done else _price(r.tp1_price),
@@ -437,7 +798,10 @@ class Demo:
             ]
             if balances_only:
                 return
-            s.trades = sum(1 for r in rows if r.entry_qty > 0)
+            traded = [r for r in rows if r.entry_qty > 0]
+            s.trades = len(traded)
+            s.longs = sum(1 for r in traded if r.direction == Direction.LONG.value)
+            s.shorts = sum(1 for r in traded if r.direction == Direction.SHORT.value)
             s.failures = sum(1 for r in rows if r.state == Phase.FAILED.value) + s.cycle_failures
             s.tp1 = sum(1 for r in rows if r.tp1_done)
             stops = (ExitReason.STOP, ExitReason.BREAKEVEN_STOP)
@@ -449,51 +813,25 @@ class Demo:
                     select(func.count())
                     .select_from(NotificationRow)
                     .where(NotificationRow.account == account_name, NotificationRow.kind == "tp1")
-                    .where(NotificationRow.created_at >= since)
                 )
                 or 0
             )
             s.protected = sum(1 for r in rows if r.lifecycle.get("levels") is not None)
             s.realized_pnl = f"{sum((r.realized_pnl - r.fees + r.funding for r in rows), Decimal(0)):.2f}"
             s.signals = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(SignalRow)
-                    .where(SignalRow.account == account_name, SignalRow.created_at >= since)
-                )
+                session.scalar(select(func.count()).select_from(SignalRow).where(SignalRow.account == account_name))
                 or 0
             )
-            s.symbols_scored = (
-                session.scalar(
-                    select(func.coalesce(func.sum(ScanRow.universe_size), 0)).where(ScanRow.started_at >= since)
-                )
-                or 0
-            )
-        s.plots = {key: plot.value for key, plot in self.plots.items()}
-
-    def _outbox_empty(self, settings: Settings) -> bool:
-        from sqlalchemy import func, select
-
-        from db.models import NotificationRow
-        from tasks.runtime import shared_database
-
-        with shared_database(settings).session() as session:
-            pending = session.scalar(
-                select(func.count())
-                .select_from(NotificationRow)
-                .where(NotificationRow.account == settings.account, NotificationRow.status == "pending")
-            )
-        return not pending
+            s.symbols_scored = session.scalar(select(func.coalesce(func.sum(ScanRow.universe_size), 0))) or 0
+        directions = dict(self.cast)
+        s.plots = {f"{self.symbols[k]} {directions[k].value} {k}": plot.value for k, plot in self.plots.items()}
 
     # ------------------------------------------------------------------------------------------ display
 
     def _view(self, positions: list[Position]) -> Group:
-        """The live part: time, and the open positions as the monitor keeps them."""
-        remaining = max(self.seconds - self.elapsed(), 0)
-        cycle = " · trading cycle running" if self.cycle_running else ""
-        header = Text.from_markup(
-            f"[bold]ats demo[/] · {self.elapsed():.0f}s elapsed, about {remaining:.0f}s to go{cycle}"
-        )
+        """The live part: the bar, what the demo is doing, and the open positions as the monitor keeps them."""
+        bar = f" · bar {format_utc(self.bar_ms)}" if self.bar_ms else ""
+        header = Text.from_markup(f"[bold]ats demo[/] · {self.elapsed():.0f}s{bar} · {self.doing}")
         table = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1))
         for column in ("symbol", "side", "phase", "qty", "entry", "stop", "TP1", "TP2", "script"):
             table.add_column(column, no_wrap=True)
@@ -508,7 +846,7 @@ class Demo:
                 _price(p.stop_price),
                 "done" if p.tp1_done else (_price(levels.tp1) if levels else "-"),
                 _price(levels.tp2) if levels else "-",
-                SCRIPT_LABELS[self.plots.get(p.key, Plot.MARKET)] if p.phase in STEERED_PHASES else "",
+                SCRIPT_LABELS[self.plots.get(p.key, Plot.MARKET)],
             )
         return Group(header, table if positions else Text("no open positions yet", style="dim"))
 
@@ -541,7 +879,7 @@ class Demo:
             ("trading cycles run (failed)", f"{s.cycles} ({s.cycle_failures})"),
             ("symbols scored", s.symbols_scored),
             ("signals", s.signals),
-            ("trades opened", s.trades),
+            ("trades opened (long / short)", f"{s.trades} ({s.longs} / {s.shorts})"),
             ("protected on the exchange (stop + TP1 + TP2)", s.protected),
             ("TP1 hit (stop moved to breakeven)", f"{s.tp1} ({s.breakeven_moves})"),
             ("TP2 hit", s.tp2),
@@ -560,14 +898,61 @@ class Demo:
 # ---------------------------------------------------------------------------------------------- small helpers
 
 
-def run_demo(console: Console, *, seconds: float, summary_json: Path | None) -> DemoSummary:
+def run_demo(console: Console, *, summary_json: Path | None) -> DemoSummary:
     data_dir = load_settings().data_dir
-    demo = Demo(console, seconds=seconds, data_dir=data_dir)
+    isolate_environment(data_dir)
+    demo = Demo(console, data_dir=data_dir)
     summary = demo.run()
     if summary_json is not None:
         payload = {**asdict(summary), "mission": dict(summary.mission()), "mission_complete": summary.mission_complete}
         summary_json.write_text(json.dumps(payload, indent=2))
     return summary
+
+
+def _run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
+    from ats.cli.flow_cmds import run_flow
+
+    return run_flow(flow, **parameters)
+
+
+def _flush_prefect() -> None:
+    """Send the last logs and events before the server goes (else they fail to send at shutdown)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # the log worker never started
+            logs = APILogWorker.instance().drain()
+            if inspect.isawaitable(logs):
+                await logs
+        events = EventsWorker.drain_all()
+        if inspect.isawaitable(events):
+            await events
+
+    with contextlib.suppress(Exception):
+        run_coro_as_sync(drain())
+
+
+def _reacted(journal: Any, key: str, reaction: Reaction) -> bool:
+    return reacted(reaction, _progress(journal.position(key)))
+
+
+def _progress(position: Position | None) -> Progress:
+    if position is None:
+        return Progress(tp1_done=False, breakeven_set=False, closed=False, orders_pending=True)
+    return Progress(
+        tp1_done=position.tp1_done,
+        breakeven_set=position.breakeven_set,
+        closed=position.is_terminal,
+        orders_pending=_orders_pending(position),
+    )
+
+
+def _orders_pending(position: Position) -> bool:
+    return any(o.state in (OrderState.REQUESTED, OrderState.CANCELING) for o in position.orders)
 
 
 def _log_to_file(path: Path) -> None:
@@ -590,15 +975,18 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """Until the monitor is the account's active monitor and ready (streams up, first reconciliation done), so the
+    first cycle's entries have a monitor protecting them."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the monitor exited with code {process.returncode}; see its log")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            raise Stalled(f"the monitor exited with code {process.returncode} at start (see demo/monitor.log)")
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            answer = httpx.get(url, timeout=2.0)
+            if answer.status_code == 200 and answer.json().get("role") == "active":
                 return
-        time.sleep(0.3)
-    raise RuntimeError(f"the monitor was not ready within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    raise Stalled(f"timed out after {timeout_s:.0f} s waiting for the monitor to be active and ready ({url})")
 
 
 def _price(value: Decimal | None) -> str:
@@ -606,8 +994,8 @@ def _price(value: Decimal | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def _pnl_pct(row: Any, exchange_position: Any) -> str:
-    if exchange_position is None or not row.entry_price:
+def _pnl_pct(row: Any, mark: Decimal | None) -> str:
+    if mark is None or not row.entry_price:
         return "-"
     sign = 1 if row.direction == "LONG" else -1
-    return f"{sign * (exchange_position.mark_price / row.entry_price - 1) * 100:+.2f}"
+    return f"{sign * (mark / row.entry_price - 1) * 100:+.2f}"

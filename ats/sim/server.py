@@ -446,12 +446,12 @@ class SimServer:
             engine.on_tick(info)
         self._publish(info)
 
-    async def advance(self, seconds: float) -> None:
-        """Move the clock and the market forward (one tick per second); triggers and streams run."""
+    async def advance(self, seconds: float, *, tick_s: float = 1.0) -> None:
+        """Move the clock and the market forward (one tick per `tick_s` seconds); triggers and streams run."""
         advance_clock = getattr(self.clock, "advance", None)
         if callable(advance_clock):
             advance_clock(seconds)
-        self.market.advance(seconds, self._on_tick)
+        self.market.advance(seconds, self._on_tick, tick_s=tick_s)
         self.expire_listen_keys(only_due=True)
         await asyncio.sleep(0)
 
@@ -819,7 +819,7 @@ class SimServer:
                 quote = self.market.quote(str(body["symbol"]))
                 return 200, {"ok": True, "last": str(quote.last), "mark": str(quote.mark)}
             if path == "/sim/advance" and method == "POST":
-                await self.advance(float(body.get("seconds", 1)))
+                await self.advance(float(body.get("seconds", 1)), tick_s=float(body.get("tick_seconds", 1)))
                 return 200, {"ok": True, "market_time": self.market.now_ms}
             if path == "/sim/balance" and method == "POST":
                 key = body.get("api_key")
@@ -1250,8 +1250,9 @@ class SimControl:
             body["mark"] = str(mark)
         self._post("/sim/price", body)
 
-    def advance(self, seconds: float) -> None:
-        self._post("/sim/advance", {"seconds": seconds})
+    def advance(self, seconds: float, *, tick_seconds: float = 1.0) -> None:
+        """Move the market forward; `tick_seconds` > 1 moves a long way in fewer, coarser ticks."""
+        self._post("/sim/advance", {"seconds": seconds, "tick_seconds": tick_seconds})
 
     def state(self, api_key: str | None = None) -> dict[str, Any]:
         response = self._client.get("/sim/state", params={"api_key": api_key} if api_key else None)

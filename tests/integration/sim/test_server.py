@@ -340,6 +340,9 @@ def test_thread_server_and_admin_api(sim_thread: SimServerThread) -> None:
         assert placed.status_code == 200
     control.advance(60)
     assert control.state()["positions"]["BTCUSDT"]["amount"] == "0.01"
+    before = control.state()["market_time"]
+    control.advance(3600, tick_seconds=60)  # an hour in sixty ticks: how a demo moves bar by bar
+    assert control.state()["market_time"] == before + 3_600_000
 
 
 async def test_state_file_survives_a_restart(tmp_path: Any) -> None:

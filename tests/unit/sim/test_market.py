@@ -89,6 +89,24 @@ def test_bars_close_as_time_passes_and_aggregate_to_longer_intervals() -> None:
         m.kline_rows("ETHUSDT", "15m", start_ms=None, end_ms=None, limit=10)
 
 
+def test_coarse_ticks_cover_the_same_time_and_bars_in_fewer_ticks() -> None:
+    fine, coarse = market(interval="1m"), market(interval="1m")
+    fine_ticks: list[int] = []
+    coarse_ticks: list[int] = []
+    fine.advance(5 * 60 + 30, lambda info: fine_ticks.append(info.time_ms))
+    coarse.advance(5 * 60 + 30, lambda info: coarse_ticks.append(info.time_ms), tick_s=60)
+    assert coarse.now_ms == fine.now_ms
+    assert np.array_equal(coarse.open_times, fine.open_times)
+    assert len(fine_ticks) == 5 * 60 + 30
+    assert len(coarse_ticks) == 5 + 1  # the last tick is the 30 s left over
+    assert coarse_ticks[-1] - coarse_ticks[-2] == 30_000
+    again = market(interval="1m")
+    again.advance(5 * 60 + 30, tick_s=60)
+    assert np.array_equal(again.bars, coarse.bars, equal_nan=True)  # seeded: the same ticks, the same market
+    with pytest.raises(ValueError, match="between 1 s and one bar"):
+        coarse.advance(60, tick_s=120)
+
+
 def test_compressed_market_moves_like_hourly_bars_on_one_minute_bars() -> None:
     hourly, minute = market(interval="1h"), market(interval="1m")
     hourly_returns = np.diff(np.log(hourly.bars[CLOSE, 0, -400:]))
