@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import select
 
+from ats.lifecycle import Phase
 from db.models import PositionRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.monitor.processes import ATS_CLI, ROOT, MonitorProcess, monitor_env, wait_role
 
 TRADE_TIMEOUT_S = 120
+PROTECTED_WAIT_S = 30.0
 
 
 def trade(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,9 +54,18 @@ def test_ats_trade_is_refused_without_a_monitor_and_accepted_with_one(
         accepted = trade(env)
         assert accepted.returncode == 0, accepted.stdout + accepted.stderr + monitor.log_tail()
         assert "SOLUSDT LONG" in accepted.stdout
-        assert "opened" in accepted.stdout
+        assert "no monitor is protecting positions" not in accepted.stdout + accepted.stderr
+        # Opened; its protection acknowledged by now or soon after, by the placement or the monitor.
+        deadline = time.monotonic() + PROTECTED_WAIT_S
+        while (state := _state(flow_env, "SOLUSDT")) != Phase.OPEN.value and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state == Phase.OPEN.value, monitor.log_tail()
     finally:
         assert monitor.terminate() == 0, monitor.log_tail()
-    opened = [p for p in flow_env.open_positions() if p.symbol == "SOLUSDT"]
-    assert len(opened) == 1
-    assert opened[0].stop_client_id is not None  # protected
+
+
+def _state(env: FlowEnv, symbol: str) -> str | None:
+    with env.database.session() as session:
+        return session.scalar(
+            select(PositionRow.state).where(PositionRow.symbol == symbol, PositionRow.closed_at.is_(None))
+        )

@@ -1,5 +1,6 @@
 """Leader election in-process: health endpoints by role, and a leader whose lock connection dies steps down at
-once (another process may hold the lock by then) and leads again when the lock is free."""
+once (another process may hold the lock by then) and leads again when the lock is free; the watchdog's checks in
+the monitor tell of an unready monitor with positions open, once, and of its recovery."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import httpx
 from sqlalchemy import text
 
 from ats.clock import WallClock
+from ats.health import HealthPolicy
 from ats.sim.server import SimServer
+from db.outbox import deliver_pending
 from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
 from monitor.worker import Monitor
-from tests.integration.monitor.harness import ACCOUNT, build_monitor, sim_settings, wait_for
+from tests.integration.monitor.harness import ACCOUNT, Desk, build_monitor, client, sim_settings, wait_for
 
 
 async def _status(port: int, path: str) -> int:
@@ -66,3 +69,70 @@ async def test_a_leader_that_loses_its_lock_steps_down_and_leads_again(sim: SimS
         stop.set()
         await asyncio.wait_for(running, timeout=15)
     assert metrics.state.role == "stopped"
+
+
+async def test_a_monitor_not_ready_with_a_position_open_says_so_once_and_says_when_it_recovers(
+    sim: SimServer, db: Database
+) -> None:
+    settings = sim_settings(sim.rest_url, sim.ws_url)
+    metrics = MonitorMetrics()
+    desk = Desk(client(sim.rest_url, sim.api_key, sim.api_secret), db)
+    delivered: list[str] = []
+
+    async def deliver() -> int:
+        sent = await deliver_pending(db, ACCOUNT, RecordingNotifier(delivered), WallClock())
+        return sent
+
+    async def build() -> Monitor:
+        return build_monitor(settings, sim.api_key, sim.api_secret, db, metrics)
+
+    supervisor = Supervisor(
+        account=ACCOUNT,
+        database=db,
+        build=build,
+        metrics=metrics,
+        clock=WallClock(),
+        health_host="127.0.0.1",
+        health_port=0,
+        heartbeat_s=0.3,
+        standby_poll_s=0.1,
+        health_policy=HealthPolicy(heartbeat_stale_s=10, unready_alert_s=1.0, cycle_overdue_s=None),
+        health_check_s=0.3,
+        deliver=deliver,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stop))
+    try:
+        await wait_for(lambda: not metrics.state.problems and metrics.state.role == "active", what="ready")
+        key = await desk.open("BTCUSDT")
+        await desk.wait(key, lambda p: p.phase.value == "open", "protected")
+
+        # The exchange goes away: REST answers 503 and the streams drop (they cannot come back without REST).
+        sim.faults.add("unavailable", path="*")
+        await sim.disconnect_websockets()
+        await wait_for(lambda: any("not ready" in m for m in delivered), timeout_s=20, what="the not-ready alert")
+        alert = next(m for m in delivered if "not ready" in m)
+        assert alert.startswith("🚨 <b>Alert</b>: monitor not ready for ")
+        assert "with 1 open position" in alert
+        assert "user stream disconnected" in alert
+
+        sim.faults.clear()
+        await wait_for(lambda: any("ready again" in m for m in delivered), timeout_s=30, what="the recovery")
+        assert sum("not ready" in m for m in delivered) == 1  # told once, however long it lasted
+        assert any(m.startswith("✅ <b>Recovered</b>: the monitor is ready again\nafter ") for m in delivered)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=15)
+
+
+class RecordingNotifier:
+    """A notifier that keeps what it was asked to send (the outbox in front of it is the real one)."""
+
+    def __init__(self, sent: list[str]) -> None:
+        self._sent = sent
+
+    async def send(self, message: str) -> None:
+        self._sent.append(message)
+
+    async def aclose(self) -> None:
+        return None

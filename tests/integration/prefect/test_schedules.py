@@ -2,10 +2,10 @@
 `ats deploy` from prefect.yaml, a real process worker running the real trading cycle against the simulated
 exchange.
 
-The first test shows what the last round lacked: the scheduler creates the scheduled runs of every scheduled
+The first act shows what the last round lacked: the scheduler creates the scheduled runs of every scheduled
 deployment, and a worker picks one up and runs it to Completed. The second kills the worker (and the run's
 process with it) in the middle of a cycle: the zombie automation marks the run Crashed, which frees the
-deployment's concurrency slot, and the next scheduled cycle runs to Completed.
+deployment's concurrency slot, the next scheduled cycle runs to Completed, and the watchdog tells of the dead run.
 
 Real time passes here (the scheduler, heartbeats and automations are the server's), bounded by generous timeouts;
 nothing depends on how fast the machine is beyond those bounds.
@@ -38,15 +38,17 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
-from sqlalchemy import make_url
+from sqlalchemy import make_url, select
 
 from ats.sim.server import SimConfig, SimServerThread
 from db import migrate
+from db.models import NotificationRow
 from db.session import Database
 from tests.fixtures.db import DatabaseFactory
 
-# One worker runs both tests (they share the server); the limit covers the server start and real time passing.
-pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("prefect-stack")]
+# The limit covers the server start and real time passing; the group puts it first (tests/conftest.py), so under
+# xdist it runs beside the rest of the suite rather than after it.
+pytestmark = [pytest.mark.timeout(360), pytest.mark.xdist_group("prefect-stack")]
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEDULED = ("trading-cycle/hourly", "reconcile/every-5-minutes", "daily-report/daily", "account-status/hourly")
@@ -126,7 +128,7 @@ def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")  # session: under xdist the two tests need not run back to back
+@pytest.fixture
 def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A Prefect server as `prefect server start` runs it, set up by `ats deploy`; the sim; the system's database."""
     workdir = tmp_path_factory.mktemp("prefect-stack")
@@ -141,8 +143,15 @@ def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFa
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
         "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "8",  # a few upcoming runs per deployment are plenty here
         "PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S",
         "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+        # Services nothing here relies on, off to spare the test machine's CPU.
+        "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+        "PREFECT_API_EVENTS_STREAM_OUT_ENABLED": "false",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -190,6 +199,8 @@ def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFa
             check=False,
         )
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        for declared in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]:
+            assert f"{declared['flow_name']}/{declared['name']}" in deployed.stdout, deployed.stdout
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield Stack(api_url, sim, database, workdir, worker_env)
     finally:
@@ -235,8 +246,12 @@ def _wait_for(what: str, check: Any, timeout_s: float, stack: Stack) -> Any:
         time.sleep(0.5)
 
 
+LIGHT_CYCLE = {"symbols": ["BTCUSDT", "ETHUSDT"]}  # what the schedule runs here: two symbols, not the pools
+
+
 def _only_the_cycle_scheduled_every(seconds: int) -> None:
-    """The trading cycle every few seconds; the other schedules paused (their runs are not what is tested)."""
+    """The trading cycle every few seconds, on two symbols; the other schedules paused (their runs are not what is
+    tested here, and each run costs the test machine seconds of CPU)."""
 
     async def apply() -> None:
         async with get_client() as client:
@@ -245,7 +260,10 @@ def _only_the_cycle_scheduled_every(seconds: int) -> None:
                 for schedule in deployment.schedules:
                     if name == "trading-cycle/hourly":
                         await client.update_deployment_schedule(
-                            deployment.id, schedule.id, schedule=IntervalSchedule(interval=timedelta(seconds=seconds))
+                            deployment.id,
+                            schedule.id,
+                            schedule=IntervalSchedule(interval=timedelta(seconds=seconds)),
+                            parameters=LIGHT_CYCLE,
                         )
                     else:
                         await client.update_deployment_schedule(deployment.id, schedule.id, active=False)
@@ -253,7 +271,13 @@ def _only_the_cycle_scheduled_every(seconds: int) -> None:
     run_coro_as_sync(apply())
 
 
-def test_the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stack: Stack) -> None:
+def test_schedules_fire_and_a_killed_worker_never_blocks_the_next_cycle(stack: Stack) -> None:
+    """One test, two acts on one server (starting it costs more than either act)."""
+    the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stack)
+    a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs(stack)
+
+
+def the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stack: Stack) -> None:
     async def scheduled_everywhere() -> bool:
         for name in (*SCHEDULED, "watchdog/every-minute"):
             runs = await _runs(await _deployment_id(name))
@@ -312,17 +336,17 @@ def test_the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle
         _wait_for("the cycle's runs to end", idle, 60, stack)
 
 
-def test_a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs(stack: Stack) -> None:
+def a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs(stack: Stack) -> None:
     # The victim is a quick run (as from the UI): the scheduler inserts the runs of a seconds-apart schedule with
     # no event of their own, so Prefect holds their first events back for 15 minutes, and the automation would
     # wait as long; hourly runs are inserted an hour ahead and are not affected.
     _only_the_cycle_scheduled_every(3600)
     cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly"))
-    # The 24h tickers hang (and time out, and are retried): the cycle stays Running for a while.
-    stack.sim.server.faults.add("latency", path="/fapi/v1/ticker/24hr", latency_ms=60_000)  # type: ignore[union-attr]
+    # The exchange's clock hangs (each request times out and is retried): the cycle stays Running for a while.
+    stack.sim.server.faults.add("latency", path="/fapi/v1/time", latency_ms=60_000)  # type: ignore[union-attr]
     worker = stack.start_worker("killed-worker")
     try:
-        victim = cast(FlowRun, run_deployment("trading-cycle/hourly", timeout=0))  # sync here: the FlowRun
+        victim = cast(FlowRun, run_deployment("trading-cycle/hourly", parameters=LIGHT_CYCLE, timeout=0))
 
         async def running() -> bool:
             async with get_client() as client:
@@ -365,5 +389,17 @@ def test_a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs
             return later[0] if later else None
 
         assert _wait_for("the next scheduled cycle Completed", later_cycle_completed, 120, stack)
+
+        # The killed run ran no hook of its own: the watchdog deployment finds it Crashed and tells of it, and of
+        # the scheduled cycles the concurrency limit dropped while the dead run held the slot.
+        watched = cast(FlowRun, run_deployment("watchdog/every-minute", timeout=120))
+        assert watched.state is not None
+        assert watched.state.is_completed(), watched.state.message
     finally:
         _stop(replacement)
+    with stack.database.session() as session:
+        texts = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all()
+    crashed_alerts = [t for t in texts if t.startswith("⚠️ <b>Alert</b>: trading-cycle crashed") and str(victim.id) in t]
+    assert len(crashed_alerts) == 1, texts
+    assert "No heartbeat" in crashed_alerts[0]
+    assert any(t.startswith("⚠️ <b>Alert</b>: trading-cycle was cancelled") for t in texts), texts
