@@ -32,7 +32,7 @@ unit: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy ats
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadgroup
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do $(BIN)/python $$b; done

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.blocks.system import Secret
-
 from ats.config import ConfigError, Settings
 from ats.log import register_secret
 
@@ -19,6 +17,8 @@ async def with_secret_blocks(settings: Settings) -> Settings:
     wanted = settings.secret_blocks()
     if not wanted:
         return settings
+    from prefect.blocks.system import Secret  # Prefect only when a block is named (the monitor starts faster)
+
     values: dict[tuple[str, str], str] = {}
     for (section, name), block in wanted.items():
         try:

@@ -38,7 +38,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
-from sqlalchemy import make_url, select
+from sqlalchemy import select
 
 from ats.sim.server import SimConfig, SimServerThread
 from db import migrate
@@ -133,12 +133,12 @@ def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFa
     """A Prefect server as `prefect server start` runs it, set up by `ats deploy`; the sim; the system's database."""
     workdir = tmp_path_factory.mktemp("prefect-stack")
     workdir.chmod(0o755)
-    prefect_db = make_url(database_factory.create()).set(drivername="postgresql+asyncpg")
+    prefect_db = database_factory.create_prefect()
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     server_env = _base_env() | {
         "PREFECT_HOME": str(workdir / "server-home"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db.render_as_string(hide_password=False),
+        "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
