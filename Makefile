@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit install clean bench
+.PHONY: demo test lint typecheck unit install clean bench audit
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy ats
 	$(BIN)/pytest -q -n 3 --dist loadgroup
+
+# Known vulnerabilities in the exact versions installed (constraints.txt), from PyPI's advisory data. A package
+# whose advisories the index cannot give is listed as skipped, never counted as clean.
+audit: $(STAMP)
+	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --progress-spinner off
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do $(BIN)/python $$b; done
