@@ -1,0 +1,72 @@
+"""Chaos benchmark: every fault scenario of tests/chaos, many runs each, against the simulated exchange on
+loopback (its own thread), the local PostgreSQL and the monitor (in this process, or the real `ats monitor`
+process for the kill scenarios). Prints one JSON object per scenario, then a summary line.
+
+Figures per scenario (see tests/chaos/bench.py): runs, faults_injected, duplicates, unprotected_seconds (max and
+total), lost_events, false_alerts, errors. The promise: duplicates = lost_events = false_alerts = 0 and
+unprotected max under 2 s.
+
+Run from the repository root: `.venv/bin/python benchmarks/chaos.py [--runs 50] [--only NAME ...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from db import migrate
+from db.session import Database
+from tests.chaos.bench import Figures, run_scenario
+from tests.chaos.scenarios import SCENARIOS, Scenario
+from tests.fixtures.db import DEFAULT_SERVER, DatabaseFactory
+
+
+async def _run(database: Database, scenarios: list[Scenario], runs: int) -> list[Figures]:
+    results = []
+    for index, scenario in enumerate(scenarios):
+        figures = await run_scenario(database, scenario, runs=runs, seed=1000 + index)
+        print(json.dumps(figures.as_json()), flush=True)
+        results.append(figures)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50, help="runs per scenario (default 50)")
+    parser.add_argument("--only", nargs="*", default=None, help="scenario names (default: all)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # the faults make the system warn on purpose; the figures tell
+    wanted = set(args.only) if args.only else None
+    scenarios = [s for s in SCENARIOS if wanted is None or s.name in wanted]
+    factory = DatabaseFactory(os.environ.get("ATS_TEST_DATABASE_URL", DEFAULT_SERVER))
+    url = factory.create()
+    database = Database(url)
+    try:
+        migrate.upgrade(database.engine)
+        results = asyncio.run(_run(database, scenarios, args.runs))
+    finally:
+        database.dispose()
+        factory.drop_all()
+    held = all(
+        f.duplicates == 0 and f.lost_events == 0 and f.false_alerts == 0 and f.unprotected_seconds_max < 2.0
+        for f in results
+    )
+    summary = {
+        "summary": "every promise held" if held else "a promise failed",
+        "scenarios": len(results),
+        "runs": sum(f.runs for f in results),
+        "errors": sum(f.errors for f in results),
+        "load_average": os.getloadavg(),
+    }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""The chaos bench: positions walked through their whole lifecycle while the exchange, the network and the
+monitor misbehave, and the figures that say whether the promises held.
+
+One bench holds the simulated exchange (its own thread and event loop, as a real venue is elsewhere), a test
+database, a desk that opens positions like the place-orders task and the monitor (in this process, or as the
+real `ats monitor` process for the kill and freeze scenarios). A scenario is one kind of fault; each run opens
+one position, injects the fault at the scenario's moment and walks the price through TP1 to an exit. Figures
+per scenario:
+
+- duplicates: exchange orders beyond one per client id, and entries filled beyond the approved quantity;
+- unprotected_seconds: how long an open position had no exchange-side stop covering it (max, total), measured
+  on the exchange itself at every change of its state (wall time: this is the system's reaction time);
+- lost_events: fills on the exchange that the database does not hold, or holds differently;
+- false_alerts: alerts in the outbox that no real problem called for (the scenario names those it expects);
+- errors: runs that did not reach their end state (a position left open, a stuck transition).
+
+`tests/chaos/test_chaos.py` runs a few runs of each scenario in `make test`; `benchmarks/chaos.py` runs many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ats.domain import Direction, is_own_client_id
+from ats.exchange.base import MarginType
+from ats.exchange.binance import BinanceFutures
+from ats.execution import action_for_leg
+from ats.lifecycle import Phase, Position
+from ats.sim.engine import Engine
+from ats.sim.server import SimConfig, SimServer, SimServerThread
+from db.models import NotificationRow
+from db.session import Database
+from tasks.runtime import TRANSIENT
+from tests.fixtures.db import truncate_all
+from tests.integration.monitor.harness import (
+    Desk,
+    RunningMonitor,
+    breakeven_up,
+    client,
+    fills_in_db,
+    fills_on_exchange,
+    start_monitor,
+    wait_for,
+)
+from tests.integration.monitor.processes import MonitorProcess, monitor_env, wait_role
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "LTCUSDT", "XRPUSDT", "LINKUSDT", "DOTUSDT")
+WEIGHT_LIMIT = 1_000_000  # the scenarios that exhaust the budget set their own storm
+RUN_TIMEOUT_S = 30.0
+TASK_RETRY_DELAYS_S = (0.2, 0.5, 1.0)  # the place-orders task's retries, shortened
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def _covers(engine: Engine, symbol: str, amount: Decimal) -> bool:
+    """An open STOP_MARKET on the closing side that closes the position or at least its size."""
+    closing_side = "SELL" if amount > 0 else "BUY"
+    return any(
+        algo.symbol == symbol
+        and algo.order_type == "STOP_MARKET"
+        and algo.side == closing_side
+        and (algo.close_position or algo.quantity >= abs(amount))
+        for algo in engine.open_algos.values()
+    )
+
+
+class ProtectionAudit:
+    """Watches one account of the simulated exchange: for each symbol, the spans with an open position and no
+    exchange-side stop covering it. Called in the exchange's own thread after every change it publishes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._since: dict[str, float] = {}
+        self.spans: list[tuple[str, float]] = []
+        self._unsubscribe = engine.subscribe(lambda _event: self.check())
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for symbol, position in self.engine.positions.items():
+            exposed = position.amount != 0 and not _covers(self.engine, symbol, position.amount)
+            started = self._since.get(symbol)
+            if exposed and started is None:
+                self._since[symbol] = now
+            elif not exposed and started is not None:
+                self.spans.append((symbol, now - started))
+                del self._since[symbol]
+
+    def open_spans(self) -> list[tuple[str, float]]:
+        now = time.monotonic()
+        return [(symbol, now - started) for symbol, started in self._since.items()]
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
+def duplicate_orders(engine: Engine) -> int:
+    """Orders sent twice: more than one exchange order, or more than one algo order, under one of our client ids
+    (a triggered algo order's own market order carries the algo's id: the two kinds are counted apart)."""
+    orders = Counter(o.client_order_id for o in engine.orders.values() if is_own_client_id(o.client_order_id))
+    algos = Counter(a.client_algo_id for a in engine.algo_orders.values() if is_own_client_id(a.client_algo_id))
+    return sum(count - 1 for ids in (orders, algos) for count in ids.values() if count > 1)
+
+
+def lost_events(engine: Engine, database: Database) -> int:
+    """Fills the exchange made that the database does not hold exactly (and fills it holds that never were)."""
+    return len(fills_on_exchange(engine.trades) ^ fills_in_db(database))
+
+
+def alert_titles(database: Database) -> list[str]:
+    with database.session() as session:
+        payloads = session.scalars(select(NotificationRow.payload).where(NotificationRow.kind == "alert")).all()
+    return [str(payload.get("title", "")) for payload in payloads]
+
+
+# ------------------------------------------------------------------------------------------- the bench
+
+
+@dataclass
+class Figures:
+    """One scenario's result, the JSON the benchmark prints."""
+
+    scenario: str
+    runs: int = 0
+    faults_injected: int = 0
+    duplicates: int = 0
+    unprotected_seconds_max: float = 0.0
+    unprotected_seconds_total: float = 0.0
+    lost_events: int = 0
+    false_alerts: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "runs": self.runs,
+            "faults_injected": self.faults_injected,
+            "duplicates": self.duplicates,
+            "unprotected_seconds": {
+                "max": round(self.unprotected_seconds_max, 3),
+                "total": round(self.unprotected_seconds_total, 3),
+            },
+            "lost_events": self.lost_events,
+            "false_alerts": self.false_alerts,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 1),
+            "notes": self.notes[:5],
+        }
+
+
+class Bench:
+    """The exchange, the database, a desk and a monitor: what every scenario runs against."""
+
+    def __init__(self, sim: SimServerThread, database: Database, data_dir: Path) -> None:
+        self.sim = sim
+        self.database = database
+        self.data_dir = data_dir
+        self.exchange: BinanceFutures = client(sim.rest_url, sim.api_key, sim.api_secret, weight_limit=WEIGHT_LIMIT)
+        self.desk = Desk(self.exchange, database)
+        self.monitor: RunningMonitor | None = None
+        self.process: MonitorProcess | None = None
+        self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
+
+    @property
+    def server(self) -> SimServer:
+        assert self.sim.server is not None
+        return self.sim.server
+
+    @property
+    def engine(self) -> Engine:
+        return self.server.engine
+
+    async def on_exchange(self, action: Callable[[SimServer], Awaitable[Any]]) -> Any:
+        """Run `action` on the exchange's own event loop (without blocking this one)."""
+        return await asyncio.to_thread(self.sim.call, action)
+
+    async def set_price(self, symbol: str, price: Decimal) -> None:
+        await self.on_exchange(lambda server: server.set_price(symbol, price))
+
+    async def start_in_process(self) -> None:
+        self.monitor = await start_monitor(
+            self.sim.rest_url, self.sim.ws_url, self.sim.api_key, self.sim.api_secret, self.database
+        )
+
+    def start_process(self) -> MonitorProcess:
+        env = monitor_env(self.sim.rest_url, self.sim.ws_url, self.database, self.data_dir)
+        self.process = MonitorProcess(env, self.data_dir / "monitor.log", fast=True)
+        self.process.start()
+        wait_role(self.database, self.process, "active", timeout_s=30)
+        return self.process
+
+    async def after_run(self) -> None:
+        """Wait for what a run left going (a restart), so that the next run starts whole."""
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+            self.background.clear()
+        if self.process is not None and not self.process.alive():
+            self.process.start()
+        if self.process is not None:
+            await asyncio.to_thread(wait_role, self.database, self.process, "active", 30.0)
+
+    async def aclose(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.shutdown()
+        if self.process is not None and self.process.alive():
+            self.process.kill()
+        await self.exchange.aclose()
+
+
+@asynccontextmanager
+async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator[Bench]:
+    """A new exchange and an emptied database: what one scenario left never spoils the next."""
+    truncate_all(database)
+    config = SimConfig(seed=29, mode="manual", port=0, weight_limit=WEIGHT_LIMIT)
+    with SimServerThread(config) as sim, tempfile.TemporaryDirectory(prefix="ats-chaos-") as data_dir:
+        desk_bench = Bench(sim, database, Path(data_dir))
+        try:
+            if in_process:
+                await desk_bench.start_in_process()
+            else:
+                await asyncio.to_thread(desk_bench.start_process)
+            yield desk_bench
+        finally:
+            await desk_bench.aclose()
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+
+def _open(p: Position) -> bool:
+    return p.phase in (Phase.OPEN, Phase.TP1_DONE)
+
+
+def _closed(p: Position) -> bool:
+    return p.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """Where in a run the fault is injected: before the entry, once the position is protected, after TP1."""
+
+    name: str
+
+
+BEFORE_ENTRY = Moment("before_entry")
+PROTECTED = Moment("protected")
+AT_TP1 = Moment("at_tp1")
+AT_EXIT = Moment("at_exit")
+
+Inject = Callable[[Bench, random.Random], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    moment: Moment
+    inject: Inject  # returns how many faults it injected
+    heal: Callable[[Bench], Awaitable[None]] | None = None  # after the run: clear what it left
+    expected_alerts: tuple[str, ...] = ()  # alert titles (substrings) this fault rightly raises
+    exits: tuple[str, ...] = ("tp2", "breakeven", "stop")
+    process: bool = False  # against the real monitor process (kill scenarios), else the monitor in this process
+
+
+async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: random.Random) -> int:
+    """Open, protect, TP1, exit; the fault at its moment. Returns the faults injected."""
+    injected = 0
+    p = await bench.desk.wait(key, _open, "open and protected", timeout_s=RUN_TIMEOUT_S)
+    assert p.levels is not None
+    assert p.stop_price is not None
+    tick = p.policy.rules.tick_size
+    sign = p.direction.sign
+    if scenario.moment is PROTECTED:
+        injected += await scenario.inject(bench, rng)
+    if exit_ == "stop":
+        if scenario.moment is AT_EXIT:
+            injected += await scenario.inject(bench, rng)
+        await bench.set_price(p.symbol, p.stop_price - sign * 2 * tick)
+        await bench.desk.wait(key, _closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
+        return injected
+    if scenario.moment is AT_TP1:
+        injected += await scenario.inject(bench, rng)
+    await bench.set_price(p.symbol, p.levels.tp1 + sign * 2 * tick)
+    p = await bench.desk.wait(key, breakeven_up, "TP1 and the breakeven stop in place", timeout_s=RUN_TIMEOUT_S)
+    assert p.levels is not None
+    assert p.stop_price is not None
+    if scenario.moment is AT_EXIT:
+        injected += await scenario.inject(bench, rng)
+    exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick
+    await bench.set_price(p.symbol, exit_price)
+    await bench.desk.wait(key, _closed, f"closed by {exit_}", timeout_s=RUN_TIMEOUT_S)
+    return injected
+
+
+async def _entry(bench: Bench, symbol: str, direction: Direction) -> str:
+    """Send the entry like the place-orders task: a transient failure is retried by re-driving the position,
+    which looks the entry up by client id before anything is sent again."""
+    position = await bench.desk.record(symbol, direction)
+    await bench.exchange.set_margin_type(symbol, MarginType.ISOLATED)
+    await bench.exchange.set_leverage(symbol, position.leverage)
+    entry = position.entry_order
+    assert entry is not None
+    action = action_for_leg(position, entry)
+    try:
+        await bench.desk.executor.execute(position.key, [action] if action is not None else [])
+    except TRANSIENT:
+        for delay_s in TASK_RETRY_DELAYS_S:
+            await asyncio.sleep(delay_s)
+            try:
+                await bench.desk.executor.redrive(position.key)
+                break
+            except TRANSIENT:
+                continue
+    return position.key
+
+
+async def _settle(bench: Bench) -> None:
+    """Every own order gone from the exchange and every fill recorded (the monitor's last writes land)."""
+
+    def settled() -> bool:
+        engine = bench.engine
+        return (
+            not any(p.amount for p in engine.positions.values())
+            and not any(is_own_client_id(a.client_algo_id) for a in engine.open_algos.values())
+            and lost_events(engine, bench.database) == 0
+        )
+
+    await wait_for(settled, timeout_s=RUN_TIMEOUT_S, what="the exchange flat and every fill recorded")
+
+
+async def run_scenario(database: Database, scenario: Scenario, runs: int, seed: int, first_exit: int = 0) -> Figures:
+    """`runs` lifecycles under `scenario` on a bench of its own, one position at a time, each to its end.
+
+    A run that fails leaves its symbol as it is (the figures count it) and the next run takes another symbol."""
+    async with bench(database, in_process=not scenario.process) as desk_bench:
+        return await _runs(desk_bench, scenario, runs, random.Random(seed), first_exit)
+
+
+async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random, first_exit: int) -> Figures:
+    figures = Figures(scenario.name)
+    audit = await bench.on_exchange(_audit)
+    started = time.monotonic()
+    keys: list[str] = []
+    spoiled: set[str] = set()
+    try:
+        for run in range(runs):
+            usable = [s for s in SYMBOLS if s not in spoiled]
+            if not usable:
+                figures.notes.append(f"stopped after {run} runs: every symbol spoiled by a failed run")
+                break
+            symbol = usable[run % len(usable)]
+            direction = Direction.LONG if rng.random() < 0.5 else Direction.SHORT
+            exit_ = scenario.exits[(first_exit + run) % len(scenario.exits)]
+            figures.runs += 1
+            try:
+                if scenario.moment is BEFORE_ENTRY:
+                    figures.faults_injected += await scenario.inject(bench, rng)
+                    key = await _entry(bench, symbol, direction)
+                    keys.append(key)
+                    figures.faults_injected += await _walk(bench, key, exit_, _after_entry(scenario), rng)
+                else:
+                    key = await _entry(bench, symbol, direction)
+                    keys.append(key)
+                    figures.faults_injected += await _walk(bench, key, exit_, scenario, rng)
+                await _settle(bench)
+            except Exception as error:  # a run that fails is a figure, not the end of the bench
+                figures.errors += 1
+                spoiled.add(symbol)
+                figures.notes.append(f"run {run} ({symbol} {direction.value} {exit_}): {error}"[:300])
+            finally:
+                await bench.after_run()
+                if scenario.heal is not None:
+                    await scenario.heal(bench)
+        figures.duplicates = duplicate_orders(bench.engine) + _overfilled(bench, keys)
+        figures.lost_events = lost_events(bench.engine, bench.database)
+        spans = audit.spans + audit.open_spans()
+        figures.unprotected_seconds_max = max((seconds for _, seconds in spans), default=0.0)
+        figures.unprotected_seconds_total = sum(seconds for _, seconds in spans)
+        titles = alert_titles(bench.database)
+        false = [t for t in titles if not any(expected in t for expected in scenario.expected_alerts)]
+        figures.false_alerts = len(false)
+        figures.notes.extend(f"alert: {t}" for t in false)
+    finally:
+        await bench.on_exchange(lambda _server: _close_audit(audit))
+        figures.seconds = time.monotonic() - started
+    return figures
+
+
+async def _audit(server: SimServer) -> ProtectionAudit:
+    return ProtectionAudit(server.engine)
+
+
+async def _close_audit(audit: ProtectionAudit) -> None:
+    audit.close()
+
+
+def _after_entry(scenario: Scenario) -> Scenario:
+    """The rest of a run whose fault was injected before the entry: nothing more to inject."""
+    return Scenario(scenario.name, Moment("none"), _nothing, exits=scenario.exits)
+
+
+async def _nothing(_bench: Bench, _rng: random.Random) -> int:
+    return 0
+
+
+def _overfilled(bench: Bench, keys: list[str]) -> int:
+    """Positions whose entry filled more than the approved quantity (a duplicate the client ids did not catch)."""
+    positions = [bench.desk.journal.position(key) for key in keys]
+    return sum(1 for p in positions if p is not None and p.entry_qty > p.requested_qty)

@@ -1,0 +1,147 @@
+"""The faults of the chaos bench, each a scenario: what is injected, at which moment of a position's life, and
+which alerts it rightly raises (any other alert is a false one)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from ats.sim.faults import FaultKind
+from ats.sim.server import SimServer
+from tests.chaos.bench import AT_EXIT, AT_TP1, BEFORE_ENTRY, PROTECTED, Bench, Inject, Scenario
+
+ORDER = "/fapi/v1/order"
+ALGO = "/fapi/v1/algoOrder"
+HOLD_S = 4.0  # longer than the client's 3 s timeout: the answer never comes in time
+
+# How an answer gets lost: the fault kind and its options (see ats.sim.faults).
+LOST_ANSWERS: dict[str, dict[str, Any]] = {
+    "held": {"kind": FaultKind.DROP_RESPONSE, "mode": "hold", "hold_s": HOLD_S},
+    "cut": {"kind": FaultKind.DROP_RESPONSE, "mode": "close"},
+    "503_unknown": {"kind": FaultKind.UNKNOWN_ERROR},
+    "503_unknown_not_executed": {"kind": FaultKind.UNKNOWN_ERROR, "execute": False},
+    "503_after_execution": {"kind": FaultKind.UNAVAILABLE, "execute": True, "status": 503},
+    "403_after_execution": {"kind": FaultKind.UNAVAILABLE, "execute": True, "status": 403},
+}
+
+
+def fault(path: str, method: str, **rule: Any) -> Inject:
+    """Inject one fault rule on the exchange, for the next matching request."""
+
+    async def add(server: SimServer) -> None:
+        server.faults.add(count=1, path=path, method=method, **rule)
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        await bench.on_exchange(add)
+        return 1
+
+    return inject
+
+
+async def clear_faults(bench: Bench) -> None:
+    async def clear(server: SimServer) -> None:
+        server.faults.clear()
+        for connection in server.connections:
+            connection.stalled_until = 0.0
+
+    await bench.on_exchange(clear)
+
+
+def on_exchange(action_name: str, *args: Any) -> Inject:
+    """Call one of the exchange's own fault methods (stall, disconnect, expire listen keys)."""
+
+    async def act(server: SimServer) -> None:
+        result = getattr(server, action_name)(*args)
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        await bench.on_exchange(act)
+        return 1
+
+    return inject
+
+
+def clock_skew(ms: int) -> Inject:
+    async def skew(server: SimServer) -> None:
+        server.faults.clock_skew_ms = ms
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        await bench.on_exchange(skew)
+        return 1
+
+    return inject
+
+
+def rate_limit_storm(requests: int) -> Inject:
+    """Every request answered 429 -1003 until `requests` have been refused."""
+
+    async def storm(server: SimServer) -> None:
+        server.faults.add(FaultKind.RATE_LIMIT, count=requests)
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        await bench.on_exchange(storm)
+        return 1
+
+    return inject
+
+
+def kill_monitor() -> Inject:
+    """SIGKILL the monitor process; it comes back after a random pause while the market moves on."""
+
+    async def inject(bench: Bench, rng: random.Random) -> int:
+        process = bench.process
+        assert process is not None, "kill scenarios need the monitor as a process"
+        process.kill()
+
+        async def restart() -> None:
+            await asyncio.sleep(rng.uniform(0.0, 1.0))
+            process.start()
+
+        bench.background.add(asyncio.create_task(restart()))
+        return 1
+
+    return inject
+
+
+def _lost_answer_scenarios() -> list[Scenario]:
+    scenarios = []
+    for how, rule in LOST_ANSWERS.items():
+        scenarios.append(Scenario(f"entry_{how}", BEFORE_ENTRY, fault(ORDER, "POST", **rule), heal=clear_faults))
+        # The first stop goes out right after the entry fills; the breakeven stop right after TP1.
+        scenarios.append(Scenario(f"stop_{how}", BEFORE_ENTRY, fault(ALGO, "POST", **rule), heal=clear_faults))
+        scenarios.append(Scenario(f"breakeven_{how}", AT_TP1, fault(ALGO, "POST", **rule), heal=clear_faults))
+        scenarios.append(
+            Scenario(f"cancel_{how}", AT_TP1, fault(ALGO, "DELETE", **rule), heal=clear_faults, exits=("tp2",))
+        )
+    return scenarios
+
+
+STREAMS = [
+    Scenario("user_stream_stall_tp1", AT_TP1, on_exchange("stall_websockets", 30.0, "/private/*"), heal=clear_faults),
+    Scenario(
+        "user_stream_stall_stop",
+        AT_EXIT,
+        on_exchange("stall_websockets", 30.0, "/private/*"),
+        heal=clear_faults,
+        exits=("stop", "breakeven"),
+    ),
+    Scenario("user_stream_disconnect", AT_TP1, on_exchange("disconnect_websockets", "/private/*")),
+    Scenario("listen_key_expiry", AT_TP1, on_exchange("expire_listen_keys")),
+    Scenario("market_stream_disconnect", AT_TP1, on_exchange("disconnect_websockets", "/market/*")),
+]
+
+LIMITS = [
+    Scenario("rate_limit_storm", AT_TP1, rate_limit_storm(12), heal=clear_faults),
+    Scenario("clock_skew_plus_3s", AT_TP1, clock_skew(3_000), heal=clear_faults),
+    Scenario("clock_skew_minus_3s", AT_TP1, clock_skew(-3_000), heal=clear_faults),
+]
+
+PROCESS = [
+    Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), process=True),
+    Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), process=True),
+    Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), process=True),
+]
+
+SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *STREAMS, *LIMITS, *PROCESS]
