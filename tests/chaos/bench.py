@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -43,6 +44,7 @@ from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db.models import NotificationRow
 from db.session import Database
 from tasks.runtime import TRANSIENT
+from tests.chaos.pgproxy import PgProxy
 from tests.fixtures.db import truncate_all
 from tests.integration.monitor.harness import (
     Desk,
@@ -138,6 +140,8 @@ class Figures:
     duplicates: int = 0
     unprotected_seconds_max: float = 0.0
     unprotected_seconds_total: float = 0.0
+    reaction_seconds_max: float = 0.0  # a crossing (TP1, the stop, TP2) to its record in the database
+    reaction_seconds_median: float = 0.0
     lost_events: int = 0
     false_alerts: int = 0
     errors: int = 0
@@ -154,6 +158,10 @@ class Figures:
                 "max": round(self.unprotected_seconds_max, 3),
                 "total": round(self.unprotected_seconds_total, 3),
             },
+            "reaction_seconds": {
+                "median": round(self.reaction_seconds_median, 3),
+                "max": round(self.reaction_seconds_max, 3),
+            },
             "lost_events": self.lost_events,
             "false_alerts": self.false_alerts,
             "errors": self.errors,
@@ -165,15 +173,18 @@ class Figures:
 class Bench:
     """The exchange, the database, a desk and a monitor: what every scenario runs against."""
 
-    def __init__(self, sim: SimServerThread, database: Database, data_dir: Path) -> None:
+    def __init__(self, sim: SimServerThread, database: Database, data_dir: Path, proxy: PgProxy) -> None:
         self.sim = sim
-        self.database = database
+        self.database = database  # the bench's own view; the monitor reaches the same database through `proxy`
+        self.proxy = proxy
+        self.monitor_database = Database(proxy.url(database.engine.url.render_as_string(hide_password=False)))
         self.data_dir = data_dir
         self.exchange: BinanceFutures = client(sim.rest_url, sim.api_key, sim.api_secret, weight_limit=WEIGHT_LIMIT)
         self.desk = Desk(self.exchange, database)
         self.monitor: RunningMonitor | None = None
         self.process: MonitorProcess | None = None
         self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
+        self.reactions: list[tuple[str, float]] = []  # (what, seconds from the crossing to its record)
 
     @property
     def server(self) -> SimServer:
@@ -193,11 +204,11 @@ class Bench:
 
     async def start_in_process(self) -> None:
         self.monitor = await start_monitor(
-            self.sim.rest_url, self.sim.ws_url, self.sim.api_key, self.sim.api_secret, self.database
+            self.sim.rest_url, self.sim.ws_url, self.sim.api_key, self.sim.api_secret, self.monitor_database
         )
 
     def start_process(self) -> MonitorProcess:
-        env = monitor_env(self.sim.rest_url, self.sim.ws_url, self.database, self.data_dir)
+        env = monitor_env(self.sim.rest_url, self.sim.ws_url, self.monitor_database, self.data_dir)
         self.process = MonitorProcess(env, self.data_dir / "monitor.log", fast=True)
         self.process.start()
         wait_role(self.database, self.process, "active", timeout_s=30)
@@ -219,6 +230,7 @@ class Bench:
         if self.process is not None and self.process.alive():
             self.process.kill()
         await self.exchange.aclose()
+        self.monitor_database.dispose()
 
 
 @asynccontextmanager
@@ -226,8 +238,10 @@ async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator
     """A new exchange and an emptied database: what one scenario left never spoils the next."""
     truncate_all(database)
     config = SimConfig(seed=29, mode="manual", port=0, weight_limit=WEIGHT_LIMIT)
+    proxy = PgProxy.for_url(database.engine.url.render_as_string(hide_password=False))
+    proxy.start()
     with SimServerThread(config) as sim, tempfile.TemporaryDirectory(prefix="ats-chaos-") as data_dir:
-        desk_bench = Bench(sim, database, Path(data_dir))
+        desk_bench = Bench(sim, database, Path(data_dir), proxy)
         try:
             if in_process:
                 await desk_bench.start_in_process()
@@ -236,6 +250,7 @@ async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator
             yield desk_bench
         finally:
             await desk_bench.aclose()
+            proxy.stop()
 
 
 # ------------------------------------------------------------------------------------------- one run
@@ -285,24 +300,35 @@ async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: ran
     sign = p.direction.sign
     if scenario.moment is PROTECTED:
         injected += await scenario.inject(bench, rng)
-    if exit_ == "stop":
-        if scenario.moment is AT_EXIT:
+    if exit_ == "stop":  # the stop is this run's first crossing: faults meant for TP1 come here
+        if scenario.moment in (AT_TP1, AT_EXIT):
             injected += await scenario.inject(bench, rng)
         await bench.set_price(p.symbol, p.stop_price - sign * 2 * tick)
-        await bench.desk.wait(key, _closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
+        async with reaction(bench, "stop"):
+            await bench.desk.wait(key, _closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
         return injected
     if scenario.moment is AT_TP1:
         injected += await scenario.inject(bench, rng)
     await bench.set_price(p.symbol, p.levels.tp1 + sign * 2 * tick)
-    p = await bench.desk.wait(key, breakeven_up, "TP1 and the breakeven stop in place", timeout_s=RUN_TIMEOUT_S)
+    async with reaction(bench, "breakeven"):
+        p = await bench.desk.wait(key, breakeven_up, "TP1 and the breakeven stop in place", timeout_s=RUN_TIMEOUT_S)
     assert p.levels is not None
     assert p.stop_price is not None
     if scenario.moment is AT_EXIT:
         injected += await scenario.inject(bench, rng)
     exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick
     await bench.set_price(p.symbol, exit_price)
-    await bench.desk.wait(key, _closed, f"closed by {exit_}", timeout_s=RUN_TIMEOUT_S)
+    async with reaction(bench, exit_):
+        await bench.desk.wait(key, _closed, f"closed by {exit_}", timeout_s=RUN_TIMEOUT_S)
     return injected
+
+
+@asynccontextmanager
+async def reaction(bench: Bench, what: str) -> AsyncIterator[None]:
+    """Time from a price crossing to the database showing its consequence (seen by polling every 20 ms)."""
+    started = time.monotonic()
+    yield
+    bench.reactions.append((what, time.monotonic() - started))
 
 
 async def _entry(bench: Bench, symbol: str, direction: Direction) -> str:
@@ -389,6 +415,9 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
         spans = audit.spans + audit.open_spans()
         figures.unprotected_seconds_max = max((seconds for _, seconds in spans), default=0.0)
         figures.unprotected_seconds_total = sum(seconds for _, seconds in spans)
+        reactions = [seconds for _, seconds in bench.reactions]
+        figures.reaction_seconds_max = max(reactions, default=0.0)
+        figures.reaction_seconds_median = statistics.median(reactions) if reactions else 0.0
         titles = alert_titles(bench.database)
         false = [t for t in titles if not any(expected in t for expected in scenario.expected_alerts)]
         figures.false_alerts = len(false)

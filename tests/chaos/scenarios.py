@@ -87,6 +87,20 @@ def rate_limit_storm(requests: int) -> Inject:
     return inject
 
 
+def database_outage(seconds: float) -> Inject:
+    """The monitor's database connections dropped and refused for `seconds` (the server itself stays up)."""
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        bench.proxy.cut(seconds)
+        return 1
+
+    return inject
+
+
+async def database_back(bench: Bench) -> None:
+    bench.proxy.heal()
+
+
 def kill_monitor() -> Inject:
     """SIGKILL the monitor process; it comes back after a random pause while the market moves on."""
 
@@ -138,10 +152,15 @@ LIMITS = [
     Scenario("clock_skew_minus_3s", AT_TP1, clock_skew(-3_000), heal=clear_faults),
 ]
 
+DATABASE = [
+    Scenario("database_down_at_tp1", AT_TP1, database_outage(3.0), heal=database_back),
+    Scenario("database_down_at_exit", AT_EXIT, database_outage(3.0), heal=database_back),
+]
+
 PROCESS = [
     Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), process=True),
     Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), process=True),
     Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), process=True),
 ]
 
-SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *STREAMS, *LIMITS, *PROCESS]
+SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *STREAMS, *LIMITS, *DATABASE, *PROCESS]
