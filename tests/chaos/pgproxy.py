@@ -87,7 +87,15 @@ class PgProxy:
         self._down_until = 0.0
 
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self.cut(0)
+        """Drop every connection, stop listening and end the thread."""
+        if self._loop is not None and not self._loop.is_closed() and self._server is not None:
+            server = self._server
+
+            async def shut() -> None:
+                for writer in list(self._writers):
+                    writer.transport.abort()
+                server.close()
+
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile: nothing left to stop
+                asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
         self._thread.join(timeout=10)

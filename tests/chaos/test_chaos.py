@@ -16,7 +16,9 @@ UNPROTECTED_BOUND_S = 10.0
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_the_promises_hold_under(scenario: Scenario, db: Database) -> None:
-    figures = await run_scenario(db, scenario, runs=1, seed=SCENARIOS.index(scenario), first_exit=0)
+    figures = await run_scenario(
+        db, scenario, runs=1, seed=SCENARIOS.index(scenario), first_exit=SCENARIOS.index(scenario)
+    )
     report = figures.as_json()
     assert figures.errors == 0, report
     assert figures.duplicates == 0, report
