@@ -23,7 +23,9 @@ from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, Positi
 from db.session import Database
 
 SYMBOL = "BTCUSDT"
-FAST = ExecutionSettings(lookup_attempts=3, lookup_delay_s=0.05, send_retry_delay_s=0.05)
+FAST = ExecutionSettings(
+    lookup_attempts=3, lookup_delay_s=0.05, send_retry_delay_s=0.05, protective_resend_delay_s=0.05
+)
 
 
 @pytest.fixture
@@ -100,6 +102,36 @@ async def test_lost_answer_is_adopted_not_repeated(sim: SimServer, exchange: Bin
     assert position is not None
     assert position.phase is Phase.OPEN
     assert (await exchange.positions(SYMBOL))[0].amount == position.entry_qty
+
+
+@pytest.mark.parametrize("status", [503, 403])
+async def test_an_entry_answered_by_a_gateway_after_it_executed_is_adopted_not_sent_again(
+    sim: SimServer, exchange: BinanceFutures, db: Database, status: int
+) -> None:
+    """Issue 16, hole 5: a 503 "Service Unavailable." or a 403 (a WAF, a gateway) answered after the entry executed
+    used to be re-sent: two fills under one client id, twice the approved size."""
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    position = journal.position(key)
+    assert position is not None
+    approved = position.requested_qty
+    sim.faults.add("unavailable", path="/fapi/v1/order", method="POST", count=1, status=status, execute=True)
+    await _executor(exchange, journal).execute(key, [_entry_action(position)])
+
+    entries = [o for o in sim.engine.orders.values() if o.client_order_id == client_id(key, "E")]
+    assert len(entries) == 1
+    assert sum(Decimal(str(t["qty"])) for t in sim.engine.trades) == approved  # one execution of the approved size
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.OPEN
+    assert position.entry_qty == approved
+    assert [(p.symbol, p.amount) for p in await exchange.positions()] == [(SYMBOL, approved)]
+    with db.session() as session:
+        recorded = {(t, q) for t, q in session.execute(select(FillRow.trade_id, FillRow.qty)).all()}
+    assert recorded == {(int(t["id"]), Decimal(str(t["qty"]))) for t in sim.engine.trades}
+    assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
+        client_id(key, leg) for leg in ("S1", "T1", "T2")
+    }
 
 
 async def test_crash_after_recording_then_redrive_places_once(
@@ -183,6 +215,33 @@ async def test_rejected_stop_closes_the_position_and_alerts(
         kinds = set(session.scalars(select(NotificationRow.kind)).all())
     assert any("Stop rejected" in text for text in alerts)
     assert "result" in kinds
+
+
+async def test_a_stop_whose_sends_all_go_unanswered_is_resent_then_the_position_is_closed_and_alerted(
+    sim: SimServer, exchange: BinanceFutures, db: Database
+) -> None:
+    """Issue 16, hole 7: a stop sent and answered 503 "Unknown error" but not executed is re-sent at once under the
+    same client id (a few times); if it still is not there, the position must not stay unprotected."""
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    position = journal.position(key)
+    assert position is not None
+    sends = 1 + FAST.protective_resends
+    sim.faults.add("unknown_error", path="/fapi/v1/algoOrder", method="POST", count=sends, execute=False)
+    await _executor(exchange, journal).execute(key, [_entry_action(position)])
+
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.CLOSED
+    assert position.exit_reason is not None
+    assert position.exit_reason.value == "stop_failed"
+    assert await exchange.positions(SYMBOL) == []
+    assert not [a for a in sim.engine.algo_orders.values() if a.client_algo_id == client_id(key, "S1")]
+    with db.session() as session:
+        alerts = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all()
+        stop_row = session.scalars(select(OrderRow).where(OrderRow.client_id == client_id(key, "S1"))).one()
+    assert any("Stop rejected" in text and f"no answer to {sends} sends" in text for text in alerts)
+    assert (stop_row.status, stop_row.attempts) == ("REJECTED", sends)
 
 
 def _entry_action(position: Position) -> Action:
