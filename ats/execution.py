@@ -5,9 +5,12 @@ sent, shared by the order-placement flow and the monitor, so both behave the sam
 
 - Look before you place. Every placement is recorded as an attempt (in the journal) before it is sent. A later
   attempt for the same client id first asks the exchange whether the earlier one landed, and adopts it if so.
-- An answer that never came (timeout, 503 "Unknown error", dropped connection) is not a failure: the order is
-  looked up by client id until it is found or the lookups run out; then it stays "requested" and the next
-  re-drive (task retry, monitor, reconciliation) finds it.
+- An answer that never came, or one that is not Binance refusing the order with an error code (timeout,
+  dropped connection, any 5xx, a 403, an HTML page), is not a failure: the order is looked up by client id. Only
+  "could not connect" is re-sent blindly. A market order not found stays "requested" and the next re-drive (task
+  retry, monitor, reconciliation) looks again before sending it again. A stop or take-profit not found is re-sent
+  at once under the same client id (it stays open until it triggers, so the exchange's duplicate check refuses a
+  second copy), a few times; a stop that still cannot be placed is reported refused (the position is closed).
 - The exchange being unreachable or rate limiting is not a refusal either: nothing is reported to the state
   machine (a stop that "failed" because the network is down must not trigger a market close into the same
   outage); `ExecutionDeferred` tells the caller to try again later.
@@ -120,6 +123,8 @@ class ExecutionSettings:
     lookup_delay_s: float = 0.5  # doubled after each lookup
     send_retries: int = 2  # extra sends after a failure that certainly executed nothing (connect error)
     send_retry_delay_s: float = 0.5
+    protective_resends: int = 3  # re-sends of a stop or target whose answer was lost and that was not found
+    protective_resend_delay_s: float = 0.25  # before the second re-send (the first goes at once), then doubled
     trade_window_ms: int = 120_000  # how far before an order's last update to look for its fills
     stale_entry_ms: int = 60_000  # an entry not confirmed after this long is abandoned, never re-sent
     stuck_trigger_ms: int = 30_000  # an algo order triggered this long ago without creating an order is dead
@@ -206,6 +211,30 @@ def events_from_algo_update(update: AlgoUpdate) -> list[Event]:
         case AlgoStatus.REJECTED:
             return [OrderRejected(cid, time_ms, None, update.reject_reason or "rejected by the exchange")]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Send the placement again, under the same client id, after `delay_s`."""
+
+    delay_s: float
+
+
+def after_not_found(
+    action: PlaceStop | PlaceTakeProfit, resends: int, settings: ExecutionSettings
+) -> Resend | Literal["defer", "give_up"]:
+    """What to do with a conditional order whose send had an unknown outcome and that a look-up did not find:
+    a `Resend`, "defer" (leave it requested for the next re-drive) or "give_up" (report it refused).
+
+    A conditional order stays open until it triggers, so if the lost send landed after all the exchange refuses a
+    re-send as a duplicate client id (-4116): re-sending at once is safe, and every second without a stop is money
+    at risk. After `protective_resends` re-sends a stop is given up, so that the state machine closes the position
+    and alerts; a take-profit waits for the next re-drive (the stop protects meanwhile). Market orders are never
+    re-sent this way: one that filled is no longer open, so the duplicate check would not stop a second one.
+    """
+    if resends < settings.protective_resends:
+        return Resend(0.0 if resends == 0 else settings.protective_resend_delay_s * 2 ** (resends - 1))
+    return "give_up" if isinstance(action, PlaceStop) else "defer"
 
 
 def action_for_leg(position: Position, leg: LegOrder) -> Action | None:
@@ -397,18 +426,35 @@ class Executor:
         algo: AlgoOrder | None = None
         if self._journal.record_attempt(cid):
             algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
-        if algo is None:
+        resends = 0
+        while algo is None:
             try:
                 algo = await self._send(lambda: self._exchange.new_algo_order(request))
             except DuplicateClientId:
                 algo = await self._find(lambda: self._exchange.get_algo_order(client_algo_id=cid))
+                if algo is None:
+                    return self._unknown(cid)
             except UnknownOutcome as exc:
                 log.warning("algo order outcome unknown, looking it up", client_id=cid, error=str(exc))
-                algo = await self._find(lambda: self._exchange.get_algo_order(client_algo_id=cid))
+                algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
+                if algo is not None:
+                    break
+                match after_not_found(action, resends, self._settings):
+                    case Resend(delay_s=delay):
+                        log.warning("algo order not found after an unknown outcome: sending it again", client_id=cid)
+                        await self._clock.sleep(delay)
+                        resends += 1
+                        self._journal.record_attempt(cid)
+                    case "give_up":
+                        return self._unplaceable(cid, resends + 1)
+                    case _:
+                        return self._unknown(cid)
             except DefiniteFailure as exc:
-                return self._rejected(cid, exc)
-            if algo is None:
-                return self._unknown(cid)
+                if resends and not isinstance(exc, _NOT_NOW):
+                    # The lost send may have landed after all and caused this refusal (-4130: a stop exists).
+                    algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
+                if algo is None:
+                    return self._rejected(cid, exc)
         return await self._algo_events(cid, algo)
 
     async def _cancel(self, action: CancelOrder) -> list[Event]:
@@ -513,6 +559,12 @@ class Executor:
         log.warning("order refused by the exchange", client_id=cid, code=exc.code, error=exc.msg)
         self._journal.record_outcome(cid, OrderOutcome("REJECTED", error=str(exc)))
         return [OrderRejected(cid, self._clock.now_ms(), exc.code, exc.msg)]
+
+    def _unplaceable(self, cid: str, sends: int) -> list[Event]:
+        reason = f"no answer to {sends} sends and not found by client id"
+        log.error("stop could not be placed: reporting it refused, the position is closed", client_id=cid, sends=sends)
+        self._journal.record_outcome(cid, OrderOutcome("REJECTED", error=reason))
+        return [OrderRejected(cid, self._clock.now_ms(), None, reason)]
 
     def _unknown(self, cid: str) -> list[Event]:
         log.error("order outcome still unknown after lookups; it will be looked up again", client_id=cid)

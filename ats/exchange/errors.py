@@ -2,6 +2,9 @@
 
 The one distinction that protects money: `UnknownOutcome` (the request may have been executed) is kept
 apart from definite failures. After an UnknownOutcome, look the order up by client id before retrying.
+A write is definitely refused only when Binance itself says so with one of its error codes; any other answer
+(a 5xx, a 403, an HTML page, a body without a code) may come from a gateway that forwarded the request before
+failing, so it is an UnknownOutcome. Only "could not connect" proves a write never left (ExchangeUnavailable).
 Messages never carry request parameters, headers or URLs with query strings (no secrets, no signatures).
 """
 
@@ -26,12 +29,12 @@ class DefiniteFailure(ExchangeError):
 
 
 class UnknownOutcome(ExchangeError):
-    """A write may or may not have been executed: a timeout after sending, 503 'Unknown error', a 408
-    backend timeout, or any 5xx that Binance does not document as a definite failure."""
+    """A write may or may not have been executed: a timeout or a broken connection after sending, or any answer
+    that is not Binance refusing it with an error code (any 5xx, 403, 408, an HTML page, a missing body)."""
 
 
 class ExchangeUnavailable(DefiniteFailure):
-    """Network failure before sending, 503 'Service Unavailable', 403 WAF; or any failed read."""
+    """A write that never reached the exchange (could not connect), or any failed read: retrying is safe."""
 
 
 class RateLimited(DefiniteFailure):
@@ -182,9 +185,8 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
 }
 
 UNKNOWN_503_MSG = "Unknown error, please check your request or try again later."
-# 5xx answers that Binance documents as "the request failed" (everything else 5xx is "status unknown").
-_DEFINITE_5XX_PREFIXES = ("Service Unavailable", "Internal error; unable to process your request")
-_DEFINITE_5XX_CODES = frozenset({-1001})
+# Binance codes that say "status unknown" (unknown error, backend timeout, unexpected answer from the bus).
+_UNKNOWN_CODES = frozenset({-1000, -1006, -1007})
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
 
 
@@ -194,22 +196,28 @@ def banned_until_ms(msg: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _outcome_unknown(http_status: int, code: int | None, msg: str) -> bool:
-    """Whether the exchange may have executed a write it answered this way."""
-    if code in (-1006, -1007) or http_status == 408:  # backend timeout or unexpected answer: status unknown
-        return True
-    if http_status < 500:
+def is_definite_refusal(http_status: int, code: int | None) -> bool:
+    """Whether a write answered this way was certainly not executed: Binance refused it with one of its codes.
+
+    A gateway, proxy or WAF may answer a 5xx (even Binance's "Service Unavailable."), a 403 or an HTML page after
+    forwarding the request: such an answer says nothing about whether the matching engine executed it.
+    """
+    if code is None or code in _UNKNOWN_CODES:
         return False
-    if msg.startswith("Unknown error") or code == -1000:
-        return True
-    return not (msg.startswith(_DEFINITE_5XX_PREFIXES) or code in _DEFINITE_5XX_CODES)
+    return 200 <= http_status < 300 or (400 <= http_status < 500 and http_status not in (403, 408))
+
+
+def _read_unavailable(http_status: int, code: int | None) -> bool:
+    """Whether a read answered this way failed for a reason that may pass (retrying is safe)."""
+    return code in _UNKNOWN_CODES or http_status in (403, 408) or http_status >= 500
 
 
 def error_for(http_status: int, code: int | None, msg: str, *, mutating: bool = True) -> ExchangeError:
-    """Map an HTTP status and Binance error body to the typed exception to raise.
+    """Map an HTTP status and Binance error body (`code` None when the body carried none) to the typed exception.
 
     `mutating` says whether the request could change state (POST/PUT/DELETE). Only then can an answer
     mean "maybe executed" (UnknownOutcome); the same answer to a read is a plain ExchangeUnavailable.
+    Rate limits (429) and bans (418) are the exchange's limiter refusing the request before it is executed.
     """
     if http_status == 418:
         return IpBanned(msg, until_ms=banned_until_ms(msg), code=code, http_status=http_status)
@@ -217,13 +225,12 @@ def error_for(http_status: int, code: int | None, msg: str, *, mutating: bool = 
         return RateLimited(msg, code=code, http_status=http_status)
     if code == -1003 and banned_until_ms(msg) is not None:
         return IpBanned(msg, until_ms=banned_until_ms(msg), code=code, http_status=http_status)
-    if _outcome_unknown(http_status, code, msg):
-        cls: type[ExchangeError] = UnknownOutcome if mutating else ExchangeUnavailable
-        return cls(msg, code=code, http_status=http_status)
+    if mutating and not is_definite_refusal(http_status, code):
+        return UnknownOutcome(msg, code=code, http_status=http_status)
+    if not mutating and _read_unavailable(http_status, code):
+        return ExchangeUnavailable(msg, code=code, http_status=http_status)
     if code is not None and code in _BY_CODE:
         return _BY_CODE[code](msg, code=code, http_status=http_status)
-    if http_status in (403, 408) or http_status >= 500:
-        return ExchangeUnavailable(msg, code=code, http_status=http_status)
     if 400 <= http_status < 500:
         return BadRequest(msg, code=code, http_status=http_status)
     return ExchangeError(msg, code=code, http_status=http_status)

@@ -19,7 +19,6 @@ from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import InMemoryBudgetStore, RequestBudget
 from ats.exchange.errors import (
     AuthError,
-    ExchangeUnavailable,
     FilterRejected,
     IpBanned,
     NotionalTooSmall,
@@ -216,11 +215,18 @@ async def test_a_lost_answer_is_an_unknown_outcome_then_found_by_client_id(
     assert found.status is OrderStatus.FILLED
 
 
-async def test_a_definite_failure_placed_nothing(client: BinanceFutures, exchange_sim: SimServer) -> None:
-    exchange_sim.faults.add(FaultKind.UNAVAILABLE, path="/fapi/v1/order", method="POST", count=1)
-    with pytest.raises(ExchangeUnavailable):
-        await client.new_order(market_buy("0.010", "ats_failed_E"))
-    assert await client.get_order("BTCUSDT", client_order_id="ats_failed_E") is None
+@pytest.mark.parametrize(("status", "executed"), [(503, False), (503, True), (403, False), (403, True)])
+async def test_a_gateway_error_is_an_unknown_outcome_whether_or_not_it_executed(
+    client: BinanceFutures, exchange_sim: SimServer, status: int, executed: bool
+) -> None:
+    """A 503 "Service Unavailable." or a 403 may come after the request was forwarded: only a look-up can tell."""
+    exchange_sim.faults.add(
+        FaultKind.UNAVAILABLE, path="/fapi/v1/order", method="POST", count=1, status=status, execute=executed
+    )
+    with pytest.raises(UnknownOutcome):
+        await client.new_order(market_buy("0.010", "ats_gateway_E"))
+    found = await client.get_order("BTCUSDT", client_order_id="ats_gateway_E")
+    assert (found is not None) is executed
 
 
 async def test_market_data(client: BinanceFutures, exchange_sim: SimServer) -> None:

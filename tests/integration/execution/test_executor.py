@@ -3,8 +3,9 @@ idempotency under lost answers and crashes, and refusals handled by the state ma
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -17,13 +18,16 @@ from ats.exchange.binance import BinanceFutures
 from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, OrderOutcome, action_for_leg
 from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
+from ats.sim.engine import SimError
 from ats.sim.server import SimServer
 from db.journal import PostgresJournal, record_new_position
 from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, PositionRow
 from db.session import Database
 
 SYMBOL = "BTCUSDT"
-FAST = ExecutionSettings(lookup_attempts=3, lookup_delay_s=0.05, send_retry_delay_s=0.05)
+FAST = ExecutionSettings(
+    lookup_attempts=3, lookup_delay_s=0.05, send_retry_delay_s=0.05, protective_resend_delay_s=0.05
+)
 
 
 @pytest.fixture
@@ -100,6 +104,36 @@ async def test_lost_answer_is_adopted_not_repeated(sim: SimServer, exchange: Bin
     assert position is not None
     assert position.phase is Phase.OPEN
     assert (await exchange.positions(SYMBOL))[0].amount == position.entry_qty
+
+
+@pytest.mark.parametrize("status", [503, 403])
+async def test_an_entry_answered_by_a_gateway_after_it_executed_is_adopted_not_sent_again(
+    sim: SimServer, exchange: BinanceFutures, db: Database, status: int
+) -> None:
+    """Issue 16, hole 5: a 503 "Service Unavailable." or a 403 (a WAF, a gateway) answered after the entry executed
+    used to be re-sent: two fills under one client id, twice the approved size."""
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    position = journal.position(key)
+    assert position is not None
+    approved = position.requested_qty
+    sim.faults.add("unavailable", path="/fapi/v1/order", method="POST", count=1, status=status, execute=True)
+    await _executor(exchange, journal).execute(key, [_entry_action(position)])
+
+    entries = [o for o in sim.engine.orders.values() if o.client_order_id == client_id(key, "E")]
+    assert len(entries) == 1
+    assert sum(Decimal(str(t["qty"])) for t in sim.engine.trades) == approved  # one execution of the approved size
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.OPEN
+    assert position.entry_qty == approved
+    assert [(p.symbol, p.amount) for p in await exchange.positions()] == [(SYMBOL, approved)]
+    with db.session() as session:
+        recorded = {(t, q) for t, q in session.execute(select(FillRow.trade_id, FillRow.qty)).all()}
+    assert recorded == {(int(t["id"]), Decimal(str(t["qty"]))) for t in sim.engine.trades}
+    assert {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)} == {
+        client_id(key, leg) for leg in ("S1", "T1", "T2")
+    }
 
 
 async def test_crash_after_recording_then_redrive_places_once(
@@ -183,6 +217,83 @@ async def test_rejected_stop_closes_the_position_and_alerts(
         kinds = set(session.scalars(select(NotificationRow.kind)).all())
     assert any("Stop rejected" in text for text in alerts)
     assert "result" in kinds
+
+
+async def test_a_stop_whose_sends_all_go_unanswered_is_resent_then_the_position_is_closed_and_alerted(
+    sim: SimServer, exchange: BinanceFutures, db: Database
+) -> None:
+    """Issue 16, hole 7: a stop sent and answered 503 "Unknown error" but not executed is re-sent at once under the
+    same client id (a few times); if it still is not there, the position must not stay unprotected."""
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    position = journal.position(key)
+    assert position is not None
+    sends = 1 + FAST.protective_resends
+    sim.faults.add("unknown_error", path="/fapi/v1/algoOrder", method="POST", count=sends, execute=False)
+    await _executor(exchange, journal).execute(key, [_entry_action(position)])
+
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.CLOSED
+    assert position.exit_reason is not None
+    assert position.exit_reason.value == "stop_failed"
+    assert await exchange.positions(SYMBOL) == []
+    assert not [a for a in sim.engine.algo_orders.values() if a.client_algo_id == client_id(key, "S1")]
+    with db.session() as session:
+        alerts = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all()
+        stop_row = session.scalars(select(OrderRow).where(OrderRow.client_id == client_id(key, "S1"))).one()
+    assert any("Stop rejected" in text and f"no answer to {sends} sends" in text for text in alerts)
+    assert (stop_row.status, stop_row.attempts) == ("REJECTED", sends)
+
+
+@pytest.mark.parametrize("refusal", [-4116, -4130])
+async def test_a_stop_that_landed_but_was_not_found_yet_is_adopted_when_its_resend_is_refused(
+    sim: SimServer, exchange: BinanceFutures, db: Database, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    """The stop executed but was answered 503 "Unknown error", and the look-up right after said "does not exist"
+    (the query lags the placement). The re-send is refused because the first one is there: as a duplicate client
+    id (-4116, the sim's order of checks) or, should Binance check it first, as a second closePosition stop
+    (-4130). Either way the stop is looked up again and adopted: no second stop, no market close, no alert."""
+    journal = PostgresJournal(db, "main")
+    key = await _open(exchange, journal, db)
+    position = journal.position(key)
+    assert position is not None
+    stop_id = client_id(key, "S1")
+    engine = sim.engine
+    query, place = engine.query_algo, engine.new_algo_order
+    lagged: list[str] = []
+
+    def lagging_query(params: Mapping[str, str]) -> dict[str, Any]:
+        if params.get("clientAlgoId") == stop_id and not lagged:
+            lagged.append(stop_id)
+            raise SimError(-2013, "Order does not exist.")
+        return query(params)
+
+    def close_position_checked_first(params: Mapping[str, str]) -> dict[str, Any]:
+        if params.get("closePosition") == "true" and any(
+            a.close_position and a.side == params["side"] and a.symbol == params["symbol"]
+            for a in engine.open_algos.values()
+        ):
+            raise SimError(-4130, "An open stop or take profit order with GTE and closePosition in the direction "
+                           "is existing.")  # fmt: skip
+        return place(params)
+
+    monkeypatch.setattr(engine, "query_algo", lagging_query)
+    if refusal == -4130:
+        monkeypatch.setattr(engine, "new_algo_order", close_position_checked_first)
+    sim.faults.add("unknown_error", path="/fapi/v1/algoOrder", method="POST", count=1)
+    await _executor(exchange, journal).execute(key, [_entry_action(position)])
+
+    assert lagged == [stop_id]
+    position = journal.position(key)
+    assert position is not None
+    assert position.phase is Phase.OPEN
+    stop = position.order(stop_id)
+    assert stop is not None
+    assert stop.state is OrderState.ACTIVE
+    assert [a.client_algo_id for a in engine.algo_orders.values()].count(stop_id) == 1
+    with db.session() as session:
+        assert session.scalars(select(NotificationRow.kind)).all() == ["entry"]
 
 
 def _entry_action(position: Position) -> Action:

@@ -3,6 +3,7 @@ stop losses, client-side supervision, fills missed while it was down, adoption, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -288,6 +289,34 @@ async def test_a_stop_stuck_after_triggering_is_replaced(
         client_id(key, leg) for leg in ("S2", "T1", "T2")
     }
     assert any("Stop S1 expired" in text for text in _alerts(db))
+
+
+async def test_a_replacement_stop_answered_unknown_and_not_placed_is_resent_at_once(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database, monitor: RunningMonitor
+) -> None:
+    """Issue 16, hole 7: the stop is cancelled on the exchange, and the monitor's replacement is answered 503
+    "Unknown error" without being placed. The look-up says "not found", so it is sent again at once (it used to
+    wait for a re-drive: 6-20 s without any stop)."""
+    key = await desk.open(SYMBOL)
+    p = await desk.wait(key, _open, "protected")
+    sim.faults.add("unknown_error", path="/fapi/v1/algoOrder", method="POST", count=1, execute=False)
+    replacement = client_id(key, "S2")
+
+    def stop_on_exchange() -> bool:
+        return any(a.client_algo_id == replacement for a in sim.engine.open_algos.values())
+
+    started = time.monotonic()
+    await exchange.cancel_algo_order(client_algo_id=client_id(key, "S1"))
+    await wait_for(stop_on_exchange, what="the replacement stop on the exchange")
+    unprotected_s = time.monotonic() - started
+    print(f"hole 7: without an exchange stop for {unprotected_s:.3f} s")  # the figure, shown with -s
+    assert unprotected_s < 1.0, f"{unprotected_s:.2f} s without a stop"
+    assert sim.faults.rules == []  # the fault was hit: the first send was answered "unknown"
+
+    p = await desk.wait(key, lambda p: _open(p) and _stop_leg(p) == "S2", "the replacement stop acknowledged")
+    assert [a.client_algo_id for a in sim.engine.algo_orders.values()].count(replacement) == 1
+    assert [(x.symbol, x.amount) for x in await exchange.positions()] == [(SYMBOL, p.open_qty)]
+    assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
 
 
 async def test_a_stop_fill_under_another_client_id_is_attributed_to_the_stop(

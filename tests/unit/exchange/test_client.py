@@ -29,6 +29,7 @@ from ats.exchange.binance import BinanceFutures, algo_order_params, budget_scope
 from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
 from ats.exchange.errors import (
     ExchangeUnavailable,
+    InsufficientMargin,
     InvalidTimestamp,
     IpBanned,
     MalformedResponse,
@@ -257,7 +258,7 @@ async def test_cancel_all_reaches_normal_and_algo_orders(fake: FakeBinance) -> N
     fake.on("DELETE", "/fapi/v1/allOpenOrders", done)
     fake.on("DELETE", "/fapi/v1/algoOpenOrders", error(503, -1001, "Internal error; unable to process your request."))
     async with make_client(fake) as client:
-        with pytest.raises(ExchangeUnavailable):
+        with pytest.raises(UnknownOutcome):  # a cancel answered 503 may have been done
             await client.cancel_all_orders("BTCUSDT")
     assert fake.calls("DELETE", "/fapi/v1/allOpenOrders")[0]["symbol"] == "BTCUSDT"  # tried despite the failure
 
@@ -411,7 +412,10 @@ async def test_connect_errors_are_definite_and_reads_are_retried(fake: FakeBinan
     [
         (error(503, -1000, "Unknown error, please check your request or try again later."), UnknownOutcome,
          ExchangeUnavailable),
-        (error(503, None, "Service Unavailable."), ExchangeUnavailable, ExchangeUnavailable),  # type: ignore[arg-type]
+        (error(503, None, "Service Unavailable."), UnknownOutcome, ExchangeUnavailable),  # type: ignore[arg-type]
+        (httpx.Response(403, text="<html>Request blocked</html>"), UnknownOutcome, ExchangeUnavailable),
+        (httpx.Response(502, text=""), UnknownOutcome, ExchangeUnavailable),
+        (error(400, -2019, "Margin is insufficient."), InsufficientMargin, InsufficientMargin),
         (httpx.Response(200, text="<html>oops</html>"), UnknownOutcome, MalformedResponse),
         (httpx.Response(200, json={"unexpected": True}), UnknownOutcome, MalformedResponse),
     ],

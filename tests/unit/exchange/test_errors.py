@@ -103,27 +103,60 @@ def test_the_503_unknown_error_is_an_unknown_outcome_for_writes() -> None:
     ("status", "code", "msg"),
     [
         (503, None, "Service Unavailable."),
+        (503, -1001, "Service Unavailable."),  # the sim's fault body; a gateway may say it after forwarding
         (503, -1001, "Internal error; unable to process your request. Please try again."),
+        (408, None, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
+        (400, -1007, "Timeout waiting for response from backend server."),
+        (400, -1006, "An unexpected response was received from the message bus. Execution status unknown."),
+        (400, -1000, "An unknown error occurred while processing the request."),
+        (500, None, "HTTP 500 Internal Server Error"),
+        (502, None, "HTTP 502 Bad Gateway"),
+        (504, None, "HTTP 504 Gateway Timeout"),
+        (503, -1008, "Request throttled by system-level protection."),
+        (403, None, "HTTP 403 Forbidden"),  # a WAF's HTML page
+        (403, -1001, "Service Unavailable."),
+        (400, None, "HTTP 400 Bad Request"),  # no Binance body: a proxy's answer
+        (404, None, "HTTP 404 Not Found"),
+        (302, None, "HTTP 302 Found"),
     ],
 )
-def test_documented_definite_5xx_failures_stay_definite(status: int, code: int | None, msg: str) -> None:
-    assert type(error_for(status, code, msg)) is ExchangeUnavailable
+def test_answers_that_are_not_binance_refusals_are_unknown_outcomes_of_writes(
+    status: int, code: int | None, msg: str
+) -> None:
+    """Only Binance refusing with its own code proves a write was not executed; anything else is looked up."""
+    assert not errors.is_definite_refusal(status, code)
+    assert type(error_for(status, code, msg, mutating=True)) is UnknownOutcome
 
 
 @pytest.mark.parametrize(
     ("status", "code", "msg"),
     [
-        (408, None, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
+        (503, None, "Service Unavailable."),
+        (503, -1001, "Internal error; unable to process your request. Please try again."),
+        (408, None, "Timeout waiting for response from backend server."),
         (400, -1007, "Timeout waiting for response from backend server."),
-        (400, -1006, "An unexpected response was received from the message bus. Execution status unknown."),
         (500, None, "HTTP 500 Internal Server Error"),
-        (502, None, "HTTP 502 Bad Gateway"),
-        (504, None, "HTTP 504 Gateway Timeout"),
+        (403, None, "HTTP 403 Forbidden"),
     ],
 )
-def test_ambiguous_answers_to_writes_are_unknown_outcomes(status: int, code: int | None, msg: str) -> None:
-    assert type(error_for(status, code, msg, mutating=True)) is UnknownOutcome
+def test_the_same_answers_to_reads_are_temporary_failures(status: int, code: int | None, msg: str) -> None:
     assert type(error_for(status, code, msg, mutating=False)) is ExchangeUnavailable
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (400, -2019, InsufficientMargin),
+        (400, -2021, WouldImmediatelyTrigger),
+        (400, -4116, DuplicateClientId),
+        (400, -9999, BadRequest),  # a code this client does not know yet: still Binance refusing it
+        (400, -1001, BadRequest),
+        (200, -2022, ReduceOnlyRejected),  # an error body under 200
+    ],
+)
+def test_binance_refusals_with_a_code_are_definite(status: int, code: int, expected: type[ExchangeError]) -> None:
+    assert errors.is_definite_refusal(status, code)
+    assert type(error_for(status, code, "msg", mutating=True)) is expected
 
 
 def test_rate_limits_and_bans() -> None:
@@ -137,8 +170,8 @@ def test_rate_limits_and_bans() -> None:
     assert banned_until_ms("Too many requests") is None
 
 
-def test_other_statuses() -> None:
-    assert type(error_for(403, None, "WAF")) is ExchangeUnavailable
-    assert type(error_for(404, None, "Not Found")) is BadRequest
-    assert type(error_for(400, -9999, "new code")) is BadRequest
-    assert type(error_for(302, None, "redirect")) is ExchangeError
+def test_other_statuses_of_reads() -> None:
+    assert type(error_for(403, None, "WAF", mutating=False)) is ExchangeUnavailable
+    assert type(error_for(404, None, "Not Found", mutating=False)) is BadRequest
+    assert type(error_for(400, -9999, "new code", mutating=False)) is BadRequest
+    assert type(error_for(302, None, "redirect", mutating=False)) is ExchangeError

@@ -358,6 +358,18 @@ def test_duplicate_client_id_is_allowed_once_the_first_order_is_no_longer_open()
     assert first["orderId"] != second["orderId"]
 
 
+def test_an_open_algo_order_refuses_a_second_with_its_client_id_until_it_is_gone() -> None:
+    """The exchange's last line of defence against a re-sent stop: -4116 before -4130, while the first is open."""
+    engine, market, _, _ = make()
+    price(engine, market, "BTCUSDT", "90000")
+    order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+    stop = {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "triggerPrice": "88000", "closePosition": True}
+    first = algo(engine, **stop, clientAlgoId="ats_k_S1")
+    assert code_of(lambda: algo(engine, **stop, clientAlgoId="ats_k_S1")) == -4116
+    engine.cancel_algo(as_params(algoId=first["algoId"]))
+    assert algo(engine, **stop, clientAlgoId="ats_k_S1")["algoId"] != first["algoId"]
+
+
 def test_snapshot_round_trip_keeps_the_paper_account() -> None:
     engine, market, clock, _ = make()
     price(engine, market, "BTCUSDT", "90000")
