@@ -800,8 +800,10 @@ def _on_canceled(p: Position, e: OrderCanceled, out: list[Action]) -> Position:
         return p
     if order.role is Role.STOP:
         return _alert(p, out, f"stop_canceled:{order.leg}", f"Stop {order.leg} {what} on the exchange: replacing it")
-    if order.role in (Role.TP1, Role.TP2):
+    if order.role in (Role.TP1, Role.TP2) and not e.expired:
         return _alert(p, out, f"tp_canceled:{order.leg}", f"Take-profit {order.leg} {what} on the exchange")
+    # A target that expired was ended by the exchange itself (a reduce-only order outliving the position it
+    # reduced, e.g. after the stop filled): the fills tell what happened; nobody needs to act on it.
     return p
 
 
