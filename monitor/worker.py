@@ -122,7 +122,8 @@ class Tuning:
     pending_interval_s: float = 2.0  # how often legs without an outcome are checked
     pending_age_s: float = PENDING_AGE_S  # re-drive a placement once it is this old without an outcome
     redrive_backoff_max_s: float = 60.0
-    reconcile_retry_s: float = 15.0  # after a failed pass (exchange down), instead of the full interval
+    reconcile_retry_s: float = 15.0  # the longest wait after failed passes (exchange or database down)
+    reconcile_first_retry_s: float = 1.0  # the first retry: a short outage costs seconds, not the full wait
     reconcile_min_gap_s: float = 1.0  # requests closer than this are merged into one pass
     outbox_interval_s: float = 3.0
     flat_check_s: float = 2.0  # an account update says flat: reconcile if the position is still open by then
@@ -130,6 +131,14 @@ class Tuning:
     warm_bars: int = 300  # closed bars fetched to warm the factor scorer of a newly watched symbol
     connect_timeout_s: float = 10.0
     shutdown_grace_s: float = 10.0
+
+
+def reconcile_retry_delay_s(failures: int, tuning: Tuning) -> float:
+    """The wait after `failures` (>= 1) failed passes in a row: doubling from the first retry up to the longest.
+
+    A database or exchange outage of a few seconds at TP1 then delays the breakeven stop by about as much,
+    not by the full retry wait (a 3 s database outage took 15 s to repair before)."""
+    return min(tuning.reconcile_first_retry_s * 2.0 ** (failures - 1), tuning.reconcile_retry_s)
 
 
 class Monitor:
@@ -582,13 +591,14 @@ class Monitor:
     async def _reconcile_loop(self) -> None:
         interval = self._settings.monitor.reconcile_interval_s
         delay = interval
+        failures = 0
         while not self._stop.is_set():
             await self._wait_either(self._reconcile_wanted, delay)
             if self._stop.is_set():
                 return
             self._reconcile_wanted.clear()
-            ok = await self._reconcile_once()
-            delay = interval if ok else min(interval, self._tuning.reconcile_retry_s)
+            failures = 0 if await self._reconcile_once() else failures + 1
+            delay = interval if failures == 0 else min(interval, reconcile_retry_delay_s(failures, self._tuning))
             if await self._pause(self._tuning.reconcile_min_gap_s):
                 return
 
