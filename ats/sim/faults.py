@@ -10,6 +10,9 @@ limited number of occurrences or until cleared. Kinds:
 - unknown_error: HTTP 503 "Unknown error, please check your request or try again later." (outcome unknown);
   executes the request unless `execute=False`.
 - rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm).
+- malformed: an answer no Binance client expects, as a gateway or a bug between client and venue gives; executes
+  the request unless `execute=False`. `shape`: "html" (an HTML error page with `status`, e.g. 502),
+  "empty" (200 with no body), "missing_fields" (200 with the JSON object's fields dropped but one).
 
 `clock_skew_ms` shifts the server's clock for /fapi/v1/time and the recvWindow check.
 """
@@ -21,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MALFORMED_SHAPES = ("html", "empty", "missing_fields")
+
 
 class FaultKind(StrEnum):
     LATENCY = "latency"
@@ -28,6 +33,7 @@ class FaultKind(StrEnum):
     UNAVAILABLE = "unavailable"
     UNKNOWN_ERROR = "unknown_error"
     RATE_LIMIT = "rate_limit"
+    MALFORMED = "malformed"
 
 
 @dataclass
@@ -41,6 +47,7 @@ class FaultRule:
     status: int = 503
     hold_s: float = 30.0
     mode: str = "hold"  # drop_response: "hold" or "close"
+    shape: str = "html"  # malformed: "html", "empty" or "missing_fields"
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
@@ -49,7 +56,7 @@ class FaultRule:
     def executes(self) -> bool:
         if self.execute is not None:
             return self.execute
-        return self.kind in (FaultKind.UNKNOWN_ERROR, FaultKind.DROP_RESPONSE, FaultKind.LATENCY)
+        return self.kind in (FaultKind.UNKNOWN_ERROR, FaultKind.DROP_RESPONSE, FaultKind.LATENCY, FaultKind.MALFORMED)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,6 +73,8 @@ class FaultRule:
         values["kind"] = FaultKind(values["kind"])
         if values.get("mode", "hold") not in ("hold", "close"):
             raise ValueError("mode must be 'hold' or 'close'")
+        if values.get("shape", "html") not in MALFORMED_SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(MALFORMED_SHAPES)}")
         return FaultRule(**values)
 
 

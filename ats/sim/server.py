@@ -490,6 +490,14 @@ class SimServer:
         await asyncio.sleep(0)
         return len(victims)
 
+    def send_stream_event(self, stream: str, payload: Mapping[str, Any]) -> int:
+        """Push one event on a market stream to its subscribers without changing the market (fault injection:
+        a bogus tick the exchange itself never acted on). Returns how many connections got it."""
+        receivers = [c for c in self.connections if stream in c.streams and _stream_family(stream) == c.family]
+        for connection in receivers:
+            connection.offer(stream, payload)
+        return len(receivers)
+
     def stall_websockets(self, seconds: float, path: str = "*") -> int:
         """Keep matching sockets open but send nothing on them for `seconds` (a silent stall)."""
         until = time.monotonic() + seconds
@@ -652,13 +660,20 @@ class SimServer:
                     raise SimError(-1015, f"Too many new orders; current limit is {limit} orders per {window}.", 429)
                 ten, minute = self.limits.add_order(api_key)
                 headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1M"] = str(ten), str(minute)
-            failure = next((f for f in faults if f.kind in (FaultKind.UNAVAILABLE, FaultKind.UNKNOWN_ERROR)), None)
+            failure = next(
+                (f for f in faults if f.kind in (FaultKind.UNAVAILABLE, FaultKind.UNKNOWN_ERROR, FaultKind.MALFORMED)),
+                None,
+            )
             drop = next((f for f in faults if f.kind is FaultKind.DROP_RESPONSE), None)
             result: Any = None
             if failure is None or failure.executes:
                 result = endpoint.handler(Call(self, params, engine, api_key))
                 if asyncio.iscoroutine(result):
                     result = await result
+            if failure is not None and failure.kind is FaultKind.MALFORMED:
+                log.info("sim fault: malformed answer", path=path, shape=failure.shape, executed=failure.executes)
+                await _malformed(send, failure, result, headers)
+                return
             if failure is not None:
                 message = UNKNOWN_ERROR_MSG if failure.kind is FaultKind.UNKNOWN_ERROR else UNAVAILABLE_MSG
                 code = -1000 if failure.kind is FaultKind.UNKNOWN_ERROR else -1001
@@ -956,6 +971,23 @@ class SimServer:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+async def _malformed(send: Send, rule: FaultRule, result: Any, headers: Mapping[str, str]) -> None:
+    """An answer of the given shape instead of the real one (which, when executed, happened all the same)."""
+    if rule.shape == "html":
+        page = f"<html><head><title>{rule.status} Bad Gateway</title></head><body>cloudfront</body></html>"
+        raw = page.encode()
+        response_headers = [(b"content-type", b"text/html"), (b"content-length", str(len(raw)).encode())]
+        await send({"type": "http.response.start", "status": rule.status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": raw})
+        return
+    if rule.shape == "empty":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    kept = dict(list(result.items())[:1]) if isinstance(result, dict) else {}
+    await _respond(send, 200, kept, headers)
 
 
 async def _respond(send: Send, status: int, body: Any, headers: Mapping[str, str]) -> None:

@@ -184,6 +184,7 @@ class Bench:
         self.monitor: RunningMonitor | None = None
         self.process: MonitorProcess | None = None
         self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
+        self.current_symbol = ""  # the symbol of the run in progress
         self.reactions: list[tuple[str, float]] = []  # (what, seconds from the crossing to its record)
 
     @property
@@ -388,6 +389,7 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
                 figures.notes.append(f"stopped after {run} runs: every symbol spoiled by a failed run")
                 break
             symbol = usable[run % len(usable)]
+            bench.current_symbol = symbol
             direction = Direction.LONG if rng.random() < 0.5 else Direction.SHORT
             exit_ = scenario.exits[(first_exit + run) % len(scenario.exits)]
             figures.runs += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from decimal import Decimal
 from typing import Any
 
 from ats.sim.faults import FaultKind
@@ -119,6 +120,22 @@ def kill_monitor() -> Inject:
     return inject
 
 
+def bogus_mark_tick(factor: str) -> Inject:
+    """One mark-price event, far from the real price, on the position's stream only: the exchange never moved."""
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        symbol = bench.current_symbol
+
+        async def send(server: SimServer) -> int:
+            event = server.market.mark_price_event(symbol)
+            event["p"] = str(Decimal(event["p"]) * Decimal(factor))
+            return server.send_stream_event(f"{symbol.lower()}@markPrice@1s", event)
+
+        return 1 if await bench.on_exchange(send) else 0
+
+    return inject
+
+
 def _lost_answer_scenarios() -> list[Scenario]:
     scenarios = []
     for how, rule in LOST_ANSWERS.items():
@@ -131,6 +148,36 @@ def _lost_answer_scenarios() -> list[Scenario]:
         )
     return scenarios
 
+
+MALFORMED = [
+    Scenario(
+        "entry_html_502", BEFORE_ENTRY, fault(ORDER, "POST", kind=FaultKind.MALFORMED, status=502), heal=clear_faults
+    ),
+    Scenario(
+        "stop_html_502", BEFORE_ENTRY, fault(ALGO, "POST", kind=FaultKind.MALFORMED, status=502), heal=clear_faults
+    ),
+    Scenario(
+        "entry_empty_answer",
+        BEFORE_ENTRY,
+        fault(ORDER, "POST", kind=FaultKind.MALFORMED, shape="empty"),
+        heal=clear_faults,
+    ),
+    Scenario(
+        "breakeven_missing_fields",
+        AT_TP1,
+        fault(ALGO, "POST", kind=FaultKind.MALFORMED, shape="missing_fields"),
+        heal=clear_faults,
+    ),
+    Scenario(
+        "cancel_missing_fields",
+        AT_TP1,
+        fault(ALGO, "DELETE", kind=FaultKind.MALFORMED, shape="missing_fields"),
+        heal=clear_faults,
+        exits=("tp2",),
+    ),
+    Scenario("absurd_mark_tick_down", AT_TP1, bogus_mark_tick("0.01")),
+    Scenario("absurd_mark_tick_up", AT_TP1, bogus_mark_tick("100")),
+]
 
 STREAMS = [
     Scenario("user_stream_stall_tp1", AT_TP1, on_exchange("stall_websockets", 30.0, "/private/*"), heal=clear_faults),
@@ -163,4 +210,4 @@ PROCESS = [
     Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), process=True),
 ]
 
-SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *STREAMS, *LIMITS, *DATABASE, *PROCESS]
+SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *DATABASE, *PROCESS]
