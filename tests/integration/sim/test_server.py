@@ -284,6 +284,33 @@ async def test_faults_unknown_error_executes_and_unavailable_does_not(sim: SimSe
     assert sim.faults.rules == []
 
 
+async def test_malformed_answers_execute_and_answer_nothing_a_client_can_read(sim: SimServer, client: Client) -> None:
+    await sim.set_price("BTCUSDT", Decimal("90000"))
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"}
+    sim.faults.add("malformed", path="/fapi/v1/order", method="POST", count=1, status=502)
+    html = await client.post("/fapi/v1/order", **order, newClientOrderId="m1")
+    assert (html.status_code, html.headers["content-type"]) == (502, "text/html")
+    assert html.text.startswith("<html>")
+    sim.faults.add("malformed", path="/fapi/v1/order", method="POST", count=1, shape="empty")
+    empty = await client.post("/fapi/v1/order", **order, newClientOrderId="m2")
+    assert (empty.status_code, empty.content) == (200, b"")
+    sim.faults.add("malformed", path="/fapi/v1/order", method="POST", count=1, shape="missing_fields")
+    partial = await client.post("/fapi/v1/order", **order, newClientOrderId="m3")
+    assert (partial.status_code, len(partial.json())) == (200, 1)
+    for cid in ("m1", "m2", "m3"):
+        found = await client.get("/fapi/v1/order", symbol="BTCUSDT", origClientOrderId=cid)
+        assert found.json()["status"] == "FILLED"
+
+
+async def test_a_bogus_tick_reaches_the_stream_and_moves_nothing(sim: SimServer) -> None:
+    await sim.set_price("BTCUSDT", Decimal("90000"))
+    async with websockets.connect(f"{sim.ws_url}/market/ws/btcusdt@markPrice@1s") as market:
+        event = sim.market.mark_price_event("BTCUSDT") | {"p": "1.00"}
+        assert sim.send_stream_event("btcusdt@markPrice@1s", event) == 1  # subscribed as the socket was accepted
+        assert (await receive(market))["p"] == "1.00"
+    assert sim.market.mark_price_event("BTCUSDT")["p"] != "1.00"
+
+
 async def test_fault_drop_response_after_accepting_the_order(sim: SimServer, client: Client) -> None:
     await sim.set_price("BTCUSDT", Decimal("90000"))
     sim.faults.add("drop_response", path="/fapi/v1/order", method="POST", count=1, hold_s=5)
