@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,15 @@ class ProtectionAudit:
     exchange-side stop covering it. Called in the exchange's own thread after every change it publishes."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         self._since: dict[str, float] = {}
         self.spans: list[tuple[str, float]] = []
+        self.attach(engine)
+
+    def attach(self, engine: Engine) -> None:
+        """Watch `engine` (the same account after the exchange restarted)."""
+        self.engine = engine
         self._unsubscribe = engine.subscribe(lambda _event: self.check())
+        self.check()
 
     def check(self) -> None:
         now = time.monotonic()
@@ -185,6 +190,8 @@ class Bench:
         self.process: MonitorProcess | None = None
         self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
         self.current_symbol = ""  # the symbol of the run in progress
+        self.audit: ProtectionAudit | None = None
+        self.duplicates_before_restart = 0  # an exchange restart forgets finished orders: counted before it
         self.reactions: list[tuple[str, float]] = []  # (what, seconds from the crossing to its record)
 
     @property
@@ -215,6 +222,22 @@ class Bench:
         wait_role(self.database, self.process, "active", timeout_s=30)
         return self.process
 
+    async def restart_exchange(self) -> None:
+        """Stop the exchange and start it again on the same port from its saved accounts and prices, as a venue
+        comes back after maintenance: every connection drops, nothing of the accounts is lost."""
+        old = self.server
+        prices = {symbol: old.market.mark_price_event(symbol)["p"] for symbol in SYMBOLS}
+        self.duplicates_before_restart += duplicate_orders(old.engine)
+        await asyncio.to_thread(self.sim.stop)
+        config = replace(self.sim.config, port=old.port)
+        self.sim = SimServerThread(config)
+        await asyncio.to_thread(self.sim.start)
+        for symbol, price in prices.items():
+            await self.set_price(symbol, Decimal(price))
+        if self.audit is not None:
+            audit = self.audit
+            await self.on_exchange(lambda server: _attach(audit, server))
+
     async def after_run(self) -> None:
         """Wait for what a run left going (a restart), so that the next run starts whole."""
         if self.background:
@@ -238,10 +261,13 @@ class Bench:
 async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator[Bench]:
     """A new exchange and an emptied database: what one scenario left never spoils the next."""
     truncate_all(database)
-    config = SimConfig(seed=29, mode="manual", port=0, weight_limit=WEIGHT_LIMIT)
     proxy = PgProxy.for_url(database.engine.url.render_as_string(hide_password=False))
     proxy.start()
-    with SimServerThread(config) as sim, tempfile.TemporaryDirectory(prefix="ats-chaos-") as data_dir:
+    with tempfile.TemporaryDirectory(prefix="ats-chaos-") as data_dir:
+        state_file = Path(data_dir) / "sim-accounts.json"  # what the exchange keeps across its restarts
+        config = SimConfig(seed=29, mode="manual", port=0, weight_limit=WEIGHT_LIMIT, state_file=state_file)
+        sim = SimServerThread(config)
+        sim.start()
         desk_bench = Bench(sim, database, Path(data_dir), proxy)
         try:
             if in_process:
@@ -251,6 +277,7 @@ async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator
             yield desk_bench
         finally:
             await desk_bench.aclose()
+            desk_bench.sim.stop()  # the one running now (a restart replaces it)
             proxy.stop()
 
 
@@ -379,6 +406,7 @@ async def run_scenario(database: Database, scenario: Scenario, runs: int, seed: 
 async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random, first_exit: int) -> Figures:
     figures = Figures(scenario.name)
     audit = await bench.on_exchange(_audit)
+    bench.audit = audit
     started = time.monotonic()
     keys: list[str] = []
     spoiled: set[str] = set()
@@ -412,7 +440,7 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
                 await bench.after_run()
                 if scenario.heal is not None:
                     await scenario.heal(bench)
-        figures.duplicates = duplicate_orders(bench.engine) + _overfilled(bench, keys)
+        figures.duplicates = duplicate_orders(bench.engine) + bench.duplicates_before_restart + _overfilled(bench, keys)
         figures.lost_events = lost_events(bench.engine, bench.database)
         spans = audit.spans + audit.open_spans()
         figures.unprotected_seconds_max = max((seconds for _, seconds in spans), default=0.0)
@@ -436,6 +464,11 @@ async def _audit(server: SimServer) -> ProtectionAudit:
 
 async def _close_audit(audit: ProtectionAudit) -> None:
     audit.close()
+
+
+async def _attach(audit: ProtectionAudit, server: SimServer) -> None:
+    audit.close()
+    audit.attach(server.engine)
 
 
 def _after_entry(scenario: Scenario) -> Scenario:

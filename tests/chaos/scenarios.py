@@ -102,6 +102,11 @@ async def database_back(bench: Bench) -> None:
     bench.proxy.heal()
 
 
+async def restart_exchange(bench: Bench, _rng: random.Random) -> int:
+    await bench.restart_exchange()
+    return 1
+
+
 def kill_monitor() -> Inject:
     """SIGKILL the monitor process; it comes back after a random pause while the market moves on."""
 
@@ -199,6 +204,11 @@ LIMITS = [
     Scenario("clock_skew_minus_3s", AT_TP1, clock_skew(-3_000), heal=clear_faults),
 ]
 
+EXCHANGE = [
+    Scenario("exchange_restart_when_protected", PROTECTED, restart_exchange),
+    Scenario("exchange_restart_at_exit", AT_EXIT, restart_exchange),
+]
+
 DATABASE = [
     Scenario("database_down_at_tp1", AT_TP1, database_outage(3.0), heal=database_back),
     Scenario("database_down_at_exit", AT_EXIT, database_outage(3.0), heal=database_back),
@@ -210,4 +220,4 @@ PROCESS = [
     Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), process=True),
 ]
 
-SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *DATABASE, *PROCESS]
+SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *EXCHANGE, *DATABASE, *PROCESS]
