@@ -160,11 +160,12 @@ def test_the_halt_counts_unrealised_pnl_and_sticks_once_reached() -> None:
     assert halt_reason(halted_day, fine, limits) == ("reached at 09:12", False)
 
 
-def test_an_approved_entry_spends_its_margin_and_takes_a_slot() -> None:
+def test_an_approved_entry_spends_its_margin_its_risk_and_takes_a_slot() -> None:
     (decision,) = decide([stored("AAAUSDT")])
     assert decision.order is not None
     after = with_entry(SNAPSHOT, decision.order, D("0.0005"))
-    assert after.exposures == (Exposure("AAAUSDT", decision.order.notional, pending=True),)
+    assert after.exposures == (Exposure("AAAUSDT", decision.order.notional, pending=True, risk=decision.order.risk_usdt),)
+    assert after.committed_pnl == -decision.order.risk_usdt
     assert after.available_balance == SNAPSHOT.available_balance - decision.order.margin - (
         decision.order.notional * D("0.0005")
     )
