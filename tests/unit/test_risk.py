@@ -545,10 +545,8 @@ def test_the_open_risk_of_every_position_spends_the_daily_loss_limit() -> None:
     assert f"open risk {snap.open_risk:.2f} USDT" in refused.message
     assert "3 positions and pending entries" in refused.message
     # All three filled at their reference and stopped out: the day loses at most the limit.
-    lost = sum(
-        (o.notional * FEE + loss_at_stop(o.direction, o.reference_price, o.quantity, o.levels.stop, FEE) for o in orders),
-        D(0),
-    )
+    stopped = (loss_at_stop(o.direction, o.reference_price, o.quantity, o.levels.stop, FEE) for o in orders)
+    lost = sum(stopped, D(0)) + sum((o.notional * FEE for o in orders), D(0))  # plus the entry fees
     assert lost <= limits.max_daily_loss_usdt
 
 
