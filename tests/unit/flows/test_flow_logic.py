@@ -249,6 +249,7 @@ def test_the_placement_report_shows_opened_refused_and_failed() -> None:
     assert "symbol_busy" in text
     assert "exchange unreachable: timeout" in text
     assert "- XUSDT is not managed" in text
+    assert "0 positions and pending entries, open risk 0.00 USDT if every stop is hit" in text
     dry = placement_markdown(Decided([opened], SNAPSHOT, "halted: limit", (), dry_run=True), {})
     assert "(dry run)" in dry
     assert "would open" in dry
