@@ -103,7 +103,9 @@ def _fill_secrets_from_files(section: BaseModel, names: tuple[str, ...]) -> None
 class RiskLimits(_Section):
     max_concurrent_positions: int = Field(5, ge=1, le=100)
     max_position_size_usdt: Decimal = Field(Decimal(10000), gt=0, description="max notional per position")
-    max_daily_loss_usdt: Decimal = Field(Decimal(2000), gt=0, description="realised + unrealised since 00:00 UTC")
+    max_daily_loss_usdt: Decimal = Field(
+        Decimal(2000), gt=0, description="cap on today's realised loss plus every open position's loss at its stop"
+    )
     max_leverage: int = Field(10, ge=1, le=125)
     leverage: int = Field(5, ge=1, le=125, description="leverage for medium signals; stronger ones scale up")
     min_order_size_usdt: Decimal = Field(Decimal(10), gt=0)

@@ -60,7 +60,9 @@ from ats.risk import (
     SizedOrder,
     breakeven_stop_price,
     levels_for,
+    loss_at_stop,
     min_order_qty,
+    planned_risk,
     reversal_response,
     reversal_stop,
     stop_crossed,
@@ -263,6 +265,18 @@ class Position:
     def current_order(self, role: Role) -> LegOrder | None:
         """The newest live order of a role (for display and the positions table's client id columns)."""
         return next((o for o in reversed(self.orders) if o.role is role and o.state.live), None)
+
+    @property
+    def exchange_stop(self) -> Decimal | None:
+        """The stop that would close the position now: the tightest acknowledged stop on the exchange. Until one is
+        acknowledged, the stop wanted (it is being placed; if it cannot be, the position is closed at market).
+
+        A breakeven stop requested but not yet acknowledged does not count: the old stop still guards the rest.
+        """
+        placed = [o.trigger for o in self.orders if o.role is Role.STOP and o.state is OrderState.ACTIVE and o.trigger]
+        if not placed:
+            return self.stop_price
+        return functools.reduce(lambda a, b: tighten_stop(a, b, self.direction), placed)
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -578,6 +592,29 @@ def transition(state: Position, event: Event) -> tuple[Position, list[Action]]:
     if new is not state:
         new = _settle(new, event.time_ms, out)
     return new, out
+
+
+def open_risk(p: Position, *, mark: Decimal | None = None, reference: Decimal | None = None) -> Decimal:
+    """What the position can still add to today's loss (the daily loss limit counts it before it happens).
+
+    Filled: the loss of what is open, and of what a live entry may still fill, at its exchange stop (at the mark
+    once the mark is beyond it; nothing once the stop locks in a gain). Not filled yet: the planned risk of the
+    entry at `reference`, the price it was sized at (the mark if that is unknown). Closed or failed: nothing.
+    """
+    if p.is_terminal:
+        return ZERO
+    rules, plan, fee = p.policy.rules, p.policy.plan, p.policy.taker_fee_rate
+    entry = p.entry_order
+    unfilled = max(p.requested_qty - p.entry_qty, ZERO) if entry is not None and entry.state.live else ZERO
+    if p.entry_qty > 0:
+        stop = p.exchange_stop or stop_price_for(p.entry_price, plan.stop_pct, p.direction, rules)
+        return loss_at_stop(p.direction, p.entry_price, max(p.open_qty, ZERO) + unfilled, stop, fee, mark)
+    if unfilled == 0:
+        return ZERO
+    price = reference if reference is not None else mark
+    if price is None or price <= 0:
+        raise ValueError(f"{p.symbol}: the risk of a pending entry needs its reference price or a mark")
+    return planned_risk(price, stop_price_for(price, plan.stop_pct, p.direction, rules), unfilled, fee)
 
 
 # ---------------------------------------------------------------------------------------------- small helpers

@@ -3,6 +3,11 @@
 Pure functions over Decimal: no I/O, no clock. Flows call `check_entry` inside the transaction that records an
 intent; the lifecycle calls the level and stop functions as fills arrive; backtests call both.
 
+The daily loss limit is a cap, not an entry gate: the day's headroom is spent by what was realised today and by
+the open risk of every position and pending entry (what each loses if its exchange stop fills now, fees
+included), so a new entry is sized to lose at most what is left even if every stop of the day is hit. Only the
+slippage of stop-market fills past their trigger is beyond it.
+
 Rounding sides, chosen so that rounding never works against the account:
 - stop: AWAY from the entry (long: down, short: up) and at least one tick from it. The stop is never tighter
   than the factor-adjusted distance and at most one tick wider; sizing uses the rounded stop, so the money at
@@ -239,6 +244,31 @@ def reversal_stop(
     return tighten_stop(current, candidate, direction)
 
 
+# ---------------------------------------------------------------------------------------------- open risk
+
+
+def planned_risk(reference: Decimal, stop: Decimal, qty: Decimal, taker_fee_rate: Decimal) -> Decimal:
+    """What an entry of `qty` at `reference` loses if its stop fills at `stop`: the distance plus the entry's and
+    the exit's taker fees (the exit's at the higher of the two prices, so neither side's is undercounted)."""
+    return qty * (abs(reference - stop) + (reference + max(reference, stop)) * taker_fee_rate)
+
+
+def loss_at_stop(
+    direction: Direction,
+    entry: Decimal,
+    qty: Decimal,
+    stop: Decimal,
+    taker_fee_rate: Decimal,
+    mark: Decimal | None = None,
+) -> Decimal:
+    """What closing `qty` of a filled position at its stop still loses against the average entry, the exit's taker
+    fee included (the entry's is realised already); at the mark when the mark is already beyond the stop (the stop
+    fills there or worse). 0 when the stop locks in a gain, as the breakeven stop after TP1 does."""
+    exit_price = mark if mark is not None and stop_crossed(stop, mark, direction) else stop
+    pnl = direction.sign * (exit_price - entry) * qty - exit_price * qty * taker_fee_rate
+    return max(-pnl, ZERO)
+
+
 # ---------------------------------------------------------------------------------------------- entry check
 
 
@@ -249,6 +279,9 @@ class Exposure:
     symbol: str
     notional: Decimal  # absolute USDT value; for a pending intent its planned notional
     pending: bool = False
+    # What it can still add to today's loss: a position's loss at its exchange stop (loss_at_stop), a pending
+    # entry's planned risk (planned_risk), a position we do not manage its unrealised loss (its stop is unknown).
+    risk: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +300,21 @@ class AccountSnapshot:
 
     @property
     def daily_pnl(self) -> Decimal:
-        """What the daily loss limit counts: realised today plus unrealised now."""
+        """Today's PnL so far: realised today plus unrealised now (what halts the day once at the limit)."""
         return self.realized_pnl_today + self.unrealized_pnl
+
+    @property
+    def open_risk(self) -> Decimal:
+        """What every open position and pending entry together can still lose, each stopped out now."""
+        return sum((e.risk for e in self.exposures), ZERO)
+
+    @property
+    def committed_pnl(self) -> Decimal:
+        """Today's PnL if every stop were hit now: realised less the open risk. What the daily loss limit caps.
+
+        Never above realised + unrealised: the exchange's own unrealised PnL also counts what no exposure knows of.
+        """
+        return min(self.realized_pnl_today - self.open_risk, self.daily_pnl)
 
     @property
     def total_notional(self) -> Decimal:
@@ -292,7 +338,8 @@ class SizingCap(StrEnum):
     """Which limit decided the position size."""
 
     MAX_NOTIONAL = "max_notional"  # RiskLimits.max_position_size_usdt
-    RISK = "risk"  # risk_per_trade_pct of equity (or what is left of the daily loss limit) lost at the stop
+    RISK = "risk"  # risk_per_trade_pct of equity lost at the stop
+    DAILY_LOSS = "daily_loss"  # what is left of the daily loss limit after today's realised PnL and open risk
     MARGIN = "margin"  # the available balance at the chosen leverage, less a buffer
     ACCOUNT_LEVERAGE = "account_leverage"  # all exposure together at most equity x max_leverage
     MAX_QTY = "max_qty"  # the symbol's largest market order
@@ -309,7 +356,7 @@ class SizedOrder:
     notional: Decimal
     leverage: int
     margin: Decimal  # initial margin at that leverage
-    risk_usdt: Decimal  # loss if the stop is hit, entry and exit fees included
+    risk_usdt: Decimal  # loss if the stop is hit, entry and exit fees included (planned_risk)
     levels: Levels  # at the reference price; the lifecycle re-applies `plan` to the actual fill price
     plan: LevelPlan
     strength: float
@@ -354,8 +401,18 @@ _REASON_FOR_CAP = {
     SizingCap.ACCOUNT_LEVERAGE: RefusalReason.MAX_LEVERAGE,
     SizingCap.MAX_NOTIONAL: RefusalReason.MAX_NOTIONAL,
     SizingCap.RISK: RefusalReason.BELOW_MIN_ORDER,
+    SizingCap.DAILY_LOSS: RefusalReason.DAILY_LOSS_LIMIT,
     SizingCap.MAX_QTY: RefusalReason.BELOW_MIN_ORDER,
 }
+
+
+def _daily_loss_figures(snapshot: AccountSnapshot) -> str:
+    """What the daily loss limit was spent on, for the refusal's message."""
+    return (
+        f"realised today {snapshot.realized_pnl_today:.2f} USDT, open risk {snapshot.open_risk:.2f} USDT (lost if "
+        f"the stops of {len(snapshot.exposures)} positions and pending entries are hit), unrealised "
+        f"{snapshot.unrealized_pnl:.2f} USDT"
+    )
 
 
 def check_entry(
@@ -370,9 +427,10 @@ def check_entry(
 ) -> Decision:
     """Approve a sized entry for `signal` or refuse it with a machine-readable reason and a message.
 
-    Size = the smallest of: max_position_size_usdt; what loses risk_per_trade_pct of equity at the stop
-    (capped by what is left of the daily loss limit); what the available margin carries at the chosen
-    leverage; the account's total exposure headroom (equity x max_leverage); the symbol's max quantity.
+    Size = the smallest of: max_position_size_usdt; what loses risk_per_trade_pct of equity at the stop; what
+    loses at the stop what is left of the daily loss limit once today's realised PnL and the open risk of every
+    position and pending entry are counted (AccountSnapshot.committed_pnl); what the available margin carries at
+    the chosen leverage; the account's total exposure headroom (equity x max_leverage); the symbol's max quantity.
     """
     price = signal.price if entry_price is None else entry_price
     if rules.symbol != signal.symbol:
@@ -390,12 +448,12 @@ def check_entry(
             RefusalReason.MAX_POSITIONS,
             f"{len(snapshot.exposures)} positions and pending entries, limit {limits.max_concurrent_positions}",
         )
-    headroom = limits.max_daily_loss_usdt + snapshot.daily_pnl
+    headroom = limits.max_daily_loss_usdt + snapshot.committed_pnl
     if headroom <= 0:
         return Refused(
             RefusalReason.DAILY_LOSS_LIMIT,
-            f"today's PnL {snapshot.daily_pnl} USDT (realised + unrealised) reached the daily loss limit "
-            f"of {limits.max_daily_loss_usdt} USDT",
+            f"{signal.symbol}: nothing is left of the daily loss limit of {limits.max_daily_loss_usdt} USDT: "
+            f"{_daily_loss_figures(snapshot)}",
         )
     equity = snapshot.equity
     if equity <= 0 or snapshot.wallet_balance <= 0:
@@ -407,11 +465,11 @@ def check_entry(
     stop = stop_price_for(price, plan.stop_pct, signal.direction, rules)
     stop_fraction = abs(price - stop) / price
     leverage = choose_leverage(signal.strength, limits, stop_fraction)
-    loss_fraction = stop_fraction + 2 * taker_fee_rate  # the stop's distance plus entry and exit taker fees
-    risk_budget = min(equity * limits.risk_per_trade_pct / HUNDRED, headroom)
+    loss_fraction = planned_risk(price, stop, ONE, taker_fee_rate) / price  # per USDT of notional
     caps: dict[SizingCap, Decimal] = {
         SizingCap.MAX_NOTIONAL: limits.max_position_size_usdt,
-        SizingCap.RISK: risk_budget / loss_fraction,
+        SizingCap.RISK: equity * limits.risk_per_trade_pct / HUNDRED / loss_fraction,
+        SizingCap.DAILY_LOSS: headroom / loss_fraction,
         SizingCap.MARGIN: snapshot.available_balance * (ONE - MARGIN_BUFFER) / (ONE / leverage + taker_fee_rate),
         SizingCap.ACCOUNT_LEVERAGE: equity * limits.max_leverage - snapshot.total_notional,
     }
@@ -431,6 +489,13 @@ def check_entry(
                 f"{signal.symbol}: the smallest order ({smallest:f} USDT) exceeds the maximum position size "
                 f"({limits.max_position_size_usdt} USDT)",
             )
+        if cap is SizingCap.DAILY_LOSS:
+            return Refused(
+                _REASON_FOR_CAP[cap],
+                f"{signal.symbol}: {headroom:.2f} USDT is left of the daily loss limit of "
+                f"{limits.max_daily_loss_usdt} USDT ({_daily_loss_figures(snapshot)}); at this stop it allows "
+                f"{max(allowed, ZERO):.2f} USDT, below the smallest order of {smallest:f} USDT",
+            )
         return Refused(
             _REASON_FOR_CAP[cap],
             f"{signal.symbol}: the {cap.value} limit allows {max(allowed, ZERO):.2f} USDT, below the smallest "
@@ -447,7 +512,7 @@ def check_entry(
             notional=notional,
             leverage=leverage,
             margin=notional / leverage,
-            risk_usdt=notional * loss_fraction,
+            risk_usdt=planned_risk(price, levels.stop, quantity, taker_fee_rate),
             levels=levels,
             plan=plan,
             strength=signal.strength,

@@ -1,15 +1,16 @@
 """The account as the risk check sees it, and the daily ledger with its loss-limit halt.
 
 The entry check (ats.risk.check_entry) needs the account in one consistent view: open positions and entries
-still pending come from PostgreSQL (read under the order-placement lock, so two cycles cannot both use the same
-free slot), balances and unrealised PnL from the exchange, and what was realised today (PnL, fees, funding since
-00:00 UTC) from the risk ledger the journal keeps. Once a day's PnL breaches the daily loss limit the day is
-halted in the ledger and stays halted until 00:00 UTC, whatever the PnL does next and across restarts.
+still pending come from PostgreSQL with their open risk (read under the order-placement lock, so two cycles
+cannot both use the same free slot or the same daily loss headroom), balances and unrealised PnL from the
+exchange, and what was realised today (PnL, fees, funding since 00:00 UTC) from the risk ledger the journal keeps.
+Once a day's PnL breaches the daily loss limit the day is halted in the ledger and stays halted until 00:00 UTC,
+whatever the PnL does next and across restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
-from ats.lifecycle import Phase
+from ats.lifecycle import Phase, Position, from_jsonable, open_risk
 from ats.risk import AccountSnapshot, Exposure
 from db.models import OrderIntentRow, PositionRow, RiskLedgerRow
 
@@ -96,10 +97,12 @@ class ManagedExposure:
     notional: Decimal
     margin: Decimal  # initial margin it uses (or will use once its entry fills)
     pending: bool  # the entry has not filled yet
+    risk: Decimal  # what it can still lose today (ats.lifecycle.open_risk)
 
 
-def managed_exposures(session: Session, account: str) -> list[ManagedExposure]:
-    """Every open or pending position in the database, valued at its entry (or its intent's planned entry)."""
+def managed_exposures(session: Session, account: str, marks: Mapping[str, Decimal]) -> list[ManagedExposure]:
+    """Every open or pending position in the database, valued at its entry (or its intent's planned entry), with
+    its open risk at its exchange stop (a pending entry's at the price it was sized at)."""
     rows = session.execute(
         select(
             PositionRow.symbol,
@@ -107,6 +110,7 @@ def managed_exposures(session: Session, account: str) -> list[ManagedExposure]:
             PositionRow.leverage,
             PositionRow.quantity,
             PositionRow.entry_price,
+            PositionRow.lifecycle,
             OrderIntentRow.quantity,
             OrderIntentRow.reference_price,
         )
@@ -115,13 +119,15 @@ def managed_exposures(session: Session, account: str) -> list[ManagedExposure]:
         .order_by(PositionRow.id)
     ).all()
     out: list[ManagedExposure] = []
-    for symbol, state, leverage, quantity, entry_price, planned_qty, planned_price in rows:
+    for symbol, state, leverage, quantity, entry_price, lifecycle, planned_qty, planned_price in rows:
         pending = state == Phase.PENDING_ENTRY
         if pending or entry_price is None:
             notional = (planned_qty or ZERO) * (planned_price or ZERO)
         else:
             notional = quantity * entry_price
-        out.append(ManagedExposure(symbol, abs(notional), abs(notional) / max(leverage, 1), pending))
+        position: Position = from_jsonable(Position, lifecycle)
+        risk = open_risk(position, mark=marks.get(symbol), reference=planned_price)
+        out.append(ManagedExposure(symbol, abs(notional), abs(notional) / max(leverage, 1), pending, risk))
     return out
 
 
@@ -137,24 +143,29 @@ class RiskView:
 
 
 def risk_view(
-    session: Session, account: str, info: AccountInfo, exchange_positions: Sequence[PositionInfo], time_ms: int
+    session: Session,
+    account: str,
+    info: AccountInfo,
+    exchange_positions: Sequence[PositionInfo],
+    marks: Mapping[str, Decimal],
+    time_ms: int,
 ) -> RiskView:
     """Combine the database's positions and ledger with the exchange's balances into one AccountSnapshot.
 
-    Positions on the exchange that we do not manage (opened by hand) count too: they take a slot and margin.
-    The margin of entries recorded but not yet on the exchange is taken off the available balance, so two
-    decisions in a row do not spend the same money.
+    Positions on the exchange that we do not manage (opened by hand) count too: they take a slot and margin, and
+    their unrealised loss is their open risk (their stop is unknown). The margin and the risk of entries recorded
+    but not yet on the exchange count, so two decisions in a row do not spend the same money or loss headroom.
     """
     ledger = ledger_day(session, account, time_ms)
-    managed = managed_exposures(session, account)
+    managed = managed_exposures(session, account, marks)
     managed_symbols = {m.symbol for m in managed}
     on_exchange = {p.symbol for p in exchange_positions if p.amount != 0}
-    exposures = [Exposure(m.symbol, m.notional, pending=m.pending) for m in managed]
+    exposures = [Exposure(m.symbol, m.notional, pending=m.pending, risk=m.risk) for m in managed]
     unmanaged = sorted(on_exchange - managed_symbols)
     for position in exchange_positions:
         if position.symbol in unmanaged:
             notional = abs(position.notional) or abs(position.amount) * position.mark_price
-            exposures.append(Exposure(position.symbol, notional))
+            exposures.append(Exposure(position.symbol, notional, risk=max(-position.unrealized_pnl, ZERO)))
     reserved = sum((m.margin for m in managed if m.pending and m.symbol not in on_exchange), ZERO)
     snapshot = AccountSnapshot(
         wallet_balance=info.total_wallet_balance,

@@ -99,9 +99,10 @@ async def place_orders(
     """Check each new signal against the risk limits and open the approved ones with stop, TP1 and TP2.
 
     Limits: max concurrent positions, one position per symbol, max notional, max leverage, min order size,
-    available balance, and the daily loss limit (realised + unrealised since 00:00 UTC; once reached, the day
-    stays halted). Decisions are taken in one transaction under a per-account lock and recorded on the signals
-    (refusals with their reason). Entries are sent with deterministic client ids: a retry never doubles one.
+    available balance, and the daily loss limit (a cap: today's realised PnL plus what every open position and
+    pending entry loses at its stop; once realised + unrealised reach it, the day stays halted). Decisions are
+    taken in one transaction under a per-account lock and recorded on the signals (refusals with their reason).
+    Entries are sent with deterministic client ids: a retry never doubles one.
 
     Args:
         signal_ids: The signals to act on; default: every new signal of the newest closed bar.

@@ -1,10 +1,11 @@
 """Order placement: risk decisions under one lock, then retry-safe execution on the exchange.
 
 1. `record_entries` (one PostgreSQL transaction, advisory lock per account): the account snapshot (positions
-   and pending entries from the database, balances and unrealised PnL from the exchange, today's realised PnL,
-   fees and funding from the risk ledger), the day's halt, then `decide_entries` over the new signals, strongest
-   first. Refusals are recorded on the signal rows; approvals become an intent and a position with
-   deterministic client ids. Two runs at once see each other's decisions: the second waits for the lock.
+   and pending entries from the database with their open risk at their stops, balances and unrealised PnL from
+   the exchange, today's realised PnL, fees and funding from the risk ledger), the day's halt, then
+   `decide_entries` over the new signals, strongest first. Refusals are recorded on the signal rows; approvals
+   become an intent and a position with deterministic client ids. Two runs at once see each other's decisions
+   (slots, margin and the daily loss headroom their entries' risk spends): the second waits for the lock.
 2. `open_on_exchange` (outside the transaction, one task per position): isolated margin and leverage, then the
    entry through the Executor, which places the protection when the entry fills. A retry of this task never
    sends a second order: it re-drives the position, which looks every unanswered order up by client id first.
@@ -96,12 +97,13 @@ def halt_reason(ledger: risk_state.LedgerDay, snapshot: AccountSnapshot, limits:
 
 
 def with_entry(snapshot: AccountSnapshot, order: SizedOrder, taker_fee_rate: Decimal) -> AccountSnapshot:
-    """The snapshot after an approved entry: one more (pending) exposure and its margin spent."""
+    """The snapshot after an approved entry: one more (pending) exposure, its margin and its risk spent."""
     spent = order.margin + order.notional * taker_fee_rate
+    entry = Exposure(order.symbol, order.notional, pending=True, risk=order.risk_usdt)
     return replace(
         snapshot,
         available_balance=snapshot.available_balance - spent,
-        exposures=(*snapshot.exposures, Exposure(order.symbol, order.notional, pending=True)),
+        exposures=(*snapshot.exposures, entry),
     )
 
 
@@ -240,7 +242,7 @@ async def record_entries(
     newest_bar = last_closed_open_time(now, interval)
     with rt.database.session() as session:
         advisory_xact_lock(session, placement_lock(account))
-        view = risk_state.risk_view(session, account, exchange.info, exchange.positions, now)
+        view = risk_state.risk_view(session, account, exchange.info, exchange.positions, exchange.marks, now)
         halted, new_halt = halt_reason(view.ledger, view.snapshot, settings.limits)
         notes = view.notes
         no_monitor = None

@@ -163,7 +163,8 @@ def placement_markdown(decided: Decided, placements: Mapping[str, Placement | st
         f"today {fmt_usdt(snapshot.daily_pnl, signed=True)} "
         f"(realised {fmt_usdt(snapshot.realized_pnl_today, signed=True)}"
         f" + unrealised {fmt_usdt(snapshot.unrealized_pnl, signed=True)}) · "
-        f"{len(snapshot.exposures)} positions and pending entries",
+        f"{len(snapshot.exposures)} positions and pending entries, open risk {fmt_usdt(snapshot.open_risk)} USDT "
+        f"if every stop is hit",
         "",
     ]
     if decided.halted:

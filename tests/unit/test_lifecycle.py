@@ -36,9 +36,11 @@ from ats.lifecycle import (
     event_from_jsonable,
     event_to_jsonable,
     from_jsonable,
+    open_risk,
     to_jsonable,
 )
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render
+from tests.unit.lifecycle.harness import FEE_RATE as FEE
 from tests.unit.lifecycle.harness import KEY, Driver, of_type, policy
 from tests.unit.test_notify import NOTES
 
@@ -767,6 +769,52 @@ def test_anomaly_records_name_the_event() -> None:
     assert isinstance(record, RecordAnomaly)
     assert record.event == "OrderAccepted"
     assert record.key == KEY
+
+
+# ---------------------------------------------------------------------------------------------- open risk
+
+
+def test_open_risk_follows_the_exchange_stop_through_the_lifecycle() -> None:
+    """What the daily loss limit counts for one position: 1.000 long, stop 98, TP1 0.500 at 104, fee 0.05 %."""
+    d = Driver()
+    # Pending: the planned risk at the price it was sized at (2 + entry and exit fees 0.05 + 0.05).
+    assert open_risk(d.p, reference=D("100")) == D("2.1")
+    assert open_risk(d.p, mark=D("100")) == D("2.1")
+    with pytest.raises(ValueError, match="reference price or a mark"):
+        open_risk(d.p)
+    d.accept("E")
+    d.fill("E", "0.400", "100.00", done=False, cum="0.400")
+    # Part filled, the rest may still fill: all of it counts at the wanted stop (not acknowledged yet).
+    assert d.p.exchange_stop == D("98.00")
+    assert open_risk(d.p) == D("2") + D("98") * FEE
+    d.fill("E", "0.600", "100.00", done=True, cum="1.000")
+    for leg in ("S1", "T1", "T2"):
+        d.accept(leg)
+    at_stop = D("2") + D("98") * FEE  # the entry fee is realised already
+    assert open_risk(d.p, mark=D("99")) == at_stop
+    assert open_risk(d.p, mark=D("97")) == D("3") + D("97") * FEE  # the mark is past the stop
+    d.fill("T1", "0.500", "104.00")
+    # TP1 done, the breakeven stop S2 requested: until it is acknowledged S1 at 98 still guards the rest.
+    assert d.p.stop_price == D("100.21")
+    assert d.p.exchange_stop == D("98.00")
+    assert open_risk(d.p) == (D("2") + D("98") * FEE) / 2
+    d.accept("S2")
+    assert d.p.exchange_stop == D("100.21")
+    assert open_risk(d.p) == 0
+    d.fill("S2", "0.500", "100.21", done=True)
+    assert d.p.is_terminal
+    assert open_risk(d.p, mark=D("50")) == 0
+
+
+def test_open_risk_of_a_short_and_of_a_failed_entry() -> None:
+    d = Driver(SHORT)
+    d.open_fully()
+    assert d.p.exchange_stop == D("102.00")
+    assert open_risk(d.p) == D("2") + D("102") * FEE
+    failed = Driver()
+    failed.reject("E", -2019, "Margin is insufficient.")
+    assert failed.p.is_terminal
+    assert open_risk(failed.p, reference=D("100")) == 0
 
 
 # ---------------------------------------------------------------------------------------------- totality

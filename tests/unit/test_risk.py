@@ -26,11 +26,14 @@ from ats.risk import (
     level_prices,
     levels_for,
     liquidation_safe_leverage,
+    loss_at_stop,
     plan_levels,
+    planned_risk,
     reversal_response,
     reversal_stop,
     split_take_profits,
     stop_crossed,
+    stop_price_for,
     tighten_stop,
 )
 
@@ -363,11 +366,11 @@ def test_available_margin_caps_the_size() -> None:
     assert order.margin + order.notional * FEE <= D("100") * D("0.95")
 
 
-def test_daily_loss_headroom_caps_the_risk_budget() -> None:
+def test_daily_loss_headroom_caps_the_size() -> None:
     limits = RiskLimits(max_daily_loss_usdt=D("1000"))
     order = approve(make_signal(), snapshot("100000", realized="-970"), limits).order
-    assert order.cap is SizingCap.RISK
-    assert order.risk_usdt <= D("30")
+    assert order.cap is SizingCap.DAILY_LOSS
+    assert D("29.9") < order.risk_usdt <= D("30")
 
 
 @given(
@@ -487,10 +490,118 @@ def test_every_refusal_reason(
     assert refuse(signal, snap, limits, rules=rules).reason is reason
 
 
-def test_daily_loss_counts_unrealised_profit_too() -> None:
-    """Unrealised gains give headroom back; realised losses alone at the limit still refuse."""
-    approve(make_signal(), snapshot(realized="-1900", unrealized="200"))
-    assert refuse(make_signal(), snapshot(realized="-1900", unrealized="-100")).reason is RefusalReason.DAILY_LOSS_LIMIT
+# ---------------------------------------------------------------------------------------------- the daily loss cap
+
+
+def test_loss_at_stop_counts_the_exit_fee_and_a_mark_beyond_the_stop() -> None:
+    # long 2 @ 100, stop 98: 2 x 2 + 98 x 2 x 0.0005 = 4.098; short 2 @ 100, stop 102: 4 + 0.102
+    assert loss_at_stop(LONG, D("100"), D("2"), D("98"), FEE) == D("4.098")
+    assert loss_at_stop(SHORT, D("100"), D("2"), D("102"), FEE) == D("4.102")
+    # the mark on the safe side of the stop changes nothing; beyond it, the stop fills there or worse
+    assert loss_at_stop(LONG, D("100"), D("2"), D("98"), FEE, mark=D("99")) == D("4.098")
+    assert loss_at_stop(LONG, D("100"), D("2"), D("98"), FEE, mark=D("97")) == D("6.097")
+    assert loss_at_stop(SHORT, D("100"), D("2"), D("102"), FEE, mark=D("103")) == D("6.103")
+    # a stop that locks in a gain (breakeven after TP1, or beyond) loses nothing more
+    breakeven = breakeven_stop_price(D("100"), LONG, D("1"), D("0.1"), FEE, RULES)
+    assert loss_at_stop(LONG, D("100"), D("1"), breakeven, FEE) == 0
+    assert loss_at_stop(SHORT, D("100"), D("1"), D("95"), FEE) == 0
+
+
+@given(
+    price=st.decimals(min_value=D("0.01"), max_value=D("100000"), places=2),
+    stop_pct=st.decimals(min_value=D("0.1"), max_value=D("20"), places=1),
+    qty=st.decimals(min_value=D("0.001"), max_value=D("1000"), places=3),
+    direction=st.sampled_from(Direction),
+)
+def test_planned_risk_covers_the_entry_fee_and_the_loss_at_the_stop(
+    price: D, stop_pct: D, qty: D, direction: Direction
+) -> None:
+    """What sizing plans is never less than what an entry filled at its reference then stopped out loses."""
+    stop = stop_price_for(price, stop_pct, direction, RULES)
+    entry_fee = price * qty * FEE
+    actual = entry_fee + loss_at_stop(direction, price, qty, stop, FEE)
+    assert planned_risk(price, stop, qty, FEE) >= actual
+    if direction is SHORT:
+        assert planned_risk(price, stop, qty, FEE) == actual
+
+
+def test_the_open_risk_of_every_position_spends_the_daily_loss_limit() -> None:
+    """The hole: with a 20 USDT limit each entry used to risk what was left of it, ignoring the positions already
+    open, and three stop-outs lost 78 USDT. Now the open risk counts: 8 + 8 + what is left, then nothing."""
+    limits = RiskLimits(max_daily_loss_usdt=D("20"), risk_per_trade_pct=D("0.08"))
+    snap = snapshot("10000")
+    orders = []
+    for symbol in ("AUSDT", "BUSDT", "CUSDT"):
+        order = approve(make_signal(symbol=symbol), snap, limits, rules=make_rules(symbol)).order
+        orders.append(order)
+        snap = replace(snap, exposures=(*snap.exposures, Exposure(symbol, order.notional, True, order.risk_usdt)))
+    assert [o.cap for o in orders] == [SizingCap.RISK, SizingCap.RISK, SizingCap.DAILY_LOSS]
+    assert D("19.9") < snap.open_risk <= D("20")
+    assert snap.committed_pnl >= -limits.max_daily_loss_usdt
+    refused = refuse(make_signal(symbol="DUSDT"), snap, limits, rules=make_rules("DUSDT"))
+    assert refused.reason is RefusalReason.DAILY_LOSS_LIMIT
+    assert "DUSDT" in refused.message
+    assert "daily loss limit of 20 USDT" in refused.message
+    assert f"open risk {snap.open_risk:.2f} USDT" in refused.message
+    assert "3 positions and pending entries" in refused.message
+    # All three filled at their reference and stopped out: the day loses at most the limit.
+    stopped = (loss_at_stop(o.direction, o.reference_price, o.quantity, o.levels.stop, FEE) for o in orders)
+    lost = sum(stopped, D(0)) + sum((o.notional * FEE for o in orders), D(0))  # plus the entry fees
+    assert lost <= limits.max_daily_loss_usdt
+
+
+def test_a_headroom_too_small_for_the_smallest_order_is_refused_as_the_daily_loss_limit() -> None:
+    limits = RiskLimits(max_daily_loss_usdt=D("20"))
+    snap = snapshot(realized="-19.9")  # 0.10 USDT left: about 4.76 USDT of notional at a 2 % stop, below 10 USDT
+    refused = refuse(make_signal(), snap, limits)
+    assert refused.reason is RefusalReason.DAILY_LOSS_LIMIT
+    assert "0.10 USDT is left of the daily loss limit of 20 USDT" in refused.message
+    assert "below the smallest order of 10 USDT" in refused.message
+
+
+def test_realised_losses_and_open_risk_spend_the_limit_unrealised_gains_do_not() -> None:
+    """An unrealised gain is not locked in (the price can still go to the stop); a realised one is."""
+    limits = RiskLimits(max_daily_loss_usdt=D("100"))
+    at_risk = (Exposure("AUSDT", D("5000"), risk=D("60")),)
+    assert snapshot(realized="-30", unrealized="+50", exposures=at_risk).committed_pnl == D("-90")
+    order = approve(make_signal(), snapshot(realized="-30", unrealized="+50", exposures=at_risk), limits).order
+    assert order.cap is SizingCap.DAILY_LOSS
+    assert order.risk_usdt <= D("10")
+    gained = snapshot(realized="+40", exposures=at_risk)
+    assert approve(make_signal(), gained, limits).order.risk_usdt <= D("80")
+    spent = snapshot(realized="-40", exposures=at_risk)
+    assert "nothing is left" in refuse(make_signal(), spent, limits).message
+    # The exchange's unrealised loss counts when it is worse than the stops say (a position nobody recorded).
+    worse = snapshot(realized="-10", unrealized="-95", exposures=at_risk)
+    assert worse.committed_pnl == D("-105")
+    assert refuse(make_signal(), worse, limits).reason is RefusalReason.DAILY_LOSS_LIMIT
+
+
+@given(
+    limit=st.integers(min_value=5, max_value=500),
+    realized=st.integers(min_value=-100, max_value=100),
+    prices=st.lists(st.decimals(min_value=D("0.5"), max_value=D("5000"), places=2), min_size=1, max_size=8),
+    pct=st.decimals(min_value=D("0.01"), max_value=D("2"), places=2),
+    directions=st.lists(st.sampled_from(Direction), min_size=8, max_size=8),
+)
+def test_entries_in_a_row_never_commit_more_than_the_daily_loss_limit(
+    limit: int, realized: int, prices: list[D], pct: D, directions: list[Direction]
+) -> None:
+    limits = RiskLimits(max_daily_loss_usdt=D(limit), risk_per_trade_pct=pct, max_concurrent_positions=10)
+    snap = snapshot("10000", realized=str(realized))
+    for i, price in enumerate(prices):
+        symbol = f"S{i}USDT"
+        decision = check_entry(
+            make_signal(directions[i], price=str(price), symbol=symbol),
+            snap,
+            limits,
+            rules=make_rules(symbol),
+            level_settings=SETTINGS,
+        )
+        if isinstance(decision, Approved):
+            order = decision.order
+            snap = replace(snap, exposures=(*snap.exposures, Exposure(symbol, order.notional, True, order.risk_usdt)))
+    assert snap.committed_pnl >= min(-limits.max_daily_loss_usdt, D(realized))
 
 
 def test_pending_intents_count_towards_account_leverage() -> None:

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from ats.domain import client_id
-from db.models import NotificationRow, OrderRow, PoolRow, RiskLedgerRow, ScanResultRow, SignalRow
+from db.models import NotificationRow, OrderRow, PoolRow, PositionRow, RiskLedgerRow, ScanResultRow, SignalRow
+from flows.manual_signal import manual_signal
 from flows.place_orders import place_orders
 from flows.trading_cycle import trading_cycle
 from tasks.runtime import close_databases
@@ -158,6 +159,54 @@ async def test_a_day_past_its_loss_limit_opens_nothing_also_after_a_restart(
     assert late, "the test needs a signal after the restart"
     assert {(s.status, s.refusal_code) for s in late} == {("refused", "daily_loss_limit")}
     assert len(flow_env.open_positions()) == 1
+
+
+def stop_slippage(env: FlowEnv, position: PositionRow) -> Decimal:
+    """What the fills that closed a position lost beyond its stop's trigger (a stop-market order fills at the book)."""
+    stop = position.stop_price
+    assert stop is not None
+    sign = 1 if position.direction == "LONG" else -1
+    exit_side = "SELL" if sign == 1 else "BUY"
+    exits = [f for f in env.control.state()["fills"] if (f["symbol"], f["side"]) == (position.symbol, exit_side)]
+    assert exits, f"{position.symbol} was not stopped out"
+    return sum((max(sign * (stop - Decimal(f["price"])), Decimal(0)) * Decimal(f["qty"]) for f in exits), Decimal(0))
+
+
+async def test_the_daily_loss_limit_caps_racing_entries_and_every_stop_hit_stays_within_it(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, hole 3: with a 20 USDT limit, entries were each sized to lose the whole headroom, ignoring the
+    positions already open; three stop-outs lost 78 USDT. Now the open risk of every position spends it, also
+    across a cycle and a manual signal racing for it: every stop hit loses the limit at most, plus slippage."""
+    limit = Decimal(20)
+    monkeypatch.setenv("ATS_LIMITS__MAX_DAILY_LOSS_USDT", str(limit))
+    monkeypatch.setenv("ATS_LIMITS__RISK_PER_TRADE_PCT", "0.08")  # 8 USDT of the sim's 10,000: several entries fit
+    wallet = Decimal(flow_env.control.state()["wallet_balance"])
+
+    def cycle() -> Any:
+        return asyncio.run(run(trading_cycle, symbols=LIQUID, min_score=0))
+
+    def by_hand() -> Any:
+        return asyncio.run(run(manual_signal, symbol=OTHERS[0], min_score=0))
+
+    raced, manual = await asyncio.gather(asyncio.to_thread(cycle), asyncio.to_thread(by_hand))
+    assert raced.is_completed(), raced.message
+    assert manual.is_completed() or "refused: daily_loss_limit: " in (manual.message or ""), manual.message
+    positions = flow_env.open_positions()
+    assert len(positions) >= 2, "the test needs several positions open"
+    refused = [s for s in signal_rows(flow_env) if s.status == "refused"]
+    assert refused, "the cap must refuse some of the signals"
+    assert {s.refusal_code for s in refused} == {"daily_loss_limit"}
+    assert all("of the daily loss limit of 20 USDT" in (s.refusal_reason or "") for s in refused)
+    assert all("open risk" in (s.refusal_reason or "") for s in refused)
+
+    for position in positions:  # every stop is hit
+        assert position.stop_price is not None
+        flow_env.control.set_price(position.symbol, position.stop_price)
+    assert flow_env.control.state()["positions"] == {}
+    lost = wallet - Decimal(flow_env.control.state()["wallet_balance"])
+    slippage = sum((stop_slippage(flow_env, p) for p in positions), Decimal(0))
+    assert lost <= limit + slippage, f"{len(positions)} stopped out lost {lost} USDT, slippage {slippage}"
 
 
 async def test_a_lost_entry_answer_is_adopted_by_the_task_retry(

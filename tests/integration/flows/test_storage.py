@@ -134,9 +134,15 @@ def test_the_risk_view_joins_positions_pending_entries_ledger_and_exchange(db: D
     info = AccountInfo(D(10_000), D(-12), D(9_988), D(9_000), D(9_000))
     by_hand = PositionInfo("ZZZUSDT", D(-3), D(10), D(10), D(11), D(-3), D(20), D(10), D(-33), MarginType.CROSSED, now)
     with db.session() as session:
-        view = risk_state.risk_view(session, "main", info, [by_hand], now)
+        view = risk_state.risk_view(session, "main", info, [by_hand], {"AAAUSDT": D(101), "ZZZUSDT": D(11)}, now)
     snap = view.snapshot
-    assert snap.exposures == (Exposure("AAAUSDT", order.notional, pending=True), Exposure("ZZZUSDT", D(33)))
+    # The pending entry risks what it was sized to (at its reference price, not the mark); the position opened by
+    # hand its unrealised loss.
+    assert snap.exposures == (
+        Exposure("AAAUSDT", order.notional, pending=True, risk=order.risk_usdt),
+        Exposure("ZZZUSDT", D(33), risk=D(3)),
+    )
+    assert snap.committed_pnl == D(-31) - order.risk_usdt - D(3)
     assert view.reserved_margin == order.notional / order.leverage
     assert snap.available_balance == D(9_000) - view.reserved_margin
     assert snap.realized_pnl_today == D(-31)

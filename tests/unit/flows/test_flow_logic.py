@@ -116,6 +116,16 @@ def test_approvals_count_against_the_next_signal_of_the_same_run() -> None:
     assert len({d.key for d in decisions if d.key}) == 5
 
 
+def test_approvals_of_one_run_spend_the_daily_loss_headroom_of_the_next() -> None:
+    limits = RiskLimits(max_daily_loss_usdt=D(20), risk_per_trade_pct=D("0.08"))
+    candidates = [stored(s, 90 - i, signal_id=i) for i, s in enumerate(SYMBOLS)]
+    decisions = decide(candidates, limits=limits)
+    orders = [d.order for d in decisions if d.order is not None]
+    assert len(orders) == 3  # 8 + 8 + the 4 USDT left
+    assert sum((o.risk_usdt for o in orders), D(0)) <= 20
+    assert {d.code for d in decisions if not d.approved} == {"daily_loss_limit"}
+
+
 def test_a_busy_symbol_and_the_cycle_limit_are_refused_with_reasons() -> None:
     busy = AccountSnapshot(D(10_000), D(10_000), D(0), D(0), exposures=(Exposure("AAAUSDT", D(1000)),))
     decisions = decide([stored("AAAUSDT"), stored("BBBUSDT"), stored("CCCUSDT")], snapshot=busy, max_new=1)
@@ -160,11 +170,13 @@ def test_the_halt_counts_unrealised_pnl_and_sticks_once_reached() -> None:
     assert halt_reason(halted_day, fine, limits) == ("reached at 09:12", False)
 
 
-def test_an_approved_entry_spends_its_margin_and_takes_a_slot() -> None:
+def test_an_approved_entry_spends_its_margin_its_risk_and_takes_a_slot() -> None:
     (decision,) = decide([stored("AAAUSDT")])
-    assert decision.order is not None
-    after = with_entry(SNAPSHOT, decision.order, D("0.0005"))
-    assert after.exposures == (Exposure("AAAUSDT", decision.order.notional, pending=True),)
+    order = decision.order
+    assert order is not None
+    after = with_entry(SNAPSHOT, order, D("0.0005"))
+    assert after.exposures == (Exposure("AAAUSDT", order.notional, pending=True, risk=order.risk_usdt),)
+    assert after.committed_pnl == -order.risk_usdt
     assert after.available_balance == SNAPSHOT.available_balance - decision.order.margin - (
         decision.order.notional * D("0.0005")
     )
@@ -237,6 +249,7 @@ def test_the_placement_report_shows_opened_refused_and_failed() -> None:
     assert "symbol_busy" in text
     assert "exchange unreachable: timeout" in text
     assert "- XUSDT is not managed" in text
+    assert "0 positions and pending entries, open risk 0.00 USDT if every stop is hit" in text
     dry = placement_markdown(Decided([opened], SNAPSHOT, "halted: limit", (), dry_run=True), {})
     assert "(dry run)" in dry
     assert "would open" in dry
