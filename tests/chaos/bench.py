@@ -34,11 +34,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ats.clock import WallClock
 from ats.domain import Direction, is_own_client_id
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures
 from ats.execution import action_for_leg
-from ats.lifecycle import Phase, Position
+from ats.lifecycle import CloseRequested, Phase, Position
 from ats.sim.engine import Engine
 from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db.models import NotificationRow
@@ -344,6 +345,11 @@ async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: ran
     assert p.stop_price is not None
     if scenario.moment is AT_EXIT:
         injected += await scenario.inject(bench, rng)
+    if exit_ == "close":  # closed on request (close-all, an operator): the lifecycle cancels and sells at market
+        async with reaction(bench, exit_):
+            await _retried(bench, key, lambda: bench.desk.executor.handle(key, CloseRequested("chaos", _now_ms())))
+            await bench.desk.wait(key, _closed, "closed on request", timeout_s=RUN_TIMEOUT_S)
+        return injected
     exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick
     await bench.set_price(p.symbol, exit_price)
     async with reaction(bench, exit_):
@@ -368,17 +374,27 @@ async def _entry(bench: Bench, symbol: str, direction: Direction) -> str:
     entry = position.entry_order
     assert entry is not None
     action = action_for_leg(position, entry)
+    await _retried(bench, position.key, lambda: bench.desk.executor.execute(position.key, [action] if action else []))
+    return position.key
+
+
+async def _retried(bench: Bench, key: str, attempt: Callable[[], Awaitable[object]]) -> None:
+    """Like a Prefect task with retries: a transient failure is followed by re-drives of the position, which look
+    every unanswered order up by client id before anything is sent again."""
     try:
-        await bench.desk.executor.execute(position.key, [action] if action is not None else [])
+        await attempt()
     except TRANSIENT:
         for delay_s in TASK_RETRY_DELAYS_S:
             await asyncio.sleep(delay_s)
             try:
-                await bench.desk.executor.redrive(position.key)
-                break
+                await bench.desk.executor.redrive(key)
+                return
             except TRANSIENT:
                 continue
-    return position.key
+
+
+def _now_ms() -> int:
+    return WallClock().now_ms()
 
 
 async def _settle(bench: Bench) -> None:

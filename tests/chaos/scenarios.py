@@ -151,6 +151,9 @@ def _lost_answer_scenarios() -> list[Scenario]:
         scenarios.append(
             Scenario(f"cancel_{how}", AT_TP1, fault(ALGO, "DELETE", **rule), heal=clear_faults, exits=("tp2",))
         )
+        scenarios.append(
+            Scenario(f"close_{how}", AT_EXIT, fault(ORDER, "POST", **rule), heal=clear_faults, exits=("close",))
+        )
     return scenarios
 
 
