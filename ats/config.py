@@ -10,10 +10,12 @@ Invalid values fail at load with `ConfigError`, whose message names each field, 
 from __future__ import annotations
 
 import os
+import tomllib
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -34,6 +36,7 @@ from pydantic_settings import (
 )
 
 from ats.domain import BINANCE_INTERVALS
+from ats.exchange.signing import make_signer
 from ats.universe import UniverseConfig
 
 ENV_PREFIX = "ATS_"
@@ -52,6 +55,9 @@ DEFAULT_URLS: dict[Venue, tuple[str, str]] = {
     Venue.TESTNET: ("https://demo-fapi.binance.com", "wss://fstream.binancefuture.com"),
     Venue.MAINNET: ("https://fapi.binance.com", "wss://fstream.binance.com"),
 }
+
+# The drivers a database URL may name; the database layer (db.session.normalise_url) always uses psycopg 3.
+POSTGRES_DRIVERS = ("postgresql+psycopg", "postgresql", "postgres", "postgresql+psycopg2")
 
 # The simulated exchange's own key pair: a local paper-trading credential, not a secret of anyone's.
 SIM_API_KEY = "ats-sim-api-key"
@@ -239,6 +245,22 @@ class Settings(BaseSettings):
             raise ValueError("venue 'mainnet' trades real money and needs the explicit opt-in ATS_ALLOW_MAINNET=true")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else database_url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        """Checks across fields, each message naming its own setting."""
+        problems = [*mainnet_destination_problems(self), *api_secret_problems(self.exchange)]
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -251,7 +273,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("ATS_CONFIG")
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            sources.append(_config_file_source(settings_cls, Path(config_file)))
         return tuple(sources)
 
     # ------------------------------------------------------------------------------------------ derived
@@ -287,7 +309,11 @@ class Settings(BaseSettings):
         for (section, name), value in values.items():
             sections.setdefault(section, {})[name] = SecretStr(value)
         update = {section: getattr(self, section).model_copy(update=fields) for section, fields in sections.items()}
-        return self.model_copy(update=update)
+        filled = self.model_copy(update=update)
+        problems = api_secret_problems(filled.exchange)
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return filled
 
     def api_credentials(self) -> tuple[SecretStr, SecretStr]:
         """The key pair to sign with; the sim's own pair when trading on the sim without keys."""
@@ -305,6 +331,77 @@ class Settings(BaseSettings):
         return masked
 
 
+def _config_file_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    """The TOML file ATS_CONFIG names. One that is missing or unreadable is refused: its limits were meant."""
+    if not path.is_file():
+        raise ConfigError(f"ATS_CONFIG names {path}, which {'is not a file' if path.exists() else 'does not exist'}")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except OSError as exc:
+        raise ConfigError(f"ATS_CONFIG names {path}, which cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"ATS_CONFIG names {path}, which is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:  # its message gives the place and at most one character, no value
+        raise ConfigError(f"ATS_CONFIG names {path}, which is not valid TOML: {exc}") from None
+
+
+def is_binance_production(url: str) -> bool:
+    """Whether a URL goes to Binance's real-money exchange: binance.com or any of its hosts (fapi, fstream,
+    ws-fapi, ...) except the demo-trading ones (demo-fapi.binance.com); the testnet lives on binancefuture.com."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    if host != "binance.com" and not host.endswith(".binance.com"):
+        return False
+    return not host.startswith("demo-")
+
+
+def mainnet_destination_problems(settings: Settings) -> list[str]:
+    """The opt-in follows where the orders go, not the venue's name: a production URL needs ATS_ALLOW_MAINNET."""
+    if settings.allow_mainnet or settings.venue is Venue.MAINNET:  # mainnet without the opt-in is refused apart
+        return []
+    urls = {"rest_url": settings.exchange.rest_url, "ws_url": settings.exchange.ws_url}
+    return [
+        f"{where(('exchange', name))}: {urlsplit(url).hostname} is Binance's production exchange (real money) "
+        f"while the venue is '{settings.venue}'; trading there needs the explicit opt-in ATS_ALLOW_MAINNET=true"
+        for name, url in urls.items()
+        if url and is_binance_production(url)
+    ]
+
+
+def api_secret_problems(exchange: ExchangeSettings) -> list[str]:
+    """A secret that cannot sign with the key type chosen, found at load rather than at the first signed request."""
+    secret = exchange.api_secret
+    if secret is None:
+        return []
+    setting = f"{where(('exchange', 'api_secret'))} (or its _FILE or _BLOCK)"
+    if exchange.key_type == "ed25519":
+        try:
+            make_signer(secret, exchange.key_type)
+        except ValueError as exc:  # the message never quotes the key
+            return [f"{setting}: {exc}; ATS_EXCHANGE__KEY_TYPE=ed25519 needs one in PKCS#8 PEM"]
+    elif secret.get_secret_value().lstrip().startswith("-----BEGIN"):
+        return [f"{setting}: a PEM private key, but the key type is 'hmac'; set ATS_EXCHANGE__KEY_TYPE=ed25519"]
+    return []
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why a database URL cannot work, without quoting it (it holds the password); None when it may."""
+    example = "postgresql+psycopg://user:password@host:5432/database"
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return f"not a database URL; expected {example}"
+    if scheme not in POSTGRES_DRIVERS:
+        shown = f" {scheme!r}" if scheme.replace("+", "").isalnum() and len(scheme) <= 40 else ""
+        return f"unsupported driver{shown}: PostgreSQL with psycopg 3 only, {example}"
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # its message quotes what stood in the port's place: perhaps part of the password
+        port = -1
+    return f"the port is not a number; expected {example}" if port == -1 else None
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "**********"
@@ -317,6 +414,11 @@ def _mask(value: Any) -> Any:
 
 def env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def where(loc: tuple[str | int, ...]) -> str:
+    """How an error names a setting: its field path and its environment variable."""
+    return f"{'.'.join(str(p) for p in loc)} ({env_name(loc)})"
 
 
 def _secret_field(loc: tuple[str | int, ...]) -> bool:
@@ -337,10 +439,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if p != "__root__")
-        field = ".".join(str(p) for p in loc) or "settings"
-        where = f"{field} ({env_name(loc)})" if loc else "settings"
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}")
+        # A check across fields (Settings._coherent) names its fields itself.
+        lines.append(f"{where(loc)}: {message}" if loc else message)
         # An unknown name (a typo) may well be a secret's: only a known, non-secret field shows its value.
         unknown = err["type"] == "extra_forbidden"
         ctx_input = err.get("input") if not (unknown or _secret_field(loc)) else None

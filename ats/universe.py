@@ -15,7 +15,8 @@ yields nothing. Every excluded symbol carries a human reason (for the Prefect ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -166,6 +167,28 @@ class Universe:
 def combine(elite: PoolResult, overlay: PoolResult) -> Universe:
     ordered = tuple(dict.fromkeys((*overlay.symbols, *elite.symbols)))
     return Universe(ordered, elite, overlay)
+
+
+def normalise_symbols(names: Iterable[str]) -> list[str]:
+    """Symbols as given by a person ("btcusdt, SOLUSDT"): upper-cased, blanks and repeats dropped, order kept."""
+    return list(dict.fromkeys(n.strip().upper() for n in names if n.strip()))
+
+
+def unknown_symbols_reason(requested: Sequence[str], rules: Mapping[str, SymbolRules]) -> str | None:
+    """One sentence naming every requested symbol that is not a trading USDT perpetual (with similar ones that
+    are), or None when all are: checked before a run starts, so one typo does not fail it halfway."""
+    tradable = sorted(s for s, r in rules.items() if r.is_tradable_perpetual)
+    unknown = [s for s in requested if not (s in rules and rules[s].is_tradable_perpetual)]
+    if not unknown:
+        return None
+    named = [
+        s if s not in rules else f"{s} ({rules[s].status} {rules[s].contract_type} {rules[s].quote_asset})"
+        for s in unknown
+    ]
+    verb = "is not a trading USDT perpetual" if len(unknown) == 1 else "are not trading USDT perpetuals"
+    similar = list(dict.fromkeys(m for s in unknown for m in difflib.get_close_matches(s, tradable, n=3, cutoff=0.75)))
+    hint = f"; similar: {', '.join(similar[:5])}" if similar else ""
+    return f"{', '.join(named)} {verb} on this exchange{hint}"
 
 
 def fall_back(

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from ats.config import Settings
+from ats.config import POSTGRES_DRIVERS, Settings
 from ats.log import get_logger, register_secret
 from db import migrate
 
@@ -27,10 +27,9 @@ EMBEDDED_DATABASE = "ats"
 def normalise_url(url: str) -> str:
     """Accept postgres:// and postgresql:// and always use the psycopg 3 driver."""
     parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername != "postgresql+psycopg":
+    if parsed.drivername not in POSTGRES_DRIVERS:
         raise ValueError(f"unsupported database driver {parsed.drivername!r}: PostgreSQL (psycopg 3) only")
+    parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.password:
         register_secret(parsed.password)
     return parsed.render_as_string(hide_password=False)

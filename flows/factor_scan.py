@@ -6,7 +6,14 @@ from ats.factors import last_closed_open_time
 from flows.parameters import Score
 from tasks.account import send_notifications
 from tasks.flow_runs import ats_flow
-from tasks.market import CONTEXT_SYMBOLS, current_universe, load_recent_bars, refresh_bars, sync_time
+from tasks.market import (
+    CONTEXT_SYMBOLS,
+    current_universe,
+    load_recent_bars,
+    refresh_bars,
+    requested_symbols,
+    sync_time,
+)
 from tasks.reports import scan_table, signals_markdown
 from tasks.runtime import RunFailed, open_runtime, run_logger
 from tasks.scanning import ScanOutcome, record_scan, score_universe
@@ -27,9 +34,7 @@ async def factor_scan(symbols: list[str] | None = None, min_score: Score | None 
     async with open_runtime() as rt:
         threshold = rt.settings.min_score if min_score is None else min_score
         if symbols is not None:
-            universe = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
-            if not universe:
-                raise RunFailed("no symbols to scan: pass symbols, or none to scan the stored pools")
+            universe = await requested_symbols(rt, symbols)
         else:
             stored = current_universe(rt)
             if stored is None or not stored.symbols:

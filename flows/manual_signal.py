@@ -11,7 +11,7 @@ from flows.parameters import Score
 from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
 from tasks.flow_runs import ats_flow
-from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, sync_symbols, sync_time
+from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, requested_symbols, sync_time
 from tasks.reports import placement_markdown
 from tasks.runtime import RunFailed, open_runtime, refused, run_logger
 from tasks.scanning import record_manual_signal, score_universe
@@ -39,11 +39,8 @@ async def manual_signal(
         require_monitor: Refuse while no monitor runs (the run ends Completed, saying so); untick to trade anyway.
     """
     async with open_runtime() as rt:
-        name = symbol.strip().upper()
+        (name,) = await requested_symbols(rt, [symbol])
         threshold = rt.settings.min_score if min_score is None else min_score
-        rules = await sync_symbols(rt)
-        if name not in rules or not rules[name].is_tradable_perpetual:
-            raise RunFailed(f"{name} is not a trading USDT perpetual on this exchange")
         now = await sync_time(rt)
         wanted = list(dict.fromkeys([name, *CONTEXT_SYMBOLS]))
         await refresh_bars(rt, wanted, now)

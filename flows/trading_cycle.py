@@ -14,8 +14,8 @@ from flows.factor_scan import factor_scan
 from flows.parameters import Count, Score
 from flows.place_orders import PlacementReport, place_orders
 from tasks.flow_runs import ats_flow
-from tasks.market import PoolsOutcome
-from tasks.runtime import RunFailed, refused
+from tasks.market import PoolsOutcome, requested_symbols
+from tasks.runtime import RunFailed, open_runtime, refused
 from tasks.scanning import ScanOutcome
 
 
@@ -76,13 +76,15 @@ async def trading_cycle(
     Args:
         min_score: Strength (0-100) a signal needs; default ATS_MIN_SCORE (75).
         dry_run: Score and check the limits, but send no order (the artifacts show what would have been opened).
-        symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"].
+        symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"]; one the exchange does
+            not trade fails the run before it does anything.
         max_new_positions: Open at most this many positions in this cycle (the account limits apply anyway).
         require_monitor: Refuse every entry while no monitor runs (the run ends Completed, saying so).
     """
     fell_back, bar_requests = False, 0
     if symbols:
-        universe = list(symbols)
+        async with open_runtime() as rt:  # an unknown symbol fails the cycle before any subflow runs
+            universe = await requested_symbols(rt, symbols)
     else:
         pools_state = await _subflow(build_pools(return_state=True))
         if not pools_state.is_completed():

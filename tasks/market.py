@@ -28,10 +28,12 @@ from ats.universe import (
     build_overlay,
     combine,
     elite_candidates,
+    normalise_symbols,
     overlay_candidates,
+    unknown_symbols_reason,
 )
 from db import market
-from tasks.runtime import EXCHANGE_RETRY_DELAYS_S, Runtime, retry_when_transient, run_logger
+from tasks.runtime import EXCHANGE_RETRY_DELAYS_S, RunFailed, Runtime, retry_when_transient, run_logger
 
 HISTORY_BARS = 480  # closed bars kept ready per symbol: the factor windows reach ~170 bars back, plus EMA warm-up
 KEEP_BARS = 2_000  # bars older than this many intervals are pruned from the database
@@ -152,6 +154,18 @@ async def fetch_tickers(rt: Runtime) -> list[Ticker24h]:
     tickers = await rt.exchange.tickers_24h()
     run_logger().info(f"24h tickers: {len(tickers)}")
     return tickers
+
+
+async def requested_symbols(rt: Runtime, symbols: Sequence[str]) -> list[str]:
+    """The symbols a run was given, normalised and checked against exchangeInfo before the run does anything:
+    one that is not a trading USDT perpetual fails it at once, every such one named (RunFailed)."""
+    wanted = normalise_symbols(symbols)
+    if not wanted:
+        raise RunFailed("no symbol given")
+    reason = unknown_symbols_reason(wanted, await sync_symbols(rt))
+    if reason:
+        raise RunFailed(reason)
+    return wanted
 
 
 # ---------------------------------------------------------------------------------------------- bars

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ats.cli.app import VenueOption, app, console, err_console, fail, settings_or_exit
 from ats.config import ConfigError, Settings
+from ats.domain import SymbolRules
 from ats.log import redact
 
 PROTECTION_WAIT_S = 60.0
@@ -41,8 +42,25 @@ WithoutMonitor = Annotated[
 NO_MONITOR_HINT = "start `ats monitor` (as a service) first, or pass --without-monitor to trade anyway"
 
 
-def _symbols(text: str | None) -> list[str] | None:
-    return [s.strip().upper() for s in text.split(",") if s.strip()] if text else None
+def _symbols(settings: Settings, text: str | None) -> list[str] | None:
+    """The symbols of --symbols (None without it), each a trading USDT perpetual on the exchange: any other is
+    refused here, before a flow run starts, so one typo neither fails a run halfway nor records anything."""
+    if text is None:
+        return None
+    from ats.universe import normalise_symbols, unknown_symbols_reason
+
+    symbols = normalise_symbols(text.split(","))
+    if not symbols:
+        fail("--symbols names no symbol")
+
+    async def exchange_rules(rt: Any) -> dict[str, SymbolRules]:
+        rules: dict[str, SymbolRules] = await rt.exchange.exchange_info()
+        return rules
+
+    reason = unknown_symbols_reason(symbols, _read_only(settings, exchange_rules))
+    if reason:
+        fail(reason)
+    return symbols
 
 
 def run_flow(flow: Any, **parameters: Any) -> tuple[Any, Any]:
@@ -96,13 +114,14 @@ def run_cycle(
     and take-profits acknowledged on the exchange, so nothing it opened is left unprotected when it exits.
     """
     settings = settings_or_exit(venue=venue)
+    chosen = _symbols(settings, symbols)
     from flows.trading_cycle import trading_cycle
 
     report = _run_flow(
         trading_cycle,
         min_score=min_score,
         dry_run=dry_run,
-        symbols=_symbols(symbols),
+        symbols=chosen,
         max_new_positions=max_new,
         require_monitor=not without_monitor,
     )
@@ -160,7 +179,7 @@ def scan(
     from flows.build_pools import build_pools
     from flows.factor_scan import factor_scan
 
-    chosen = _symbols(symbols)
+    chosen = _symbols(settings, symbols)
     if chosen is None:
         _run_flow(build_pools)
     outcome = _run_flow(factor_scan, symbols=chosen, min_score=min_score)

@@ -20,7 +20,9 @@ from ats.universe import (
     elite_candidates,
     fall_back,
     measure,
+    normalise_symbols,
     overlay_candidates,
+    unknown_symbols_reason,
 )
 from tests.unit.factors.synthetic import START_MS, make_bars
 
@@ -324,3 +326,24 @@ def test_time_scaled_config_counts_bars_of_a_compressed_market() -> None:
     assert scaled.elite_size == UniverseConfig().elite_size
     with pytest.raises(ValueError, match="positive"):
         UniverseConfig().time_scaled(0)
+
+
+def test_symbols_given_by_a_person_are_normalised() -> None:
+    assert normalise_symbols([" btcusdt", "SOLUSDT", "", "BTCUSDT ", "  "]) == ["BTCUSDT", "SOLUSDT"]
+
+
+def test_every_symbol_that_is_not_a_trading_perpetual_is_named_with_similar_ones() -> None:
+    """Hole 9 of issue 16: one unknown symbol failed the whole run halfway; it is named before the run starts."""
+    known = {s: rules(s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "OPUSDT", "NEOUSDT", "PEPEUSDT", "XRPUSDT")} | {
+        "LUNAUSDT": rules("LUNAUSDT", status="SETTLING"),
+        "BTCUSDT_260626": rules("BTCUSDT_260626", contract="CURRENT_QUARTER"),
+    }
+    assert unknown_symbols_reason(["BTCUSDT", "SOLUSDT"], known) is None
+    assert unknown_symbols_reason(["BTCUSDT", "NOPEUSDT"], known) == (
+        "NOPEUSDT is not a trading USDT perpetual on this exchange; similar: OPUSDT, NEOUSDT, PEPEUSDT"
+    )
+    assert unknown_symbols_reason(["QQQQUSDT"], known) == "QQQQUSDT is not a trading USDT perpetual on this exchange"
+    assert unknown_symbols_reason(["SOLUSTD", "LUNAUSDT", "BTCUSDT_260626"], known) == (
+        "SOLUSTD, LUNAUSDT (SETTLING PERPETUAL USDT), BTCUSDT_260626 (TRADING CURRENT_QUARTER USDT) are not trading "
+        "USDT perpetuals on this exchange; similar: SOLUSDT"
+    )

@@ -9,12 +9,14 @@ from decimal import Decimal
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from ats.cli import app
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
+from db.models import BarRow, FlowRunRow, ScanRow, SignalRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_cycle import LIQUID
 
@@ -57,6 +59,26 @@ def test_an_unreachable_exchange_is_reported_not_traced(exchange_env: FlowEnv, m
     assert status.exit_code == 1
     assert "exchange unreachable: GET /fapi/v1/time" in status.output
     assert "Traceback" not in status.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run-cycle", "--symbols", "BTCUSDT,NOPEUSDT", "--min-score", "0", "--without-monitor"],
+        ["scan", "--symbols", "btcusdt, nopeusdt"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_an_unknown_symbol_is_refused_before_any_run_starts(exchange_env: FlowEnv, command: list[str]) -> None:
+    """Hole 9 of issue 16: one unknown symbol failed the whole run; now nothing starts, nothing is recorded."""
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "error: NOPEUSDT is not a trading USDT perpetual on this exchange" in result.output
+    assert "BTCUSDT" not in result.output
+    with exchange_env.database.session() as session:
+        for row in (FlowRunRow, ScanRow, BarRow, SignalRow):
+            assert session.scalars(select(row)).first() is None, row
+    assert exchange_env.control.state()["positions"] == {}
 
 
 def test_close_all_asks_before_doing_anything(exchange_env: FlowEnv) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from ats.domain import client_id
 from db.models import NotificationRow, OrderRow, PoolRow, PositionRow, RiskLedgerRow, ScanResultRow, SignalRow
+from flows.factor_scan import factor_scan
 from flows.manual_signal import manual_signal
 from flows.place_orders import place_orders
 from flows.trading_cycle import trading_cycle
@@ -282,6 +283,22 @@ async def test_an_unreachable_exchange_fails_the_run_with_the_reason(
     runs = await subflow_runs(state.state_details.flow_run_id)
     assert runs["build-pools"].state is not None
     assert runs["build-pools"].state.message == state.message.removeprefix("build-pools failed: ")
+
+
+async def test_a_deployment_run_given_an_unknown_symbol_fails_at_once_naming_it(flow_env: FlowEnv) -> None:
+    """Hole 9 of issue 16: the cycle checks its symbols against exchangeInfo before any subflow runs (a run from
+    the UI or a deployment; the CLI refuses them before starting a run), and so does a factor scan."""
+    cycle = await run(trading_cycle, symbols=["SOLUSDT", "nopeusdt"], min_score=0)
+    assert cycle.is_failed()
+    assert (cycle.message or "").startswith("NOPEUSDT is not a trading USDT perpetual on this exchange")
+    assert await subflow_runs(cycle.state_details.flow_run_id) == {}
+    scan = await run(factor_scan, symbols=["SOLUSDT", "NOPEUSDT", "XRPUSTD"])
+    assert scan.is_failed()
+    assert (scan.message or "").startswith("NOPEUSDT, XRPUSTD are not trading USDT perpetuals on this exchange")
+    assert "XRPUSDT" in (scan.message or "")  # the look-alike
+    with flow_env.database.session() as session:
+        assert session.scalars(select(ScanResultRow)).first() is None
+        assert session.scalars(select(SignalRow)).first() is None
 
 
 async def test_a_dry_run_decides_but_records_and_sends_nothing(flow_env: FlowEnv) -> None:
