@@ -122,11 +122,8 @@ def read_data_file(data_file: DataFile) -> Bars | FundingRates:
     """The file's bars (klines, mark-price klines: prices only) or funding rates, checked whole."""
     parts = list(_texts(data_file.path))
     if data_file.kind is Kind.FUNDING:
-        return _merge_funding(
-            data_file.symbol,
-            [parse_funding(text, where=where, symbol=data_file.symbol) for where, text in parts],
-            parts,
-        )
+        rates = [parse_funding(text, where=where, symbol=data_file.symbol) for where, text in parts]
+        return _merge_funding(data_file.symbol, rates, [where for where, _ in parts])
     assert data_file.interval is not None
     series = [
         parse_klines(text, where=where, symbol=data_file.symbol, interval=data_file.interval) for where, text in parts
@@ -286,22 +283,23 @@ def parse_funding(text: str, *, where: str, symbol: str) -> FundingRates:
     mark_at = columns.get("mark_price")
     marks = [
         _decimal(row[mark_at], "mark price", where, line)
-        if mark_at is not None and mark_at < len(row) and row[mark_at]
+        if mark_at is not None and mark_at < len(row) and row[mark_at].strip()
         else None
         for row, line in zip(rows, lines, strict=True)
     ]
     return check_funding(symbol, times.tolist(), rates, marks, where=where, lines=lines)
 
 
-def _merge_funding(symbol: str, parts: Sequence[FundingRates], texts: Sequence[tuple[str, str]]) -> FundingRates:
+def _merge_funding(symbol: str, parts: Sequence[FundingRates], wheres: Sequence[str]) -> FundingRates:
+    """The members of one archive as one series; a settlement in two members is refused."""
     if len(parts) == 1:
         return parts[0]
-    entries = sorted((t, r, m) for p in parts for t, r, m in zip(p.time_ms, p.rate, p.mark_price, strict=True))
+    entries = sorted(
+        (entry for p in parts for entry in zip(p.time_ms, p.rate, p.mark_price, strict=True)), key=lambda e: e[0]
+    )
     times = [e[0] for e in entries]
     if len(set(times)) != len(times):
-        raise MalformedData(
-            ", ".join(w for w, _ in texts), None, "the same settlement is in two members of the archive"
-        )
+        raise MalformedData(", ".join(wheres), None, "the same settlement is in two members of the archive")
     return FundingRates(symbol, tuple(times), tuple(e[1] for e in entries), tuple(e[2] for e in entries))
 
 

@@ -14,15 +14,13 @@ from tests.unit.factors.synthetic import make_bars
 VOLUMES = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 
 
-def unknown(bars: Bars, fields: tuple[str, ...] = VOLUMES, *, until: int | None = None) -> Bars:
-    """These columns unknown (NaN) in the first `until` bars (all of them by default)."""
-    stop = len(bars) if until is None else until
-    changed = {}
+def unknown(bars: Bars, fields: tuple[str, ...] = VOLUMES, *, where: slice = slice(None)) -> Bars:
+    """These columns unknown (NaN) in the bars `where` says (all of them by default)."""
     for name in fields:
         column = getattr(bars, name).copy()
-        column[:stop] = np.nan
-        changed[name] = column
-    return dataclasses.replace(bars, **changed)
+        column[where] = np.nan
+        bars = dataclasses.replace(bars, **{name: column})
+    return bars
 
 
 def as_of(bars: Bars) -> int:
@@ -49,7 +47,7 @@ def test_unknown_taker_buys_alone_leave_the_flow_unknown_and_the_volume_known() 
 
 def test_the_newest_bar_decides_whether_volumes_are_known() -> None:
     full = make_bars("AAAUSDT", 300, seed=4, buy_bias=0.1)
-    last_unknown = dataclasses.replace(full, **{n: np.append(getattr(full, n)[:-1], np.nan) for n in VOLUMES})
+    last_unknown = unknown(full, where=slice(-1, None))
     (row,) = scan([last_unknown], as_of_ms=as_of(full)).rows
     assert row.scored
     assert {"C", "V", "F"} <= set(row.missing)
@@ -58,7 +56,7 @@ def test_the_newest_bar_decides_whether_volumes_are_known() -> None:
 def test_volume_history_that_starts_later_reads_as_if_the_bars_before_had_none() -> None:
     """Known volumes after unknown ones: the volume EMAs start at the first known bar, as for a fresh series."""
     full = make_bars("AAAUSDT", 300, seed=5, buy_bias=0.05)
-    mixed = unknown(full, until=150)
+    mixed = unknown(full, where=slice(0, 150))
     (row,) = scan([mixed], as_of_ms=as_of(full)).rows
     assert not {"C", "V", "F"} & set(row.missing)
     (fresh,) = scan([full.slice(150, 300)], as_of_ms=as_of(full)).rows
@@ -67,7 +65,9 @@ def test_volume_history_that_starts_later_reads_as_if_the_bars_before_had_none()
 
 
 def test_incremental_equals_cold_with_unknown_volumes() -> None:
-    bars = [unknown(make_bars(s, 260, seed=i), until=200 + 10 * i) for i, s in enumerate(("AAAUSDT", "BBBUSDT"))]
+    bars = [
+        unknown(make_bars(s, 260, seed=i), where=slice(0, 200 + 10 * i)) for i, s in enumerate(("AAAUSDT", "BBBUSDT"))
+    ]
     cold = scan(bars, as_of_ms=as_of(bars[0]))
     scorer = IncrementalScorer("1h")
     scorer.warm([b.slice(0, 180) for b in bars], as_of_ms=as_of(bars[0].slice(0, 180)))
