@@ -312,6 +312,19 @@ class Bars:
             taker_buy_quote_volume=data[:, 9].copy(),
         )
 
+    def prices_only(self) -> Bars:
+        """The same bars with every volume column unknown (NaN): what mark-price klines are (they carry none)."""
+        return Bars(
+            self.symbol,
+            self.interval,
+            self.open_time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            *(np.full(len(self), np.nan) for _ in BAR_FIELDS[4:]),
+        )
+
     def closed_by(self, as_of_ms: int) -> Bars:
         """The bars that had closed at `as_of_ms` (a bar closes at its open time + interval): never a forming one."""
         closed = int(np.searchsorted(self.open_time + interval_ms(self.interval), as_of_ms, side="right"))

@@ -8,6 +8,8 @@ Overlay first, then Elite, without duplicates.
 
 Windows are configured in hours and converted to bars of whatever interval the caller's bars have (1m in the
 demo, 1h in production); when a symbol's history is shorter, what exists is used and the result says so.
+Bars whose quote volume is unknown (history holding only OHLCV) get an estimate, volume x typical price, marked
+as such in every reason and note it shapes; an unknown taker-buy volume leaves the flow imbalance unknown.
 Everything here is pure: fetching, caching (Elite 24 h, Overlay 1 h), scheduling and storage belong to the
 flows. A build that fails or finds nothing falls back to the previous pool and says so; it never silently
 yields nothing. Every excluded symbol carries a human reason (for the Prefect artifact).
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ats.clock import format_utc
 from ats.domain import BAR_FIELDS, Bars, FloatArray, SymbolRules, interval_ms
@@ -235,25 +238,28 @@ class SymbolStats:
     max_move_1h: float  # largest |1h move| within the extreme-move lookback
     volume_ratio: float  # recent quote volume per bar / the earlier average (collapse when small)
     volume_surge: float  # last hour's quote volume per bar / the surge-base average
-    flow_imbalance: float  # |taker buy share * 2 - 1| over the last hour
+    flow_imbalance: float | None  # |taker buy share * 2 - 1| over the last hour; None when taker buys are unknown
     pinned: str | None  # "high" or "low" when the close sits at the window's extreme
     anomaly: float  # 0..100
     anomaly_detail: str
     quality: float  # 0..100 (tick penalty applied by the pool builder, which knows the tick size)
     quality_detail: str
     caveats: tuple[str, ...]  # windows the history did not cover, or that one bar is too coarse for
+    quote_estimated: bool = False  # some quote volumes are estimates (volume x typical price), not the exchange's
 
 
 def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | None:
     """Stats from the bars closed at now_ms; None without at least two closed bars."""
     step = interval_ms(bars.interval)
     closed = bars.closed_by(now_ms)
+    all_quote, all_estimated = quote_volume(closed)
     with np.errstate(invalid="ignore"):
-        usable = np.isfinite(closed.close) & (closed.close > 0) & np.isfinite(closed.quote_volume)
+        usable = np.isfinite(closed.close) & (closed.close > 0) & np.isfinite(all_quote)
     keep = np.flatnonzero(usable)
     if keep.size < 2:
         return None
     b = Bars(closed.symbol, closed.interval, closed.open_time[keep], *(getattr(closed, n)[keep] for n in BAR_FIELDS))
+    quote_known, estimated = all_quote[keep], all_estimated[keep]
     n = len(b)
     caveats: list[str] = []
 
@@ -269,7 +275,7 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
     if hour >= n:
         caveats.append(f"1h move ({n} of {hour + 1} bars)")
     lag = min(hour, n - 1)
-    close, quote = b.close, b.quote_volume
+    close, quote = b.close, quote_known
     moves = close[lag:] / close[:-lag] - 1.0
     lookback = window(config.extreme_move_lookback_hours, "extreme-move lookback")
     recent_moves = moves[-lookback:]
@@ -283,7 +289,10 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
     last_hour = min(hour, n)
     volume_surge = _ratio(quote[-last_hour:].mean(), quote[-surge_base:].mean())
     bought = b.taker_buy_quote_volume[-last_hour:].sum()
-    flow_imbalance = abs(2.0 * _ratio(bought, quote[-last_hour:].sum()) - 1.0) if quote[-last_hour:].sum() > 0 else 0.0
+    traded = b.quote_volume[-last_hour:].sum()  # the exchange's own figures only: a taker share of an estimate is not
+    flow_imbalance = (
+        None if not np.isfinite(bought + traded) else abs(2.0 * _ratio(bought, traded) - 1.0) if traded > 0 else 0.0
+    )
 
     pin_window = window(config.pin_window_hours, "pin window")
     pin_bars = min(bars_for(config.pin_hours, b.interval), n)
@@ -296,20 +305,32 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
 
     inspect = window(config.anomaly_window_hours, "anomaly window")
     anomaly, anomaly_detail = _anomaly(b.slice(n - inspect, n), config)
-    quality, quality_detail = _activity(b.slice(n - inspect, n), step)
+    quality, quality_detail = _activity(b.slice(n - inspect, n), quote[n - inspect :], step)
     return SymbolStats(
         move_1h=float(moves[-1]),
         max_move_1h=float(np.abs(recent_moves).max()),
         volume_ratio=volume_ratio,
         volume_surge=volume_surge,
-        flow_imbalance=float(flow_imbalance),
+        flow_imbalance=None if flow_imbalance is None else float(flow_imbalance),
         pinned=pinned,
         anomaly=anomaly,
         anomaly_detail=anomaly_detail,
         quality=quality,
         quality_detail=quality_detail,
         caveats=tuple(caveats),
+        quote_estimated=bool(estimated.any()),
     )
+
+
+ESTIMATE_MARK = " (quote volume estimated from volume x price)"
+
+
+def quote_volume(bars: Bars) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Quote volume per bar and where it is an estimate: where the exchange's figure is unknown, volume x typical
+    price ((high + low + close) / 3); NaN where the volume is unknown too."""
+    known = np.isfinite(bars.quote_volume)
+    estimate = bars.volume * (bars.high + bars.low + bars.close) / 3.0
+    return np.where(known, bars.quote_volume, estimate), ~known & np.isfinite(estimate)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -334,11 +355,11 @@ def _anomaly(b: Bars, config: UniverseConfig) -> tuple[float, str]:
     return max(found, key=lambda item: item[0])
 
 
-def _activity(b: Bars, step: int) -> tuple[float, str]:
+def _activity(b: Bars, quote: FloatArray, step: int) -> tuple[float, str]:
     """0..100: the share of bars present on the grid they span times the share that traded and moved."""
     span = int((b.open_time[-1] - b.open_time[0]) // step) + 1
     complete = len(b) / span
-    traded = float(((b.quote_volume > 0) & (b.high > b.low)).mean())
+    traded = float(((quote > 0) & (b.high > b.low)).mean())
     return 100.0 * traded * complete, f"{traded:.0%} of bars traded, {complete:.0%} of bars present"
 
 
@@ -391,6 +412,7 @@ def build_elite(
     passed, excluded = _ticker_screen(rules, tickers, now_ms, config.elite_min_quote_volume, config, elite=True)
     survivors: list[Ticker24h] = []
     caveats: dict[str, tuple[str, ...]] = {}
+    estimated: set[str] = set()
     for ticker in passed:
         symbol = ticker.symbol
         series = bars.get(symbol)
@@ -400,6 +422,8 @@ def build_elite(
             continue
         if stats.caveats:
             caveats[symbol] = stats.caveats
+        if stats.quote_estimated:
+            estimated.add(symbol)
         why = _elite_exclusion(stats, _tick_penalty(rules[symbol], float(ticker.last_price), config), config)
         if why is not None:
             excluded[symbol] = why
@@ -423,7 +447,7 @@ def build_elite(
         now_ms,
         f"{len(chosen)} of {len(passed)} liquid USDT perpetuals selected",
         excluded=excluded,
-        notes=_caveat_notes(caveats, chosen),
+        notes=_caveat_notes(caveats, chosen) + _estimate_notes(estimated, chosen),
         scores={survivors[i].symbol: round(float(score[i]), 6) for i in order[: config.elite_size]},
     )
 
@@ -443,7 +467,7 @@ def _elite_exclusion(stats: SymbolStats, tick_penalty: float, config: UniverseCo
     if stats.volume_ratio < config.collapse_ratio:
         return (
             f"volume collapse: last {config.collapse_recent_hours:g}h at {stats.volume_ratio:.0%} of the earlier "
-            f"average (limit {config.collapse_ratio:.0%})"
+            f"average (limit {config.collapse_ratio:.0%}){ESTIMATE_MARK if stats.quote_estimated else ''}"
         )
     if stats.pinned is not None:
         return f"price pinned at its {config.pin_window_hours:g}h {stats.pinned} for {config.pin_hours:g}h"
@@ -482,6 +506,7 @@ def build_overlay(
     listings: list[tuple[int, str]] = []
     movers: list[tuple[float, str]] = []
     caveats: dict[str, tuple[str, ...]] = {}
+    estimated: set[str] = set()
     for ticker in passed:
         symbol = ticker.symbol
         day_move = float(ticker.price_change_percent) / 100.0
@@ -489,6 +514,8 @@ def build_overlay(
         stats = None if series is None else measure(series, now_ms, config)
         if stats is not None and stats.caveats:
             caveats[symbol] = stats.caveats
+        if stats is not None and stats.quote_estimated:
+            estimated.add(symbol)
         chase = _chase(stats, day_move, config)
         onboard = rules[symbol].onboard_date_ms
         is_new = onboard > 0 and now_ms - onboard <= config.new_listing_hours * HOUR_MS
@@ -507,9 +534,10 @@ def build_overlay(
         elif stats is None:
             excluded[symbol] = "no recent closed bars to look for moves"
         else:
+            imbalance = "unknown" if stats.flow_imbalance is None else f"{stats.flow_imbalance:.2f}"
             excluded[symbol] = (
                 f"not new and not moving (1h {stats.move_1h:+.1%}, volume x{stats.volume_surge:.1f}, "
-                f"flow imbalance {stats.flow_imbalance:.2f})"
+                f"flow imbalance {imbalance}){ESTIMATE_MARK if stats.quote_estimated else ''}"
             )
     ranked = [s for _, s in sorted(listings, reverse=True)] + [s for _, s in sorted(movers, reverse=True)]
     chosen = ranked[: config.overlay_size]
@@ -524,8 +552,8 @@ def build_overlay(
         else "no new listings or movers this hour"
     )
     return PoolResult(
-        "overlay", tuple(chosen), now_ms, reason, excluded=excluded, notes=_caveat_notes(caveats, chosen),
-        scores=scores,
+        "overlay", tuple(chosen), now_ms, reason, excluded=excluded,
+        notes=_caveat_notes(caveats, chosen) + _estimate_notes(estimated, chosen), scores=scores,
     )  # fmt: skip
 
 
@@ -534,7 +562,7 @@ def _mover_score(stats: SymbolStats, config: UniverseConfig) -> float:
     return max(
         abs(stats.move_1h) / config.mover_move,
         stats.volume_surge / config.mover_volume_surge,
-        stats.flow_imbalance / config.mover_flow_surge,
+        0.0 if stats.flow_imbalance is None else stats.flow_imbalance / config.mover_flow_surge,
     )
 
 
@@ -595,6 +623,17 @@ def _caveat_notes(caveats: Mapping[str, tuple[str, ...]], chosen: Sequence[str])
     examples = "; ".join(f"{s}: {', '.join(w)}" for s, w in list(relevant.items())[:5])
     more = f" and {len(relevant) - 5} more" if len(relevant) > 5 else ""
     return (f"windows adapted for {len(relevant)} selected symbols, used what exists ({examples}{more})",)
+
+
+def _estimate_notes(estimated: set[str], chosen: Sequence[str]) -> tuple[str, ...]:
+    """One note for the selected symbols whose bars lacked the quote volume (the pool rules used an estimate)."""
+    relevant = [s for s in chosen if s in estimated]
+    if not relevant:
+        return ()
+    return (
+        f"quote volume estimated from volume x price for {len(relevant)} selected symbols "
+        f"({', '.join(relevant)}): their bars do not carry it",
+    )
 
 
 def _money(value: float) -> str:

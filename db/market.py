@@ -63,9 +63,31 @@ def latest_bar_times(session: Session, interval: str, symbols: Iterable[str]) ->
     return {symbol: int(latest) for symbol, latest in rows}
 
 
+_KNOWABLE = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+_PRICES = ("open", "high", "low", "close")
+
+# A stored bar is kept as it is (a closed bar never changes), except that it learns what it did not know: an
+# unknown (NULL) volume column takes the value another source knows for the same bar (same prices), and a 'live'
+# bar that history also holds becomes history, so the trading cycle no longer prunes it.
+BAR_CONFLICT = (
+    "ON CONFLICT (symbol, interval, open_time_ms) DO UPDATE SET "
+    + ", ".join(f'"{c}" = COALESCE(bars."{c}", EXCLUDED."{c}")' for c in _KNOWABLE)
+    + ", source = CASE WHEN bars.source = 'live' THEN EXCLUDED.source ELSE bars.source END WHERE ("
+    + " AND ".join(f'bars."{c}" = EXCLUDED."{c}"' for c in _PRICES)
+    + ") AND ("
+    + " OR ".join(f'(bars."{c}" IS NULL AND EXCLUDED."{c}" IS NOT NULL)' for c in _KNOWABLE)
+    + " OR (bars.source = 'live' AND EXCLUDED.source <> 'live'))"
+)
+
+
+def known_or_none(values: np.ndarray) -> list[float | None]:
+    """A float column as stored: NaN (unknown) becomes None (NULL), never 0."""
+    return [None if v != v else v for v in values.tolist()]
+
+
 def store_bars(session: Session, bars: Iterable[Bars]) -> int:
-    """Insert closed bars and return how many were new; stored bars are kept as they are (a closed bar never
-    changes).
+    """Insert the trading cycle's closed bars; returns how many were new or completed a stored bar's unknown
+    volumes. Stored prices are kept as they are (a closed bar never changes).
 
     One statement over arrays (unnest) however many bars: the first fetch of a universe is ~20 000 rows.
     """
@@ -78,12 +100,12 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
         "open_time_ms": np.concatenate([s.open_time for s in series]).tolist(),
     }
     for name in BAR_FIELDS:
-        columns[name] = np.concatenate([getattr(s, name) for s in series]).tolist()
+        columns[name] = known_or_none(np.concatenate([getattr(s, name) for s in series]))
     casts = {"symbol": "text[]", "interval": "text[]", "open_time_ms": "bigint[]"}
     names = ", ".join(f'"{c}"' for c in columns)
     arrays = ", ".join(f"CAST(:{c} AS {casts.get(c, 'float8[]')})" for c in columns)
     result = session.execute(
-        text(f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"),  # noqa: S608
+        text(f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) {BAR_CONFLICT}"),  # noqa: S608
         columns,
     )
     return int(getattr(result, "rowcount", 0) or 0)
@@ -116,8 +138,11 @@ def load_bars(session: Session, interval: str, symbols: Sequence[str], *, since_
 
 
 def prune_bars(session: Session, interval: str, *, before_ms: int) -> int:
-    """Drop bars older than any window still needs; returns how many went."""
-    result = session.execute(delete(BarRow).where(BarRow.interval == interval, BarRow.open_time_ms < before_ms))
+    """Drop the cycle's own bars older than any window still needs (imported history stays); returns how many
+    went."""
+    result = session.execute(
+        delete(BarRow).where(BarRow.interval == interval, BarRow.open_time_ms < before_ms, BarRow.source == "live")
+    )
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -90,9 +90,15 @@ class SymbolRow(Base):
 
 
 class BarRow(Base):
-    """One closed kline. Never the forming bar."""
+    """One closed trade kline. Never the forming bar. A NULL volume column is unknown (imported history often
+    holds only OHLCV), never 0. `source`: 'live' bars are the trading cycle's cache and pruned by it; 'file'
+    (ats data import) and 'rest' (ats data download) bars are history, kept."""
 
     __tablename__ = "bars"
+    __table_args__ = (
+        CheckConstraint("source IN ('live', 'file', 'rest')", name="source"),
+        Index("ix_bars_live", "interval", "open_time_ms", postgresql_where=sa_text("source = 'live'")),
+    )
 
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
     interval: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -101,11 +107,41 @@ class BarRow(Base):
     high: Mapped[float] = mapped_column(Float)
     low: Mapped[float] = mapped_column(Float)
     close: Mapped[float] = mapped_column(Float)
-    volume: Mapped[float] = mapped_column(Float)
-    quote_volume: Mapped[float] = mapped_column(Float)
-    trades: Mapped[float] = mapped_column(Float)
-    taker_buy_volume: Mapped[float] = mapped_column(Float)
-    taker_buy_quote_volume: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float | None] = mapped_column(Float)
+    quote_volume: Mapped[float | None] = mapped_column(Float)
+    trades: Mapped[float | None] = mapped_column(Float)
+    taker_buy_volume: Mapped[float | None] = mapped_column(Float)
+    taker_buy_quote_volume: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(8), default="live", server_default="live")
+
+
+class MarkBarRow(Base):
+    """One closed mark-price kline (imported history): another price than the trade klines, and no volume."""
+
+    __tablename__ = "mark_bars"
+    __table_args__ = (CheckConstraint("source IN ('file', 'rest')", name="source"),)
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(8), primary_key=True)
+    open_time_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(8))
+
+
+class FundingRateRow(Base):
+    """One funding settlement (imported history), under the hour it settled; the mark price NULL when unknown."""
+
+    __tablename__ = "funding_rates"
+    __table_args__ = (CheckConstraint("source IN ('file', 'rest')", name="source"),)
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    funding_time_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    funding_rate: Mapped[Decimal]
+    mark_price: Mapped[Decimal | None]
+    source: Mapped[str] = mapped_column(String(8))
 
 
 class PoolRow(Base):

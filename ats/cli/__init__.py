@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ats.cli import (  # noqa: F401  (each module registers its commands on `app`)
     config_cmds,
+    data_cmds,
     db_cmds,
     demo_cmds,
     deploy_cmds,

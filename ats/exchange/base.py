@@ -109,6 +109,16 @@ class OpenInterestPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingRate:
+    """One funding settlement (GET /fapi/v1/fundingRate)."""
+
+    symbol: str
+    funding_time_ms: int
+    funding_rate: Decimal
+    mark_price: Decimal | None  # Binance leaves it empty for older settlements
+
+
+@dataclass(frozen=True, slots=True)
 class OrderBook:
     symbol: str
     bids: list[tuple[Decimal, Decimal]]  # (price, qty), best first

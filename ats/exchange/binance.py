@@ -29,6 +29,7 @@ from ats.exchange.base import (
     AccountInfo,
     AlgoOrder,
     AlgoOrderRequest,
+    FundingRate,
     Income,
     MarginType,
     OpenInterest,
@@ -70,6 +71,7 @@ log = get_logger(__name__)
 R = TypeVar("R")
 
 MAX_KLINES_PER_REQUEST = 1500
+MAX_FUNDING_PER_REQUEST = 1000
 MAX_TRADE_WINDOW_MS = 7 * 86_400_000 - 1  # userTrades: endTime - startTime must stay within 7 days
 CONDITIONAL_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 DEFAULT_BAN_MS = 120_000  # the shortest ban Binance hands out, used when a 418 names no end
@@ -517,6 +519,24 @@ class BinanceFutures:
         With `start_ms`: the first `limit` closed bars opening at or after it (up to `end_ms`).
         Without: the last `limit` closed bars up to `end_ms` (or now). Pages through the 1500-row cap.
         """
+        return await self._klines("/fapi/v1/klines", symbol, interval, start_ms, end_ms, limit)
+
+    async def mark_price_klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> Bars:
+        """Closed mark-price klines, paged as `klines`; Binance sends no volume, so every volume column is NaN."""
+        bars = await self._klines("/fapi/v1/markPriceKlines", symbol, interval, start_ms, end_ms, limit)
+        return bars.prices_only()
+
+    async def _klines(
+        self, path: str, symbol: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> Bars:
         step = interval_ms(interval)
         if limit <= 0:
             return Bars.empty(symbol, interval)
@@ -528,8 +548,8 @@ class BinanceFutures:
         async def page(count: int, **window: int) -> list[list[Any]]:
             params: dict[str, Any] = {"symbol": symbol, "interval": interval}
             params.update({"startTime": window.get("start"), "endTime": window.get("end"), "limit": count})
-            body = await self._request("GET", "/fapi/v1/klines", params, weight=kline_weight(count))
-            rows = self._parsed("GET", "/fapi/v1/klines", parse.kline_rows, body)
+            body = await self._request("GET", path, params, weight=kline_weight(count))
+            rows = self._parsed("GET", path, parse.kline_rows, body)
             for row in rows:
                 if int(row[0]) + step <= now:  # the forming bar closes in the future: never returned
                     closed[int(row[0])] = row
@@ -565,6 +585,26 @@ class BinanceFutures:
     async def open_interest(self, symbol: str) -> OpenInterest:
         body = await self._request("GET", "/fapi/v1/openInterest", {"symbol": symbol})
         return self._parsed("GET", "/fapi/v1/openInterest", parse.open_interest, body)
+
+    async def funding_rates(self, symbol: str, *, start_ms: int, end_ms: int) -> list[FundingRate]:
+        """Every funding settlement from start_ms to end_ms, oldest first (pages of 1000)."""
+        path = "/fapi/v1/fundingRate"
+        found: list[FundingRate] = []
+        cursor = start_ms
+        while cursor <= end_ms:
+            params: Params = {
+                "symbol": symbol,
+                "startTime": cursor,
+                "endTime": end_ms,
+                "limit": MAX_FUNDING_PER_REQUEST,
+            }
+            body = await self._request("GET", path, params)
+            page = self._parsed_list("GET", path, parse.funding_rate, body)
+            found.extend(page)
+            if len(page) < MAX_FUNDING_PER_REQUEST:
+                break
+            cursor = max(f.funding_time_ms for f in page) + 1
+        return found
 
     async def open_interest_hist(self, symbol: str, period: str, limit: int = 30) -> list[OpenInterestPoint]:
         path = "/futures/data/openInterestHist"

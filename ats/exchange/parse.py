@@ -24,6 +24,7 @@ from ats.exchange.base import (
     BalanceChange,
     BookTicker,
     ForceOrder,
+    FundingRate,
     Income,
     KlineUpdate,
     ListenKeyExpired,
@@ -227,6 +228,17 @@ def open_interest_point(raw: Any) -> OpenInterestPoint:
         sum_open_interest=_dec(data, "sumOpenInterest"),
         sum_open_interest_value=_dec(data, "sumOpenInterestValue"),
         timestamp_ms=_int(data, "timestamp"),
+    )
+
+
+def funding_rate(raw: Any) -> FundingRate:
+    data = _obj(raw, "funding rate")
+    mark = data.get("markPrice")
+    return FundingRate(
+        symbol=_str(data, "symbol"),
+        funding_time_ms=_int(data, "fundingTime"),
+        funding_rate=_dec(data, "fundingRate"),
+        mark_price=None if mark in (None, "") else to_decimal(mark, "markPrice"),
     )
 
 

@@ -3,7 +3,9 @@
 Flow momentum is the taker flow (CVD) plus OI growth and volume participation, the latter two signed by the
 side the flow is on (they say "more money", the CVD says which way). Positive F means money is moving up
 faster than price has (money leads price up); negative, the same downward. The composite uses F to scale a
-signal's strength up for the side it supports and down for the other, within bounds.
+signal's strength up for the side it supports and down for the other, within bounds. Without the taker flow
+(unknown taker-buy or quote volume at the newest bar) F is unavailable: OI and volume only say "more money", the
+flow says which way.
 """
 
 from __future__ import annotations

@@ -197,7 +197,8 @@ class Panel:
     """Closed bars of several symbols on one time grid: arrays (symbols, bars), NaN where a symbol has no bar.
 
     Prices are natural logs (the factors work in log space); volumes are quote (USDT) values, so no factor
-    ever mixes base units with prices. Open interest is in log contracts, as of each bar's close.
+    ever mixes base units with prices, NaN where unknown. Open interest is in log contracts, as of each bar's close.
+    A bar is there when its close is (`valid`); its volumes may still be unknown.
     """
 
     symbols: tuple[str, ...]
@@ -250,8 +251,9 @@ def build_panel(
     """Align the symbols' closed bars on one grid ending at the last bar closed at as_of_ms.
 
     The grid starts at `start_ms` when given (bars before it are already known to the caller), else at the
-    oldest bar. Invalid bars (non-positive or non-finite prices, negative or non-finite volumes) and bars off
-    the grid are skipped and logged. Different intervals or a symbol listed twice are programming errors.
+    oldest bar. Invalid bars (non-positive or non-finite prices, negative or infinite volumes) and bars off
+    the grid are skipped and logged; a NaN volume is unknown, and its bar is kept. Different intervals or a
+    symbol listed twice are programming errors.
     """
     step = interval_ms(interval)
     names = [b.symbol for b in bars]
@@ -309,7 +311,8 @@ def _place(
     end: int,
     step: int,
 ) -> dict[str, FloatArray]:
-    """Scatter the valid, closed, on-grid bars into (symbols, bars) arrays, NaN elsewhere."""
+    """Scatter the valid, closed, on-grid bars into (symbols, bars) arrays, NaN elsewhere (and where a volume is
+    unknown: the bar's prices still count)."""
     arrays = {name: np.full(shape, np.nan) for name in ("high", "low", "close", "quote", "taker_buy_quote")}
     in_range = (times >= start) & (times <= end)
     on_grid = (times - start) % step == 0
@@ -319,10 +322,8 @@ def _place(
         sane = (
             np.isfinite(prices).all(axis=0)
             & (prices > 0).all(axis=0)
-            & np.isfinite(quote)
-            & (quote >= 0)
-            & np.isfinite(taker_buy)
-            & (taker_buy >= 0)
+            & (np.isnan(quote) | (np.isfinite(quote) & (quote >= 0)))  # NaN: unknown, still a bar
+            & (np.isnan(taker_buy) | (np.isfinite(taker_buy) & (taker_buy >= 0)))
         )
     keep = in_range & on_grid & sane
     skipped = in_range & ~keep

@@ -6,7 +6,9 @@ bar at a time but vectorised across symbols, then shifts the chunk into the wind
 same call on an empty state with the whole history, so cold and incremental scoring run the same code.
 
 Arrays are keyed by name with the symbol axis first, so the engine can gather and scatter rows generically.
-A bar that is missing (NaN) leaves the recursion untouched and enters the windows as NaN (masked).
+A bar that is missing (NaN) leaves the recursion untouched and enters the windows as NaN (masked). So does an
+unknown volume of a bar that is there (history holding only OHLCV): each EMA starts at the first bar whose input
+it knows and skips the bars whose input is unknown, so the price factors run on and the volume ones stay unknown.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def initial_state(symbols: int) -> State:
         "last_close": np.full(symbols, np.nan),
         "last_price": np.full(symbols, np.nan),
         "atr": np.zeros(symbols),
-        "ema": np.zeros((symbols, 7)),
+        "ema": np.full((symbols, 7), np.nan),  # NaN until the first bar whose input is known
     }
     state.update(zigzag_state(symbols))
     return state
@@ -79,14 +81,15 @@ def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) 
         return state, windows
     state = {name: value.copy() for name, value in state.items()}
     valid = np.isfinite(log_close)
-    quote = np.where(valid, chunk.quote_volume, np.nan)
+    quote = np.where(valid, chunk.quote_volume, np.nan)  # NaN where unknown
     delta = 2.0 * np.where(valid, chunk.taker_buy_quote, np.nan) - quote
+    traded = np.where(np.isfinite(delta), quote, np.nan)  # the flow's denominator: bars whose delta is known
     true_range = _true_range(chunk, valid, state["last_close"])
 
     alphas = ema_alphas(config)
     wilder = 1.0 / config.atr_period
     threshold_atr = config.zigzag_atr
-    inputs = np.stack([log_close, log_close, log_close, delta, quote, quote, quote], axis=-1)
+    inputs = np.stack([log_close, log_close, log_close, delta, traded, quote, quote], axis=-1)
     ema_path = np.full((symbols, bars, 7), np.nan)
     count, atr, ema = state["count"], state["atr"], state["ema"]
     for j in range(bars):
@@ -97,16 +100,17 @@ def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) 
         tr = true_range[:, j]
         atr = np.where(ok, np.where(first, tr, atr + (tr - atr) * wilder), atr)
         x = inputs[:, j]
-        ema = np.where(ok[:, None], np.where(first[:, None], x, ema + alphas * (x - ema)), ema)
+        known = np.isfinite(x)  # a missing bar has no input at all; a bar of unknown volume only prices
+        ema = np.where(known, np.where(np.isnan(ema), x, ema + alphas * (x - ema)), ema)
         zigzag_step(state, ok, log_close[:, j], threshold_atr * atr, count)
         count = count + ok
-        ema_path[:, j] = ema
-    ema_path[~valid] = np.nan
+        ema_path[:, j] = np.where(known, ema, np.nan)
     state["count"], state["atr"], state["ema"] = count, atr, ema
     state["last_close"] = _last_valid(log_close, valid, state["last_close"])
     state["last_price"] = _last_valid(chunk.close, valid, state["last_price"])
 
-    flow = np.where(valid, safe_div(ema_path[..., FLOW_DELTA], ema_path[..., FLOW_VALUE]), np.nan)
+    flow_known = np.isfinite(ema_path[..., FLOW_DELTA]) & np.isfinite(ema_path[..., FLOW_VALUE])
+    flow = np.where(flow_known, safe_div(ema_path[..., FLOW_DELTA], ema_path[..., FLOW_VALUE]), np.nan)
     series = {
         "close": log_close,
         "delta": delta,

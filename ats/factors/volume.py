@@ -1,6 +1,7 @@
 """V volume (quality, 0..100): participation (short vs long EMA of quote volume) and its rate of change.
 
-Average participation scores 50; a market that never traded scores 0.
+Average participation scores 50; a market that never traded scores 0. Unavailable when the newest bar's quote
+volume is unknown (history holding only OHLCV): participation is not guessed from older bars.
 """
 
 from __future__ import annotations
@@ -27,4 +28,4 @@ def volume(short: FloatArray, long: FloatArray, short_history: FloatArray, confi
     w = config.volume_participation_weight
     traded = np.isfinite(long) & (long > 0)
     value = np.where(traded, 100.0 * (w * level + (1.0 - w) * pace), 0.0)
-    return Reading(value, np.isfinite(long))
+    return Reading(value, np.isfinite(long) & np.isfinite(short_history[:, -1]))

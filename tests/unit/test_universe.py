@@ -347,3 +347,35 @@ def test_every_symbol_that_is_not_a_trading_perpetual_is_named_with_similar_ones
         "SOLUSTD, LUNAUSDT (SETTLING PERPETUAL USDT), BTCUSDT_260626 (TRADING CURRENT_QUARTER USDT) are not trading "
         "USDT perpetuals on this exchange; similar: SOLUSDT"
     )
+
+
+def ohlcv_only(b: Bars) -> Bars:
+    """The bars as imported history holds them: quote volume, trades and taker buys unknown; the base volume such
+    that volume x typical price is the quote volume the bars had."""
+    unknown = np.full(len(b), np.nan)
+    volume = b.quote_volume / ((b.high + b.low + b.close) / 3)
+    return edit(
+        b, volume=volume, quote_volume=unknown, trades=unknown, taker_buy_volume=unknown, taker_buy_quote_volume=unknown
+    )
+
+
+def test_unknown_quote_volume_is_estimated_from_volume_and_price_and_marked_so() -> None:
+    known = calm("AUSDT", seed=1)
+    stats, exact = measure(ohlcv_only(known), NOW, CFG), measure(known, NOW, CFG)
+    assert stats is not None
+    assert exact is not None
+    assert (stats.quote_estimated, exact.quote_estimated) == (True, False)
+    assert stats.flow_imbalance is None  # the taker side is not estimated: unknown
+    assert stats.volume_ratio == pytest.approx(exact.volume_ratio)
+    assert stats.quality == exact.quality
+
+    all_rules, tickers, bars = market()
+    history = {s: ohlcv_only(b) for s, b in bars.items()}
+    elite = build_elite(all_rules, tickers, history, now_ms=NOW, config=CFG)
+    assert elite.symbols == build_elite(all_rules, tickers, bars, now_ms=NOW, config=CFG).symbols
+    assert "quote volume estimated from volume x price for 3 selected symbols (AUSDT, BUSDT, CUSDT)" in elite.notes[-1]
+    assert elite.excluded["FADEUSDT"].endswith("(quote volume estimated from volume x price)")
+    assert "quote volume estimated" in elite.to_markdown()
+    overlay = build_overlay(all_rules, tickers, history, now_ms=NOW, config=CFG)
+    assert "flow imbalance unknown" in overlay.excluded["AUSDT"]
+    assert overlay.excluded["AUSDT"].endswith("(quote volume estimated from volume x price)")
