@@ -11,7 +11,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ats.domain import FilterViolation, SymbolRules
@@ -163,14 +163,23 @@ def test_ties_follow_the_rounding_mode() -> None:
     assert rules.round_price(Decimal("100.05"), ROUND_HALF_UP) == Decimal("100.10")
 
 
-@given(qty=values, price=values, step=grids, tick=grids, market=st.booleans())
+@given(
+    price_units=st.integers(10**3, 10**9),
+    fraction=st.integers(0, 10**20),
+    extra=st.integers(0, 100),
+    step=grids,
+    tick=grids,
+    market=st.booleans(),
+)
 def test_check_order_accepts_what_quantisation_produces(
-    qty: Decimal, price: Decimal, step: Decimal, tick: Decimal, market: bool
+    price_units: int, fraction: int, extra: int, step: Decimal, tick: Decimal, market: bool
 ) -> None:
+    """Orders built the way sizing builds them (a price rounded to the tick, a quantity floored to the step and
+    above the minimum notional) always pass; built, not filtered, so that every example counts."""
     rules = rules_with(tick, step)
-    q = rules.floor_qty(qty, market=market)
-    p = rules.round_price(price)
-    assume(rules.min_qty <= q <= rules.max_qty and p > 0 and q * p >= rules.min_notional)
+    p = rules.round_price((Decimal(price_units) + Decimal(fraction).scaleb(-20)) * tick)
+    wanted = rules.min_notional / p * (1 + Decimal(extra) / 100) + 2 * step
+    q = rules.floor_qty(wanted, market=market)
     rules.check_order(q, p, market=market)
 
 
