@@ -8,6 +8,7 @@ exchange.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import functools
 import os
 import signal
@@ -57,6 +58,7 @@ async def serve(
         raise StartupError(str(exc)) from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    faulthandler.enable()  # systemd's watchdog aborts a hung monitor (SIGABRT): the log shows where it hung
 
     def on_signal() -> None:
         if stop.is_set():
