@@ -184,6 +184,9 @@ class MonitorSettings(_Section):
     health_port: int = Field(8787, ge=0, le=65535, description="0 picks a free port")
     reconcile_interval_s: float = Field(180.0, gt=0)
     watchdog_interval_s: float = Field(5.0, gt=0)
+    lease_s: float = Field(
+        10.0, ge=2, le=120, description="leader lease: a standby takes over this long after the leader stops renewing"
+    )
     stream_stale_after_s: float = Field(30.0, gt=0)
     listen_key_keepalive_s: float = Field(1800.0, gt=0, lt=3600)
     on_reversal: OnReversal = "tighten"

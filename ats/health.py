@@ -1,7 +1,8 @@
 """Is the unattended system healthy? The watchdog's decisions, pure: what is wrong, and what to tell a person.
 
 Three checks, each either passing or failing:
-- `monitor`: a monitor process holds the account's leader lock and wrote a fresh heartbeat as the active one.
+- `monitor`: a monitor process holds the account's live leader lease (ats.leadership) and wrote a fresh heartbeat
+  as the active one.
   Without it nothing moves stops or closes positions whose exchange stop did not fire, so new entries are refused
   (`entry_refusal`) and open positions make the alert critical.
 - `monitor-ready`: the active monitor has been ready (streams connected, a recent reconciliation) except for at
@@ -31,11 +32,6 @@ class Check(StrEnum):
     MONITOR = "monitor"
     MONITOR_READY = "monitor-ready"
     CYCLES = "trading-cycles"
-
-
-def monitor_lock_name(account: str) -> str:
-    """The advisory lock the active monitor of an account holds for as long as it leads."""
-    return f"monitor:{account}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +71,7 @@ def health_policy(settings: Settings) -> HealthPolicy:
 class Observation:
     now_ms: int
     monitors: Sequence[MonitorBeat]
-    leader_lock_held: bool  # some connection holds the monitor lock of the account
+    leader: str | None  # the holder of the account's live monitor lease (by the database's clock), or None
     open_positions: int  # positions the system manages (recorded open, or entries in flight)
     last_cycle_ms: int | None  # end of the last completed trading cycle
     watching_since_ms: int  # when the checks began: a system that never completed a cycle is late from here
@@ -127,13 +123,17 @@ def _ago(now_ms: int, then_ms: int) -> str:
 
 
 def active_monitor(obs: Observation, policy: HealthPolicy) -> MonitorBeat | None:
-    """The monitor that leads now: it holds the lock and its last heartbeat as the active one is fresh."""
-    if not obs.leader_lock_held:
-        return None
-    fresh = [
-        m for m in obs.monitors if m.role == "active" and obs.now_ms - m.heartbeat_ms <= policy.heartbeat_stale_s * 1000
-    ]
-    return max(fresh, key=lambda m: m.heartbeat_ms, default=None)
+    """The monitor that leads now: it holds the live lease and its last heartbeat as the active one is fresh."""
+    return next(
+        (
+            m
+            for m in obs.monitors
+            if m.name == obs.leader
+            and m.role == "active"
+            and obs.now_ms - m.heartbeat_ms <= policy.heartbeat_stale_s * 1000
+        ),
+        None,
+    )
 
 
 def _why_no_monitor(obs: Observation, policy: HealthPolicy) -> str:
@@ -141,8 +141,10 @@ def _why_no_monitor(obs: Observation, policy: HealthPolicy) -> str:
     if latest is None:
         return "no monitor has ever run for this account (start `ats monitor`)"
     seen = f"last heartbeat {_ago(obs.now_ms, latest.heartbeat_ms)} ago from {latest.name} ({latest.role})"
-    if latest.role == "active" and not obs.leader_lock_held:
-        return f"the leader lock is not held; {seen}"
+    if obs.leader is None and latest.role == "active":
+        return f"the leader's lease has expired (frozen, hung or cut off?); {seen}"
+    if obs.leader is not None and latest.name != obs.leader:
+        return f"the lease holder {obs.leader} has no fresh heartbeat; {seen}"
     return f"no active monitor; {seen}"
 
 

@@ -5,8 +5,9 @@
   stop cancelled (user stream, lifecycle transitions, two algo-order round trips, database commits);
 - tick to action: the monitor's own histogram for the ticks that reached the lifecycle during supervision
   closes (a stop that did not fire);
-- failover: from SIGKILL of the active `ats monitor` to the standby's heartbeat saying active, and to its
-  /readyz answering 200 (streams up, first reconciliation done).
+- failover: from SIGKILL or SIGSTOP of the active `ats monitor` to the standby's heartbeat saying active (the
+  leader's lease expired), and to its /readyz answering 200 (streams up, first reconciliation done); from SIGCONT
+  of the frozen one to it standing by again.
 
 Needs PostgreSQL (ATS_TEST_DATABASE_URL, else 127.0.0.1:5432); a scratch database is created and dropped.
 Prints one JSON object. Run from the repository root: `.venv/bin/python benchmarks/monitor.py`.
@@ -18,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,7 +45,8 @@ from tests.integration.monitor.processes import MonitorProcess, detail, monitor_
 from tests.unit.lifecycle.harness import Driver
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "LTCUSDT", "XRPUSDT", "LINKUSDT", "DOTUSDT")
-FAILOVERS = 3
+FAILOVERS = 3  # of each kind
+LEASE_S = 10.0  # the default ATS_MONITOR__LEASE_S
 
 
 def _summary(values: list[float], digits: int = 1) -> dict[str, float]:
@@ -107,27 +110,42 @@ async def in_process(database: Database) -> dict[str, Any]:
 
 
 def failover(database: Database, data_dir: Path) -> dict[str, Any]:
+    """SIGKILL, then SIGSTOP, of the active monitor: how long until the standby is active (the lease expired) and
+    ready; for a frozen leader, how long after SIGCONT it stands by again (having sent nothing)."""
     with SimServerThread(SimConfig(seed=3, mode="manual", port=0)) as sim:
-        env = monitor_env(sim.rest_url, sim.ws_url, database, data_dir)
-        active_s, ready_s = [], []
+        env = monitor_env(sim.rest_url, sim.ws_url, database, data_dir, ATS_MONITOR__LEASE_S=str(LEASE_S))
+        figures: dict[str, dict[str, list[float]]] = {"killed": {}, "frozen": {}}
         leader = MonitorProcess(env, data_dir / "monitor-0.log")
         leader.start()
         wait_role(database, leader, "active", timeout_s=30)
-        for n in range(FAILOVERS):
+        for n, way in enumerate(["killed"] * FAILOVERS + ["frozen"] * FAILOVERS):
             standby = MonitorProcess(env, data_dir / f"monitor-{n + 1}.log")
             standby.start()
             wait_role(database, standby, "standby", timeout_s=30)
             port = detail(database, standby, "health_port")
+            found = figures[way]
             started = time.monotonic()
-            leader.kill()
-            wait_role(database, standby, "active", timeout_s=30)
-            active_s.append(time.monotonic() - started)
+            if way == "killed":
+                leader.kill()
+            else:
+                os.kill(leader.pid, signal.SIGSTOP)
+            wait_role(database, standby, "active", timeout_s=60)
+            found.setdefault("standby_active_s", []).append(time.monotonic() - started)
             while httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code != 200:
                 time.sleep(0.02)
-            ready_s.append(time.monotonic() - started)
+            found.setdefault("standby_ready_s", []).append(time.monotonic() - started)
+            if way == "frozen":
+                woken = time.monotonic()
+                os.kill(leader.pid, signal.SIGCONT)
+                wait_role(database, leader, "standby", timeout_s=60)
+                found.setdefault("woken_standing_by_s", []).append(time.monotonic() - woken)
+                leader.terminate()
             leader = standby
         leader.terminate()
-        return {"standby_active_s": _summary(active_s, 2), "standby_ready_s": _summary(ready_s, 2)}
+        return {
+            "lease_s": LEASE_S,
+            **{way: {name: _summary(values, 2) for name, values in found.items()} for way, found in figures.items()},
+        }
 
 
 def main() -> None:

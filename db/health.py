@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -25,12 +25,12 @@ from ats.health import (
     Observation,
     assess,
     changes,
-    monitor_lock_name,
 )
 from ats.health import entry_refusal as refusal_for
 from db.journal import enqueue_notification
+from db.lease import lease_holder
 from db.models import FlowRunRow, HealthCheckRow, PositionRow, WorkerHeartbeatRow
-from db.session import Database, advisory_xact_lock, lock_key
+from db.session import Database, advisory_xact_lock
 
 TRADING_CYCLE = "trading-cycle"
 
@@ -69,23 +69,6 @@ def record_flow_run(session: Session, account: str, run: FinishedRun) -> None:
     )
 
 
-def lock_is_held(session: Session, name: str) -> bool:
-    """Whether some connection to this database holds the session advisory lock `name` (db.session.SessionLock).
-
-    A bigint advisory lock shows in pg_locks as classid (high 32 bits) and objid (low 32 bits), objsubid 1.
-    """
-    key = lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF
-    held = session.scalar(
-        text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND classid::bigint = :high AND objid::bigint = :low"
-        ),
-        {"high": key >> 32, "low": key & 0xFFFF_FFFF},
-    )
-    return bool(held)
-
-
 def _beat(row: WorkerHeartbeatRow) -> MonitorBeat:
     details = row.details or {}
     unready = details.get("unready_since_ms")
@@ -99,7 +82,7 @@ def _beat(row: WorkerHeartbeatRow) -> MonitorBeat:
 
 
 def observe(session: Session, account: str, now_ms: int) -> Observation:
-    """What the checks look at: the monitors' heartbeats and lock, open positions, the last completed cycle."""
+    """What the checks look at: the monitors' heartbeats and lease, open positions, the last completed cycle."""
     heartbeats = session.scalars(select(WorkerHeartbeatRow).where(WorkerHeartbeatRow.account == account)).all()
     open_positions = session.scalar(
         select(func.count()).where(PositionRow.account == account, PositionRow.closed_at.is_(None))
@@ -117,7 +100,7 @@ def observe(session: Session, account: str, now_ms: int) -> Observation:
     return Observation(
         now_ms=now_ms,
         monitors=[_beat(row) for row in heartbeats],
-        leader_lock_held=lock_is_held(session, monitor_lock_name(account)),
+        leader=lease_holder(session, account),
         open_positions=int(open_positions or 0),
         last_cycle_ms=datetime_to_ms(last_cycle) if last_cycle is not None else None,
         watching_since_ms=datetime_to_ms(watching_since) if watching_since is not None else now_ms,

@@ -4,6 +4,10 @@ A transition is one transaction: the position row is locked (SELECT ... FOR UPDA
 the stored state, and the new state is written together with what its actions record: an order row (status
 PENDING) for each placement *before* it is sent, fills, the daily risk ledger, outbox notifications and the
 append-only event log. The flow and the monitor can therefore drive the same position concurrently.
+
+The monitor's journal carries its fence (ats.leadership): a transition is recorded only while the monitor still
+holds the lease under its epoch, checked in the same transaction, so a leader that was frozen past its lease
+records nothing when it wakes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.orm import Session
 from ats.clock import ms_to_datetime, utc_day_start_ms
 from ats.domain import parse_client_id
 from ats.execution import OrderOutcome, UnknownPosition
+from ats.leadership import Fence
 from ats.lifecycle import (
     Action,
     CancelOrder,
@@ -41,6 +46,7 @@ from ats.lifecycle import (
     transition,
 )
 from ats.notify import Notification, render
+from db.lease import hold
 from db.models import (
     EventRow,
     FillRow,
@@ -61,14 +67,23 @@ FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_M
 class PostgresJournal:
     """The journal of one account's positions (see ats.execution.Journal)."""
 
-    def __init__(self, database: Database, account: str) -> None:
+    def __init__(self, database: Database, account: str, *, fence: Fence | None = None) -> None:
+        """`fence`: record transitions only while it holds (the monitor's); None for everyone else."""
         self._db = database
         self.account = account
+        self._fence = fence
+
+    def _hold(self, session: Session, what: str) -> None:
+        """Refuse a transition (NotLeader) unless this journal's fence holds, here and in the database."""
+        if self._fence is not None:
+            epoch = self._fence.check(what)
+            hold(session, self.account, self._fence.holder, epoch)
 
     # ------------------------------------------------------------------------------------------ Journal
 
     def apply(self, key: str, event: Event, *, source: str) -> tuple[Position, list[Action]]:
         with self._db.session() as session:
+            self._hold(session, f"{key}: {type(event).__name__}")
             row = session.scalars(select(PositionRow).where(PositionRow.key == key).with_for_update()).one_or_none()
             if row is None:
                 raise UnknownPosition(key)
@@ -189,6 +204,7 @@ class PostgresJournal:
     def create(self, position: Position, actions: Sequence[Action], *, source: str) -> None:
         """Record a position that has no intent row (adopted from the exchange) with its first actions."""
         with self._db.session() as session:
+            self._hold(session, f"{position.key}: adopting the position")
             record_new_position(session, self.account, position, actions, source=source)
 
     def note(self, kind: str, source: str, *, symbol: str | None = None, **data: Any) -> None:

@@ -529,6 +529,21 @@ class WorkerHeartbeatRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa_text("'{}'::jsonb"))
 
 
+class MonitorLeaseRow(Base):
+    """Who leads an account's monitors (ats.leadership): the holder renews `expires_at` (database time) every few
+    seconds; each acquisition increments `epoch`, the fencing token the leader's writes are checked against."""
+
+    __tablename__ = "monitor_lease"
+    __table_args__ = (CheckConstraint("epoch >= 0", name="epoch_not_negative"),)
+
+    account: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))  # a worker_heartbeats name; '' before the first leader
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 class FlowRunRow(Base):
     """How each Prefect flow run ended, written by the flows' state hooks: the record of failures, and what the
     watchdog reads to know when a trading cycle last completed (without asking Prefect)."""

@@ -1,8 +1,8 @@
 """Database connections: PostgreSQL at ATS_DATABASE_URL, or an embedded PostgreSQL when it is unset.
 
 One `Database` per process. Units of work use `db.session()` (commit on success, rollback on error).
-Cross-process coordination uses PostgreSQL advisory locks (`advisory_xact_lock` inside a transaction,
-`SessionLock` for a lock held by a long-lived worker on its own connection).
+Cross-process coordination uses PostgreSQL advisory locks inside a transaction (`advisory_xact_lock`); the
+monitors' leadership is a lease row (db.lease), which a frozen holder cannot keep.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ats.config import POSTGRES_DRIVERS, Settings
@@ -101,57 +101,3 @@ class Database:
 def advisory_xact_lock(session: Session, name: str) -> None:
     """Block until this transaction holds the named lock; released at commit or rollback."""
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
-
-
-class SessionLock:
-    """A session-level advisory lock on a dedicated connection: held until released or the process dies.
-
-    `keepalive_s`: have the server probe the holder's TCP connection after this much silence, so the lock is
-    freed within about twice that when the holder's host dies or the network drops (the OS default is hours).
-    """
-
-    def __init__(self, engine: Engine, name: str, *, keepalive_s: int | None = None) -> None:
-        self._engine = engine
-        self.name = name
-        self._key = lock_key(name)
-        self._keepalive_s = keepalive_s
-        self._conn: Connection | None = None
-
-    def try_acquire(self) -> bool:
-        if self._conn is not None:
-            return True
-        conn = self._engine.connect()
-        if self._keepalive_s is not None:
-            idle, interval = self._keepalive_s, max(1, self._keepalive_s // 3)
-            for setting, value in (("tcp_keepalives_idle", idle), ("tcp_keepalives_interval", interval)):
-                conn.execute(text("SELECT set_config(:name, :value, false)"), {"name": setting, "value": str(value)})
-            conn.execute(text("SELECT set_config('tcp_keepalives_count', '3', false)"))
-        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar())
-        conn.commit()
-        if got:
-            self._conn = conn
-        else:
-            conn.close()
-        return got
-
-    def still_held(self) -> bool:
-        """False if the connection holding the lock died (then another process may hold it now)."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute(text("SELECT 1")).scalar()
-            self._conn.commit()
-        except Exception:  # the connection is gone, and with it the lock
-            self._conn = None
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-            self._conn.commit()
-        finally:
-            self._conn.close()
-            self._conn = None

@@ -26,7 +26,7 @@ class WatchdogReport:
 async def watchdog(lookback_minutes: int = 60) -> WatchdogReport:
     """Check what the system cannot check itself, and alert once per change (recovery included).
 
-    - The monitor: a process holds the leader lock with a fresh heartbeat, and has been ready (or not ready for
+    - The monitor: a process holds the live leader lease with a fresh heartbeat, and has been ready (or not ready for
       less than a minute) while positions are open. The monitor runs these checks too; this run is what notices
       when the monitor itself is dead or hung.
     - Trading cycles: one completed within one bar interval plus five minutes.

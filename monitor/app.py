@@ -1,13 +1,14 @@
 """The monitor process: wires the configuration to PostgreSQL, the exchange, the streams and the notifier.
 
 `ats monitor` calls `serve(settings)`. Ctrl+C or SIGTERM stops it gracefully: the work in progress finishes, the
-streams close and the leader lock is released so a standby takes over at once. Protective orders stay on the
+streams close and the leader lease is released so a standby takes over at once. Protective orders stay on the
 exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import functools
 import os
 import signal
@@ -18,6 +19,7 @@ from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import roll
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.health import health_policy
+from ats.leadership import Fence
 from ats.log import get_logger, redact
 from ats.notify import make_notifier
 from db.journal import PostgresJournal
@@ -26,6 +28,7 @@ from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
+from monitor.systemd import SystemdNotifier
 from monitor.worker import ListenKeyTracker, Monitor, Tuning
 from tasks.secrets import with_secret_blocks
 
@@ -47,7 +50,7 @@ async def serve(
     """Run until SIGINT/SIGTERM (or `stop` is set): stand by, or monitor the account when leading.
 
     A second signal exits at once, skipping the cleanup: nothing is lost (the next start re-drives and
-    reconciles), it only takes a standby a moment longer to notice.
+    reconciles), it only takes a standby a lease longer to take over.
     """
     try:
         settings = await with_secret_blocks(settings)
@@ -55,6 +58,7 @@ async def serve(
         raise StartupError(str(exc)) from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    faulthandler.enable()  # systemd's watchdog aborts a hung monitor (SIGABRT): the log shows where it hung
 
     def on_signal() -> None:
         if stop.is_set():
@@ -73,13 +77,15 @@ async def serve(
         raise StartupError(f"cannot open the database: {_reason(exc)}") from None
     clock = WallClock()
     metrics = MonitorMetrics()
-    journal = PostgresJournal(database, settings.account)
     budget_store = PostgresBudgetStore(database.engine)
     notifier = make_notifier(settings.telegram)
     deliver = functools.partial(deliver_pending, database, settings.account, notifier, clock)
 
-    async def build() -> Monitor:
-        exchange = BinanceFutures.from_settings(settings, clock=clock, budget_store=budget_store)
+    async def build(fence: Fence) -> Monitor:
+        """One term's monitor: its orders and recorded transitions go through the term's fence."""
+        exchange = BinanceFutures.from_settings(
+            settings, clock=clock, budget_store=budget_store, write_guard=fence.check_write
+        )
         listen_keys = ListenKeyTracker(exchange, clock)
 
         async def weight_used() -> int:
@@ -89,7 +95,7 @@ async def serve(
         return Monitor(
             settings=settings,
             exchange=exchange,
-            journal=journal,
+            journal=PostgresJournal(database, settings.account, fence=fence),
             user_stream=BinanceUserStream.from_settings(settings, listen_keys, clock=clock),
             market_stream=BinanceMarketStream.from_settings(settings, clock=clock),
             clock=clock,
@@ -109,9 +115,11 @@ async def serve(
         health_host=settings.monitor.health_host if health_host is None else health_host,
         health_port=settings.monitor.health_port if health_port is None else health_port,
         heartbeat_s=settings.monitor.watchdog_interval_s,
+        lease_s=settings.monitor.lease_s,
         health_policy=health_policy(settings),
         health_check_s=settings.watchdog.check_interval_s,
         deliver=deliver,
+        systemd=SystemdNotifier.from_env(),
     )
     try:
         await supervisor.run(stop)

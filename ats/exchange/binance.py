@@ -230,7 +230,10 @@ class BinanceFutures:
         read_retries: int = 2,
         rate_limit_retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
+        write_guard: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`write_guard(method, path)` runs just before every request that is not a GET leaves the process; raising
+        refuses it (the monitor's fence: a process that lost its leadership sends nothing)."""
         self._rest_url = rest_url.rstrip("/")
         self._clock = clock or WallClock()
         self._api_key = api_key
@@ -242,6 +245,7 @@ class BinanceFutures:
         self._time_resync_s = time_resync_s
         self._read_retries = read_retries
         self._rate_limit_retries = rate_limit_retries
+        self._write_guard = write_guard
         self._budget = budget or RequestBudget(
             InMemoryBudgetStore(), scope=budget_scope(self._rest_url), clock=self._clock
         )
@@ -266,6 +270,7 @@ class BinanceFutures:
         clock: Clock | None = None,
         budget_store: BudgetStore | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        write_guard: Callable[[str, str], None] | None = None,
     ) -> BinanceFutures:
         """The client for the configured venue; pass the PostgreSQL budget store to share the budget host-wide."""
         clock = clock or WallClock()
@@ -290,6 +295,7 @@ class BinanceFutures:
             key_type=exchange.key_type,
             time_resync_s=exchange.time_resync_s,
             transport=transport,
+            write_guard=write_guard,
         )
 
     def __repr__(self) -> str:
@@ -372,6 +378,8 @@ class BinanceFutures:
         else:
             query = encode_params(params)
         headers = {"X-MBX-APIKEY": self._api_key.get_secret_value()} if signed or api_key else None
+        if mutating and self._write_guard is not None:
+            self._write_guard(method, path)
         started = self._clock.monotonic()
         try:
             response = await self._http.request(method, f"{path}?{query}" if query else path, headers=headers)

@@ -592,6 +592,18 @@ def test_prefect_server_unit_uses_postgresql_and_its_own_environment() -> None:
     assert "CREATE DATABASE prefect" in (ROOT / "deploy/postgres/init-databases.sql").read_text()
 
 
+def test_the_monitor_unit_is_watched_by_systemd() -> None:
+    """`ats monitor` says READY=1, then WATCHDOG=1 every second from its event loop (monitor/systemd.py): a frozen
+    or blocked monitor is restarted instead of lingering with a red /livez."""
+    unit = UNITS["ats-monitor.service"]
+    assert unit.value("Service", "Type") == "notify"
+    assert unit.value("Service", "NotifyAccess") == "main"
+    watchdog = unit.value("Service", "WatchdogSec") or ""
+    assert re.fullmatch(r"\d+s", watchdog), watchdog
+    assert 5 <= int(watchdog.removesuffix("s")) <= 60  # many missed pings, yet well under a minute
+    assert unit.value("Service", "Restart") == "always"
+
+
 def test_units_start_in_order() -> None:
     server, setup, worker, monitor = (
         UNITS[f"ats-{name}.service"] for name in ("prefect-server", "setup", "worker", "monitor")

@@ -19,22 +19,23 @@ from ats.notify import render
 
 NOW = 1_767_225_600_000
 S = 1000
+LEADER = "monitor:main:host:1"
 POLICY = HealthPolicy(heartbeat_stale_s=30, unready_alert_s=60, cycle_overdue_s=65 * 60)
 
 
 def observe(
     *monitors: MonitorBeat,
-    lock: bool = True,
+    lease: str | None = LEADER,
     positions: int = 0,
     last_cycle_ms: int | None = NOW - 10 * 60 * S,
     watching_since_ms: int = NOW - 3 * 3600 * S,
 ) -> Observation:
-    return Observation(NOW, monitors, lock, positions, last_cycle_ms, watching_since_ms)
+    return Observation(NOW, monitors, lease, positions, last_cycle_ms, watching_since_ms)
 
 
 def leader(age_s: float = 2, unready_for_s: float | None = None, problems: tuple[str, ...] = ()) -> MonitorBeat:
     unready = None if unready_for_s is None else NOW - round(unready_for_s * S)
-    return MonitorBeat("monitor:main:host:1", "active", NOW - round(age_s * S), unready, problems)
+    return MonitorBeat(LEADER, "active", NOW - round(age_s * S), unready, problems)
 
 
 def test_a_leading_monitor_with_a_fresh_heartbeat_lets_entries_through_and_nothing_is_wrong() -> None:
@@ -52,9 +53,19 @@ def test_entries_are_refused_without_a_leader_and_the_reason_says_what_was_seen(
     assert "last heartbeat 45 s ago from monitor:main:host:1 (active)" in stale
     standby = MonitorBeat("monitor:main:other:2", "standby", NOW - 1 * S)
     assert entry_refusal(observe(standby), POLICY) is not None
-    lockless = entry_refusal(observe(leader(), lock=False), POLICY)
-    assert lockless is not None
-    assert "leader lock is not held" in lockless
+    expired = entry_refusal(observe(leader(), lease=None), POLICY)
+    assert expired is not None
+    assert "the leader's lease has expired" in expired
+
+
+def test_only_the_lease_holder_leads_a_fresh_active_heartbeat_of_another_process_does_not_count() -> None:
+    # A leader woken from SIGSTOP still says "active" until it notices; the lease says who leads.
+    woken = MonitorBeat("monitor:main:old:7", "active", NOW - 1 * S)
+    successor = MonitorBeat(LEADER, "active", NOW - 2 * S)
+    assert entry_refusal(observe(woken, successor), POLICY) is None
+    refusal = entry_refusal(observe(woken, lease=LEADER), POLICY)
+    assert refusal is not None
+    assert f"the lease holder {LEADER} has no fresh heartbeat" in refusal
 
 
 def test_no_monitor_is_critical_with_positions_open_and_a_warning_without() -> None:

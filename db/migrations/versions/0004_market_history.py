@@ -6,7 +6,7 @@ a bar came from; the trading cycle prunes only the bars it fetched itself ('live
 Mark-price klines are another price than trade klines and get their own table, as do funding settlements.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-10
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

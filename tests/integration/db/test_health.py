@@ -1,41 +1,49 @@
-"""The watchdog's shell on the real PostgreSQL: the leader lock seen in pg_locks, the guard, and several watchers
-at once telling each change once."""
+"""The watchdog's shell on the real PostgreSQL: the leader lease as the database's clock sees it, the guard, and
+several watchers at once telling each change once."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from ats.clock import WallClock
-from ats.health import HealthPolicy, monitor_lock_name
-from db.health import check_health, entry_refusal, lock_is_held
+from ats.clock import WallClock, datetime_to_ms
+from ats.health import HealthPolicy
+from ats.leadership import Busy, Held
+from db.health import check_health, entry_refusal
+from db.lease import claim, lease_holder
 from db.models import HealthCheckRow, NotificationRow
-from db.session import Database, SessionLock
+from db.session import Database
 from tests.fixtures.monitor import MonitorStandIn
 
 POLICY = HealthPolicy(heartbeat_stale_s=30, unready_alert_s=60, cycle_overdue_s=None)
 
 
-def test_the_leader_lock_is_seen_while_held_and_the_guard_follows_it(db: Database) -> None:
+def test_the_leader_lease_is_seen_while_live_and_the_guard_follows_it(db: Database) -> None:
     now = WallClock().now_ms()
     with db.session() as session:
-        assert not lock_is_held(session, monitor_lock_name("main"))
+        assert lease_holder(session, "main") is None
         refusal = entry_refusal(session, "main", POLICY, now)
     assert refusal is not None
     assert "no monitor has ever run" in refusal
 
-    other = SessionLock(db.engine, monitor_lock_name("other"))
-    assert other.try_acquire()
-    try:
-        with MonitorStandIn(db), db.session() as session:
-            assert lock_is_held(session, monitor_lock_name("main"))
-            assert entry_refusal(session, "main", POLICY, WallClock().now_ms()) is None
-    finally:
-        other.release()
+    assert claim(db, "other", "monitor:other:x:1", None, 30) == Held(1, acquired=True)
+    with MonitorStandIn(db) as stand_in, db.session() as session:
+        assert lease_holder(session, "main") == stand_in.name
+        assert lease_holder(session, "other") == "monitor:other:x:1"
+        assert entry_refusal(session, "main", POLICY, WallClock().now_ms()) is None
+        assert claim(db, "main", "monitor:main:y:2", None, 30) == Busy(stand_in.name, 1, _expiry(db, "main"))
     with db.session() as session:
-        assert not lock_is_held(session, monitor_lock_name("main"))
-        assert not lock_is_held(session, monitor_lock_name("other"))
+        assert lease_holder(session, "main") is None  # released: no need to wait for it to expire
+        refusal = entry_refusal(session, "main", POLICY, WallClock().now_ms())
+    assert refusal is not None
+    assert claim(db, "main", "monitor:main:y:2", None, 30) == Held(2, acquired=True)
+
+
+def _expiry(db: Database, account: str) -> int:
+    with db.session() as session:
+        expires = session.scalar(text("SELECT expires_at FROM monitor_lease WHERE account = :a"), {"a": account})
+    return datetime_to_ms(expires)
 
 
 def test_watchers_running_at_once_tell_each_change_once_and_the_recovery_once(db: Database) -> None:

@@ -21,6 +21,7 @@ from ats.exchange.binance import BinanceFutures, budget_scope
 from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
+from ats.leadership import Fence
 from ats.lifecycle import OrderState, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
 from db.journal import PostgresJournal, record_new_position
@@ -58,14 +59,23 @@ def sim_settings(rest_url: str, ws_url: str, bar_interval: str = "1h", **monitor
     )
 
 
-def client(rest_url: str, api_key: str, api_secret: str, *, weight_limit: int = 2400) -> BinanceFutures:
-    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports)."""
+def client(
+    rest_url: str, api_key: str, api_secret: str, *, weight_limit: int = 2400, fence: Fence | None = None
+) -> BinanceFutures:
+    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports); its
+    writes go through `fence` when given (the active monitor's)."""
     clock = WallClock()
     budget = RequestBudget(
         InMemoryBudgetStore(), scope=budget_scope(rest_url), clock=clock, limits=BudgetLimits(weight_limit)
     )
     return BinanceFutures(
-        rest_url, SecretStr(api_key), SecretStr(api_secret), timeout_s=3.0, clock=clock, budget=budget
+        rest_url,
+        SecretStr(api_key),
+        SecretStr(api_secret),
+        timeout_s=3.0,
+        clock=clock,
+        budget=budget,
+        write_guard=None if fence is None else fence.check_write,
     )
 
 
@@ -170,16 +180,21 @@ class RunningMonitor:
 
 
 def build_monitor(
-    settings: Settings, api_key: str, api_secret: str, database: Database, metrics: MonitorMetrics
+    settings: Settings,
+    api_key: str,
+    api_secret: str,
+    database: Database,
+    metrics: MonitorMetrics,
+    fence: Fence | None = None,
 ) -> Monitor:
-    """A monitor wired like monitor.app's, with the test timings."""
+    """A monitor wired like monitor.app's, with the test timings (and the supervisor's fence, when it has one)."""
     clock = WallClock()
-    exchange = client(settings.rest_url, api_key, api_secret)
+    exchange = client(settings.rest_url, api_key, api_secret, fence=fence)
     listen_keys = ListenKeyTracker(exchange, clock)
     return Monitor(
         settings=settings,
         exchange=exchange,
-        journal=PostgresJournal(database, ACCOUNT),
+        journal=PostgresJournal(database, ACCOUNT, fence=fence),
         user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock),
         market_stream=BinanceMarketStream(settings.ws_url, clock=clock),
         clock=clock,

@@ -38,6 +38,8 @@ def monitor_env(rest_url: str, ws_url: str, database: Database, data_dir: Path, 
         ATS_DATABASE_URL=database.engine.url.render_as_string(hide_password=False),
         ATS_DATA_DIR=str(data_dir),
         ATS_MONITOR__HEALTH_PORT="0",
+        # A killed leader is replaced once its lease expires: 10 s by default, short here.
+        ATS_MONITOR__LEASE_S="4",
         ATS_LOG_LEVEL="INFO",
         PYTHONPATH=str(ROOT),
     )

@@ -1,5 +1,5 @@
-"""Two `ats monitor` processes on one account: one leads, one stands by; killing the leader hands over within
-seconds; SIGTERM stops gracefully. Health and metrics are served throughout."""
+"""Two `ats monitor` processes on one account: one leads, one stands by; killing the leader hands over once its
+lease expires (4 s here); SIGTERM stops gracefully and releases it. Health and metrics are served throughout."""
 
 from __future__ import annotations
 

@@ -1,17 +1,20 @@
-"""Leader election in-process: health endpoints by role, and a leader whose lock connection dies steps down at
-once (another process may hold the lock by then) and leads again when the lock is free; the watchdog's checks in
-the monitor tell of an unready monitor with positions open, once, and of its recovery."""
+"""Leader election in-process: health endpoints by role, and a leader whose lease another process took steps down
+at once (its fence refuses everything) and leads again under a new epoch when the lease is free; the watchdog's
+checks in the monitor tell of an unready monitor with positions open, once, and of its recovery."""
 
 from __future__ import annotations
 
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from ats.clock import WallClock
 from ats.health import HealthPolicy
+from ats.leadership import Fence, NotLeader
 from ats.sim.server import SimServer
+from db.lease import lease_holder
 from db.outbox import deliver_pending
 from db.session import Database
 from monitor.metrics import MonitorMetrics
@@ -25,13 +28,15 @@ async def _status(port: int, path: str) -> int:
         return (await http.get(f"http://127.0.0.1:{port}{path}", timeout=2)).status_code
 
 
-async def test_a_leader_that_loses_its_lock_steps_down_and_leads_again(sim: SimServer, db: Database) -> None:
+async def test_a_leader_whose_lease_is_taken_steps_down_at_once_and_leads_again_under_a_new_epoch(
+    sim: SimServer, db: Database
+) -> None:
     settings = sim_settings(sim.rest_url, sim.ws_url)
     metrics = MonitorMetrics()
     built: list[Monitor] = []
 
-    async def build() -> Monitor:
-        built.append(build_monitor(settings, sim.api_key, sim.api_secret, db, metrics))
+    async def build(fence: Fence) -> Monitor:
+        built.append(build_monitor(settings, sim.api_key, sim.api_secret, db, metrics, fence))
         return built[-1]
 
     supervisor = Supervisor(
@@ -44,6 +49,7 @@ async def test_a_leader_that_loses_its_lock_steps_down_and_leads_again(sim: SimS
         health_port=0,
         heartbeat_s=0.3,
         standby_poll_s=0.1,
+        lease_s=4,
     )
     stop = asyncio.Event()
     running = asyncio.create_task(supervisor.run(stop))
@@ -54,21 +60,40 @@ async def test_a_leader_that_loses_its_lock_steps_down_and_leads_again(sim: SimS
         await wait_for(lambda: not metrics.state.problems, what="ready")
         assert await _status(port, "/readyz") == 200
         assert await _status(port, "/nope") == 404
+        first = supervisor.fence.epoch
+        assert first is not None
+        assert _lease(db) == (supervisor.name, first)
 
-        with db.engine.connect() as conn:  # the lock's connection dies (a network cut, a DBA, a failover)
-            killed = conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
-                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-            ).scalar()
-        assert killed == 1
-        await wait_for(lambda: len(built) == 2, what="stepping down and leading again")
-        await wait_for(lambda: metrics.state.role == "active", what="active again")
+        # Another process took the lease (this one was cut off from the database long enough, say).
+        _set_lease(db, "holder = 'monitor:main:elsewhere:9', epoch = epoch + 1, expires_at = now() + interval '1 h'")
+        await wait_for(lambda: metrics.state.role == "standby", what="stepping down")
+        assert supervisor.fence.epoch is None
+        with pytest.raises(NotLeader):
+            supervisor.fence.check("placing a stop")
+        assert len(built) == 1
+
+        _set_lease(db, "expires_at = now()")  # ... and that one stopped without releasing it
+        await wait_for(lambda: len(built) == 2 and metrics.state.role == "active", what="leading again")
+        assert supervisor.fence.epoch == first + 2
+        assert _lease(db) == (supervisor.name, first + 2)
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=15)
     assert metrics.state.role == "stopped"
+    with db.session() as session:
+        assert lease_holder(session, ACCOUNT) is None  # released on the way out: a standby need not wait
+
+
+def _lease(db: Database) -> tuple[str, int]:
+    with db.session() as session:
+        row = session.execute(text("SELECT holder, epoch FROM monitor_lease WHERE account = :a"), {"a": ACCOUNT})
+        holder, epoch = row.one()
+    return holder, epoch
+
+
+def _set_lease(db: Database, assignments: str) -> None:
+    with db.session() as session:
+        session.execute(text(f"UPDATE monitor_lease SET {assignments} WHERE account = :a"), {"a": ACCOUNT})  # noqa: S608
 
 
 async def test_a_monitor_not_ready_with_a_position_open_says_so_once_and_says_when_it_recovers(
@@ -83,8 +108,8 @@ async def test_a_monitor_not_ready_with_a_position_open_says_so_once_and_says_wh
         sent = await deliver_pending(db, ACCOUNT, RecordingNotifier(delivered), WallClock())
         return sent
 
-    async def build() -> Monitor:
-        return build_monitor(settings, sim.api_key, sim.api_secret, db, metrics)
+    async def build(fence: Fence) -> Monitor:
+        return build_monitor(settings, sim.api_key, sim.api_secret, db, metrics, fence)
 
     supervisor = Supervisor(
         account=ACCOUNT,
