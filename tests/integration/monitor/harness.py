@@ -19,7 +19,7 @@ from ats.domain import Band, Direction, Signal, intent_key
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures, budget_scope
 from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
-from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
+from ats.exchange.streams import USER_PING_INTERVAL_S, BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
 from ats.lifecycle import OrderState, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
@@ -170,7 +170,14 @@ class RunningMonitor:
 
 
 def build_monitor(
-    settings: Settings, api_key: str, api_secret: str, database: Database, metrics: MonitorMetrics
+    settings: Settings,
+    api_key: str,
+    api_secret: str,
+    database: Database,
+    metrics: MonitorMetrics,
+    *,
+    tuning: Tuning = FAST,
+    user_ping_s: float = USER_PING_INTERVAL_S,
 ) -> Monitor:
     """A monitor wired like monitor.app's, with the test timings."""
     clock = WallClock()
@@ -180,12 +187,12 @@ def build_monitor(
         settings=settings,
         exchange=exchange,
         journal=PostgresJournal(database, ACCOUNT),
-        user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock),
+        user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock, ping_interval_s=user_ping_s),
         market_stream=BinanceMarketStream(settings.ws_url, clock=clock),
         clock=clock,
         metrics=metrics,
         listen_keys=listen_keys,
-        tuning=FAST,
+        tuning=tuning,
     )
 
 
@@ -196,13 +203,16 @@ async def start_monitor(
     api_secret: str,
     database: Database,
     bar_interval: str = "1h",
+    *,
+    tuning: Tuning = FAST,
+    user_ping_s: float = USER_PING_INTERVAL_S,
     **monitor: Any,
 ) -> RunningMonitor:
     """The monitor in this event loop (no leader election), after its first reconciliation."""
     settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
     metrics = MonitorMetrics()
     metrics.state.role = "active"
-    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics)
+    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics, tuning=tuning, user_ping_s=user_ping_s)
     stop = asyncio.Event()
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()

@@ -393,9 +393,10 @@ def test_thread_server_and_admin_api(sim_thread: SimServerThread) -> None:
 def test_stream_faults_through_the_admin_api(sim_thread: SimServerThread) -> None:
     control = sim_thread.control
 
+    with httpx.Client(base_url=sim_thread.rest_url) as http:
+        key = http.post("/fapi/v1/listenKey", headers={"X-MBX-APIKEY": sim_thread.api_key}).json()["listenKey"]
+
     async def scenario() -> None:
-        with httpx.Client(base_url=sim_thread.rest_url) as http:
-            key = http.post("/fapi/v1/listenKey", headers={"X-MBX-APIKEY": sim_thread.api_key}).json()["listenKey"]
         async with websockets.connect(f"{sim_thread.ws_url}/private/ws/{key}", ping_interval=None) as ws:
             assert await asyncio.to_thread(control.stall_websockets, None, "/private/*", pings=False) == 1
             assert not await _pong_within(ws, 0.3)
