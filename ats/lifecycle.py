@@ -15,7 +15,8 @@ How it stays safe under the exchange's real behaviour:
   notifications by their key.
 - Fills are summed, so their order does not matter. An order (the entry, TP1) is complete only when the exchange
   said it finished and every fill up to its reported cumulative quantity has been seen.
-- A position with quantity always has a stop requested or acknowledged, or a market close in flight. The first
+- A position with quantity always has a stop requested or acknowledged, or a market close in flight (or paused
+  because the exchange said it held nothing to reduce, until reconciliation tells otherwise). The first
   stop goes out with the first entry fill and uses closePosition, so later fills and partial take-profits stay
   covered. Replacement stops are placed before the old one is cancelled; Binance allows one closePosition stop
   per direction (-4130), so a replacement is reduce-only for the open quantity while a closePosition stop lives.

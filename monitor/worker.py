@@ -574,9 +574,9 @@ class Monitor:
     async def _verify(self, symbols: frozenset[str], trigger: str) -> None:
         """Reconcile these symbols now. Fills the pass finds that the user stream never delivered (though it had
         time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow)."""
-        before = [p for p in self._journal.open_positions() if p.symbol in symbols]
         try:
             async with self._passes:
+                before = [p for p in self._journal.open_positions() if p.symbol in symbols]  # after any other pass
                 report = await reconcile(
                     self._exchange,
                     self._journal,
@@ -592,6 +592,10 @@ class Monitor:
         except ExchangeError as exc:
             self._metrics.fill_checks.labels(trigger, "failed").inc()
             log.warning("cannot ask the exchange now; the next pass will", symbols=sorted(symbols), error=str(exc))
+            return
+        except Exception:
+            self._metrics.fill_checks.labels(trigger, "failed").inc()
+            log.exception("reconciling a symbol failed; the next pass will", symbols=sorted(symbols))
             return
         after = {p.key: self._journal.position(p.key) for p in before}
         self._refresh_all()
