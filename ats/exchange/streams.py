@@ -44,6 +44,7 @@ MAX_STREAMS_PER_CONNECTION = 1024
 STREAMS_IN_URL = 100  # the rest is subscribed by message, keeping the URL short
 STREAMS_PER_MESSAGE = 100
 PUBLIC_STREAM_TYPES = ("bookTicker", "depth")
+USER_PING_INTERVAL_S = 10.0  # the user stream's liveness: a pong missing for this long after a ping drops it
 
 
 def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
@@ -73,9 +74,6 @@ def stream_path(name: str) -> str:
     if not kind:  # "!bookTicker" has no symbol part
         kind = name.lstrip("!")
     return "public" if kind.startswith(PUBLIC_STREAM_TYPES) else "market"
-
-
-USER_PING_INTERVAL_S = 10.0  # the user stream's liveness: a pong missing for this long after a ping drops it
 
 
 class _Stale(Exception):
