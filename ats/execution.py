@@ -375,7 +375,9 @@ class Executor:
         """Look up acknowledged legs the exchange no longer lists as open and apply what became of them.
 
         A triggered stop or target reports its fills (it was not cancelled); an order the exchange does not
-        know at all is reported cancelled.
+        know at all is reported cancelled. Every fill is applied before any ending: a reduce-only target that
+        expired because the stop's fill closed the position must not look like a surprise (an alert, a
+        replacement), as it would if its expiry came first.
         """
         position = self._journal.position(key)
         if position is None:
@@ -383,6 +385,7 @@ class Executor:
         outcomes: list[Event] = []
         for leg in legs:
             outcomes.extend(await self._lookup(position.symbol, leg))
+        outcomes.sort(key=lambda event: isinstance(event, OrderCanceled))  # stable: each leg's order is kept
         return await self.execute(key, [], outcomes=outcomes)
 
     # ------------------------------------------------------------------------------------------ actions

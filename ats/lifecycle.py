@@ -15,15 +15,19 @@ How it stays safe under the exchange's real behaviour:
   notifications by their key.
 - Fills are summed, so their order does not matter. An order (the entry, TP1) is complete only when the exchange
   said it finished and every fill up to its reported cumulative quantity has been seen.
-- A position with quantity always has a stop requested or acknowledged, or a market close in flight. The first
+- A position with quantity always has a stop requested or acknowledged, or a market close in flight (or paused
+  because the exchange said it held nothing to reduce, until reconciliation tells otherwise). The first
   stop goes out with the first entry fill and uses closePosition, so later fills and partial take-profits stay
   covered. Replacement stops are placed before the old one is cancelled; Binance allows one closePosition stop
   per direction (-4130), so a replacement is reduce-only for the open quantity while a closePosition stop lives.
 - The stop price only ever tightens (risk.tighten_stop).
 - A stop that cannot be placed (-2021 or any other rejection) closes the position at market and alerts. A mark
-  price beyond the stop for `Policy.supervision_grace_ms` without a stop fill closes at market and alerts too.
+  price beyond the stop for `Policy.supervision_grace_ms` without a stop fill closes at market and alerts too,
+  once the exchange takes the close (had the stop fired unseen, the close would reduce nothing).
   A rejected market close is retried under a new id up to `Policy.max_close_attempts` times, then a human is
-  alerted (a later CloseRequested starts a new round).
+  alerted (a later CloseRequested starts a new round). A close refused as reducing nothing (-2022) is not retried
+  until reconciliation says the exchange still holds the position (PositionHeld): usually the exchange stop
+  closed it and its fill has not been seen yet, which the reconciliation replays.
 - Each user-visible change sends one message: entry (with its levels), TP1 (with the breakeven stop), the result
   (whatever closed it), a failed entry, and alerts for what needs a human's eye.
 - Client ids are deterministic (ats.domain.client_id(key, leg)): E entry, S1, S2, ... stops, T1 and T2 targets,
@@ -34,9 +38,11 @@ order's cumulative filled quantity (Binance `z`) and `order_done` on the fill th
 or algo order that ended without filling (CANCELED, EXPIRED, or a cancel answered "unknown order") as
 OrderCanceled (with the order's cumulative filled quantity when known), and a refusal as OrderRejected; treat
 "duplicate client id" (-4116) on a placement as OrderAccepted (it is already there). On RequestReconcile, replay
-the fills the exchange has (userTrades) and report PositionVanished if it then holds nothing. Execute a
-transition's actions in order. Persist the returned position (`to_jsonable`) and its Notify actions (the outbox)
-in one transaction.
+the fills the exchange has (userTrades) and report PositionVanished if it then holds nothing, PositionHeld if it
+still holds a position whose close is paused. Execute a transition's actions in order. Persist the returned
+position (`to_jsonable`) and its Notify actions (the outbox) in one transaction. `exit_triggers` and
+`triggers_reached` tell the shell which stops and take-profits a mark price has reached: their fills should
+follow within moments; when they do not (`awaiting_fills`), the shell asks the exchange.
 """
 
 from __future__ import annotations
@@ -67,10 +73,12 @@ from ats.risk import (
     reversal_stop,
     stop_crossed,
     stop_price_for,
+    target_reached,
     tighten_stop,
 )
 
 ZERO = Decimal(0)
+REDUCE_ONLY_REJECTED = -2022  # a reduce-only order that would not reduce: nothing (left) to close on the exchange
 
 
 class Phase(StrEnum):
@@ -201,6 +209,7 @@ class Position:
     adopted: bool = False
     vanished: bool = False
     needs_attention: bool = False  # market closes kept failing; a human must look
+    close_paused: bool = False  # a close reduced nothing (-2022): no new one until the exchange is seen holding it
     close_round: int = 0  # market closes up to this number belong to an earlier, given-up round
     close_requested_ms: int | None = None  # time of the last close request (a replay carries the same time)
     stop_crossed_ms: int | None = None
@@ -346,6 +355,14 @@ class PositionVanished:
 
 
 @dataclass(frozen=True, slots=True)
+class PositionHeld:
+    """Reconciliation found the exchange still holding the position after replaying every fill it could find."""
+
+    time_ms: int
+    amount: Decimal  # the exchange's position amount (signed), for the record
+
+
+@dataclass(frozen=True, slots=True)
 class ReversalSignal:
     direction: Direction
     strength: float
@@ -368,6 +385,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free matching
     MarkPrice,
     FundingPaid,
     PositionVanished,
+    PositionHeld,
     ReversalSignal,
     CloseRequested,
 ]
@@ -585,6 +603,8 @@ def transition(state: Position, event: Event) -> tuple[Position, list[Action]]:
             new = _on_funding(state, event, out)
         case PositionVanished():
             new = _on_vanished(state, event, out)
+        case PositionHeld():
+            new = _on_held(state, event)
         case ReversalSignal():
             new = _on_reversal(state, event, out)
         case CloseRequested():
@@ -615,6 +635,49 @@ def open_risk(p: Position, *, mark: Decimal | None = None, reference: Decimal | 
     if price is None or price <= 0:
         raise ValueError(f"{p.symbol}: the risk of a pending entry needs its reference price or a mark")
     return planned_risk(price, stop_price_for(price, plan.stop_pct, p.direction, rules), unfilled, fee)
+
+
+# ---------------------------------------------------------------------------------------------- levels to watch
+
+
+@dataclass(frozen=True, slots=True)
+class ExitTrigger:
+    """A stop or take-profit that may be working on the exchange, and the mark price that fires it."""
+
+    client_id: str
+    leg: str
+    price: Decimal
+    stop: bool  # a stop (fires against the position) or a take-profit (fires in its favour)
+
+
+def exit_triggers(p: Position) -> tuple[ExitTrigger, ...]:
+    """The position's live stops and take-profits: once the mark price reaches one, the exchange fires it and its
+    fill follows within moments (a stream that stays silent then has stalled)."""
+    if p.is_terminal:
+        return ()
+    return tuple(
+        ExitTrigger(o.client_id, o.leg, o.trigger, o.role is Role.STOP)
+        for o in p.orders
+        if o.algo and o.state.live and o.trigger is not None
+    )
+
+
+def triggers_reached(triggers: tuple[ExitTrigger, ...], direction: Direction, mark: Decimal) -> tuple[ExitTrigger, ...]:
+    """The triggers this mark price has reached (the exchange fires them on the same mark price)."""
+    return tuple(
+        t
+        for t in triggers
+        if (stop_crossed(t.price, mark, direction) if t.stop else target_reached(t.price, mark, direction))
+    )
+
+
+def awaiting_fills(p: Position | None, reached: tuple[ExitTrigger, ...]) -> tuple[ExitTrigger, ...]:
+    """Those of `reached` (the mark reached them a while ago) that are still live in the position: no fill and no
+    word of them came since. A closed position awaits nothing."""
+    if p is None:
+        return ()
+    live = {t.client_id for t in exit_triggers(p)}
+    return tuple(t for t in reached if t.client_id in live)
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -728,6 +791,7 @@ def _on_fill(p: Position, e: Fill, out: list[Action]) -> Position:
             p = _alert(p, out, "late_entry", "Entry filled after it was reported failed: protecting it", "", "critical")
     else:
         p = replace(p, exit_qty=p.exit_qty + e.qty, exit_value=p.exit_value + value)
+        p = _confirm_supervision(p, order, out)
     out.append(RecordFill(p.key, order.leg, order.role.value, e))
     return p
 
@@ -767,7 +831,7 @@ def _on_accepted(p: Position, e: OrderAccepted, out: list[Action]) -> Position:
     if order is None:
         return _anomaly(p, out, e, f"acknowledgement for unknown order {e.client_id}")
     if order.state is OrderState.REQUESTED:
-        return _put(p, replace(order, state=OrderState.ACTIVE, acknowledged=True))
+        return _confirm_supervision(_put(p, replace(order, state=OrderState.ACTIVE, acknowledged=True)), order, out)
     if order.acknowledged:
         return p
     if order.state is OrderState.CANCELING:
@@ -798,6 +862,11 @@ def _on_rejected(p: Position, e: OrderRejected, out: list[Action]) -> Position:
         p = _start_close(p, ExitReason.STOP_FAILED, f"stop {order.leg} rejected: {reason}")
         return _alert(p, out, f"stop_rejected:{order.leg}", "Stop rejected: closing at market", reason, "critical")
     if order.role is Role.CLOSE:
+        if e.code == REDUCE_ONLY_REJECTED:
+            # Nothing to reduce: most likely a stop or target closed it and the fill is still on its way. The
+            # exchange is asked first; the close is resumed only if it still holds the position (PositionHeld).
+            out.append(RequestReconcile(p.symbol, f"market close {order.leg} reduced nothing: {reason}"))
+            return replace(p, close_paused=True)
         out.append(RequestReconcile(p.symbol, f"market close {order.leg} rejected: {reason}"))
         return p
     if order.algo and e.code == -2021 and p.close_reason is None:
@@ -860,8 +929,15 @@ def _on_mark(p: Position, e: MarkPrice, out: list[Action]) -> Position:
     if waited < p.policy.supervision_grace_ms:
         return p
     detail = f"mark {e.price} beyond the stop {p.stop_price} for {waited / 1000:.1f} s without a stop fill"
-    p = _start_close(p, ExitReason.SUPERVISION, detail)
-    return _alert(p, out, "supervision", "Exchange stop did not fire: closing at market", detail, "critical")
+    return _start_close(p, ExitReason.SUPERVISION, detail)  # told once the exchange takes the close
+
+
+def _confirm_supervision(p: Position, order: LegOrder, out: list[Action]) -> Position:
+    """A supervision close the exchange took (acknowledged or filled): the position was there, so the exchange
+    stop really did not fire. Told only now: a close refused as reducing nothing (-2022) means it did fire."""
+    if order.role is not Role.CLOSE or p.close_reason is not ExitReason.SUPERVISION:
+        return p
+    return _alert(p, out, "supervision", "Exchange stop did not fire: closing at market", p.close_note, "critical")
 
 
 def _on_funding(p: Position, e: FundingPaid, out: list[Action]) -> Position:
@@ -890,6 +966,13 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
             external_qty=p.external_qty + remaining,
         )
     return p
+
+
+def _on_held(p: Position, e: PositionHeld) -> Position:
+    """The exchange still holds it after the fills were replayed: the paused close goes ahead."""
+    if not p.close_paused or p.is_terminal:
+        return p
+    return replace(p, close_paused=False)
 
 
 def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:
@@ -962,7 +1045,7 @@ def _settle(p: Position, time_ms: int, out: list[Action]) -> Position:
 
 def _ensure_close(p: Position, out: list[Action]) -> Position:
     closes = [o for o in p.orders if o.role is Role.CLOSE]
-    if any(o.state.live for o in closes):
+    if p.close_paused or any(o.state.live for o in closes):
         return p
     this_round = closes[p.close_round :]
     if sum(1 for o in this_round if o.state is OrderState.REJECTED) >= p.policy.max_close_attempts:

@@ -16,6 +16,10 @@ same on a schedule. One pass:
 6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans).
 7. A position the exchange no longer holds, even after the replay, is reported vanished (liquidation, ADL, a
    manual close); a position the exchange holds that nobody recorded is adopted and protected, and the user told.
+8. A position whose market close was paused (it reduced nothing, -2022) and that the exchange still holds after
+   all this is reported held, and its close goes ahead.
+
+A pass may cover a few symbols only (`symbols`): the monitor's quick look when a fill it expected did not come.
 
 The planning steps are pure functions (tested without I/O); `reconcile` is the shell over the Exchange protocol,
 the journal and the executor, shared by the monitor and the flow. It imports neither the database nor Prefect.
@@ -46,6 +50,7 @@ from ats.lifecycle import (
     OrderState,
     Policy,
     Position,
+    PositionHeld,
     PositionVanished,
     adopt_position,
 )
@@ -233,17 +238,48 @@ def funding_events(incomes: Iterable[Income], positions: Sequence[Position]) -> 
     return out
 
 
+def _held_amount(p: Position, snapshot: ExchangeSnapshot) -> Decimal | None:
+    """What the exchange holds of an open position's symbol when it differs from the record (None: they agree)."""
+    if p.is_terminal or p.entry_qty <= 0:
+        return None
+    held = snapshot.position(p.symbol)
+    amount = ZERO if held is None else held.amount
+    return None if amount == p.direction.sign * max(p.open_qty, ZERO) else amount
+
+
 def quantity_mismatches(positions: Sequence[Position], snapshot: ExchangeSnapshot) -> list[str]:
     """Open positions whose recorded quantity differs from the exchange's (after a full replay: a human looks)."""
     problems = []
     for p in positions:
-        if p.is_terminal or p.entry_qty <= 0:
-            continue
-        held = snapshot.position(p.symbol)
-        amount = ZERO if held is None else held.amount
-        if amount != p.direction.sign * max(p.open_qty, ZERO):
+        amount = _held_amount(p, snapshot)
+        if amount is not None:
             problems.append(f"{p.symbol} {p.key}: recorded {p.direction.value} {p.open_qty}, exchange holds {amount}")
     return problems
+
+
+def mismatched_symbols(positions: Sequence[Position], snapshot: ExchangeSnapshot) -> frozenset[str]:
+    """Symbols whose exchange position differs from the record: a fill the streams have not delivered (yet)."""
+    return frozenset(p.symbol for p in positions if _held_amount(p, snapshot) is not None)
+
+
+def held_closes(positions: Sequence[Position], snapshot: ExchangeSnapshot) -> list[tuple[str, Decimal]]:
+    """(key, amount) of the positions whose close is paused and that the exchange still holds in their direction."""
+    out = []
+    for p in positions:
+        held = snapshot.position(p.symbol)
+        if p.close_paused and not p.is_terminal and held is not None and held.direction is p.direction:
+            out.append((p.key, held.amount))
+    return out
+
+
+def recovered_fills(before: Iterable[Position], after: Mapping[str, Position | None]) -> int:
+    """How many fills a pass applied to these positions (compared by key): fills the user stream never delivered."""
+    count = 0
+    for p in before:
+        now = after.get(p.key)
+        if now is not None:
+            count += sum(1 for seen in now.seen - p.seen if seen.startswith("t:"))
+    return count
 
 
 def adopted_key(account: str, info: PositionInfo) -> str:
@@ -305,6 +341,7 @@ class ReconcileReport:
     mismatches: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)  # closes still waiting for the exchange: look again soon
 
     @property
     def clean(self) -> bool:
@@ -354,6 +391,7 @@ async def reconcile(
     guard: Guard = _no_guard,
     source: str = "reconcile",
     pending_age_s: float = PENDING_AGE_S,
+    symbols: frozenset[str] | None = None,
 ) -> ReconcileReport:
     """One reconciliation pass (see the module docstring). Returns what it did; raises ExchangeError only when
     the exchange cannot even be read (nothing has been changed then).
@@ -361,14 +399,15 @@ async def reconcile(
     `since_ms`: start of the last successful pass (None: read each position's whole history).
     `guard(key)`: an async context manager held around every change to a position (the monitor's per-position
     lock, so a pass and the live streams never interleave on one position).
+    `symbols`: only these symbols (their positions, orders and fills; funding waits for a full pass).
     """
     report = ReconcileReport(started_ms=clock.now_ms())
-    snapshot = ExchangeSnapshot(
-        positions=tuple(await exchange.positions()),
-        open_orders=tuple(await exchange.open_orders()),
-        open_algo_orders=tuple(await exchange.open_algo_orders()),
-    )
-    positions = journal.open_positions()
+    snapshot = await _snapshot(exchange, symbols)
+
+    def covered(positions: list[Position]) -> list[Position]:
+        return positions if symbols is None else [p for p in positions if p.symbol in symbols]
+
+    positions = covered(journal.open_positions())
     report.positions = len(positions)
     work = plan(positions, snapshot, since_ms=since_ms)
     shell = _Pass(exchange, journal, executor, clock, guard, source, report)
@@ -378,7 +417,7 @@ async def reconcile(
         await shell.on_position(key, "looking up legs the exchange no longer lists", executor.refresh, key, legs)
     for symbol, start in sorted(work.trade_windows.items()):
         await shell.replay_fills(symbol, start)
-    if positions:
+    if positions and symbols is None:
         await shell.apply_funding(min(window_start(p.opened_ms, since_ms) for p in positions))
     for key, cids in work.pending.items():
         if due_for_redrive(cids, journal.order_ages_s(cids), pending_age_s):
@@ -392,18 +431,49 @@ async def reconcile(
     for info in work.unknown:
         await shell.adopt(info, settings)
 
-    before = journal.open_positions()
-    final = ExchangeSnapshot(tuple(await exchange.positions()), (), ())
+    before = covered(journal.open_positions())
+    final = ExchangeSnapshot(tuple(await _positions(exchange, symbols)), (), ())
     unchanged = set(before) & set(journal.open_positions())  # changed while we looked: a fill in flight
     differences = quantity_mismatches([p for p in before if p in unchanged], final)
     for problem in differences:
         log.warning("position differs from the exchange; checked again next pass", detail=problem)
     report.mismatches.extend(differences)
+    for key, amount in held_closes(before, final):
+        log.warning("the exchange still holds a position whose close reduced nothing: closing again", key=key)
+        await shell.on_position(
+            key, "resuming a paused close", shell.apply, key, [PositionHeld(clock.now_ms(), amount)]
+        )
+    report.paused.extend(p.key for p in covered(journal.open_positions()) if p.close_paused)
     report.finished_ms = clock.now_ms()
-    journal.note("reconciled", source, summary=report.summary(), clean=report.clean)
+    scope: dict[str, Any] = {} if symbols is None else {"symbols": sorted(symbols)}
+    journal.note("reconciled", source, summary=report.summary(), clean=report.clean, **scope)
     level = log.info if report.clean else log.warning
-    level("reconciled", summary=report.summary(), took_ms=report.finished_ms - report.started_ms)
+    level("reconciled", summary=report.summary(), took_ms=report.finished_ms - report.started_ms, **scope)
     return report
+
+
+async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> ExchangeSnapshot:
+    """Positions, open orders and open algo orders: the account's, or those of a few symbols."""
+    if symbols is None:
+        return ExchangeSnapshot(
+            positions=tuple(await exchange.positions()),
+            open_orders=tuple(await exchange.open_orders()),
+            open_algo_orders=tuple(await exchange.open_algo_orders()),
+        )
+    positions: list[PositionInfo] = []
+    orders: list[Order] = []
+    algos: list[AlgoOrder] = []
+    for symbol in sorted(symbols):
+        positions.extend(await exchange.positions(symbol))
+        orders.extend(await exchange.open_orders(symbol))
+        algos.extend(await exchange.open_algo_orders(symbol))
+    return ExchangeSnapshot(tuple(positions), tuple(orders), tuple(algos))
+
+
+async def _positions(exchange: Exchange, symbols: frozenset[str] | None) -> list[PositionInfo]:
+    if symbols is None:
+        return await exchange.positions()
+    return [info for symbol in sorted(symbols) for info in await exchange.positions(symbol)]
 
 
 async def sync_funding(
@@ -492,7 +562,7 @@ class _Pass:
                 price=order.avg_price,
             )
             self.report.fills_replayed += len(fills)
-            await self.on_position(key, "replaying fills", self._apply, key, fills)
+            await self.on_position(key, "replaying fills", self.apply, key, fills)
 
     async def apply_funding(self, start_ms: int) -> None:
         try:
@@ -503,9 +573,9 @@ class _Pass:
             return
         for key, events in funding_events(incomes, self.journal.open_positions()).items():
             self.report.funding_applied += len(events)
-            await self.on_position(key, "applying funding", self._apply, key, events)
+            await self.on_position(key, "applying funding", self.apply, key, events)
 
-    async def _apply(self, key: str, events: Sequence[Any]) -> Any:
+    async def apply(self, key: str, events: Sequence[Any]) -> Any:
         return await self.executor.execute(key, [], outcomes=events)
 
     async def cancel_orphan(self, orphan: Orphan) -> None:
@@ -549,7 +619,7 @@ class _Pass:
                     mark=mark,
                 )
                 self.report.vanished.append(key)
-                await self._apply(key, [PositionVanished(self.clock.now_ms(), mark)])
+                await self.apply(key, [PositionVanished(self.clock.now_ms(), mark)])
         except ExecutionDeferred as exc:
             log.warning("reconciliation deferred: the exchange cannot be reached", key=key, error=str(exc))
             self.report.deferred.append(key)

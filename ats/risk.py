@@ -180,6 +180,11 @@ def stop_crossed(stop: Decimal, mark: Decimal, direction: Direction) -> bool:
     return mark <= stop if direction is Direction.LONG else mark >= stop
 
 
+def target_reached(target: Decimal, mark: Decimal, direction: Direction) -> bool:
+    """Whether a mark price has reached a take-profit (TAKE_PROFIT_MARKET SELL fires at >= trigger, BUY at <=)."""
+    return mark >= target if direction is Direction.LONG else mark <= target
+
+
 def breakeven_stop_price(
     entry_avg: Decimal,
     direction: Direction,

@@ -65,6 +65,12 @@ class MonitorMetrics:
         self.redrives = Counter(
             "ats_monitor_redrives", "Positions re-driven for legs without an outcome", registry=self.registry
         )
+        self.fill_checks = Counter(
+            "ats_monitor_fill_checks",
+            "Symbols reconciled at once because an expected fill did not come, by cause (level, probe) and finding",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self.state))
 
 

@@ -1,10 +1,11 @@
 """The monitor's in-memory view of the open positions: what it must watch and when a tick matters.
 
 Mark prices arrive every second per symbol; most of them cannot change anything. The view keeps, per open
-position, just enough (stop, direction, quantity, whether the stop was already seen crossed) to decide without a
-database transaction whether a tick must go to the lifecycle: only when the stop is crossed, or was crossed and
-the lifecycle's supervision clock must be reset. The journal stays the truth; the view is refreshed from it after
-every change the monitor makes and every few seconds for changes others make.
+position, just enough (stop, direction, quantity, whether the stop was already seen crossed, the live stops' and
+take-profits' triggers) to decide without a database transaction whether a tick must go to the lifecycle: only
+when the stop is crossed, or was crossed and the lifecycle's supervision clock must be reset; and which levels a
+tick reached, whose fills the user stream must then deliver. The journal stays the truth; the view is refreshed
+from it after every change the monitor makes and every few seconds for changes others make.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ats.config import OnReversal
 from ats.domain import Bars, Direction
 from ats.exchange.base import KlineUpdate
 from ats.factors import FactorRow
-from ats.lifecycle import OrderState, Phase, Position, ReversalSignal
+from ats.lifecycle import ExitTrigger, OrderState, Phase, Position, ReversalSignal, exit_triggers, triggers_reached
 from ats.risk import ReversalResponse, reversal_response, stop_crossed
 
 
@@ -38,6 +39,7 @@ class Watch:
     pending: tuple[str, ...]  # legs whose placement or cancel outcome is unknown
     on_reversal: OnReversal
     reversal_score: float
+    triggers: tuple[ExitTrigger, ...] = ()  # live stops and take-profits
 
     @staticmethod
     def of(position: Position) -> Watch | None:
@@ -58,6 +60,7 @@ class Watch:
             ),
             on_reversal=position.policy.on_reversal,
             reversal_score=position.policy.reversal_score,
+            triggers=exit_triggers(position),
         )
 
     def wants_mark(self, mark: Decimal) -> bool:
@@ -65,6 +68,10 @@ class Watch:
         if self.closing or self.stop_price is None or self.open_qty <= 0:
             return False
         return self.stop_crossed_ms is not None or stop_crossed(self.stop_price, mark, self.direction)
+
+    def reached(self, mark: Decimal) -> tuple[ExitTrigger, ...]:
+        """The live stops and take-profits this mark has reached: the exchange is firing them now."""
+        return triggers_reached(self.triggers, self.direction, mark) if self.triggers else ()
 
 
 class Book:

@@ -9,11 +9,18 @@ Event sources, all serialised per position (one asyncio.Lock per position key):
   a triggered algo order's fills are reported under the algo's client id (by client id, else by the order id
   recorded from its ALGO_UPDATE); after every stream gap the REST reconciliation fills the hole;
 - mark prices (@1s) of symbols with open positions: a tick reaches the lifecycle only when it crossed the stop
-  (client-side supervision closes at market if the exchange stop does not fire);
+  (client-side supervision closes at market if the exchange stop does not fire); a tick that reached a live stop
+  or take-profit starts a short wait for its fill, after which the symbol is reconciled at once (a user stream
+  that stalled silently would otherwise hide the fill until the next periodic pass);
 - closed bars of those symbols: the factor scorer re-scores the position and an opposite signal tightens the
   stop (never loosens it) or closes, as configured;
 - timers: reconciliation (on start, after gaps, every `reconcile_interval_s`), re-driving legs whose outcome is
-  unknown, a 5-second watchdog (stream freshness, listenKey age, readiness), the notification outbox.
+  unknown, a 5-second watchdog (stream freshness, listenKey age, readiness), the notification outbox, and while
+  positions are open a cheap probe of the exchange's positions (a difference that outlasts the grace is a fill
+  the user stream did not deliver).
+
+The user stream's liveness: WebSocket pings (a missing pong drops the connection within seconds) prove the socket;
+a fill found over REST that the stream never delivered proves it stalled, and its connection is replaced.
 
 Stopping finishes the work in progress, closes the streams and leaves every protective order on the exchange.
 """
@@ -60,6 +67,7 @@ from ats.execution import (
 from ats.factors import IncrementalScorer
 from ats.lifecycle import (
     Event,
+    ExitTrigger,
     Fill,
     MarkPrice,
     OrderAccepted,
@@ -67,9 +75,19 @@ from ats.lifecycle import (
     OrderRejected,
     Position,
     RequestReconcile,
+    awaiting_fills,
 )
 from ats.log import get_logger
-from ats.reconcile import PENDING_AGE_S, ReconcileJournal, due_for_redrive, reconcile, sync_funding
+from ats.reconcile import (
+    PENDING_AGE_S,
+    ExchangeSnapshot,
+    ReconcileJournal,
+    due_for_redrive,
+    mismatched_symbols,
+    reconcile,
+    recovered_fills,
+    sync_funding,
+)
 from monitor.metrics import MonitorMetrics
 from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 
@@ -128,6 +146,9 @@ class Tuning:
     outbox_interval_s: float = 3.0
     flat_check_s: float = 2.0  # an account update says flat: reconcile if the position is still open by then
     funding_delay_s: float = 2.0  # a FUNDING_FEE account update: read the income after this (it lands later)
+    fill_grace_s: float = 1.5  # a level reached (or the exchange's position changed) without a fill: then ask
+    recheck_s: float = 15.0  # the same levels of a position are asked about again only after this
+    probe_interval_s: float = 15.0  # while positions are open: compare the exchange's positions with the record
     warm_bars: int = 300  # closed bars fetched to warm the factor scorer of a newly watched symbol
     connect_timeout_s: float = 10.0
     shutdown_grace_s: float = 10.0
@@ -177,12 +198,15 @@ class Monitor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
+        self._passes = asyncio.Lock()  # one reconciliation pass at a time (full, or a few symbols')
         self._streams_dirty = asyncio.Event()
         self._since_ms: int | None = None  # start of the last clean reconciliation
         self._subscribed: frozenset[str] = frozenset()
         self._warmed: set[str] = set()
         self._marks: dict[str, Decimal] = {}
         self._mark_busy: set[str] = set()
+        self._checking: set[str] = set()  # positions whose reached levels are being checked
+        self._checked: dict[str, tuple[frozenset[str], float]] = {}  # key -> (legs checked, monotonic until)
         self._redrive_after: dict[str, tuple[float, float]] = {}  # key -> (monotonic not before, backoff)
         self._problems: frozenset[str] = frozenset()  # found by the last watchdog check
         self._reported: frozenset[str] = frozenset()  # logged as lasting, not yet recovered
@@ -212,6 +236,7 @@ class Monitor:
             loops.append(asyncio.create_task(self._subscriptions_loop(), name="monitor-subscriptions"))
             loops.append(asyncio.create_task(self._pending_loop(), name="monitor-pending"))
             loops.append(asyncio.create_task(self._watchdog_loop(), name="monitor-watchdog"))
+            loops.append(asyncio.create_task(self._probe_loop(), name="monitor-probe"))
             if self._outbox is not None:
                 loops.append(asyncio.create_task(self._outbox_loop(), name="monitor-outbox"))
             await stop.wait()
@@ -292,6 +317,7 @@ class Monitor:
             self._streams_dirty.set()
         if after is None:
             self._redrive_after.pop(key, None)
+            self._checked.pop(key, None)
         self._metrics.state.open_positions = len(self._book)
 
     def _refresh_all(self) -> None:
@@ -484,7 +510,10 @@ class Monitor:
     def _on_mark(self, update: MarkPriceUpdate, received: float) -> None:
         self._marks[update.symbol] = update.mark_price
         watch = self._book.on_symbol(update.symbol)
-        if watch is None or watch.key in self._mark_busy or not watch.wants_mark(update.mark_price):
+        if watch is None:
+            return
+        self._watch_levels(watch, update.mark_price)
+        if watch.key in self._mark_busy or not watch.wants_mark(update.mark_price):
             return
         self._mark_busy.add(watch.key)
         self._spawn(self._handle_mark(watch.key, update, received), f"monitor-mark-{watch.key}")
@@ -514,6 +543,82 @@ class Monitor:
             log.exception("supervising a stop failed", key=key)
         finally:
             self._mark_busy.discard(key)
+
+    def _watch_levels(self, watch: Watch, mark: Decimal) -> None:
+        """A tick that reached a live stop or take-profit: the exchange fires it now and its fill must follow."""
+        if watch.key in self._checking:
+            return
+        reached = watch.reached(mark)
+        if not reached:
+            return
+        legs = frozenset(t.client_id for t in reached)
+        checked, until = self._checked.get(watch.key, (frozenset(), 0.0))
+        if legs <= checked and self._clock.monotonic() < until:
+            return
+        self._checking.add(watch.key)
+        self._spawn(self._check_levels(watch, reached, mark), f"monitor-levels-{watch.key}")
+
+    async def _check_levels(self, watch: Watch, reached: tuple[ExitTrigger, ...], mark: Decimal) -> None:
+        """No fill within the grace after its level was reached: reconcile the symbol now, not minutes later."""
+        try:
+            if await self._pause(self._tuning.fill_grace_s):
+                return
+            waiting = awaiting_fills(self._journal.position(watch.key), reached)
+            if not waiting:
+                return
+            log.warning(
+                "the mark price reached a level and no fill came: asking the exchange",
+                symbol=watch.symbol,
+                key=watch.key,
+                legs=[t.leg for t in waiting],
+                mark=mark,
+                waited_s=self._tuning.fill_grace_s,
+            )
+            await self._verify(frozenset({watch.symbol}), "level")
+        finally:
+            self._checking.discard(watch.key)
+            legs = frozenset(t.client_id for t in reached)
+            self._checked[watch.key] = (legs, self._clock.monotonic() + self._tuning.recheck_s)
+
+    async def _verify(self, symbols: frozenset[str], trigger: str) -> None:
+        """Reconcile these symbols now. Fills the pass finds that the user stream never delivered (though it had
+        time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow)."""
+        try:
+            async with self._passes:
+                before = [p for p in self._journal.open_positions() if p.symbol in symbols]  # after any other pass
+                report = await reconcile(
+                    self._exchange,
+                    self._journal,
+                    self._executor,
+                    self._clock,
+                    self._settings,
+                    since_ms=self._since_ms,
+                    guard=self._lock,
+                    source="monitor",
+                    pending_age_s=self._tuning.pending_age_s,
+                    symbols=symbols,
+                )
+        except ExchangeError as exc:
+            self._metrics.fill_checks.labels(trigger, "failed").inc()
+            log.warning("cannot ask the exchange now; the next pass will", symbols=sorted(symbols), error=str(exc))
+            return
+        except Exception:
+            self._metrics.fill_checks.labels(trigger, "failed").inc()
+            log.exception("reconciling a symbol failed; the next pass will", symbols=sorted(symbols))
+            return
+        after = {p.key: self._journal.position(p.key) for p in before}
+        self._refresh_all()
+        missed = recovered_fills(before, after)
+        self._metrics.fill_checks.labels(trigger, "missed" if missed else "clean").inc()
+        if report.paused:
+            self.request_reconcile("a close that reduced nothing awaits the exchange")
+        if missed:
+            log.warning(
+                "the user stream missed fills the exchange made: replacing its connection",
+                symbols=sorted(symbols),
+                fills=missed,
+            )
+            self._user.reconnect(f"{missed} fills missed")
 
     def _on_closed_bar(self, update: KlineUpdate) -> None:
         watch = self._book.on_symbol(update.symbol)
@@ -603,19 +708,21 @@ class Monitor:
                 return
 
     async def _reconcile_once(self) -> bool:
+        """One full pass; False when the next should come soon (it failed, or a paused close awaits the exchange)."""
         started = self._clock.now_ms()
         try:
-            report = await reconcile(
-                self._exchange,
-                self._journal,
-                self._executor,
-                self._clock,
-                self._settings,
-                since_ms=self._since_ms,
-                guard=self._lock,
-                source="monitor",
-                pending_age_s=self._tuning.pending_age_s,
-            )
+            async with self._passes:
+                report = await reconcile(
+                    self._exchange,
+                    self._journal,
+                    self._executor,
+                    self._clock,
+                    self._settings,
+                    since_ms=self._since_ms,
+                    guard=self._lock,
+                    source="monitor",
+                    pending_age_s=self._tuning.pending_age_s,
+                )
         except ExchangeError as exc:
             self._metrics.reconciles.labels("failed").inc()
             log.warning("reconciliation failed: the exchange cannot be read; retrying", error=str(exc))
@@ -630,7 +737,7 @@ class Monitor:
         self._metrics.state.last_reconcile_ms = self._clock.now_ms()
         self._refresh_all()
         self._assess()
-        return True
+        return not report.paused
 
     async def _pending_loop(self) -> None:
         """Re-drive positions whose legs have had no outcome for a while (a crashed peer, an outage)."""
@@ -677,6 +784,31 @@ class Monitor:
             self._redrive_after[watch.key] = (self._clock.monotonic() + backoff, backoff)
         else:
             self._redrive_after.pop(watch.key, None)
+
+    async def _probe_loop(self) -> None:
+        """While positions are open: does the exchange hold what the record says (one cheap request)? A difference
+        that outlasts the grace is a fill the user stream did not deliver: those symbols are reconciled."""
+        while not await self._pause(self._tuning.probe_interval_s):
+            if not len(self._book):
+                continue
+            try:
+                suspects = await self._probe()
+                if suspects and not await self._pause(self._tuning.fill_grace_s):
+                    suspects &= await self._probe()
+                    if suspects:
+                        log.warning(
+                            "the exchange's positions differ from the record and no fill came: asking the exchange",
+                            symbols=sorted(suspects),
+                        )
+                        await self._verify(suspects, "probe")
+            except ExchangeError as exc:
+                log.warning("probing the exchange's positions failed", error=str(exc))
+            except Exception:
+                log.exception("probing the exchange's positions failed")
+
+    async def _probe(self) -> frozenset[str]:
+        snapshot = ExchangeSnapshot(tuple(await self._exchange.positions()), (), ())
+        return mismatched_symbols(self._journal.open_positions(), snapshot)
 
     async def _watchdog_loop(self) -> None:
         """Every few seconds: stream freshness, the listenKey's age, readiness and the request weight used."""

@@ -1,10 +1,12 @@
 """Binance USDⓈ-M WebSocket streams that survive anything: market data and the account's user stream.
 
 Each socket reconnects forever with capped, jittered exponential back-off (a long outage degrades, it never
-ends the stream), treats silence longer than `stale_after_s` as a dead connection, answers pings (the
-websockets library does), and after every reconnect emits a `StreamGap` so the consumer can fill the gap
-over REST. Frames are parsed into the events of ats.exchange.base; unknown fields and event types are
-ignored, malformed frames are logged and skipped.
+ends the stream), sends WebSocket pings and drops a connection whose pong does not come within the ping
+interval (a dead or black-holed socket), answers the server's pings (the websockets library does both), treats
+silence longer than `stale_after_s` as a dead connection where silence means something (market data flows every
+second; an idle account's user stream may say nothing for hours, so it has no such limit), and after every
+reconnect emits a `StreamGap` so the consumer can fill the gap over REST. Frames are parsed into the events of
+ats.exchange.base; unknown fields and event types are ignored, malformed frames are logged and skipped.
 
 URL layout since 2026-04-23: bookTicker and depth streams live under /public, the other market streams
 under /market, the user stream under /private/ws/<listenKey>. An old-style URL connects and then stays
@@ -42,6 +44,7 @@ MAX_STREAMS_PER_CONNECTION = 1024
 STREAMS_IN_URL = 100  # the rest is subscribed by message, keeping the URL short
 STREAMS_PER_MESSAGE = 100
 PUBLIC_STREAM_TYPES = ("bookTicker", "depth")
+USER_PING_INTERVAL_S = 10.0  # the user stream's liveness: a pong missing for this long after a ping drops it
 
 
 def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
@@ -116,7 +119,7 @@ class _Socket(ABC):
         *,
         name: str,
         clock: Clock,
-        stale_after_s: float,
+        stale_after_s: float | None,
         backoff_initial_s: float,
         backoff_max_s: float,
         ping_interval_s: float | None,
@@ -269,7 +272,7 @@ class _Socket(ABC):
             await self._clock.sleep(delay)
 
     async def _read(self, ws: ClientConnection) -> str:
-        """Read frames until the connection ends; returns why it ended."""
+        """Read frames until the connection ends; returns why it ended (no silence limit without `stale_after_s`)."""
         try:
             while True:
                 try:
@@ -575,10 +578,10 @@ class BinanceUserStream:
         *,
         clock: Clock | None = None,
         keepalive_s: float = 1800.0,
-        stale_after_s: float = 600.0,
+        stale_after_s: float | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        ping_interval_s: float | None = 20.0,
+        ping_interval_s: float | None = USER_PING_INTERVAL_S,
         close_listen_key_on_exit: bool = False,
         rng: random.Random | None = None,
     ) -> None:
@@ -601,18 +604,10 @@ class BinanceUserStream:
         )
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, api: ListenKeyApi, *, clock: Clock | None = None, stale_after_s: float = 600.0
-    ) -> BinanceUserStream:
-        """An idle account sends nothing for hours: the user stream's watchdog waits far longer than the
-        market stream's, and the WebSocket pings prove the connection alive in between."""
-        return cls(
-            api,
-            settings.ws_url,
-            clock=clock,
-            keepalive_s=settings.monitor.listen_key_keepalive_s,
-            stale_after_s=stale_after_s,
-        )
+    def from_settings(cls, settings: Settings, api: ListenKeyApi, *, clock: Clock | None = None) -> BinanceUserStream:
+        """An idle account sends nothing for hours, so silence proves nothing: WebSocket pings prove the connection
+        alive (a pong missing for 10 s drops it), and the monitor checks over REST that no fill was missed."""
+        return cls(api, settings.ws_url, clock=clock, keepalive_s=settings.monitor.listen_key_keepalive_s)
 
     def start(self) -> None:
         """Connect in the background (events() starts it too)."""
@@ -630,6 +625,10 @@ class BinanceUserStream:
         except TimeoutError:
             return False
         return True
+
+    def reconnect(self, reason: str) -> None:
+        """Replace the connection now (it delivers nothing though it answers pings); a StreamGap follows."""
+        self._socket.replace_connection(reason)
 
     def health(self) -> StreamHealth:
         socket = self._socket

@@ -15,6 +15,12 @@ limited number of occurrences or until cleared. Kinds:
   "empty" (200 with no body), "missing_fields" (200 with the JSON object's fields dropped but one).
 
 `clock_skew_ms` shifts the server's clock for /fapi/v1/time and the recvWindow check.
+
+WebSockets (applied by the server to the connections open at the time, through the admin API):
+- `StreamStall`: sockets stay open and deliver nothing, WebSocket pings answered (only the events stop, as when
+  Binance's user stream silently dies) or not (a black-holed connection: the client's keepalive times out).
+- disconnect (`POST /sim/ws/disconnect`) closes sockets at once; listenKey expiry (`POST /sim/listen-keys/expire`)
+  pushes listenKeyExpired, or with `silent` pushes nothing (the key is gone, the socket open and mute).
 """
 
 from __future__ import annotations
@@ -76,6 +82,33 @@ class FaultRule:
         if values.get("shape", "html") not in MALFORMED_SHAPES:
             raise ValueError(f"shape must be one of {', '.join(MALFORMED_SHAPES)}")
         return FaultRule(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStall:
+    """A silent stall of the WebSockets open now whose path matches (e.g. "/private/*": the user streams).
+
+    The events meant for them are lost, as a stalled stream loses them; reconnecting ends the stall.
+    `pings`: keep answering WebSocket pings (the socket looks alive) or read nothing at all (a black hole).
+    `seconds`: how long; None until cleared (`POST /sim/ws/resume`, `DELETE /sim/faults`, or a 0-second stall).
+    """
+
+    path: str = "*"
+    seconds: float | None = None
+    pings: bool = True
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> StreamStall:
+        unknown = set(data) - {"path", "seconds", "pings"}
+        if unknown:
+            raise ValueError(f"unknown stall fields: {', '.join(sorted(unknown))}")
+        seconds = data.get("seconds")
+        if seconds is not None and not float(seconds) >= 0:
+            raise ValueError("seconds must be at least 0 (or null: until cleared)")
+        pings = data.get("pings", True)
+        if not isinstance(pings, bool):
+            raise ValueError("pings must be true or false")
+        return StreamStall(str(data.get("path", "*")), None if seconds is None else float(seconds), pings)
 
 
 @dataclass

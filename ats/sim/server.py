@@ -21,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -45,7 +46,7 @@ from ats.config import SIM_API_KEY, SIM_API_SECRET
 from ats.domain import BINANCE_INTERVALS
 from ats.log import get_logger
 from ats.sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
-from ats.sim.faults import FaultKind, FaultRule, Faults
+from ats.sim.faults import FaultKind, FaultRule, Faults, StreamStall
 from ats.sim.market import OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
 
 log = get_logger(__name__)
@@ -245,10 +246,40 @@ class Connection:
     path: str
     streams: set[str] = field(default_factory=set)
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
-    stalled_until: float = 0.0
+    transport: asyncio.Transport | None = None  # the socket under the protocol, to stop reading it (a black hole)
+    stalled_until: float = 0.0  # monotonic; events offered before this are lost
+    deaf: bool = False  # nothing is read (pings go unanswered) until the stall ends
+    _hear_later: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+
+    @property
+    def stalled(self) -> bool:
+        return time.monotonic() < self.stalled_until
+
+    def stall(self, seconds: float | None, *, pings: bool) -> None:
+        """Deliver nothing for `seconds` (None: until resumed); without `pings`, read nothing either."""
+        self.resume()
+        if seconds == 0:
+            return
+        self.stalled_until = math.inf if seconds is None else time.monotonic() + seconds
+        if pings or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.pause_reading()
+        self.deaf = True
+        if seconds is not None:
+            self._hear_later = asyncio.get_running_loop().call_later(seconds, self.resume)
+
+    def resume(self) -> None:
+        self.stalled_until = 0.0
+        if self._hear_later is not None:
+            self._hear_later.cancel()
+            self._hear_later = None
+        if self.deaf:
+            self.deaf = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def offer(self, stream: str, payload: Mapping[str, Any] | list[Any]) -> None:
-        if self.family == "legacy" or time.monotonic() < self.stalled_until:
+        if self.family == "legacy" or self.stalled:
             return
         message = {"stream": stream, "data": payload} if self.combined else payload
         if self.queue.qsize() >= WS_QUEUE_LIMIT:
@@ -366,6 +397,7 @@ class SimServer:
 
     async def stop(self) -> None:
         self._shutdown.set()
+        self.resume_websockets()
         await self.disconnect_websockets()
         if self._server is not None:
             self._server.should_exit = True
@@ -478,6 +510,7 @@ class SimServer:
         data["faults"] = self.faults.to_json()
         data["listen_keys"] = len(self.listen_keys)
         data["websockets"] = len(self.connections)
+        data["stalled_websockets"] = sum(1 for c in self.connections if c.stalled)
         return data
 
     # ------------------------------------------------------------------------------------- websocket control
@@ -498,23 +531,36 @@ class SimServer:
             connection.offer(stream, payload)
         return len(receivers)
 
-    def stall_websockets(self, seconds: float, path: str = "*") -> int:
-        """Keep matching sockets open but send nothing on them for `seconds` (a silent stall)."""
-        until = time.monotonic() + seconds
-        victims = [c for c in self.connections if fnmatch.fnmatchcase(c.path, path)]
+    def stall_websockets(self, seconds: float | None, path: str = "*", *, pings: bool = True) -> int:
+        """Keep matching sockets open but deliver nothing on them (see `faults.StreamStall`); 0 seconds ends it."""
+        return self.apply_stall(StreamStall(path, seconds, pings))
+
+    def apply_stall(self, stall: StreamStall) -> int:
+        victims = [c for c in self.connections if fnmatch.fnmatchcase(c.path, stall.path)]
         for connection in victims:
-            connection.stalled_until = until
+            connection.stall(stall.seconds, pings=stall.pings)
+        if victims and stall.seconds != 0:
+            log.info("sim fault: websockets stalled", path=stall.path, count=len(victims), pings=stall.pings)
         return len(victims)
 
-    def expire_listen_keys(self, *, only_due: bool = False) -> int:
-        """Expire listen keys (all of them, or those past their validity): listenKeyExpired is pushed."""
+    def resume_websockets(self, path: str = "*") -> int:
+        """End the stalls of matching sockets: they deliver (and read) again; the lost events stay lost."""
+        victims = [c for c in self.connections if fnmatch.fnmatchcase(c.path, path) and (c.stalled or c.deaf)]
+        for connection in victims:
+            connection.resume()
+        return len(victims)
+
+    def expire_listen_keys(self, *, only_due: bool = False, silent: bool = False) -> int:
+        """Expire listen keys (all of them, or those past their validity): listenKeyExpired is pushed, unless
+        `silent` (then the sockets stay open and simply receive nothing more)."""
         now = self.clock.now_ms()
         expired = [k for k in self.listen_keys.values() if not only_due or now >= k.expires_ms]
         for key in expired:
             del self.listen_keys[key.key]
             event = {"e": "listenKeyExpired", "E": now, "listenKey": key.key}
             for connection in key.connections:
-                connection.offer(key.key, event)
+                if not silent:
+                    connection.offer(key.key, event)
                 connection.streams.discard(key.key)
         return len(expired)
 
@@ -598,7 +644,7 @@ class SimServer:
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await self._websocket(WebSocket(scope, receive, send))
+            await self._websocket(WebSocket(scope, receive, send), _transport_of(receive))
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
@@ -845,6 +891,7 @@ class SimServer:
                     return 200, self.faults.to_json()
                 if method == "DELETE":
                     self.faults.clear()
+                    self.resume_websockets()
                     return 200, self.faults.to_json()
                 if method == "POST":
                     rules = [FaultRule.from_json(r) for r in body.get("rules", [])]
@@ -858,9 +905,11 @@ class SimServer:
             if path == "/sim/ws/disconnect" and method == "POST":
                 return 200, {"closed": await self.disconnect_websockets(str(body.get("path", "*")))}
             if path == "/sim/ws/stall" and method == "POST":
-                return 200, {"stalled": self.stall_websockets(float(body["seconds"]), str(body.get("path", "*")))}
+                return 200, {"stalled": self.apply_stall(StreamStall.from_json(body))}
+            if path == "/sim/ws/resume" and method == "POST":
+                return 200, {"resumed": self.resume_websockets(str(body.get("path", "*")))}
             if path == "/sim/listen-keys/expire" and method == "POST":
-                return 200, {"expired": self.expire_listen_keys()}
+                return 200, {"expired": self.expire_listen_keys(silent=bool(body.get("silent", False)))}
             return 404, {"error": f"no admin route {method} {path}"}
         except SimError as exc:
             return exc.http_status, {"code": exc.code, "msg": exc.msg}
@@ -869,7 +918,7 @@ class SimServer:
 
     # ------------------------------------------------------------------------------------- websockets
 
-    async def _websocket(self, websocket: WebSocket) -> None:
+    async def _websocket(self, websocket: WebSocket, transport: asyncio.Transport | None = None) -> None:
         path = websocket.url.path
         parts = [p for p in path.split("/") if p]
         query = dict(websocket.query_params)
@@ -893,13 +942,17 @@ class SimServer:
             await websocket.close(code=1008)
             return
         await websocket.accept()
-        connection = Connection(websocket, family, combined, path)
+        connection = Connection(websocket, family, combined, path, transport=transport)
         self.connections.add(connection)
         self._subscribe(connection, streams)
         sender = asyncio.create_task(self._ws_sender(connection))
         try:
             while True:
                 message = await websocket.receive_text()
+                if connection.deaf:  # read before the stall began; uvicorn resumed reading to hand it over
+                    if connection.transport is not None:
+                        connection.transport.pause_reading()
+                    continue
                 reply = self._ws_request(connection, message)
                 if reply is not None:
                     connection.queue.put_nowait(json.dumps(reply))
@@ -908,6 +961,7 @@ class SimServer:
         finally:
             self._unsubscribe(connection, set(connection.streams))
             self.connections.discard(connection)
+            connection.resume()
             connection.queue.put_nowait(None)
             await asyncio.gather(sender, return_exceptions=True)
 
@@ -988,6 +1042,13 @@ async def _malformed(send: Send, rule: FaultRule, result: Any, headers: Mapping[
         return
     kept = dict(list(result.items())[:1]) if isinstance(result, dict) else {}
     await _respond(send, 200, kept, headers)
+
+
+def _transport_of(receive: Receive) -> asyncio.Transport | None:
+    """The socket under a WebSocket, to stop reading it: ASGI has no way to reach it, but uvicorn's `receive` is
+    a method of its protocol object, which holds the transport (None under another server: no black holes)."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    return transport if isinstance(transport, asyncio.Transport) else None
 
 
 async def _respond(send: Send, status: int, body: Any, headers: Mapping[str, str]) -> None:
@@ -1313,11 +1374,14 @@ class SimControl:
     def disconnect_websockets(self, path: str = "*") -> int:
         return int(self._post("/sim/ws/disconnect", {"path": path})["closed"])
 
-    def stall_websockets(self, seconds: float, path: str = "*") -> int:
-        return int(self._post("/sim/ws/stall", {"seconds": seconds, "path": path})["stalled"])
+    def stall_websockets(self, seconds: float | None, path: str = "*", *, pings: bool = True) -> int:
+        return int(self._post("/sim/ws/stall", {"seconds": seconds, "path": path, "pings": pings})["stalled"])
 
-    def expire_listen_keys(self) -> int:
-        return int(self._post("/sim/listen-keys/expire", {})["expired"])
+    def resume_websockets(self, path: str = "*") -> int:
+        return int(self._post("/sim/ws/resume", {"path": path})["resumed"])
+
+    def expire_listen_keys(self, *, silent: bool = False) -> int:
+        return int(self._post("/sim/listen-keys/expire", {"silent": silent})["expired"])
 
     def close(self) -> None:
         self._client.close()

@@ -43,8 +43,7 @@ def fault(path: str, method: str, **rule: Any) -> Inject:
 async def clear_faults(bench: Bench) -> None:
     async def clear(server: SimServer) -> None:
         server.faults.clear()
-        for connection in server.connections:
-            connection.stalled_until = 0.0
+        server.resume_websockets()
 
     await bench.on_exchange(clear)
 

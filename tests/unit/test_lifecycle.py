@@ -25,6 +25,7 @@ from ats.lifecycle import (
     PlaceStop,
     PlaceTakeProfit,
     Position,
+    PositionHeld,
     PositionVanished,
     RecordAnomaly,
     RecordFill,
@@ -33,15 +34,18 @@ from ats.lifecycle import (
     ReversalSignal,
     Role,
     adopt_position,
+    awaiting_fills,
     event_from_jsonable,
     event_to_jsonable,
+    exit_triggers,
     from_jsonable,
     open_risk,
     to_jsonable,
+    triggers_reached,
 )
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render
 from tests.unit.lifecycle.harness import FEE_RATE as FEE
-from tests.unit.lifecycle.harness import KEY, Driver, of_type, policy
+from tests.unit.lifecycle.harness import KEY, RULES, Driver, of_type, policy
 from tests.unit.test_notify import NOTES
 
 LONG, SHORT = Direction.LONG, Direction.SHORT
@@ -445,8 +449,22 @@ def test_mark_beyond_the_stop_without_a_fill_closes_after_the_grace() -> None:
     actions = d.mark("97.80", after_ms=3_000)
     (close,) = of_type(actions, MarketClose)
     assert close.reason is ExitReason.SUPERVISION
-    assert only_notes(actions)[0].note.severity == "critical"  # type: ignore[union-attr]
+    assert not only_notes(actions)  # told once the exchange takes the close: the stop may have fired unseen
     assert d.mark("97.00", after_ms=10_000) == []  # one close only
+    (alert,) = only_notes(d.accept("X1"))
+    assert alert.note.severity == "critical"  # type: ignore[union-attr]
+    assert alert.note.title == "Exchange stop did not fire: closing at market"  # type: ignore[union-attr]
+    assert "without a stop fill" in alert.note.detail  # type: ignore[union-attr]
+    assert [n.key for n in only_notes(d.fill("X1", "1.000", "97.70"))] == [f"{KEY}:result"]  # told once
+
+
+def test_a_supervision_close_whose_acknowledgement_was_lost_alerts_with_its_fill() -> None:
+    d = Driver()
+    d.open_fully()
+    d.mark("97.99")
+    d.mark("97.80", after_ms=5_000)
+    keys = [n.key for n in only_notes(d.fill("X1", "1.000", "97.70"))]
+    assert keys == [f"{KEY}:alert:supervision", f"{KEY}:result"]
 
 
 def test_mark_recovering_resets_supervision() -> None:
@@ -537,6 +555,72 @@ def test_manual_close_retries_with_new_ids_then_asks_for_a_human() -> None:
     d.close("operator")
     d.fill("X7", "1.000", "99.00")
     assert d.p.phase is Phase.CLOSED
+
+
+def test_a_close_that_reduced_nothing_waits_for_the_exchange_instead_of_retrying() -> None:
+    """-2022: the exchange holds nothing to reduce. Typically the stop fired and its fill was not seen (a stalled
+    user stream): reconciliation replays it and the position closes on the stop, with no alert."""
+    d = Driver()
+    d.open_fully()
+    d.mark("97.99")
+    d.mark("97.50", after_ms=5_000)  # supervision closes at market (X1)
+    actions = d.reject("X1", -2022, "ReduceOnly Order is rejected.")
+    (request,) = of_type(actions, RequestReconcile)
+    assert "reduced nothing" in request.reason
+    assert not of_type(actions, MarketClose)  # no retry before the exchange was asked
+    assert not only_notes(actions)
+    assert d.p.close_paused
+    assert d.p.phase is Phase.CLOSING
+    actions = d.fill("S1", "1.000", "97.98", done=True)  # the replayed stop fill
+    assert d.p.phase is Phase.CLOSED
+    assert d.p.exit_reason is ExitReason.STOP
+    assert [n.key for n in d.notes()] == [f"{KEY}:entry", f"{KEY}:result"]  # no alert at all
+
+
+def test_a_paused_close_goes_ahead_when_the_exchange_still_holds_the_position() -> None:
+    d = Driver()
+    d.open_fully()
+    d.close("emergency")
+    d.reject("X1", -2022, "ReduceOnly Order is rejected.")
+    assert d.send(PositionHeld(d.tick(), D("1.000"))) == [
+        MarketClose(d.cid("X2"), RULES.symbol, d.direction.exit_side, D("1.000"), ExitReason.MANUAL)
+    ]
+    assert not d.p.close_paused
+    assert d.send(PositionHeld(d.tick(), D("1.000"))) == []  # nothing paused: nothing to do
+    d.reject("X2", -2022, "ReduceOnly Order is rejected.")
+    d.send(PositionHeld(d.tick(), D("1.000")))
+    actions = d.reject("X3", -2022, "ReduceOnly Order is rejected.")
+    assert not only_notes(actions)  # paused, not given up: the exchange is asked once more
+    actions = d.send(PositionHeld(d.tick(), D("1.000")))
+    assert not of_type(actions, MarketClose)
+    assert d.p.needs_attention  # three closes refused while the exchange holds it: a human must look
+    assert only_notes(actions)[0].note.title == "Cannot close the position: act now"  # type: ignore[union-attr]
+
+
+def test_the_levels_a_mark_reaches_are_the_live_stops_and_targets_it_fires() -> None:
+    d = Driver()
+    d.open_fully()
+    triggers = exit_triggers(d.p)
+    assert [(t.leg, t.price, t.stop) for t in triggers] == [
+        ("S1", D("98.00"), True),
+        ("T1", D("104.00"), False),
+        ("T2", D("108.00"), False),
+    ]
+    assert triggers_reached(triggers, d.direction, D("100")) == ()
+    assert [t.leg for t in triggers_reached(triggers, d.direction, D("104.00"))] == ["T1"]
+    assert [t.leg for t in triggers_reached(triggers, d.direction, D("109"))] == ["T1", "T2"]
+    assert [t.leg for t in triggers_reached(triggers, d.direction, D("98.00"))] == ["S1"]
+    reached = triggers_reached(triggers, d.direction, D("104.50"))
+    assert awaiting_fills(d.p, reached) == reached  # no fill yet
+    d.fill("T1", "0.500", "104.00")
+    assert awaiting_fills(d.p, reached) == ()  # the fill came
+    assert [t.leg for t in exit_triggers(d.p)] == ["S1", "T2", "S2"]  # the breakeven stop is requested
+    assert awaiting_fills(None, reached) == ()
+    short = Driver(SHORT)
+    short.open_fully()
+    reached = triggers_reached(exit_triggers(short.p), SHORT, D("95.00"))
+    assert [t.leg for t in reached] == ["T1"]
+    assert [t.leg for t in triggers_reached(exit_triggers(short.p), SHORT, D("102.00"))] == ["S1"]
 
 
 def test_market_close_expiring_partly_filled_closes_the_rest() -> None:
@@ -753,6 +837,7 @@ def test_events_round_trip_for_the_event_log() -> None:
     events = [
         d.make_fill("E", "1.000", "100.00", done=True),
         d.make_fill("S1", "0.5", "98", done=False),
+        PositionHeld(5, D("-0.250")),
     ]
     for event in events:
         assert event_from_jsonable(json.loads(json.dumps(event_to_jsonable(event)))) == event
@@ -852,6 +937,8 @@ EVENT_MAKERS = {
     "mark": lambda d: MarkPrice(D("97.00"), 10**9),
     "funding": lambda d: FundingPaid(D("-0.1"), 5, "m1"),
     "vanished": lambda d: PositionVanished(5, D("99")),
+    "held": lambda d: PositionHeld(5, D("1.000")),
+    "close reduced nothing": lambda d: OrderRejected(d.cid("X1"), 5, -2022, "ReduceOnly Order is rejected."),
     "reversal": lambda d: ReversalSignal(SHORT, 95.0, D("103"), 10**9, 5),
     "close": lambda d: CloseRequested("manual", 10**9),
 }
@@ -869,7 +956,7 @@ def test_every_event_in_every_phase_has_a_defined_result(phase: Phase, event_nam
         assert after.stop_price >= before.stop_price  # long: only ever up
     if after.phase is Phase.CLOSED:
         assert after.entry_qty == after.exit_qty
-    if not after.is_terminal and after.open_qty > 0 and not after.needs_attention:
+    if not after.is_terminal and after.open_qty > 0 and not after.needs_attention and not after.close_paused:
         assert any(o.role is Role.STOP and o.state.working for o in after.orders) or any(
             o.role is Role.CLOSE and o.state.live for o in after.orders
         )

@@ -47,6 +47,16 @@ def test_after_a_crossing_every_tick_goes_through_until_it_is_reset() -> None:
     assert not watch_of(d).wants_mark(D("99.00"))
 
 
+def test_a_tick_tells_which_live_levels_it_reached() -> None:
+    d = opened()
+    watch = watch_of(d)
+    assert watch.reached(D("100.00")) == ()
+    assert [t.leg for t in watch.reached(D("104.10"))] == ["T1"]
+    assert [t.leg for t in watch.reached(D("97.00"))] == ["S1"]
+    d.fill("T1", "0.500", "104.00")
+    assert [t.leg for t in watch_of(d).reached(D("104.10"))] == []  # filled: nothing to wait for
+
+
 def test_a_position_closing_at_market_ignores_ticks() -> None:
     d = opened()
     d.close()

@@ -30,10 +30,13 @@ from ats.reconcile import (
     due_for_redrive,
     fills_for_order,
     funding_events,
+    held_closes,
     is_liquidation_client_id,
+    mismatched_symbols,
     orders_with_unseen_trades,
     plan,
     quantity_mismatches,
+    recovered_fills,
 )
 from tests.unit.lifecycle.harness import KEY, RULES, Driver
 
@@ -280,6 +283,34 @@ def test_mismatches_compare_signed_quantities() -> None:
     assert quantity_mismatches([d.p], snapshot((held("1.000"),))) == []
     assert len(quantity_mismatches([d.p], snapshot((held("0.400"),)))) == 1
     assert len(quantity_mismatches([d.p], snapshot())) == 1
+
+
+def test_symbols_whose_exchange_position_differs_are_suspects() -> None:
+    d = opened()
+    pending = Driver()  # no fill yet: nothing to compare
+    assert mismatched_symbols([d.p, pending.p], snapshot((held("1.000"),))) == frozenset()
+    assert mismatched_symbols([d.p], snapshot((held("0.500"),))) == {SYMBOL}  # TP1 filled, unseen
+    assert mismatched_symbols([d.p], snapshot()) == {SYMBOL}  # stopped out, unseen
+
+
+def test_a_paused_close_goes_ahead_only_where_the_exchange_still_holds_the_position() -> None:
+    d = opened()
+    d.close()
+    assert held_closes([d.p], snapshot((held("1.000"),))) == []  # not paused
+    d.reject("X1", -2022, "ReduceOnly Order is rejected.")
+    assert held_closes([d.p], snapshot((held("1.000"),))) == [(KEY, D("1.000"))]
+    assert held_closes([d.p], snapshot((held("-1.000"),))) == []  # the other direction: not ours to close
+    assert held_closes([d.p], snapshot()) == []  # flat: the replay or the vanished check decides
+
+
+def test_recovered_fills_count_the_trades_a_pass_applied() -> None:
+    d = opened()
+    before = d.p
+    assert recovered_fills([before], {KEY: before}) == 0
+    d.fill("T1", "0.500", "104.00")
+    d.funding("-0.1", "f1")  # not a fill
+    assert recovered_fills([before], {KEY: d.p}) == 1
+    assert recovered_fills([before], {KEY: None}) == 0
 
 
 # ---------------------------------------------------------------------------------------------- adoption

@@ -19,7 +19,7 @@ from ats.domain import Band, Direction, Signal, intent_key
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures, budget_scope
 from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
-from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
+from ats.exchange.streams import USER_PING_INTERVAL_S, BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
 from ats.leadership import Fence
 from ats.lifecycle import OrderState, Policy, Position, Role, open_position
@@ -186,6 +186,9 @@ def build_monitor(
     database: Database,
     metrics: MonitorMetrics,
     fence: Fence | None = None,
+    *,
+    tuning: Tuning = FAST,
+    user_ping_s: float = USER_PING_INTERVAL_S,
 ) -> Monitor:
     """A monitor wired like monitor.app's, with the test timings (and the supervisor's fence, when it has one)."""
     clock = WallClock()
@@ -195,12 +198,12 @@ def build_monitor(
         settings=settings,
         exchange=exchange,
         journal=PostgresJournal(database, ACCOUNT, fence=fence),
-        user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock),
+        user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock, ping_interval_s=user_ping_s),
         market_stream=BinanceMarketStream(settings.ws_url, clock=clock),
         clock=clock,
         metrics=metrics,
         listen_keys=listen_keys,
-        tuning=FAST,
+        tuning=tuning,
     )
 
 
@@ -211,13 +214,16 @@ async def start_monitor(
     api_secret: str,
     database: Database,
     bar_interval: str = "1h",
+    *,
+    tuning: Tuning = FAST,
+    user_ping_s: float = USER_PING_INTERVAL_S,
     **monitor: Any,
 ) -> RunningMonitor:
     """The monitor in this event loop (no leader election), after its first reconciliation."""
     settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
     metrics = MonitorMetrics()
     metrics.state.role = "active"
-    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics)
+    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics, tuning=tuning, user_ping_s=user_ping_s)
     stop = asyncio.Event()
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()

@@ -350,6 +350,51 @@ async def test_websocket_disconnect_and_stall_faults(sim: SimServer) -> None:
             await asyncio.wait_for(ws.recv(), 2)
 
 
+async def _pong_within(ws: Any, wait_s: float) -> bool:
+    waiter = await ws.ping()
+    try:
+        await asyncio.wait_for(waiter, wait_s)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_a_stalled_user_stream_loses_its_events_with_or_without_answering_pings(
+    sim: SimServer, client: Client
+) -> None:
+    listen_key = (await client.http.post("/fapi/v1/listenKey", headers=client.headers)).json()["listenKey"]
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"}
+    async with websockets.connect(f"{sim.ws_url}/private/ws/{listen_key}", ping_interval=None) as ws:
+        assert sim.stall_websockets(None, "/private/*") == 1  # until resumed
+        assert sim.state()["stalled_websockets"] == 1
+        await client.post("/fapi/v1/order", **order)
+        assert await _pong_within(ws, 1.0)  # the socket looks alive ...
+        with pytest.raises(TimeoutError):
+            await receive(ws, wait_s=0.3)  # ... and delivers nothing
+
+        sim.stall_websockets(None, "/private/*", pings=False)  # a black hole: pings go unanswered too
+        assert not await _pong_within(ws, 0.3)
+        assert sim.resume_websockets("/private/*") == 1
+        assert await _pong_within(ws, 1.0)
+        await client.post("/fapi/v1/order", **order)
+        event = await receive(ws)
+        assert event["e"] == "ORDER_TRADE_UPDATE"  # delivered again; what was lost stays lost
+        assert event["o"]["X"] == "NEW"
+        assert sim.state()["stalled_websockets"] == 0
+
+
+async def test_a_silent_listen_key_expiry_pushes_nothing(sim: SimServer, client: Client) -> None:
+    listen_key = (await client.http.post("/fapi/v1/listenKey", headers=client.headers)).json()["listenKey"]
+    async with websockets.connect(f"{sim.ws_url}/private/ws/{listen_key}") as ws:
+        assert sim.expire_listen_keys(silent=True) == 1
+        await client.post("/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
+        with pytest.raises(TimeoutError):
+            await receive(ws, wait_s=0.3)
+        assert await _pong_within(ws, 1.0)  # open and mute
+        missing = await client.http.put("/fapi/v1/listenKey", headers=client.headers)
+        assert missing.json()["code"] == -1125
+
+
 def test_thread_server_and_admin_api(sim_thread: SimServerThread) -> None:
     control = sim_thread.control
     control.set_price("BTCUSDT", "90000")
@@ -370,6 +415,29 @@ def test_thread_server_and_admin_api(sim_thread: SimServerThread) -> None:
     before = control.state()["market_time"]
     control.advance(3600, tick_seconds=60)  # an hour in sixty ticks: how a demo moves bar by bar
     assert control.state()["market_time"] == before + 3_600_000
+
+
+def test_stream_faults_through_the_admin_api(sim_thread: SimServerThread) -> None:
+    control = sim_thread.control
+
+    with httpx.Client(base_url=sim_thread.rest_url) as http:
+        key = http.post("/fapi/v1/listenKey", headers={"X-MBX-APIKEY": sim_thread.api_key}).json()["listenKey"]
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{sim_thread.ws_url}/private/ws/{key}", ping_interval=None) as ws:
+            assert await asyncio.to_thread(control.stall_websockets, None, "/private/*", pings=False) == 1
+            assert not await _pong_within(ws, 0.3)
+            await asyncio.to_thread(control.clear_faults)  # clearing the faults ends the stalls too
+            assert await _pong_within(ws, 1.0)
+            assert await asyncio.to_thread(control.stall_websockets, 5, "/private/*") == 1
+            assert await asyncio.to_thread(control.resume_websockets, "/private/*") == 1
+            assert await asyncio.to_thread(control.expire_listen_keys, silent=True) == 1
+
+    asyncio.run(scenario())
+    with httpx.Client(base_url=sim_thread.rest_url) as http:
+        refused = http.post("/sim/ws/stall", json={"seconds": -1})
+        assert refused.status_code == 400
+        assert http.post("/sim/ws/stall", json={"pings": "no"}).status_code == 400
 
 
 async def test_state_file_survives_a_restart(tmp_path: Any) -> None:

@@ -342,6 +342,36 @@ async def test_keepalive_that_replaces_the_key_moves_the_stream() -> None:
             assert keys.keepalives >= 1
 
 
+async def test_a_quiet_user_stream_stays_up_while_pongs_come_and_is_replaced_when_they_stop() -> None:
+    """Silence proves nothing on an idle account; a ping without a pong proves the socket dead."""
+    async with Scripted() as server:
+        keys = FakeListenKeys()
+        options = {**FAST, "ping_interval_s": 0.1}
+        del options["stale_after_s"]  # the default: no silence limit
+        async with BinanceUserStream(keys, server.url, keepalive_s=60, **options) as stream:
+            events = stream.events()
+            connection = await server.wait_connections(1)
+            await asyncio.sleep(0.6)  # six ping/pong round trips, not one frame
+            assert len(server.paths) == 1
+            connection.transport.pause_reading()  # a black hole: the client's pings go unanswered
+            gap = await next_event(events)
+            assert isinstance(gap, StreamGap)
+            assert len(server.paths) == 2
+
+
+async def test_a_user_stream_can_be_told_to_reconnect() -> None:
+    async with Scripted() as server:
+        keys = FakeListenKeys()
+        async with BinanceUserStream(keys, server.url, keepalive_s=60, **FAST) as stream:
+            events = stream.events()
+            assert await stream.wait_connected(5)
+            stream.reconnect("2 fills missed")
+            gap = await next_event(events)
+            assert isinstance(gap, StreamGap)
+            assert gap.reason == "2 fills missed"
+            assert len(server.paths) == 2
+
+
 async def test_listen_key_failures_before_connecting_are_retried() -> None:
     class Flaky(FakeListenKeys):
         failures = 2

@@ -1,6 +1,7 @@
 """Property tests: random exchange behaviour, delivery order and duplicates never break the lifecycle's promises.
 
-- an open position always has a stop requested or acknowledged, or a market close in flight (or a human alerted);
+- an open position always has a stop requested or acknowledged, or a market close in flight (or a human alerted,
+  or the exchange said a close had nothing to reduce and reconciliation decides);
 - the stop never loosens, and no order is ever placed twice under one client id;
 - no notification is emitted twice; a redelivered event changes nothing and sends nothing;
 - quantity is conserved: when the position is closed, entries equal exits and the exchange holds nothing;
@@ -32,6 +33,7 @@ from ats.lifecycle import (
     PlaceStop,
     PlaceTakeProfit,
     Position,
+    PositionHeld,
     PositionVanished,
     RecordAnomaly,
     ReversalSignal,
@@ -117,11 +119,20 @@ class Run:
         opposite = Direction.SHORT if self.position.direction is Direction.LONG else Direction.LONG
         self.deliver(ReversalSignal(opposite, strength, self.exchange.price, self.bar, self.exchange.tick()))
 
+    def reconcile(self) -> None:
+        """What the shell does when a close reduced nothing: replay what the exchange has, then report it held."""
+        if not self.position.close_paused:
+            return
+        self.drain()
+        if self.position.close_paused and self.exchange.position > 0:
+            self.deliver(PositionHeld(self.exchange.tick(), self.exchange.position))
+
     def wind_down(self) -> None:
         """No more random failures: close what is left and let every event arrive."""
         self.exchange.final = True
         for _ in range(8):
             self.drain()
+            self.reconcile()
             if self.position.is_terminal or self.position.needs_attention:
                 break
             self.deliver(CloseRequested("end of test", self.exchange.tick()))
@@ -133,7 +144,7 @@ def figures(p: Position) -> tuple[object, ...]:
 
 
 def assert_protected(p: Position) -> None:
-    if p.is_terminal or p.open_qty <= 0 or p.needs_attention:
+    if p.is_terminal or p.open_qty <= 0 or p.needs_attention or p.close_paused:
         return
     stop = any(o.role is Role.STOP and o.state.working for o in p.orders)
     closing = any(o.role is Role.CLOSE and o.state.live for o in p.orders)
@@ -146,7 +157,7 @@ KINDS = (
     + ["move"] * 16
     + ["duplicate"] * 6
     + ["reversal"] * 4
-    + ["funding", "funding", "cancel", "cancel", "manual", "close", "liquidate"]
+    + ["funding", "funding", "cancel", "cancel", "manual", "close", "liquidate", "reconcile", "reconcile"]
 )
 STEPS = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(-300, 300)), min_size=20, max_size=80)
 
@@ -172,6 +183,8 @@ def play(run: Run, steps: list[tuple[str, int]], data: st.DataObject) -> None:
                 run.deliver(CloseRequested("manual", run.exchange.tick()))
             case "liquidate" if value > 150:
                 run.exchange.liquidate()
+            case "reconcile":
+                run.reconcile()
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -241,6 +254,7 @@ def arbitrary_event(draw: st.DrawFn) -> Event:
             st.builds(MarkPrice, price, st.just(now)),
             st.builds(FundingPaid, amount, st.just(now), st.sampled_from(["a", "b"])),
             st.builds(PositionVanished, st.just(now), st.one_of(st.none(), price)),
+            st.builds(PositionHeld, st.just(now), amount),
             st.builds(
                 ReversalSignal, st.sampled_from(Direction), st.floats(0, 100), price, st.integers(0, 5), st.just(now)
             ),
