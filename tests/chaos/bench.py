@@ -57,7 +57,7 @@ from tests.integration.monitor.harness import (
     start_monitor,
     wait_for,
 )
-from tests.integration.monitor.processes import MonitorProcess, monitor_env, wait_role
+from tests.integration.monitor.processes import MonitorProcess, heartbeat, monitor_env
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "LTCUSDT", "XRPUSDT", "LINKUSDT", "DOTUSDT")
 WEIGHT_LIMIT = 1_000_000  # the scenarios that exhaust the budget set their own storm
@@ -112,6 +112,11 @@ class ProtectionAudit:
 
     def close(self) -> None:
         self._unsubscribe()
+
+
+def heartbeat_role(database: Database, process: MonitorProcess) -> str | None:
+    row = heartbeat(database, process.pid)
+    return None if row is None else row.role
 
 
 def duplicate_orders(engine: Engine) -> int:
@@ -188,7 +193,7 @@ class Bench:
         self.exchange: BinanceFutures = client(sim.rest_url, sim.api_key, sim.api_secret, weight_limit=WEIGHT_LIMIT)
         self.desk = Desk(self.exchange, database)
         self.monitor: RunningMonitor | None = None
-        self.process: MonitorProcess | None = None
+        self.processes: list[MonitorProcess] = []  # the real `ats monitor`: a leader and, with a standby, a second
         self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
         self.current_symbol = ""  # the symbol of the run in progress
         self.audit: ProtectionAudit | None = None
@@ -216,12 +221,26 @@ class Bench:
             self.sim.rest_url, self.sim.ws_url, self.sim.api_key, self.sim.api_secret, self.monitor_database
         )
 
-    def start_process(self) -> MonitorProcess:
+    def start_processes(self, count: int) -> None:
         env = monitor_env(self.sim.rest_url, self.sim.ws_url, self.monitor_database, self.data_dir)
-        self.process = MonitorProcess(env, self.data_dir / "monitor.log", fast=True)
-        self.process.start()
-        wait_role(self.database, self.process, "active", timeout_s=30)
-        return self.process
+        for index in range(count):
+            process = MonitorProcess(env, self.data_dir / f"monitor-{index}.log", fast=True)
+            process.start()
+            self.processes.append(process)
+        self.wait_leader()
+
+    def leader(self) -> MonitorProcess | None:
+        """The process whose heartbeat says active (None while nobody leads)."""
+        return next((p for p in self.processes if p.alive() and heartbeat_role(self.database, p) == "active"), None)
+
+    def wait_leader(self, timeout_s: float = 30.0) -> MonitorProcess:
+        deadline = time.monotonic() + timeout_s
+        while (leader := self.leader()) is None:
+            if time.monotonic() > deadline:
+                tails = "\n".join(p.log_tail(30) for p in self.processes)
+                raise AssertionError(f"no monitor process leads after {timeout_s} s:\n{tails}")
+            time.sleep(0.05)
+        return leader
 
     async def restart_exchange(self) -> None:
         """Stop the exchange and start it again on the same port from its saved accounts and prices, as a venue
@@ -244,22 +263,24 @@ class Bench:
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
             self.background.clear()
-        if self.process is not None and not self.process.alive():
-            self.process.start()
-        if self.process is not None:
-            await asyncio.to_thread(wait_role, self.database, self.process, "active", 30.0)
+        for process in self.processes:
+            if not process.alive():
+                process.start()
+        if self.processes:
+            await asyncio.to_thread(self.wait_leader)
 
     async def aclose(self) -> None:
         if self.monitor is not None:
             await self.monitor.shutdown()
-        if self.process is not None and self.process.alive():
-            self.process.kill()
+        for process in self.processes:
+            process.resume()
+            process.kill()
         await self.exchange.aclose()
         self.monitor_database.dispose()
 
 
 @asynccontextmanager
-async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator[Bench]:
+async def bench(database: Database, *, processes: int = 0) -> AsyncIterator[Bench]:
     """A new exchange and an emptied database: what one scenario left never spoils the next."""
     truncate_all(database)
     proxy = PgProxy.for_url(database.engine.url.render_as_string(hide_password=False))
@@ -271,10 +292,10 @@ async def bench(database: Database, *, in_process: bool = True) -> AsyncIterator
         sim.start()
         desk_bench = Bench(sim, database, Path(data_dir), proxy)
         try:
-            if in_process:
-                await desk_bench.start_in_process()
+            if processes:
+                await asyncio.to_thread(desk_bench.start_processes, processes)
             else:
-                await asyncio.to_thread(desk_bench.start_process)
+                await desk_bench.start_in_process()
             yield desk_bench
         finally:
             await desk_bench.aclose()
@@ -316,7 +337,9 @@ class Scenario:
     heal: Callable[[Bench], Awaitable[None]] | None = None  # after the run: clear what it left
     expected_alerts: tuple[str, ...] = ()  # alert titles (substrings) this fault rightly raises
     exits: tuple[str, ...] = ("tp2", "breakeven", "stop")
-    process: bool = False  # against the real monitor process (kill scenarios), else the monitor in this process
+    processes: int = (
+        0  # real `ats monitor` processes (kill and freeze scenarios: 1, or 2 with a standby); 0: in process
+    )
 
 
 async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: random.Random) -> int:
@@ -415,7 +438,7 @@ async def run_scenario(database: Database, scenario: Scenario, runs: int, seed: 
     """`runs` lifecycles under `scenario` on a bench of its own, one position at a time, each to its end.
 
     A run that fails leaves its symbol as it is (the figures count it) and the next run takes another symbol."""
-    async with bench(database, in_process=not scenario.process) as desk_bench:
+    async with bench(database, processes=scenario.processes) as desk_bench:
         return await _runs(desk_bench, scenario, runs, random.Random(seed), first_exit)
 
 

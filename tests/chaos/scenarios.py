@@ -63,6 +63,24 @@ def on_exchange(action_name: str, *args: Any) -> Inject:
     return inject
 
 
+async def silent_listen_key_expiry(bench: Bench, _rng: random.Random) -> int:
+    """The listen key expires without the listenKeyExpired event: the socket stays open and hears nothing more."""
+
+    async def expire(server: SimServer) -> int:
+        return server.expire_listen_keys(silent=True)
+
+    return 1 if await bench.on_exchange(expire) else 0
+
+
+async def black_hole_user_stream(bench: Bench, _rng: random.Random) -> int:
+    """The user stream's socket stays open but is no longer read: no events, and its pings go unanswered."""
+
+    async def stall(server: SimServer) -> int:
+        return server.stall_websockets(None, "/private/*", pings=False)
+
+    return 1 if await bench.on_exchange(stall) else 0
+
+
 def clock_skew(ms: int) -> Inject:
     async def skew(server: SimServer) -> None:
         server.faults.clock_skew_ms = ms
@@ -107,18 +125,37 @@ async def restart_exchange(bench: Bench, _rng: random.Random) -> int:
 
 
 def kill_monitor() -> Inject:
-    """SIGKILL the monitor process; it comes back after a random pause while the market moves on."""
+    """SIGKILL the leading monitor process; it comes back after a random pause while the market moves on."""
 
     async def inject(bench: Bench, rng: random.Random) -> int:
-        process = bench.process
-        assert process is not None, "kill scenarios need the monitor as a process"
-        process.kill()
+        leader = bench.leader()
+        assert leader is not None, "kill scenarios need a monitor process that leads"
+        leader.kill()
 
         async def restart() -> None:
             await asyncio.sleep(rng.uniform(0.0, 1.0))
-            process.start()
+            leader.start()
 
         bench.background.add(asyncio.create_task(restart()))
+        return 1
+
+    return inject
+
+
+def freeze_monitor(seconds: float) -> Inject:
+    """SIGSTOP the leading monitor process for `seconds` (longer than its lease): the standby must take over, and
+    the old leader, woken, must send nothing."""
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        leader = bench.leader()
+        assert leader is not None, "freeze scenarios need a monitor process that leads"
+        leader.freeze()
+
+        async def wake() -> None:
+            await asyncio.sleep(seconds)
+            leader.resume()
+
+        bench.background.add(asyncio.create_task(wake()))
         return 1
 
     return inject
@@ -197,6 +234,8 @@ STREAMS = [
     ),
     Scenario("user_stream_disconnect", AT_TP1, on_exchange("disconnect_websockets", "/private/*")),
     Scenario("listen_key_expiry", AT_TP1, on_exchange("expire_listen_keys")),
+    Scenario("listen_key_silent_expiry", AT_TP1, silent_listen_key_expiry),
+    Scenario("user_stream_black_hole", AT_TP1, black_hole_user_stream, heal=clear_faults),
     Scenario("market_stream_disconnect", AT_TP1, on_exchange("disconnect_websockets", "/market/*")),
 ]
 
@@ -217,9 +256,12 @@ DATABASE = [
 ]
 
 PROCESS = [
-    Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), process=True),
-    Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), process=True),
-    Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), process=True),
+    Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), processes=1),
+    Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), processes=1),
+    Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), processes=1),
+    # The test processes hold a 4 s lease (tests/integration/monitor/processes.py): frozen for 6 s, the standby leads.
+    Scenario("monitor_sigstop_at_tp1", AT_TP1, freeze_monitor(6.0), processes=2),
+    Scenario("monitor_sigstop_at_exit", AT_EXIT, freeze_monitor(6.0), processes=2),
 ]
 
 SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *EXCHANGE, *DATABASE, *PROCESS]
