@@ -9,7 +9,8 @@ limited number of occurrences or until cleared. Kinds:
 - unavailable: HTTP 503 "Service Unavailable." (a definite failure); `execute=True` runs the request anyway.
 - unknown_error: HTTP 503 "Unknown error, please check your request or try again later." (outcome unknown);
   executes the request unless `execute=False`.
-- rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm).
+- rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm). Its Retry-After is
+  `retry_after_s` when given (a storm that tells clients when to come back), else the rest of the weight minute.
 
 `clock_skew_ms` shifts the server's clock for /fapi/v1/time and the recvWindow check.
 """
@@ -41,6 +42,7 @@ class FaultRule:
     status: int = 503
     hold_s: float = 30.0
     mode: str = "hold"  # drop_response: "hold" or "close"
+    retry_after_s: int | None = None  # rate_limit: the Retry-After to announce (None: the rest of the minute)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
@@ -66,6 +68,8 @@ class FaultRule:
         values["kind"] = FaultKind(values["kind"])
         if values.get("mode", "hold") not in ("hold", "close"):
             raise ValueError("mode must be 'hold' or 'close'")
+        if values.get("retry_after_s") is not None and int(values["retry_after_s"]) < 1:
+            raise ValueError("retry_after_s must be at least 1 (Retry-After counts whole seconds)")
         return FaultRule(**values)
 
 
