@@ -18,7 +18,7 @@ from ats.config import ExchangeSettings, LevelSettings, MonitorSettings, RiskLim
 from ats.domain import Band, Direction, Signal, intent_key
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures, budget_scope
-from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
+from ats.exchange.budget import BudgetLimits, BudgetStore, InMemoryBudgetStore, RequestBudget
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
 from ats.lifecycle import OrderState, Policy, Position, Role, open_position
@@ -58,11 +58,24 @@ def sim_settings(rest_url: str, ws_url: str, bar_interval: str = "1h", **monitor
     )
 
 
-def client(rest_url: str, api_key: str, api_secret: str, *, weight_limit: int = 2400) -> BinanceFutures:
-    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports)."""
+def client(
+    rest_url: str,
+    api_key: str,
+    api_secret: str,
+    *,
+    weight_limit: int = 2400,
+    budget_store: BudgetStore | None = None,
+    max_wait_s: float = 90.0,
+) -> BinanceFutures:
+    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports). Its budget
+    is its own unless `budget_store` shares one (db.rate_limits.PostgresBudgetStore: as between processes)."""
     clock = WallClock()
     budget = RequestBudget(
-        InMemoryBudgetStore(), scope=budget_scope(rest_url), clock=clock, limits=BudgetLimits(weight_limit)
+        budget_store or InMemoryBudgetStore(),
+        scope=budget_scope(rest_url),
+        clock=clock,
+        limits=BudgetLimits(weight_limit),
+        max_wait_s=max_wait_s,
     )
     return BinanceFutures(
         rest_url, SecretStr(api_key), SecretStr(api_secret), timeout_s=3.0, clock=clock, budget=budget
@@ -170,11 +183,18 @@ class RunningMonitor:
 
 
 def build_monitor(
-    settings: Settings, api_key: str, api_secret: str, database: Database, metrics: MonitorMetrics
+    settings: Settings,
+    api_key: str,
+    api_secret: str,
+    database: Database,
+    metrics: MonitorMetrics,
+    *,
+    budget_store: BudgetStore | None = None,
+    tuning: Tuning = FAST,
 ) -> Monitor:
-    """A monitor wired like monitor.app's, with the test timings."""
+    """A monitor wired like monitor.app's, with the test timings (unless given others)."""
     clock = WallClock()
-    exchange = client(settings.rest_url, api_key, api_secret)
+    exchange = client(settings.rest_url, api_key, api_secret, budget_store=budget_store)
     listen_keys = ListenKeyTracker(exchange, clock)
     return Monitor(
         settings=settings,
@@ -185,7 +205,7 @@ def build_monitor(
         clock=clock,
         metrics=metrics,
         listen_keys=listen_keys,
-        tuning=FAST,
+        tuning=tuning,
     )
 
 
@@ -196,13 +216,16 @@ async def start_monitor(
     api_secret: str,
     database: Database,
     bar_interval: str = "1h",
+    *,
+    budget_store: BudgetStore | None = None,
+    tuning: Tuning = FAST,
     **monitor: Any,
 ) -> RunningMonitor:
     """The monitor in this event loop (no leader election), after its first reconciliation."""
     settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
     metrics = MonitorMetrics()
     metrics.state.role = "active"
-    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics)
+    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics, budget_store=budget_store, tuning=tuning)
     stop = asyncio.Event()
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()
