@@ -27,7 +27,9 @@ from monitor.worker import Tuning
 from tests.integration.monitor.harness import FAST, Desk, RunningMonitor, breakeven_up, client, start_monitor, wait_for
 
 SYMBOL = "BTCUSDT"
-PRODUCTION_REDRIVE = replace(FAST, pending_interval_s=Tuning.pending_interval_s, pending_age_s=Tuning.pending_age_s)
+PRODUCTION_REDRIVE = replace(
+    FAST, pending_interval_s=Tuning().pending_interval_s, pending_age_s=Tuning().pending_age_s
+)  # and FAST keeps the production re-drive back-off
 STORM_429S = 6  # answers of the storm, one a second: it lasts as long as the stop's retries keep meeting it
 
 
