@@ -86,11 +86,23 @@ class ExchangeSettings(_Section):
     timeout_s: float = Field(10.0, gt=0, le=120)
     weight_limit_per_minute: int = Field(2400, ge=1, description="REQUEST_WEIGHT per IP per minute")
     weight_safety_margin: float = Field(0.2, ge=0, lt=1, description="fraction of the budget kept unused")
+    protective_reserve: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="fraction of the weight and order limits that only stops, closes and reconciliation may use",
+    )
     time_resync_s: float = Field(300.0, gt=0, description="server-time offset re-measure period")
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
         _fill_secrets_from_files(self, ("api_key", "api_secret"))
+        return self
+
+    @model_validator(mode="after")
+    def _budget_left(self) -> Self:
+        if self.weight_safety_margin + self.protective_reserve >= 1:
+            raise ValueError("weight_safety_margin + protective_reserve must stay below 1 (nothing left to use)")
         return self
 
 

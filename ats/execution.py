@@ -16,6 +16,8 @@ sent, shared by the order-placement flow and the monitor, so both behave the sam
   outage); `ExecutionDeferred` tells the caller to try again later.
 - Refusals (-2021 would trigger, -2019 margin, filters, ...) are reported as OrderRejected: the state machine
   decides (a refused stop closes the position at market and alerts).
+- Everything sent from here is protective work for the shared request budget (ats.exchange.budget), except an
+  entry itself: scans and entries that used up their share of the minute never delay a stop or a close.
 
 The journal (db/journal.py) persists each transition with its records (orders, fills, outbox, events) in one
 transaction, under a row lock, so the flow and the monitor can both drive the same position safely.
@@ -41,6 +43,7 @@ from ats.exchange.base import (
     OrderUpdate,
     Trade,
 )
+from ats.exchange.budget import Priority, protective, request_priority
 from ats.exchange.errors import (
     DefiniteFailure,
     DuplicateClientId,
@@ -319,6 +322,7 @@ class Executor:
         _, actions = self._journal.apply(key, event, source=self._source)
         return await self.execute(key, actions)
 
+    @protective
     async def execute(
         self, key: str, actions: Sequence[Action], *, outcomes: Sequence[Event] = ()
     ) -> list[RequestReconcile]:
@@ -341,6 +345,7 @@ class Executor:
                 pending.extend(self._journal.apply(key, event, source=self._source)[1])
         return reconciles
 
+    @protective
     async def redrive(self, key: str, *, resend_entries: bool = True) -> list[RequestReconcile]:
         """Finish what a crash, a timeout or an outage left open: every live leg whose outcome is unknown.
 
@@ -371,6 +376,7 @@ class Executor:
             actions.append(action)
         return await self.execute(key, actions, outcomes=outcomes)
 
+    @protective
     async def refresh(self, key: str, legs: Sequence[LegOrder]) -> list[RequestReconcile]:
         """Look up acknowledged legs the exchange no longer lists as open and apply what became of them.
 
@@ -410,8 +416,11 @@ class Executor:
         if self._journal.record_attempt(cid):
             order = await self._guard(self._exchange.get_order(request.symbol, client_order_id=cid))
         if order is None:
+            # Sending an entry is normal work; whatever follows it (its look-ups, fills, stop) is protective.
+            level = Priority.NORMAL if isinstance(action, PlaceEntry) else Priority.PROTECTIVE
             try:
-                order = await self._send(lambda: self._exchange.new_order(request))
+                with request_priority(level):
+                    order = await self._send(lambda: self._exchange.new_order(request))
             except DuplicateClientId:
                 order = await self._find(lambda: self._exchange.get_order(request.symbol, client_order_id=cid))
             except UnknownOutcome as exc:

@@ -8,6 +8,8 @@ Three checks, each either passing or failing:
 - `monitor-ready`: the active monitor has been ready (streams connected, a recent reconciliation) except for at
   most a grace period, while positions are open.
 - `trading-cycles`: a trading cycle completed within the expected period (one bar interval plus a margin).
+- `exchange-ban`: Binance has not banned this host's IP (a 418 recorded in the shared request budget). While it
+  is banned nothing reaches the exchange, stops cannot be moved and positions cannot be closed by the system.
 
 The shell (db.health) observes the database, calls `assess`, and turns each change of a check's state into one
 notification with `changes`: an alert when a check starts failing, a recovery message when it passes again.
@@ -32,6 +34,7 @@ class Check(StrEnum):
     MONITOR = "monitor"
     MONITOR_READY = "monitor-ready"
     CYCLES = "trading-cycles"
+    EXCHANGE_BAN = "exchange-ban"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Observation:
     open_positions: int  # positions the system manages (recorded open, or entries in flight)
     last_cycle_ms: int | None  # end of the last completed trading cycle
     watching_since_ms: int  # when the checks began: a system that never completed a cycle is late from here
+    banned_until_ms: int = 0  # the end of the latest IP ban Binance answered (418), 0 when there was none
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ RECOVERED = {
     Check.MONITOR: "a monitor is active again",
     Check.MONITOR_READY: "the monitor is ready again",
     Check.CYCLES: "trading cycles complete again",
+    Check.EXCHANGE_BAN: "the exchange ban has ended: requests reach Binance again",
 }
 
 
@@ -181,6 +186,16 @@ def assess(obs: Observation, policy: HealthPolicy) -> Assessment:
             "critical",
             f"monitor not ready for {_ago(obs.now_ms, leader.unready_since_ms)} with {positions}",
             f"{leader.name}: {why}. The exchange-side stops still protect the positions.",
+        )
+    if obs.banned_until_ms > obs.now_ms:
+        findings[Check.EXCHANGE_BAN] = Finding(
+            Check.EXCHANGE_BAN,
+            "critical" if obs.open_positions > 0 else "warning",
+            f"Binance banned this IP for {_ago(obs.banned_until_ms, obs.now_ms)} (HTTP 418)"
+            + (f" with {positions}" if obs.open_positions > 0 else ""),
+            f"Until {format_utc(obs.banned_until_ms)} no request reaches the exchange: stops cannot be moved or "
+            "replaced and positions cannot be closed by the system; the stops already on the exchange still "
+            "protect them. Requests went on after 429 answers: look for 'rate limited by binance' in the logs.",
         )
     if policy.cycle_overdue_s is not None:
         reference = max(obs.last_cycle_ms or 0, obs.watching_since_ms)

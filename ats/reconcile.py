@@ -23,6 +23,7 @@ A pass may cover a few symbols only (`symbols`): the monitor's quick look when a
 
 The planning steps are pure functions (tested without I/O); `reconcile` is the shell over the Exchange protocol,
 the journal and the executor, shared by the monitor and the flow. It imports neither the database nor Prefect.
+Its requests are protective work for the shared request budget: a scan using up the minute never holds it up.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ats.clock import Clock
 from ats.config import Settings
 from ats.domain import Band, Signal, SymbolRules, is_own_client_id
 from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade
+from ats.exchange.budget import protective
 from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of
 from ats.lifecycle import (
     Action,
@@ -380,6 +382,7 @@ def _no_guard(_key: str) -> AbstractAsyncContextManager[object]:
     return contextlib.nullcontext()
 
 
+@protective
 async def reconcile(
     exchange: Exchange,
     journal: ReconcileJournal,

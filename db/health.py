@@ -29,7 +29,7 @@ from ats.health import (
 from ats.health import entry_refusal as refusal_for
 from db.journal import enqueue_notification
 from db.lease import lease_holder
-from db.models import FlowRunRow, HealthCheckRow, PositionRow, WorkerHeartbeatRow
+from db.models import FlowRunRow, HealthCheckRow, PositionRow, RateLimitStateRow, WorkerHeartbeatRow
 from db.session import Database, advisory_xact_lock
 
 TRADING_CYCLE = "trading-cycle"
@@ -82,7 +82,8 @@ def _beat(row: WorkerHeartbeatRow) -> MonitorBeat:
 
 
 def observe(session: Session, account: str, now_ms: int) -> Observation:
-    """What the checks look at: the monitors' heartbeats and lease, open positions, the last completed cycle."""
+    """What the checks look at: the monitors' heartbeats and lease, open positions, the last completed cycle, and
+    the latest IP ban recorded in the shared request budget (it is the host's, whatever the account)."""
     heartbeats = session.scalars(select(WorkerHeartbeatRow).where(WorkerHeartbeatRow.account == account)).all()
     open_positions = session.scalar(
         select(func.count()).where(PositionRow.account == account, PositionRow.closed_at.is_(None))
@@ -104,6 +105,7 @@ def observe(session: Session, account: str, now_ms: int) -> Observation:
         open_positions=int(open_positions or 0),
         last_cycle_ms=datetime_to_ms(last_cycle) if last_cycle is not None else None,
         watching_since_ms=datetime_to_ms(watching_since) if watching_since is not None else now_ms,
+        banned_until_ms=int(session.scalar(select(func.max(RateLimitStateRow.banned_until_ms))) or 0),
     )
 
 

@@ -23,7 +23,7 @@ from ats.clock import Clock, WallClock
 from ats.config import ConfigError, Settings
 from ats.emergency import CloseAllReport, close_all_alert, closing_orders, symbols_to_cancel
 from ats.exchange.binance import BinanceFutures
-from ats.exchange.budget import FallbackBudgetStore
+from ats.exchange.budget import FallbackBudgetStore, Priority
 from ats.exchange.errors import ExchangeError
 from ats.execution import ExecutionDeferred, Executor
 from ats.lifecycle import CloseRequested
@@ -123,7 +123,8 @@ async def open_emergency(
         log.warning(f"database unavailable ({error}): closing through the exchange alone, nothing is recorded")
     clock = WallClock()
     store = FallbackBudgetStore(PostgresBudgetStore(database.engine) if database is not None else None)
-    exchange = BinanceFutures.from_settings(settings, clock=clock, budget_store=store)
+    # Everything an emergency stop sends is protective: it never waits behind scans for the request budget.
+    exchange = BinanceFutures.from_settings(settings, clock=clock, budget_store=store, priority=Priority.PROTECTIVE)
     try:
         yield Emergency(settings, exchange, clock, database, error, source=source, log=log)
     finally:

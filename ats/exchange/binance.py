@@ -1,10 +1,12 @@
 """The Binance USDⓈ-M futures REST client: the `Exchange` that trades real money (and paper on the sim).
 
 One shared httpx.AsyncClient (connection pool, timeouts). Every request first reserves its weight in the
-shared `RequestBudget`, signed ones carry a server-synchronised timestamp, and every answer is mapped to a
+shared `RequestBudget` at its priority (`ats.exchange.budget.request_priority` around the caller, else the
+client's default), signed ones carry a server-synchronised timestamp, and every answer is mapped to a
 typed value or a typed error (ats.exchange.errors). The client retries only where that cannot change the
-outcome: one retry after -1021 (clock resync), after a 429 back-off, and reads after transient failures.
-Writes are never retried here; after `UnknownOutcome` the caller looks the order up by its client id.
+outcome: one retry after -1021 (clock resync), after a 429 back-off (normal requests twice, protective ones
+until the exchange takes them or `protective_patience_s` has passed), and reads after transient failures.
+Writes are never retried here otherwise; after `UnknownOutcome` the caller looks the order up by its client id.
 """
 
 from __future__ import annotations
@@ -44,7 +46,16 @@ from ats.exchange.base import (
     Ticker24h,
     Trade,
 )
-from ats.exchange.budget import BudgetLimits, BudgetStore, InMemoryBudgetStore, RequestBudget
+from ats.exchange.budget import (
+    BudgetLimits,
+    BudgetStore,
+    InMemoryBudgetStore,
+    Priority,
+    RequestBudget,
+    current_priority,
+    request_priority,
+    retry_after_429,
+)
 from ats.exchange.errors import (
     NO_CHANGE_CODES,
     ExchangeError,
@@ -229,11 +240,15 @@ class BinanceFutures:
         time_resync_s: float = 300.0,
         read_retries: int = 2,
         rate_limit_retries: int = 2,
+        protective_patience_s: float = 90.0,
+        priority: Priority = Priority.NORMAL,
         transport: httpx.AsyncBaseTransport | None = None,
         write_guard: Callable[[str, str], None] | None = None,
     ) -> None:
         """`write_guard(method, path)` runs just before every request that is not a GET leaves the process; raising
-        refuses it (the monitor's fence: a process that lost its leadership sends nothing)."""
+        refuses it (the monitor's fence: a process that lost its leadership sends nothing). `priority` applies to
+        requests made outside any `request_priority` block (the emergency close-all's client makes everything
+        protective)."""
         self._rest_url = rest_url.rstrip("/")
         self._clock = clock or WallClock()
         self._api_key = api_key
@@ -246,6 +261,8 @@ class BinanceFutures:
         self._read_retries = read_retries
         self._rate_limit_retries = rate_limit_retries
         self._write_guard = write_guard
+        self._protective_patience_s = protective_patience_s
+        self._priority = priority
         self._budget = budget or RequestBudget(
             InMemoryBudgetStore(), scope=budget_scope(self._rest_url), clock=self._clock
         )
@@ -269,6 +286,7 @@ class BinanceFutures:
         *,
         clock: Clock | None = None,
         budget_store: BudgetStore | None = None,
+        priority: Priority = Priority.NORMAL,
         transport: httpx.AsyncBaseTransport | None = None,
         write_guard: Callable[[str, str], None] | None = None,
     ) -> BinanceFutures:
@@ -281,7 +299,9 @@ class BinanceFutures:
             scope=budget_scope(settings.rest_url),
             clock=clock,
             limits=BudgetLimits(
-                weight_per_minute=exchange.weight_limit_per_minute, safety_margin=exchange.weight_safety_margin
+                weight_per_minute=exchange.weight_limit_per_minute,
+                safety_margin=exchange.weight_safety_margin,
+                protective_reserve=exchange.protective_reserve,
             ),
         )
         return cls(
@@ -294,6 +314,7 @@ class BinanceFutures:
             budget=budget,
             key_type=exchange.key_type,
             time_resync_s=exchange.time_resync_s,
+            priority=priority,
             transport=transport,
             write_guard=write_guard,
         )
@@ -336,6 +357,8 @@ class BinanceFutures:
     ) -> Any:
         """Send one request (with the retries that cannot change its outcome) and return the JSON answer."""
         mutating = method != "GET"
+        level = current_priority(self._priority)
+        started = self._clock.monotonic()
         resynced = False
         rate_limited = 0
         read_failures = 0
@@ -343,14 +366,24 @@ class BinanceFutures:
             if signed:
                 await self._ensure_time_synced()
             try:
-                return await self._send(method, path, params or {}, signed, api_key, weight, orders)
+                return await self._send(method, path, params or {}, signed, api_key, weight, orders, level)
             except ExchangeError as exc:
                 if exc.code == -1021 and signed and not resynced:
                     log.warning("timestamp rejected, resyncing server time", path=path)
                     resynced = True
                     await self.sync_time()
                     continue
-                if isinstance(exc, RateLimited) and rate_limited < self._rate_limit_retries:
+                if (
+                    isinstance(exc, RateLimited)
+                    and exc.http_status == 429
+                    and retry_after_429(
+                        level,
+                        rate_limited,
+                        self._clock.monotonic() - started,
+                        normal_retries=self._rate_limit_retries,
+                        patience_s=self._protective_patience_s,
+                    )
+                ):
                     rate_limited += 1
                     continue  # the next acquire() waits out the back-off recorded in the budget
                 if isinstance(exc, ExchangeUnavailable) and not mutating and read_failures < self._read_retries:
@@ -368,9 +401,10 @@ class BinanceFutures:
         api_key: bool,
         weight: int,
         orders: int,
+        priority: Priority,
     ) -> Any:
         mutating = method != "GET"
-        await self._budget.acquire(weight, orders)
+        await self._budget.acquire(weight, orders, priority)
         if signed:
             query = signed_query(
                 params, timestamp_ms=self.server_now_ms(), recv_window_ms=self._recv_window_ms, signer=self._signer
@@ -417,7 +451,13 @@ class BinanceFutures:
         code, msg = _error_body(response)
         if response.status_code == 429:
             retry_after = _retry_after_s(response)
-            log.warning("rate limited by binance", path=path, retry_after_s=retry_after, code=code)
+            log.warning(
+                "rate limited by binance",
+                path=path,
+                retry_after_s=retry_after,
+                code=code,
+                priority=priority.name.lower(),
+            )
             await self._budget.rate_limited(retry_after)
             raise RateLimited(msg, retry_after_s=retry_after, code=code, http_status=429)
         if response.status_code == 418 or (code == -1003 and banned_until_ms(msg) is not None):
@@ -425,7 +465,7 @@ class BinanceFutures:
             until = banned_until_ms(msg) or (
                 self._budget.now_ms() + (int(retry_after * 1000) if retry_after else DEFAULT_BAN_MS)
             )
-            log.error("ip banned by binance: all requests stop until the ban ends", until_ms=until)
+            log.error("ip banned by binance: all requests stop until the ban ends", until_ms=until, path=path)
             await self._budget.banned(until)
             raise IpBanned(msg, until_ms=until, code=code, http_status=response.status_code)
         raise error_for(response.status_code, code, msg, mutating=mutating)
@@ -836,9 +876,12 @@ class BinanceFutures:
 
     # ------------------------------------------------------------------------------------------ listenKey
 
+    # The user stream is how fills are seen: its key is protective work.
+
     async def create_listen_key(self) -> str:
         """POST /fapi/v1/listenKey: a new key, or the active one extended (it is per API key)."""
-        body = await self._request("POST", "/fapi/v1/listenKey", api_key=True)
+        with request_priority(Priority.PROTECTIVE):
+            body = await self._request("POST", "/fapi/v1/listenKey", api_key=True)
         key = body.get("listenKey") if isinstance(body, dict) else None
         if not isinstance(key, str) or not key:
             raise UnknownOutcome("POST /fapi/v1/listenKey: the answer carries no listenKey")
@@ -851,7 +894,8 @@ class BinanceFutures:
         Whoever holds a stream on the old key must reconnect when `listen_key` changed.
         """
         try:
-            await self._request("PUT", "/fapi/v1/listenKey", api_key=True)
+            with request_priority(Priority.PROTECTIVE):
+                await self._request("PUT", "/fapi/v1/listenKey", api_key=True)
         except ListenKeyNotFound:
             log.warning("listenKey expired on the exchange, creating a new one")
             await self.create_listen_key()

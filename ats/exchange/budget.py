@@ -5,16 +5,28 @@ answers 429, and continuing after 429s earns an IP ban (418) of 2 minutes up to 
 reserves weight before it sends, records what the exchange reports back, and honours back-offs and bans
 recorded by any other process. The arithmetic lives in pure functions over `BudgetState`; the state itself
 lives in a `BudgetStore` (one row per scope, updated atomically), in memory here and in PostgreSQL in db/.
+
+Every request carries a `Priority`. Protective work (placing and cancelling stops and take-profits, closing
+positions, the look-ups that finish such work, reconciliation, the user stream's listenKey) may use the whole
+usable budget; normal work (market data, scans, entries) stops short of it by `protective_reserve`, so a scan
+that uses up its share of the minute never delays a stop. After a 429 the exchange refuses everything from the
+IP, so no reserve helps there: protective requests go again the moment the back-off ends (normal ones a little
+later) and keep going, without a growing back-off of their own, until the exchange takes them. The priority is
+set for a block of work with `request_priority(...)` (a context variable, so it follows the work into the tasks
+it starts) and read by the client for each request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from enum import IntEnum
+from typing import ParamSpec, Protocol, TypeVar
 
 from ats.clock import Clock
 from ats.exchange.errors import IpBanned, RateLimited
@@ -23,9 +35,48 @@ from ats.log import get_logger
 log = get_logger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 MINUTE_MS = 60_000
 TEN_SECONDS_MS = 10_000
+
+
+class Priority(IntEnum):
+    """Who may use the last part of the budget (see the module docstring)."""
+
+    NORMAL = 0  # market data, scans, warming the scorer, entries
+    PROTECTIVE = 1  # stops, take-profits, cancels, closes, their look-ups, reconciliation, the listenKey
+
+
+_PRIORITY: ContextVar[Priority | None] = ContextVar("ats_request_priority", default=None)
+
+
+@contextlib.contextmanager
+def request_priority(level: Priority) -> Iterator[None]:
+    """Requests sent inside this block (and by the tasks it starts) carry `level`."""
+    token = _PRIORITY.set(level)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
+def protective(work: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Decorates an async function whose every request is protective work."""
+
+    @functools.wraps(work)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with request_priority(Priority.PROTECTIVE):
+            return await work(*args, **kwargs)
+
+    return run
+
+
+def current_priority(default: Priority = Priority.NORMAL) -> Priority:
+    """The priority set by the innermost `request_priority` block around the caller, else `default`."""
+    level = _PRIORITY.get()
+    return default if level is None else level
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +156,18 @@ class BudgetLimits:
     weight_per_minute: int = 2400
     orders_per_10s: int = 300
     orders_per_minute: int = 1200
-    safety_margin: float = 0.2  # fraction of every limit left unused
+    safety_margin: float = 0.2  # fraction of every limit nobody uses (other users of the IP, counting lag)
+    protective_reserve: float = 0.15  # fraction of every limit that only protective work may use
+    resume_gap_ms: int = 1000  # after a 429 back-off, normal work resumes this much later than protective work
 
-    def usable(self, limit: int) -> int:
-        return max(1, math.floor(limit * (1.0 - self.safety_margin)))
+    def __post_init__(self) -> None:
+        if self.safety_margin < 0 or self.protective_reserve < 0 or self.safety_margin + self.protective_reserve >= 1:
+            raise ValueError("the safety margin and the protective reserve must be >= 0 and leave some budget")
+
+    def cap(self, limit: int, priority: Priority) -> int:
+        """How much of `limit` requests of this priority may use: normal work leaves the protective reserve."""
+        unused = self.safety_margin + (0.0 if priority is Priority.PROTECTIVE else self.protective_reserve)
+        return max(1, math.floor(limit * (1.0 - unused) + 1e-9))
 
 
 # ------------------------------------------------------------------------------------------ pure functions
@@ -139,25 +198,36 @@ class Reservation:
 
 
 def reserve(
-    state: BudgetState, now_ms: int, weight: int, orders: int, limits: BudgetLimits
+    state: BudgetState,
+    now_ms: int,
+    weight: int,
+    orders: int,
+    limits: BudgetLimits,
+    priority: Priority = Priority.NORMAL,
 ) -> tuple[BudgetState, Reservation]:
-    """Take `weight` and `orders` from the budget if they fit; otherwise say how long to wait."""
+    """Take `weight` and `orders` from the budget if they fit under this priority's caps; otherwise say how long
+    to wait. Normal work also waits `resume_gap_ms` past a 429 back-off, so that protective work goes first and
+    only one request meets a 429 storm that has not ended yet."""
     if state.banned_until_ms > now_ms:
         return state, Reservation(banned_until_ms=state.banned_until_ms, reason="ip banned")
-    if state.backoff_until_ms > now_ms:
-        return state, Reservation(wait_ms=state.backoff_until_ms - now_ms, reason="backing off after 429")
+    resume = state.backoff_until_ms
+    if resume and priority is not Priority.PROTECTIVE:
+        resume += limits.resume_gap_ms
+    if resume > now_ms:
+        return state, Reservation(wait_ms=resume - now_ms, reason="backing off after 429")
     state = roll(state, now_ms)
     next_minute = state.window_start_ms + MINUTE_MS
-    weight_cap = limits.usable(limits.weight_per_minute)
+    kept = "" if priority is Priority.PROTECTIVE else "; the rest is kept for protective work"
+    weight_cap = limits.cap(limits.weight_per_minute, priority)
     # A request heavier than the whole usable budget still goes out, alone, at the start of a window.
     if weight > 0 and state.used_weight > 0 and state.used_weight + weight > weight_cap:
-        return state, Reservation(wait_ms=next_minute - now_ms, reason="request weight budget used up")
+        return state, Reservation(wait_ms=next_minute - now_ms, reason=f"request weight budget used up{kept}")
     if orders > 0:
-        if state.orders_1m + orders > limits.usable(limits.orders_per_minute):
-            return state, Reservation(wait_ms=next_minute - now_ms, reason="order budget (1 min) used up")
-        if state.orders_10s + orders > limits.usable(limits.orders_per_10s):
+        if state.orders_1m + orders > limits.cap(limits.orders_per_minute, priority):
+            return state, Reservation(wait_ms=next_minute - now_ms, reason=f"order budget (1 min) used up{kept}")
+        if state.orders_10s + orders > limits.cap(limits.orders_per_10s, priority):
             wait = state.orders_10s_start_ms + TEN_SECONDS_MS - now_ms
-            return state, Reservation(wait_ms=wait, reason="order budget (10 s) used up")
+            return state, Reservation(wait_ms=wait, reason=f"order budget (10 s) used up{kept}")
     granted = replace(
         state,
         used_weight=state.used_weight + weight,
@@ -165,6 +235,20 @@ def reserve(
         orders_10s=state.orders_10s + orders,
     )
     return granted, Reservation()
+
+
+def retry_after_429(
+    priority: Priority, retries: int, waited_s: float, *, normal_retries: int, patience_s: float
+) -> bool:
+    """After a 429, whether to send the request again once the back-off it recorded has passed.
+
+    Normal work gives up after `normal_retries` (whoever asked comes back later). Protective work keeps going for
+    `patience_s`: a stop then goes out at the first moment the exchange takes requests again, instead of on a
+    re-drive's schedule that grows with every failure.
+    """
+    if priority is Priority.PROTECTIVE:
+        return waited_s < patience_s
+    return retries < normal_retries
 
 
 def observe(
@@ -189,6 +273,22 @@ def observe(
     )
 
 
+def adds_to(
+    state: BudgetState,
+    now_ms: int,
+    *,
+    used_weight: int | None = None,
+    orders_10s: int | None = None,
+    orders_1m: int | None = None,
+) -> bool:
+    """Whether the exchange's counters say more than `state`, a state the store held earlier in this window.
+
+    Within a window the store's counters only grow, so when they do not, folding them in cannot change the store
+    and the write can be skipped.
+    """
+    return observe(state, now_ms, used_weight=used_weight, orders_10s=orders_10s, orders_1m=orders_1m) != state
+
+
 def back_off(state: BudgetState, now_ms: int, retry_after_ms: int | None) -> BudgetState:
     """After a 429: pause every process until Retry-After, or else until the weight window turns over."""
     if retry_after_ms is None or retry_after_ms <= 0:
@@ -210,6 +310,8 @@ class RequestBudget:
     """Reserves budget before each request and records what the exchange says; shared through a store.
 
     Windows are measured in server time: the client tells the budget its clock offset after each sync.
+    The last state read from the store is kept, so an answer whose weight headers tell nothing new (the usual
+    case: every request was reserved before it was sent) costs no second round trip to the store.
     """
 
     def __init__(
@@ -227,6 +329,7 @@ class RequestBudget:
         self.limits = limits or BudgetLimits()
         self._max_wait_ms = int(max_wait_s * 1000)
         self._offset_ms = 0
+        self._seen: BudgetState | None = None  # the store's state after this process's last update
 
     @property
     def scope(self) -> str:
@@ -238,11 +341,21 @@ class RequestBudget:
     def now_ms(self) -> int:
         return self._clock.now_ms() + self._offset_ms
 
-    async def acquire(self, weight: int, orders: int = 0) -> None:
+    async def _update(self, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T:
+        def tracked(state: BudgetState) -> tuple[BudgetState, tuple[BudgetState, T]]:
+            new_state, result = change(state)
+            return new_state, (new_state, result)
+
+        self._seen, result = await self._store.update(self._scope, tracked)
+        return result
+
+    async def acquire(self, weight: int, orders: int = 0, priority: Priority = Priority.NORMAL) -> None:
         """Wait until the request fits; raise IpBanned during a ban, RateLimited if the wait is too long."""
         while True:
-            take = functools.partial(reserve, now_ms=self.now_ms(), weight=weight, orders=orders, limits=self.limits)
-            reservation = await self._store.update(self._scope, take)
+            take = functools.partial(
+                reserve, now_ms=self.now_ms(), weight=weight, orders=orders, limits=self.limits, priority=priority
+            )
+            reservation = await self._update(take)
             if reservation.granted:
                 return
             if reservation.banned_until_ms:
@@ -255,18 +368,26 @@ class RequestBudget:
                     f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s is longer than allowed",
                     retry_after_s=reservation.wait_ms / 1000,
                 )
-            log.info("waiting for request budget", reason=reservation.reason, wait_s=reservation.wait_ms / 1000)
+            log.info(
+                "waiting for request budget",
+                reason=reservation.reason,
+                wait_s=reservation.wait_ms / 1000,
+                priority=priority.name.lower(),
+            )
             await self._clock.sleep(reservation.wait_ms / 1000)
 
     async def record(self, *, used_weight: int | None, orders_10s: int | None, orders_1m: int | None) -> None:
         if used_weight is None and orders_10s is None and orders_1m is None:
             return
         now = self.now_ms()
+        counts = {"used_weight": used_weight, "orders_10s": orders_10s, "orders_1m": orders_1m}
+        if self._seen is not None and not adds_to(self._seen, now, **counts):
+            return
 
         def fold(state: BudgetState) -> tuple[BudgetState, None]:
-            return observe(state, now, used_weight=used_weight, orders_10s=orders_10s, orders_1m=orders_1m), None
+            return observe(state, now, **counts), None
 
-        await self._store.update(self._scope, fold)
+        await self._update(fold)
 
     async def rate_limited(self, retry_after_s: float | None) -> None:
         now = self.now_ms()
@@ -275,10 +396,10 @@ class RequestBudget:
         def pause(state: BudgetState) -> tuple[BudgetState, None]:
             return back_off(state, now, retry_ms), None
 
-        await self._store.update(self._scope, pause)
+        await self._update(pause)
 
     async def banned(self, until_ms: int) -> None:
         def stop(state: BudgetState) -> tuple[BudgetState, None]:
             return ban(state, until_ms), None
 
-        await self._store.update(self._scope, stop)
+        await self._update(stop)

@@ -9,7 +9,8 @@ limited number of occurrences or until cleared. Kinds:
 - unavailable: HTTP 503 "Service Unavailable." (a definite failure); `execute=True` runs the request anyway.
 - unknown_error: HTTP 503 "Unknown error, please check your request or try again later." (outcome unknown);
   executes the request unless `execute=False`.
-- rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm).
+- rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm). Its Retry-After is
+  `retry_after_s` when given (a storm that tells clients when to come back), else the rest of the weight minute.
 - malformed: an answer no Binance client expects, as a gateway or a bug between client and venue gives; executes
   the request unless `execute=False`. `shape`: "html" (an HTML error page with `status`, e.g. 502),
   "empty" (200 with no body), "missing_fields" (200 with the JSON object's fields dropped but one).
@@ -54,6 +55,7 @@ class FaultRule:
     hold_s: float = 30.0
     mode: str = "hold"  # drop_response: "hold" or "close"
     shape: str = "html"  # malformed: "html", "empty" or "missing_fields"
+    retry_after_s: int | None = None  # rate_limit: the Retry-After to announce (None: the rest of the minute)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
@@ -81,6 +83,8 @@ class FaultRule:
             raise ValueError("mode must be 'hold' or 'close'")
         if values.get("shape", "html") not in MALFORMED_SHAPES:
             raise ValueError(f"shape must be one of {', '.join(MALFORMED_SHAPES)}")
+        if values.get("retry_after_s") is not None and int(values["retry_after_s"]) < 1:
+            raise ValueError("retry_after_s must be at least 1 (Retry-After counts whole seconds)")
         return FaultRule(**values)
 
 

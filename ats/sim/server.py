@@ -98,7 +98,7 @@ class SimConfig:
     weight_limit: int = 2400  # REQUEST_WEIGHT per minute per IP
     order_limit_10s: int = 300
     order_limit_1m: int = 1200
-    bans_after_429: int = 3  # further requests after this many 429s in a window earn a 418
+    bans_after_429: int = 3  # a client that keeps sending before Retry-After past this many 429s earns a 418
     ban_seconds: float = 120.0
     listen_key_ttl_s: float = 3600.0
     ws_ping_interval_s: float = 180.0
@@ -125,7 +125,7 @@ class RateLimiter:
         self.config = config
         self.clock = clock
         self.weight: dict[str, tuple[int, int]] = {}  # ip -> (minute, used)
-        self.rejections: dict[str, tuple[int, int]] = {}  # ip -> (minute, 429s)
+        self.rejections: dict[str, tuple[int, int]] = {}  # ip -> (Retry-After end announced last, 429s ignoring it)
         self.banned_until: dict[str, int] = {}  # ip -> ms
         self.orders: dict[str, deque[int]] = {}  # api key -> order times (ms)
 
@@ -152,12 +152,16 @@ class RateLimiter:
             return None
         return until
 
-    def record_429(self, ip: str) -> int | None:
-        """Count a 429; returns the ban end (ms) once the client keeps going past the limit."""
-        minute = self.clock.now_ms() // 60_000
-        window, count = self.rejections.get(ip, (minute, 0))
-        count = count + 1 if window == minute else 1
-        self.rejections[ip] = (minute, count)
+    def record_429(self, ip: str, retry_after_s: int) -> int | None:
+        """Count a 429; returns the ban end (ms) once the client keeps going past the limit.
+
+        Binance bans for "failing to back off after receiving 429s": a request sent before the Retry-After of the
+        previous 429 ended adds to the count, one sent after it starts the count again.
+        """
+        now = self.clock.now_ms()
+        retry_at, count = self.rejections.get(ip, (0, 0))
+        count = count + 1 if now < retry_at else 1
+        self.rejections[ip] = (now + retry_after_s * 1000, count)
         if count > self.config.bans_after_429:
             until = self.clock.now_ms() + round(self.config.ban_seconds * 1000)
             self.banned_until[ip] = until
@@ -690,7 +694,7 @@ class SimServer:
         used = self.limits.add_weight(ip, weight)
         headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         if storm is not None or used > self.config.weight_limit:
-            await self._too_many(send, ip, headers)
+            await self._too_many(send, ip, headers, storm.retry_after_s if storm is not None else None)
             return
         try:
             engine, api_key = self._authenticate(endpoint, request, params, raw_query, raw_body)
@@ -734,9 +738,9 @@ class SimServer:
         except SimError as exc:
             await _respond(send, exc.http_status, {"code": exc.code, "msg": exc.msg}, headers)
 
-    async def _too_many(self, send: Send, ip: str, headers: dict[str, str]) -> None:
-        until = self.limits.record_429(ip)
-        retry = self.limits.retry_after_s()
+    async def _too_many(self, send: Send, ip: str, headers: dict[str, str], retry_after_s: int | None) -> None:
+        retry = retry_after_s or self.limits.retry_after_s()
+        until = self.limits.record_429(ip, retry)
         body = {
             "code": -1003,
             "msg": f"Too many requests; current limit of IP({ip}) request weight per minute is "

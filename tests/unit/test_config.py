@@ -47,6 +47,11 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"ATS_MIN_SCORE": "101"}, "min_score", "ATS_MIN_SCORE"),
         ({"ATS_BAR_INTERVAL": "7m"}, "bar_interval", "ATS_BAR_INTERVAL"),
         ({"ATS_LEVELS__TP1_PCT": "9", "ATS_LEVELS__TP2_PCT": "8"}, "levels.tp2_pct", "ATS_LEVELS__TP2_PCT"),
+        (
+            {"ATS_EXCHANGE__WEIGHT_SAFETY_MARGIN": "0.5", "ATS_EXCHANGE__PROTECTIVE_RESERVE": "0.5"},
+            "protective_reserve",
+            "ATS_EXCHANGE",
+        ),
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ats.config import load_settings
 from ats.health import (
     Assessment,
@@ -120,6 +122,22 @@ def test_an_unknown_check_keeps_its_state_no_false_recovery() -> None:
     monitor_died = assess(observe(positions=1), POLICY)
     told = changes(was_unready, monitor_died, NOW)
     assert [(c.check, c.failing) for c in told] == [(Check.MONITOR, True)]
+
+
+def test_an_exchange_ban_is_told_at_once_and_its_end_too() -> None:
+    banned = assess(replace(observe(leader(), positions=2), banned_until_ms=NOW + 120 * S), POLICY)
+    finding = banned.findings[Check.EXCHANGE_BAN]
+    assert finding.severity == "critical"
+    assert finding.title == "Binance banned this IP for 2 min (HTTP 418) with 2 open positions"
+    assert "stops cannot be moved" in finding.detail
+    told = changes({}, banned, NOW)
+    assert [(c.check, c.failing) for c in told] == [(Check.EXCHANGE_BAN, True)]
+    idle = assess(replace(observe(leader()), banned_until_ms=NOW + 30 * S), POLICY).findings[Check.EXCHANGE_BAN]
+    assert idle.severity == "warning"
+    over = assess(replace(observe(leader(), positions=2), banned_until_ms=NOW), POLICY)
+    recovered = changes({Check.EXCHANGE_BAN: CheckState(True, NOW - 120 * S)}, over, NOW)
+    assert [(c.check, c.failing) for c in recovered] == [(Check.EXCHANGE_BAN, False)]
+    assert "requests reach Binance again" in render(recovered[0].note)
 
 
 def test_the_policy_follows_the_bar_interval_unless_configured() -> None:

@@ -1,18 +1,25 @@
-"""The watchdog's shell on the real PostgreSQL: the leader lease as the database's clock sees it, the guard, and
-several watchers at once telling each change once."""
+"""The watchdog's shell on the real PostgreSQL: the leader lease as the database's clock sees it, the guard,
+several watchers at once telling each change once, and an IP ban answered by the exchange told at once."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from ats.clock import WallClock, datetime_to_ms
-from ats.health import HealthPolicy
+from ats.exchange.binance import BinanceFutures, budget_scope
+from ats.exchange.budget import RequestBudget
+from ats.exchange.errors import IpBanned
+from ats.health import Check, HealthPolicy
 from ats.leadership import Busy, Held
+from ats.sim.server import SimServer
 from db.health import check_health, entry_refusal
 from db.lease import claim, lease_holder
 from db.models import HealthCheckRow, NotificationRow
+from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from tests.fixtures.monitor import MonitorStandIn
 
@@ -65,3 +72,25 @@ def test_watchers_running_at_once_tell_each_change_once_and_the_recovery_once(db
     assert texts[1].startswith("✅ <b>Recovered</b>: a monitor is active again")
     assert monitor_check is not None
     assert monitor_check.failing is False
+
+
+async def test_an_ip_ban_answered_by_the_exchange_is_told_at_once_and_its_end_too(db: Database, sim: SimServer) -> None:
+    clock = WallClock()
+    budget = RequestBudget(PostgresBudgetStore(db.engine), scope=budget_scope(sim.rest_url), clock=clock)
+    until = clock.now_ms() + 120_000
+    sim.limits.banned_until["127.0.0.1"] = until  # this IP kept sending after 429s
+    async with BinanceFutures(
+        sim.rest_url, SecretStr(sim.api_key), SecretStr(sim.api_secret), clock=clock, budget=budget
+    ) as client:
+        with pytest.raises(IpBanned):
+            await client.server_time()
+    with MonitorStandIn(db):
+        told = check_health(db, "main", POLICY, clock.now_ms())
+        assert [(c.check, c.failing) for c in told] == [(Check.EXCHANGE_BAN, True)]
+        assert check_health(db, "main", POLICY, clock.now_ms()) == []  # told once
+        over = check_health(db, "main", POLICY, until + 1000)  # (the stand-in's heartbeat is old by then)
+    assert [c.failing for c in over if c.check is Check.EXCHANGE_BAN] == [False]
+    with db.session() as session:
+        texts = session.scalars(select(NotificationRow.text).order_by(NotificationRow.id)).all()
+    assert texts[0].startswith("⚠️ <b>Alert</b>: Binance banned this IP for")
+    assert any(text.startswith("✅ <b>Recovered</b>: the exchange ban has ended") for text in texts[1:])

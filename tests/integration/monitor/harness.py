@@ -18,7 +18,7 @@ from ats.config import ExchangeSettings, LevelSettings, MonitorSettings, RiskLim
 from ats.domain import Band, Direction, Signal, intent_key
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures, budget_scope
-from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
+from ats.exchange.budget import BudgetLimits, BudgetStore, InMemoryBudgetStore, RequestBudget
 from ats.exchange.streams import USER_PING_INTERVAL_S, BinanceMarketStream, BinanceUserStream
 from ats.execution import ExecutionSettings, Executor, action_for_leg
 from ats.leadership import Fence
@@ -60,13 +60,25 @@ def sim_settings(rest_url: str, ws_url: str, bar_interval: str = "1h", **monitor
 
 
 def client(
-    rest_url: str, api_key: str, api_secret: str, *, weight_limit: int = 2400, fence: Fence | None = None
+    rest_url: str,
+    api_key: str,
+    api_secret: str,
+    *,
+    weight_limit: int = 2400,
+    budget_store: BudgetStore | None = None,
+    max_wait_s: float = 90.0,
+    fence: Fence | None = None,
 ) -> BinanceFutures:
-    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports); its
+    """A REST client; `weight_limit` must match the sim's (the client honours the IP weight it reports). Its budget
+    is its own unless `budget_store` shares one (db.rate_limits.PostgresBudgetStore: as between processes); its
     writes go through `fence` when given (the active monitor's)."""
     clock = WallClock()
     budget = RequestBudget(
-        InMemoryBudgetStore(), scope=budget_scope(rest_url), clock=clock, limits=BudgetLimits(weight_limit)
+        budget_store or InMemoryBudgetStore(),
+        scope=budget_scope(rest_url),
+        clock=clock,
+        limits=BudgetLimits(weight_limit),
+        max_wait_s=max_wait_s,
     )
     return BinanceFutures(
         rest_url,
@@ -187,12 +199,14 @@ def build_monitor(
     metrics: MonitorMetrics,
     fence: Fence | None = None,
     *,
+    budget_store: BudgetStore | None = None,
     tuning: Tuning = FAST,
     user_ping_s: float = USER_PING_INTERVAL_S,
 ) -> Monitor:
-    """A monitor wired like monitor.app's, with the test timings (and the supervisor's fence, when it has one)."""
+    """A monitor wired like monitor.app's, with the test timings unless given others (and the supervisor's fence,
+    when it has one)."""
     clock = WallClock()
-    exchange = client(settings.rest_url, api_key, api_secret, fence=fence)
+    exchange = client(settings.rest_url, api_key, api_secret, budget_store=budget_store, fence=fence)
     listen_keys = ListenKeyTracker(exchange, clock)
     return Monitor(
         settings=settings,
@@ -215,6 +229,7 @@ async def start_monitor(
     database: Database,
     bar_interval: str = "1h",
     *,
+    budget_store: BudgetStore | None = None,
     tuning: Tuning = FAST,
     user_ping_s: float = USER_PING_INTERVAL_S,
     **monitor: Any,
@@ -223,7 +238,16 @@ async def start_monitor(
     settings = sim_settings(rest_url, ws_url, bar_interval, **{"reconcile_interval_s": 600.0, **monitor})
     metrics = MonitorMetrics()
     metrics.state.role = "active"
-    monitor_ = build_monitor(settings, api_key, api_secret, database, metrics, tuning=tuning, user_ping_s=user_ping_s)
+    monitor_ = build_monitor(
+        settings,
+        api_key,
+        api_secret,
+        database,
+        metrics,
+        budget_store=budget_store,
+        tuning=tuning,
+        user_ping_s=user_ping_s,
+    )
     stop = asyncio.Event()
     running = RunningMonitor(monitor_, metrics, stop, asyncio.create_task(monitor_.run(stop)))
     await running.reconciled()

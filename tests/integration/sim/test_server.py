@@ -16,6 +16,7 @@ import pytest
 import websockets
 
 from ats.clock import FakeClock
+from ats.sim.faults import FaultRule
 from ats.sim.server import SimConfig, SimServer, SimServerThread
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -135,6 +136,19 @@ async def test_weight_limit_gives_429_then_418_ban() -> None:
         assert limited.status_code == 418
         assert int(limited.headers["Retry-After"]) > 0
         assert limited.json()["code"] == -1003
+
+
+async def test_a_storm_announces_its_retry_after_and_bans_only_a_client_that_does_not_wait() -> None:
+    async with SimServer(SimConfig(bans_after_429=2)) as sim, httpx.AsyncClient(base_url=sim.rest_url) as http:
+        sim.faults.add("rate_limit", path="/fapi/*", retry_after_s=2)
+        for _ in range(5):  # each Retry-After waited out: never banned, however long the storm
+            response = await http.get("/fapi/v1/ping")
+            assert (response.status_code, response.headers["Retry-After"]) == (429, "2")
+            sim.clock.advance(2)
+        statuses = [(await http.get("/fapi/v1/ping")).status_code for _ in range(4)]  # one that does not wait
+        assert statuses == [429, 429, 429, 418]
+    with pytest.raises(ValueError, match="retry_after_s"):
+        FaultRule.from_json({"kind": "rate_limit", "retry_after_s": 0})
 
 
 async def test_order_and_algo_round_trip_with_order_count_headers(sim: SimServer, client: Client) -> None:

@@ -26,7 +26,7 @@ from ats.config import load_settings
 from ats.domain import Side, interval_ms
 from ats.exchange.base import AlgoOrderRequest, AlgoStatus, MarginType, OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures, algo_order_params, budget_scope, order_params
-from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, RequestBudget
+from ats.exchange.budget import BudgetLimits, InMemoryBudgetStore, Priority, RequestBudget, request_priority
 from ats.exchange.errors import (
     ExchangeUnavailable,
     InsufficientMargin,
@@ -366,6 +366,59 @@ async def test_429_backs_off_for_retry_after_then_retries(fake: FakeBinance, clo
     assert len(fake.calls("GET", "/fapi/v1/premiumIndex")) == 2 + 3
 
 
+def stop_request() -> AlgoOrderRequest:
+    return AlgoOrderRequest(
+        "BTCUSDT", Side.SELL, OrderType.STOP_MARKET, Decimal("89000.0"), "ats_k_S1", close_position=True
+    )
+
+
+async def test_a_protective_request_goes_again_as_each_retry_after_ends_until_it_is_taken(
+    fake: FakeBinance, clock: FakeClock
+) -> None:
+    too_many = error(429, -1003, "Too many requests.", {"Retry-After": "2"})
+    fake.on("POST", "/fapi/v1/algoOrder", *[too_many] * 6, httpx.Response(200, json=algo_json()))
+    async with make_client(fake) as client:
+        await client.sync_time()
+        started = clock.now_ms()
+        with request_priority(Priority.PROTECTIVE):
+            stop = await client.new_algo_order(stop_request())
+    assert stop.status is AlgoStatus.NEW
+    assert len(fake.calls("POST", "/fapi/v1/algoOrder")) == 7
+    assert clock.now_ms() - started == 6 * 2000  # exactly Retry-After each time: no back-off of its own
+
+    fake.script[("POST", "/fapi/v1/algoOrder")] = [too_many]
+    async with make_client(fake) as client:  # normal work: three tries, then the caller hears of it
+        with pytest.raises(RateLimited):
+            await client.new_algo_order(stop_request())
+    assert len(fake.calls("POST", "/fapi/v1/algoOrder")) == 7 + 3
+
+    fake.script[("POST", "/fapi/v1/algoOrder")] = [error(429, -1003, "Too many requests.", {"Retry-After": "10"})]
+    async with make_client(fake, protective_patience_s=30) as client:  # a storm that does not end
+        with request_priority(Priority.PROTECTIVE), pytest.raises(RateLimited):
+            await client.new_algo_order(stop_request())
+    assert len(fake.calls("POST", "/fapi/v1/algoOrder")) == 10 + 4  # at 0, 10, 20 and 30 s
+
+
+async def test_a_spent_normal_share_delays_normal_requests_only(fake: FakeBinance, clock: FakeClock) -> None:
+    budget = RequestBudget(InMemoryBudgetStore(), scope="test", clock=clock)  # normal work may use 1560 of 2400
+    await budget.record(used_weight=1600, orders_10s=None, orders_1m=None)  # a scan elsewhere on the host
+    fake.on("GET", "/fapi/v1/algoOrder", httpx.Response(200, json=algo_json()))
+    fake.on("POST", "/fapi/v1/listenKey", httpx.Response(200, json={"listenKey": "k"}))
+    fake.on("GET", "/fapi/v1/openInterest",
+            httpx.Response(200, json={"symbol": "BTCUSDT", "openInterest": "10659.509", "time": T0}))  # fmt: skip
+    async with (
+        make_client(fake, budget=budget) as client,
+        make_client(fake, budget=budget, priority=Priority.PROTECTIVE) as emergency,
+    ):
+        with request_priority(Priority.PROTECTIVE):
+            await client.get_algo_order(client_algo_id="ats_k_S1")  # a re-drive's look-up (and its time sync)
+        await client.create_listen_key()  # the user stream's key is protective by itself
+        await emergency.open_interest("BTCUSDT")  # a client whose default is protective
+        assert clock.now_ms() == T0 + 1_000
+        await client.open_interest("BTCUSDT")
+        assert clock.now_ms() == T0 + 60_000  # normal work waits for the next window
+
+
 async def test_418_stops_all_traffic_until_the_ban_ends(fake: FakeBinance, clock: FakeClock) -> None:
     until = T0 + 180_000
     msg = f"Way too many requests; IP(1.2.3.4) banned until {until}. Please use the websocket for live updates."
@@ -605,11 +658,13 @@ async def test_from_settings_reads_the_exchange_section() -> None:
             "api_secret": pem,
             "key_type": "ed25519",
             "weight_safety_margin": 0.5,
+            "protective_reserve": 0.25,
         },
     )
     async with BinanceFutures.from_settings(settings) as client:
         assert repr(client) == "BinanceFutures(rest_url='http://127.0.0.1:1', key_type='ed25519')"
-        assert client.budget.limits.usable(client.budget.limits.weight_per_minute) == 1200
+        limits = client.budget.limits
+        assert (limits.cap(2400, Priority.NORMAL), limits.cap(2400, Priority.PROTECTIVE)) == (600, 1200)
         assert client.budget.scope == "rest:127.0.0.1:1"
     market = BinanceMarketStream.from_settings(settings)
     user = BinanceUserStream.from_settings(settings, client)
