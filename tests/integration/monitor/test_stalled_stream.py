@@ -17,7 +17,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from ats.clock import WallClock
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType, PositionInfo
 from ats.exchange.binance import BinanceFutures
@@ -137,7 +136,9 @@ async def test_tp1_and_the_stop_crossed_while_the_user_stream_is_mute(
     assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
     await _checked(monitor, "level", "missed", 1)
     await _replaced(sim, monitor, 0)
-    await monitor.reconciled(after_ms=WallClock().now_ms())  # the new connection's gap, filled over REST
+    reconnected_ms = monitor.monitor._user.health().connected_since_ms
+    assert reconnected_ms is not None
+    await monitor.reconciled(after_ms=reconnected_ms)  # the new connection's gap, filled over REST
 
     mute(sim)  # the new connection goes mute too
     assert p.stop_price is not None
