@@ -82,6 +82,7 @@ from ats.reconcile import (
     PENDING_AGE_S,
     ExchangeSnapshot,
     ReconcileJournal,
+    ReconcileReport,
     due_for_redrive,
     mismatched_symbols,
     reconcile,
@@ -586,18 +587,7 @@ class Monitor:
         try:
             async with self._passes:
                 before = [p for p in self._journal.open_positions() if p.symbol in symbols]  # after any other pass
-                report = await reconcile(
-                    self._exchange,
-                    self._journal,
-                    self._executor,
-                    self._clock,
-                    self._settings,
-                    since_ms=self._since_ms,
-                    guard=self._lock,
-                    source="monitor",
-                    pending_age_s=self._tuning.pending_age_s,
-                    symbols=symbols,
-                )
+                report = await self._reconcile(symbols)
         except ExchangeError as exc:
             self._metrics.fill_checks.labels(trigger, "failed").inc()
             log.warning("cannot ask the exchange now; the next pass will", symbols=sorted(symbols), error=str(exc))
@@ -707,22 +697,27 @@ class Monitor:
             if await self._pause(self._tuning.reconcile_min_gap_s):
                 return
 
+    async def _reconcile(self, symbols: frozenset[str] | None = None) -> ReconcileReport:
+        """One reconciliation pass (of these symbols, or all); the caller holds `self._passes`."""
+        return await reconcile(
+            self._exchange,
+            self._journal,
+            self._executor,
+            self._clock,
+            self._settings,
+            since_ms=self._since_ms,
+            guard=self._lock,
+            source="monitor",
+            pending_age_s=self._tuning.pending_age_s,
+            symbols=symbols,
+        )
+
     async def _reconcile_once(self) -> bool:
         """One full pass; False when the next should come soon (it failed, or a paused close awaits the exchange)."""
         started = self._clock.now_ms()
         try:
             async with self._passes:
-                report = await reconcile(
-                    self._exchange,
-                    self._journal,
-                    self._executor,
-                    self._clock,
-                    self._settings,
-                    since_ms=self._since_ms,
-                    guard=self._lock,
-                    source="monitor",
-                    pending_age_s=self._tuning.pending_age_s,
-                )
+                report = await self._reconcile()
         except ExchangeError as exc:
             self._metrics.reconciles.labels("failed").inc()
             log.warning("reconciliation failed: the exchange cannot be read; retrying", error=str(exc))

@@ -4,7 +4,6 @@ stop losses, client-side supervision, fills missed while it was down, adoption, 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,6 @@ from tests.integration.monitor.harness import (
     Desk,
     RunningMonitor,
     breakeven_up,
-    client,
     fills_in_db,
     fills_on_exchange,
     start_monitor,
@@ -31,25 +29,6 @@ from tests.integration.monitor.harness import (
 )
 
 SYMBOL = "BTCUSDT"
-
-
-@pytest.fixture
-async def exchange(sim: SimServer) -> AsyncIterator[BinanceFutures]:
-    exchange = client(sim.rest_url, sim.api_key, sim.api_secret)
-    yield exchange
-    await exchange.aclose()
-
-
-@pytest.fixture
-def desk(exchange: BinanceFutures, db: Database) -> Desk:
-    return Desk(exchange, db)
-
-
-@pytest.fixture
-async def monitor(sim: SimServer, db: Database) -> AsyncIterator[RunningMonitor]:
-    running = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db)
-    yield running
-    await running.shutdown()
 
 
 def _open(p: Position) -> bool:

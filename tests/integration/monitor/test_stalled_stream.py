@@ -10,7 +10,7 @@ clock except the monitor's short grace, and every wait is for an outcome (with a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -30,7 +30,6 @@ from tests.integration.monitor.harness import (
     Desk,
     RunningMonitor,
     breakeven_up,
-    client,
     fills_in_db,
     fills_on_exchange,
     start_monitor,
@@ -40,25 +39,6 @@ from tests.integration.monitor.harness import (
 SYMBOL = "BTCUSDT"
 USER = "/private/*"
 NO_LEVEL_CHECKS = replace(FAST, fill_grace_s=600.0)  # isolates the other mechanisms
-
-
-@pytest.fixture
-async def exchange(sim: SimServer) -> AsyncIterator[BinanceFutures]:
-    exchange = client(sim.rest_url, sim.api_key, sim.api_secret)
-    yield exchange
-    await exchange.aclose()
-
-
-@pytest.fixture
-def desk(exchange: BinanceFutures, db: Database) -> Desk:
-    return Desk(exchange, db)
-
-
-@pytest.fixture
-async def monitor(sim: SimServer, db: Database) -> AsyncIterator[RunningMonitor]:
-    running = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db)
-    yield running
-    await running.shutdown()
 
 
 def _open(p: Position) -> bool:
