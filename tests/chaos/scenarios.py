@@ -8,9 +8,12 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from ats.sim.faults import FaultKind
+from ats.sim.faults import FaultKind, FaultRule
 from ats.sim.server import SimServer
+from db.rate_limits import PostgresBudgetStore
 from tests.chaos.bench import AT_EXIT, AT_TP1, BEFORE_ENTRY, PROTECTED, Bench, Inject, Scenario
+from tests.integration.monitor.harness import client
+from tests.integration.monitor.test_budget import use_the_normal_share
 
 ORDER = "/fapi/v1/order"
 ALGO = "/fapi/v1/algoOrder"
@@ -92,14 +95,40 @@ def clock_skew(ms: int) -> Inject:
     return inject
 
 
-def rate_limit_storm(requests: int) -> Inject:
-    """Every request answered 429 -1003 until `requests` have been refused."""
+def rate_limit_storm(requests: int, retry_after_s: int | None = None) -> Inject:
+    """Every request answered 429 -1003 until `requests` have been refused (Retry-After: `retry_after_s`, else
+    the rest of the minute)."""
 
     async def storm(server: SimServer) -> None:
-        server.faults.add(FaultKind.RATE_LIMIT, count=requests)
+        server.faults.add(FaultKind.RATE_LIMIT, count=requests, retry_after_s=retry_after_s)
 
     async def inject(bench: Bench, _rng: random.Random) -> int:
         await bench.on_exchange(storm)
+        return 1
+
+    return inject
+
+
+def timed_storm(seconds: float) -> Inject:
+    """Every request answered 429 for `seconds`, each telling to come back at the end of the weight minute (what
+    the exchange says without a Retry-After of its own)."""
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        async def start(server: SimServer) -> FaultRule:
+            return server.faults.add(FaultKind.RATE_LIMIT)
+
+        rule = await bench.on_exchange(start)
+
+        async def end() -> None:
+            await asyncio.sleep(seconds)
+
+            async def stop(server: SimServer) -> None:
+                if rule in server.faults.rules:
+                    server.faults.rules.remove(rule)
+
+            await bench.on_exchange(stop)
+
+        bench.background.add(asyncio.create_task(end()))
         return 1
 
     return inject
@@ -121,6 +150,30 @@ async def database_back(bench: Bench) -> None:
 
 async def restart_exchange(bench: Bench, _rng: random.Random) -> int:
     await bench.restart_exchange()
+    return 1
+
+
+def ip_ban(seconds: float) -> Inject:
+    """Binance bans this IP (418) for `seconds`: nothing can be sent meanwhile, the exchange stops protect."""
+
+    async def ban(server: SimServer) -> None:
+        server.limits.banned_until["127.0.0.1"] = server.clock.now_ms() + int(seconds * 1000)
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        await bench.on_exchange(ban)
+        return 1
+
+    return inject
+
+
+async def foreign_scan(bench: Bench, _rng: random.Random) -> int:
+    """Another process on the host (a scan) uses its whole share of the minute's request weight."""
+    store = PostgresBudgetStore(bench.database.engine)
+    scan = client(bench.sim.rest_url, bench.sim.api_key, bench.sim.api_secret, budget_store=store, max_wait_s=0.1)
+    try:
+        await use_the_normal_share(scan, store)
+    finally:
+        await scan.aclose()
     return 1
 
 
@@ -240,7 +293,10 @@ STREAMS = [
 ]
 
 LIMITS = [
-    Scenario("rate_limit_storm", AT_TP1, rate_limit_storm(12), heal=clear_faults),
+    Scenario("rate_limit_storm_20s", AT_TP1, timed_storm(20.0), heal=clear_faults, slow=True),
+    Scenario("rate_limit_storm_retry_after_1s", AT_TP1, rate_limit_storm(6, retry_after_s=1), heal=clear_faults),
+    Scenario("ip_ban_3s", AT_TP1, ip_ban(3.0)),
+    Scenario("foreign_process_uses_the_budget", AT_TP1, foreign_scan),
     Scenario("clock_skew_plus_3s", AT_TP1, clock_skew(3_000), heal=clear_faults),
     Scenario("clock_skew_minus_3s", AT_TP1, clock_skew(-3_000), heal=clear_faults),
 ]
