@@ -432,18 +432,20 @@ def _now_ms() -> int:
     return WallClock().now_ms()
 
 
-async def _settle(bench: Bench) -> None:
-    """Every own order gone from the exchange and every fill recorded (the monitor's last writes land)."""
+async def _settle(bench: Bench, symbol: str) -> None:
+    """The run's symbol flat on the exchange with none of our orders left, and every fill recorded (the monitor's
+    last writes land). Other symbols are not this run's: one that a failed run left open spoils only itself."""
 
     def settled() -> bool:
         engine = bench.engine
+        position = engine.positions.get(symbol)
         return (
-            not any(p.amount for p in engine.positions.values())
-            and not any(is_own_client_id(a.client_algo_id) for a in engine.open_algos.values())
+            (position is None or not position.amount)
+            and not any(a.symbol == symbol and is_own_client_id(a.client_algo_id) for a in engine.open_algos.values())
             and lost_events(engine, bench.database) == 0
         )
 
-    await wait_for(settled, timeout_s=RUN_TIMEOUT_S, what="the exchange flat and every fill recorded")
+    await wait_for(settled, timeout_s=RUN_TIMEOUT_S, what=f"{symbol} flat on the exchange and every fill recorded")
 
 
 async def run_scenario(database: Database, scenario: Scenario, runs: int, seed: int, first_exit: int = 0) -> Figures:
@@ -482,7 +484,7 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
                     key = await _entry(bench, symbol, direction)
                     keys.append(key)
                     figures.faults_injected += await _walk(bench, key, exit_, scenario, rng)
-                await _settle(bench)
+                await _settle(bench, symbol)
             except Exception as error:  # a run that fails is a figure, not the end of the bench
                 figures.errors += 1
                 spoiled.add(symbol)
