@@ -321,13 +321,16 @@ DATABASE = [
     Scenario("database_down_at_exit", AT_EXIT, database_outage(3.0), heal=database_back),
 ]
 
+# A frozen or killed leader is a real outage until the standby (or the restarted process) leads: told, then its end.
+LEADER_GONE = ("no monitor is running", "a monitor is active again")
+
 PROCESS = [
-    Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), processes=1),
-    Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), processes=1),
-    Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), processes=1),
+    Scenario("monitor_sigkill_at_tp1", AT_TP1, kill_monitor(), processes=1, expected_alerts=LEADER_GONE),
+    Scenario("monitor_sigkill_at_exit", AT_EXIT, kill_monitor(), processes=1, expected_alerts=LEADER_GONE),
+    Scenario("monitor_sigkill_when_protected", PROTECTED, kill_monitor(), processes=1, expected_alerts=LEADER_GONE),
     # The test processes hold a 4 s lease (tests/integration/monitor/processes.py): frozen for 6 s, the standby leads.
-    Scenario("monitor_sigstop_at_tp1", AT_TP1, freeze_monitor(6.0), processes=2),
-    Scenario("monitor_sigstop_at_exit", AT_EXIT, freeze_monitor(6.0), processes=2),
+    Scenario("monitor_sigstop_at_tp1", AT_TP1, freeze_monitor(6.0), processes=2, expected_alerts=LEADER_GONE),
+    Scenario("monitor_sigstop_at_exit", AT_EXIT, freeze_monitor(6.0), processes=2, expected_alerts=LEADER_GONE),
 ]
 
 SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *EXCHANGE, *DATABASE, *PROCESS]
