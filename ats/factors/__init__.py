@@ -10,6 +10,11 @@ and for re-scoring on each closed bar without replaying history:
     scorer = IncrementalScorer("1h"); scorer.warm(bars, as_of_ms=now)
     new_bars = bars_from_klines(symbol, "1h", [closed_kline_event])
     row = scorer.update(new_bars, as_of_ms=now, extras=SymbolExtras(premium=premium_snapshot(mark_event)))
+
+and for a backtest, the score of every symbol at every bar of a history in one pass (equal, bar by bar, to a
+cold scan of the history up to that bar):
+
+    series = score_series(bars_by_symbol, as_of_ms=end_ms, open_interest=oi, context=MarketContext(btc, eth))
 """
 
 from ats.factors.config import DIRECTIONAL, FACTOR_NAMES, QUALITY, FactorConfig
@@ -31,6 +36,7 @@ from ats.factors.inputs import (
     trade_flow,
 )
 from ats.factors.score import FactorRow, ScanResult
+from ats.factors.series import ScoreSeries, score_series
 
 __all__ = [
     "DIRECTIONAL",
@@ -45,6 +51,7 @@ __all__ = [
     "Panel",
     "PremiumSnapshot",
     "ScanResult",
+    "ScoreSeries",
     "SymbolExtras",
     "TradeFlow",
     "bars_from_klines",
@@ -54,5 +61,6 @@ __all__ = [
     "open_interest_series",
     "premium_snapshot",
     "scan",
+    "score_series",
     "trade_flow",
 ]

@@ -269,37 +269,54 @@ class IncrementalScorer:
         windows = {name: value[rows] for name, value in self._windows.items()}
         symbols = [self._symbols[r] for r in rows]
         symbol_extras = [extras.get(s) or NO_EXTRAS for s in symbols]
-        atr, ema, close = state["atr"], state["ema"], windows["close"]
-
-        change = oi_change(windows["open_interest"], config)
-        premium_basis, funding = _premium_arrays(symbol_extras)
-        lookback_start = as_of_ms - config.large_trade_lookback_bars * self._step
-        readings: dict[str, Reading] = {
-            "T": trend(close, windows["ema_gap"], atr, config),
-            "M": momentum(windows["ema_mid"], atr, config),
-            "C": flow(windows["flow"], windows["delta"], windows["quote_volume"], config),
-            "O": open_interest(change, close, atr, config),
-            "B": basis(premium_basis, funding, config),
-            "Q": liquidations([e.trades for e in symbol_extras], lookback_start, as_of_ms, config),
-            "S": _as_reading(structure(state, state["count"], close[:, -1], ema[:, EMA_SLOW], atr, config)),
-            "V": volume(ema[:, VOLUME_SHORT], ema[:, VOLUME_LONG], windows["volume_short"], config),
-            "L": liquidity([e.book for e in symbol_extras], config),
-            "I": independence(close, self._last_open[rows], self.interval, self._context, config),
-            "F": fund_leading(
-                windows["flow"][:, -1],
-                change,
-                participation(ema[:, VOLUME_SHORT], ema[:, VOLUME_LONG]),
-                close,
-                atr,
-                config,
-            ),
-        }
+        readings = factor_readings(
+            state,
+            windows,
+            independence(windows["close"], self._last_open[rows], self.interval, self._context, config),
+            symbol_extras,
+            (as_of_ms - config.large_trade_lookback_bars * self._step, as_of_ms),
+            config,
+        )
         result = composite(readings, config)
         end = self._end(as_of_ms)
         newest = self._last_open[rows]
         reasons = _insufficient(state["count"], newest, end, config.min_bars)
         built = _rows(symbols, result, reasons, newest, end, state)
         return ScanResult(as_of_ms, self.interval, built)
+
+
+def factor_readings(
+    state: State,
+    windows: Windows,
+    independence_reading: Reading,
+    extras: Sequence[SymbolExtras],
+    trades_between: tuple[int, int],
+    config: FactorConfig,
+) -> dict[str, Reading]:
+    """Every factor for rows of state and windows (one row per symbol, or per symbol and bar)."""
+    atr, ema, close = state["atr"], state["ema"], windows["close"]
+    change = oi_change(windows["open_interest"], config)
+    premium_basis, funding = _premium_arrays(extras)
+    return {
+        "T": trend(close, windows["ema_gap"], atr, config),
+        "M": momentum(windows["ema_mid"], atr, config),
+        "C": flow(windows["flow"], windows["delta"], windows["quote_volume"], config),
+        "O": open_interest(change, close, atr, config),
+        "B": basis(premium_basis, funding, config),
+        "Q": liquidations([e.trades for e in extras], *trades_between, config),
+        "S": _as_reading(structure(state, state["count"], close[:, -1], ema[:, EMA_SLOW], atr, config)),
+        "V": volume(ema[:, VOLUME_SHORT], ema[:, VOLUME_LONG], windows["volume_short"], config),
+        "L": liquidity([e.book for e in extras], config),
+        "I": independence_reading,
+        "F": fund_leading(
+            windows["flow"][:, -1],
+            change,
+            participation(ema[:, VOLUME_SHORT], ema[:, VOLUME_LONG]),
+            close,
+            atr,
+            config,
+        ),
+    }
 
 
 def _as_reading(values: FloatArray) -> Reading:

@@ -8,6 +8,8 @@ later than the symbol's own bar are never read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ats.domain import Bars, FloatArray, IntArray, interval_ms
@@ -35,15 +37,22 @@ def independence(
 ) -> Reading:
     """`close`: log closes window; `last_open_ms`: open time of each symbol's newest window bar."""
     span = min(config.independence_window + 1, close.shape[1])
-    recent = close[:, -span:]
     offsets = interval_ms(interval) * np.arange(span - 1, -1, -1, dtype=np.int64)
     times = last_open_ms[:, None] - offsets[None, :]
+    markets = [
+        aligned_log_close(market, times)
+        for market in (context.btc, context.eth)
+        if market is not None and market.interval == interval
+    ]
+    return independence_of(close[:, -span:], markets, config)
+
+
+def independence_of(recent: FloatArray, markets: Sequence[FloatArray], config: FactorConfig) -> Reading:
+    """I from the symbol's recent log closes and each market's log closes at the same open times."""
     returns = np.diff(recent, axis=1)
     dependence = np.full(recent.shape[0], -1.0)
-    for market in (context.btc, context.eth):
-        if market is None or market.interval != interval:
-            continue
-        market_returns = np.diff(aligned_log_close(market, times), axis=1)
+    for market in markets:
+        market_returns = np.diff(market, axis=1)
         joined = np.isfinite(returns) & np.isfinite(market_returns)
         corr, points = masked_correlation(returns, market_returns, joined)
         dependence = np.where(

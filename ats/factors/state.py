@@ -13,13 +13,26 @@ it knows and skips the bars whose input is unknown, so the price factors run on 
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
-from ats.domain import FloatArray
+from ats.domain import FloatArray, interval_ms
 from ats.factors.config import FactorConfig
-from ats.factors.indicators import BoolArray, safe_div, span_alpha
+from ats.factors.indicators import (
+    BoolArray,
+    Smoothing,
+    SmoothingTables,
+    initial_smoothing,
+    safe_div,
+    smooth,
+    smoothed_value,
+    smoothing_tables,
+    span_alpha,
+)
 from ats.factors.inputs import Panel
-from ats.factors.structure import zigzag_state, zigzag_step
+from ats.factors.structure import ZIGZAG_FIELDS, ZigzagEvents, zigzag_advance, zigzag_state
 
 State = dict[str, FloatArray]
 Windows = dict[str, FloatArray]
@@ -56,6 +69,15 @@ def window_lengths(config: FactorConfig) -> dict[str, int]:
     }
 
 
+SMOOTHING_FIELDS = ("smooth_base", "smooth_partial", "smooth_n", "smooth_block")
+SMOOTHED = 8  # the seven EMAs and, last, the ATR (Wilder's smoothing is an EMA with alpha 1 / period)
+ATR = 7
+
+
+def smoothing_alphas(config: FactorConfig) -> FloatArray:
+    return np.append(ema_alphas(config), 1.0 / config.atr_period)
+
+
 def initial_state(symbols: int) -> State:
     """Nothing seen yet: the first valid bar seeds every recursion."""
     state: State = {
@@ -65,6 +87,8 @@ def initial_state(symbols: int) -> State:
         "atr": np.zeros(symbols),
         "ema": np.full((symbols, 7), np.nan),  # NaN until the first bar whose input is known
     }
+    for name, value in zip(SMOOTHING_FIELDS, initial_smoothing(symbols * SMOOTHED), strict=True):
+        state[name] = value.reshape(symbols, SMOOTHED)  # the blocked recursion behind ema and atr
     state.update(zigzag_state(symbols))
     return state
 
@@ -73,39 +97,68 @@ def initial_windows(symbols: int, config: FactorConfig) -> Windows:
     return {name: np.full((symbols, length), np.nan) for name, length in window_lengths(config).items()}
 
 
+class Paths(NamedTuple):
+    """Per-bar values of a chunk (symbols, bars), NaN where a bar (or its input) is missing: what the windows
+    are made of, and what a per-bar score needs beyond them."""
+
+    series: dict[str, FloatArray]  # the windowed series, by window name
+    ema: FloatArray  # (symbols, bars, 7)
+    atr: FloatArray
+    count: FloatArray  # valid bars seen up to and including each bar
+    zigzag: ZigzagEvents
+
+
 def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) -> tuple[State, Windows]:
     """Feed a chunk of closed bars (rows = the state's symbols, in order) and return the new state and windows."""
+    if chunk.log_close.shape[1] == 0:
+        return state, windows
+    state, paths = run(state, chunk, config)
+    return state, {name: shift_in(windows[name], paths.series[name]) for name in windows}
+
+
+def run(state: State, chunk: Panel, config: FactorConfig) -> tuple[State, Paths]:
+    """The state after a chunk of closed bars, and every per-bar value on the way.
+
+    No per-bar Python loop: the EMAs and the ATR are blocked cumulative sums (indicators.smooth), the ZigZag
+    a pass per swing (structure.zigzag_advance). Both give bit-identical results however the history is
+    split into chunks, so a cold scan and any sequence of updates agree exactly.
+    """
     log_close = chunk.log_close
     symbols, bars = log_close.shape
-    if bars == 0:
-        return state, windows
     state = {name: value.copy() for name, value in state.items()}
     valid = np.isfinite(log_close)
     quote = np.where(valid, chunk.quote_volume, np.nan)  # NaN where unknown
     delta = 2.0 * np.where(valid, chunk.taker_buy_quote, np.nan) - quote
     traded = np.where(np.isfinite(delta), quote, np.nan)  # the flow's denominator: bars whose delta is known
-    true_range = _true_range(chunk, valid, state["last_close"])
+    true_range = np.where(valid, _true_range(chunk, valid, state["last_close"]), np.nan)
 
-    alphas = ema_alphas(config)
-    wilder = 1.0 / config.atr_period
-    threshold_atr = config.zigzag_atr
-    inputs = np.stack([log_close, log_close, log_close, delta, traded, quote, quote], axis=-1)
-    ema_path = np.full((symbols, bars, 7), np.nan)
-    count, atr, ema = state["count"], state["atr"], state["ema"]
-    for j in range(bars):
-        ok = valid[:, j]
-        if not ok.any():
-            continue
-        first = ok & (count == 0)
-        tr = true_range[:, j]
-        atr = np.where(ok, np.where(first, tr, atr + (tr - atr) * wilder), atr)
-        x = inputs[:, j]
-        known = np.isfinite(x)  # a missing bar has no input at all; a bar of unknown volume only prices
-        ema = np.where(known, np.where(np.isnan(ema), x, ema + alphas * (x - ema)), ema)
-        zigzag_step(state, ok, log_close[:, j], threshold_atr * atr, count)
-        count = count + ok
-        ema_path[:, j] = np.where(known, ema, np.nan)
-    state["count"], state["atr"], state["ema"] = count, atr, ema
+    inputs = np.stack([log_close, log_close, log_close, delta, traded, quote, quote, true_range], axis=1)
+    tables = _tables(config)
+    path, smoothing = smooth(
+        inputs.reshape(symbols * SMOOTHED, bars),
+        int(chunk.open_time[0]) // interval_ms(chunk.interval),
+        Smoothing(*(state[name].reshape(-1) for name in SMOOTHING_FIELDS)),
+        tables,
+    )
+    for name, value in zip(SMOOTHING_FIELDS, smoothing, strict=True):
+        state[name] = value.reshape(symbols, SMOOTHED)
+    current = smoothed_value(smoothing, tables).reshape(symbols, SMOOTHED)
+    path = path.reshape(symbols, SMOOTHED, bars)
+    ema_path = np.moveaxis(path[:, :ATR], 1, 2)
+    atr_path = path[:, ATR]
+    state["ema"] = current[:, :ATR]
+    state["atr"] = np.where(np.isfinite(current[:, ATR]), current[:, ATR], 0.0)
+
+    count_path = state["count"][:, None] + np.cumsum(valid, axis=1)
+    zigzag, events = zigzag_advance(
+        {name: state[name] for name in (*ZIGZAG_FIELDS, "piv_p", "piv_i")},
+        valid,
+        log_close,
+        config.zigzag_atr * atr_path,
+        count_path - 1.0,
+    )
+    state.update(zigzag)
+    state["count"] = count_path[:, -1]
     state["last_close"] = _last_valid(log_close, valid, state["last_close"])
     state["last_price"] = _last_valid(chunk.close, valid, state["last_price"])
 
@@ -121,7 +174,12 @@ def advance(state: State, windows: Windows, chunk: Panel, config: FactorConfig) 
         "flow": flow,
         "volume_short": ema_path[..., VOLUME_SHORT],
     }
-    return state, {name: shift_in(windows[name], series[name]) for name in windows}
+    return state, Paths(series, ema_path, atr_path, count_path, events)
+
+
+@functools.cache
+def _tables(config: FactorConfig) -> SmoothingTables:
+    return smoothing_tables(smoothing_alphas(config))
 
 
 def shift_in(window: FloatArray, newer: FloatArray) -> FloatArray:

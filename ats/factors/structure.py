@@ -1,6 +1,6 @@
 """S structure (quality, 0..100): swing structure from a ZigZag whose reversal threshold is in ATR units.
 
-The ZigZag is a recursive state machine advanced one bar at a time (vectorised across symbols), so the
+The ZigZag is a recursive state machine (`zigzag_advance`, vectorised across symbols and swings), so the
 incremental scorer never replays history. A swing reverses once price moves `zigzag_atr` ATR against its
 running extreme; the extreme becomes a pivot. S rewards consistent swings (higher highs and higher lows, or
 lower highs and lower lows: direction-free), a shallow pullback from the last pivot, a recent pivot, and a
@@ -9,9 +9,11 @@ price not over-extended from its slow EMA.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ats.domain import FloatArray
+from ats.domain import FloatArray, IntArray
 from ats.factors.config import FactorConfig
 from ats.factors.indicators import BoolArray, ramp_down, safe_div
 
@@ -28,57 +30,133 @@ def zigzag_state(symbols: int) -> dict[str, FloatArray]:
     return state
 
 
-def zigzag_step(
+LOOKAHEAD = 16  # bars examined per ZigZag pass: a pass stops at each row's first reversal
+
+
+class ZigzagEvents(NamedTuple):
+    """Reversals found by `zigzag_advance`, ordered by row then bar: the pivot each one confirmed and the
+    swing direction from that bar on."""
+
+    row: IntArray
+    column: IntArray  # the chunk column (bar) at which the reversal was confirmed
+    price: FloatArray
+    index: FloatArray
+    direction: FloatArray
+
+
+def zigzag_advance(
     zz: dict[str, FloatArray],
     valid: BoolArray,
     price: FloatArray,
     threshold: FloatArray,
     index: FloatArray,
-) -> None:
-    """Advance every symbol's ZigZag by one closing price (in place). `index` counts the symbol's valid bars.
+) -> tuple[dict[str, FloatArray], ZigzagEvents]:
+    """Advance every symbol's ZigZag over a chunk of closing prices (symbols, bars); returns the new state and
+    the reversals. `index` counts the symbol's valid bars (0 for its first), `threshold` is the reversal
+    distance at each bar (the ZigZag is unarmed where it is not positive).
 
     Direction 0 means no swing is established yet: the running high and low are tracked until their
     distance reaches the threshold, and whichever came first becomes the first pivot. Direction +1 is an
     up swing tracking its highest close, -1 a down swing tracking its lowest. Closes, not highs and lows,
     so one wide bar cannot be both the top of one swing and the bottom of the next.
+
+    Vectorised across symbols and, within a pass, across up to LOOKAHEAD bars: a pass finds each row's first
+    reversal in the next LOOKAHEAD valid bars (running extremes are cumulative maxima, the test a comparison),
+    so the Python loop runs once per swing, not once per bar. Only comparisons and one subtraction per test
+    are involved, so the result is bit-identical to a bar-by-bar walk, whatever the chunking.
     """
-    direction = zz["zz_dir"]
-    armed = valid & (threshold > 0)
-    start = valid & (index == 0)
-    undecided = valid & (direction == 0)
-    raise_high = start | (undecided & (price > zz["zz_hi"]))
-    lower_low = start | (undecided & (price < zz["zz_lo"]))
-    run_high = np.where(raise_high, price, zz["zz_hi"])
-    run_high_i = np.where(raise_high, index, zz["zz_hi_i"])
-    run_low = np.where(lower_low, price, zz["zz_lo"])
-    run_low_i = np.where(lower_low, index, zz["zz_lo_i"])
-    decide = undecided & armed & (run_high - run_low >= threshold)
-    high_first = run_high_i < run_low_i
+    symbols, bars = price.shape
+    out = {name: value.copy() for name, value in zz.items()}
+    none = ZigzagEvents(*(np.zeros(0, dtype=np.int64),) * 2, *(np.zeros(0),) * 3)
+    if not bars:
+        return out, none
+    order = np.argsort(~valid, axis=1, kind="stable")  # each row's valid bars first, in time order
+    n_valid = valid.sum(axis=1)
+    pad = np.full((symbols, LOOKAHEAD), np.nan)
+    cp, cth, cix = (
+        np.concatenate([np.take_along_axis(a, order, axis=1), pad], axis=1) for a in (price, threshold, index)
+    )
+    direction, ext, ext_i = out["zz_dir"], out["zz_ext"], out["zz_ext_i"]
+    hi, hi_i, lo, lo_i = out["zz_hi"], out["zz_hi_i"], out["zz_lo"], out["zz_lo_i"]
+    fresh = (n_valid > 0) & (cix[:, 0] == 0)  # the symbol's first bar starts the running high and low
+    hi[fresh], lo[fresh] = -np.inf, np.inf
+    pos = np.zeros(symbols, dtype=np.int64)
+    steps = np.arange(LOOKAHEAD)
+    found: list[tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray]] = []
 
-    up = valid & (direction == 1)
-    down = valid & (direction == -1)
-    new_extreme = (up & (price > zz["zz_ext"])) | (down & (price < zz["zz_ext"]))
-    extreme = np.where(new_extreme, price, zz["zz_ext"])
-    extreme_i = np.where(new_extreme, index, zz["zz_ext_i"])
-    top = up & armed & (extreme - price >= threshold)
-    bottom = down & armed & (price - extreme >= threshold)
+    def window(rows: IntArray) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray, IntArray]:
+        cols = pos[rows, None] + steps
+        inside = cols < n_valid[rows, None]
+        last = np.minimum(n_valid[rows] - pos[rows], LOOKAHEAD) - 1
+        at = rows[:, None]
+        return inside, cp[at, cols], cth[at, cols], cix[at, cols], last
 
-    pivot = np.where(decide, np.where(high_first, run_high, run_low), extreme)
-    pivot_i = np.where(decide, np.where(high_first, run_high_i, run_low_i), extreme_i)
-    turned_down = (decide & high_first) | top
-    turned_up = (decide & ~high_first) | bottom
-    push = turned_down | turned_up
+    def running(start: FloatArray, start_i: FloatArray, x: FloatArray, ix: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Running maximum of start, x[0..k] and the index of its first occurrence (ties keep the older)."""
+        run = np.maximum(start[:, None], np.maximum.accumulate(x, axis=1))
+        before = np.concatenate([start[:, None], run[:, :-1]], axis=1)
+        newest = np.maximum.accumulate(np.where(x > before, steps, -1), axis=1)
+        picked = np.take_along_axis(ix, np.maximum(newest, 0), axis=1)
+        return run, np.where(newest >= 0, picked, start_i[:, None])
 
-    zz["zz_dir"] = np.where(turned_down, -1.0, np.where(turned_up, 1.0, direction))
-    zz["zz_ext"] = np.where(decide, np.where(high_first, run_low, run_high), np.where(push, price, extreme))
-    zz["zz_ext_i"] = np.where(decide, np.where(high_first, run_low_i, run_high_i), np.where(push, index, extreme_i))
-    zz["zz_hi"], zz["zz_hi_i"], zz["zz_lo"], zz["zz_lo_i"] = run_high, run_high_i, run_low, run_low_i
-    if push.any():
-        shifted_p = np.concatenate([zz["piv_p"][:, 1:], pivot[:, None]], axis=1)
-        shifted_i = np.concatenate([zz["piv_i"][:, 1:], pivot_i[:, None]], axis=1)
-        zz["piv_p"] = np.where(push[:, None], shifted_p, zz["piv_p"])
-        zz["piv_i"] = np.where(push[:, None], shifted_i, zz["piv_i"])
-        zz["piv_n"] = np.minimum(zz["piv_n"] + push, PIVOTS)
+    def pick(a: FloatArray, at: IntArray) -> FloatArray:
+        return np.take_along_axis(a, at[:, None], axis=1)[:, 0]
+
+    rows = np.flatnonzero((direction == 0) & (n_valid > 0))
+    while rows.size:  # undecided: the first swing (once per symbol's history)
+        inside, p, th, ix, last = window(rows)
+        run_hi, run_hi_i = running(hi[rows], hi_i[rows], np.where(inside, p, -np.inf), ix)
+        neg_lo, run_lo_i = running(-lo[rows], lo_i[rows], np.where(inside, -p, -np.inf), ix)
+        run_lo = -neg_lo
+        with np.errstate(invalid="ignore"):
+            turn = inside & (th > 0) & (run_hi - run_lo >= th)
+        hit = turn.any(axis=1)
+        at = np.where(hit, turn.argmax(axis=1), last)
+        h, hx, lw, lx = pick(run_hi, at), pick(run_hi_i, at), pick(run_lo, at), pick(run_lo_i, at)
+        hi[rows], hi_i[rows], lo[rows], lo_i[rows] = h, hx, lw, lx
+        high_first = hx < lx
+        new_dir = np.where(high_first, -1.0, 1.0)
+        direction[rows] = np.where(hit, new_dir, 0.0)
+        ext[rows] = np.where(hit, np.where(high_first, lw, h), ext[rows])
+        ext_i[rows] = np.where(hit, np.where(high_first, lx, hx), ext_i[rows])
+        if hit.any():
+            found.append(
+                (rows[hit], pos[rows[hit]] + at[hit], np.where(high_first, h, lw)[hit], np.where(high_first, hx, lx)[hit], new_dir[hit])
+            )
+        pos[rows] += at + 1
+        rows = rows[(direction[rows] == 0) & (pos[rows] < n_valid[rows])]
+
+    rows = np.flatnonzero(pos < n_valid)
+    while rows.size:  # in a swing: find where price comes back `threshold` from the running extreme
+        inside, p, th, ix, last = window(rows)
+        side = direction[rows]
+        run, run_i = running(side * ext[rows], ext_i[rows], np.where(inside, side[:, None] * p, -np.inf), ix)
+        with np.errstate(invalid="ignore"):
+            turn = inside & (th > 0) & (run - side[:, None] * p >= th)
+        hit = turn.any(axis=1)
+        at = np.where(hit, turn.argmax(axis=1), last)
+        extreme, extreme_i = side * pick(run, at), pick(run_i, at)
+        direction[rows] = np.where(hit, -side, side)
+        ext[rows] = np.where(hit, pick(p, at), extreme)
+        ext_i[rows] = np.where(hit, pick(ix, at), extreme_i)
+        if hit.any():
+            found.append((rows[hit], pos[rows[hit]] + at[hit], extreme[hit], extreme_i[hit], -side[hit]))
+        pos[rows] += at + 1
+        rows = rows[pos[rows] < n_valid[rows]]
+
+    if not found:
+        return out, none
+    row, place, pivot, pivot_i, turned = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    ordered = np.lexsort((place, row))
+    row, place, pivot, pivot_i, turned = row[ordered], place[ordered], pivot[ordered], pivot_i[ordered], turned[ordered]
+    count = np.bincount(row, minlength=symbols)
+    rank = np.arange(row.size) - (np.cumsum(count) - count)[row]
+    for name, new in (("piv_p", pivot), ("piv_i", pivot_i)):
+        held = np.concatenate([out[name], np.zeros((symbols, int(count.max())))], axis=1)
+        held[row, PIVOTS + rank] = new
+        out[name] = np.take_along_axis(held, count[:, None] + np.arange(PIVOTS), axis=1)
+    out["piv_n"] = np.minimum(out["piv_n"] + count, PIVOTS)
+    return out, ZigzagEvents(row, order[row, place], pivot, pivot_i, turned)
 
 
 def structure(

@@ -19,7 +19,7 @@ from ats.factors.liquidity import liquidity
 from ats.factors.momentum import momentum
 from ats.factors.open_interest import oi_change, open_interest
 from ats.factors.score import composite
-from ats.factors.structure import structure, zigzag_state, zigzag_step
+from ats.factors.structure import structure, zigzag_advance, zigzag_state
 from ats.factors.trend import trend
 from ats.factors.volume import volume
 from tests.unit.factors.synthetic import START_MS, make_bars
@@ -204,9 +204,8 @@ def test_large_trades_of_several_symbols_at_once() -> None:
 
 
 def walk(prices: list[float], threshold: float = 1.5) -> dict[str, np.ndarray]:
-    zz = zigzag_state(1)
-    for i, p in enumerate(prices):
-        zigzag_step(zz, np.array([True]), one(p), one(threshold), one(float(i)))
+    n = len(prices)
+    zz, _ = zigzag_advance(zigzag_state(1), np.ones((1, n), bool), row(prices), row([threshold] * n), row(range(n)))
     return zz
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ats.domain import Bars
-from ats.factors import IncrementalScorer, MarketContext, SymbolExtras, scan
+from ats.factors import FactorConfig, IncrementalScorer, MarketContext, Panel, SymbolExtras, scan
 from ats.factors.inputs import PremiumSnapshot
 from tests.unit.factors.synthetic import as_of_after, make_bars, make_market
 
@@ -160,20 +160,19 @@ def test_incremental_does_not_replay_history() -> None:
     b = make_bars(n=2000, seed=43)
     scorer = IncrementalScorer("1h")
     scorer.warm([b.slice(0, 1999)], as_of_ms=close_of(b, 1998))
-    calls = 0
+    fed: list[int] = []
     import ats.factors.state as state_module
 
-    original = state_module.zigzag_step
+    original = state_module.run
 
-    def counting(*args: object, **kwargs: object) -> None:
-        nonlocal calls
-        calls += 1
-        original(*args, **kwargs)  # type: ignore[arg-type]
+    def counting(state: state_module.State, chunk: Panel, config: FactorConfig) -> object:
+        fed.append(chunk.log_close.shape[1])
+        return original(state, chunk, config)
 
-    state_module.zigzag_step = counting  # type: ignore[assignment]
+    state_module.run = counting  # type: ignore[assignment]
     try:
         scorer.update(b, as_of_ms=as_of_after(b))  # the whole history is passed, only one bar is new
     finally:
-        state_module.zigzag_step = original
-    assert calls == 1
+        state_module.run = original
+    assert fed == [1]
     assert np.isfinite(scorer.update(Bars.empty(b.symbol, "1h"), as_of_ms=as_of_after(b)).strength)
