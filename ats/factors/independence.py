@@ -44,15 +44,13 @@ def independence(
         for market in (context.btc, context.eth)
         if market is not None and market.interval == interval
     ]
-    return independence_of(close[:, -span:], markets, config)
+    return independence_of(np.diff(close[:, -span:], axis=1), [np.diff(m, axis=1) for m in markets], config)
 
 
-def independence_of(recent: FloatArray, markets: Sequence[FloatArray], config: FactorConfig) -> Reading:
-    """I from the symbol's recent log closes and each market's log closes at the same open times."""
-    returns = np.diff(recent, axis=1)
-    dependence = np.full(recent.shape[0], -1.0)
-    for market in markets:
-        market_returns = np.diff(market, axis=1)
+def independence_of(returns: FloatArray, markets: Sequence[FloatArray], config: FactorConfig) -> Reading:
+    """I from the symbol's recent log returns and each market's log returns over the same bars."""
+    dependence = np.full(returns.shape[0], -1.0)
+    for market_returns in markets:
         joined = np.isfinite(returns) & np.isfinite(market_returns)
         corr, points = masked_correlation(returns, market_returns, joined)
         dependence = np.where(

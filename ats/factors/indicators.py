@@ -66,14 +66,19 @@ def masked_linreg(y: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArra
     Positions are the bars' places in the window, so a gap keeps its width instead of closing up.
     Rows with fewer than two valid points, or no variation, give slope 0 and R² 0.
     """
-    weight = mask.astype(np.float64)
-    y0 = np.where(mask, y, 0.0)
     x = np.arange(y.shape[-1], dtype=np.float64)
-    count = weight.sum(axis=-1)
-    mean_x = safe_div((weight * x).sum(axis=-1), count)
-    mean_y = safe_div(y0.sum(axis=-1), count)
-    dx = (x - mean_x[..., None]) * weight
-    dy = (y0 - mean_y[..., None]) * weight
+    if mask.all():  # the common case: the same arithmetic without the masking (x * 1.0 == x exactly)
+        count = np.full(y.shape[:-1], float(y.shape[-1]))
+        mean_x = safe_div(np.full(y.shape[:-1], x.sum()), count)
+        dx = x - mean_x[..., None]
+        dy = y - safe_div(y.sum(axis=-1), count)[..., None]
+    else:
+        weight = mask.astype(np.float64)
+        y0 = np.where(mask, y, 0.0)
+        count = weight.sum(axis=-1)
+        mean_x = safe_div((weight * x).sum(axis=-1), count)
+        dx = (x - mean_x[..., None]) * weight
+        dy = (y0 - safe_div(y0.sum(axis=-1), count)[..., None]) * weight
     sxx = (dx * dx).sum(axis=-1)
     sxy = (dx * dy).sum(axis=-1)
     syy = (dy * dy).sum(axis=-1)
@@ -85,12 +90,17 @@ def masked_linreg(y: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArra
 def masked_correlation(a: FloatArray, b: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Row-wise Pearson correlation of a and b over masked entries, and the number of points used
     (0 when either side does not vary: no correlation is defined)."""
-    weight = mask.astype(np.float64)
-    a0 = np.where(mask, a, 0.0)
-    b0 = np.where(mask, b, 0.0)
-    count = weight.sum(axis=-1)
-    da = (a0 - safe_div(a0.sum(axis=-1), count)[..., None]) * weight
-    db = (b0 - safe_div(b0.sum(axis=-1), count)[..., None]) * weight
+    if mask.all():  # the common case: the same arithmetic without the masking (x * 1.0 == x exactly)
+        count = np.full(a.shape[:-1], float(a.shape[-1]))
+        da = a - safe_div(a.sum(axis=-1), count)[..., None]
+        db = b - safe_div(b.sum(axis=-1), count)[..., None]
+    else:
+        weight = mask.astype(np.float64)
+        a0 = np.where(mask, a, 0.0)
+        b0 = np.where(mask, b, 0.0)
+        count = weight.sum(axis=-1)
+        da = (a0 - safe_div(a0.sum(axis=-1), count)[..., None]) * weight
+        db = (b0 - safe_div(b0.sum(axis=-1), count)[..., None]) * weight
     cov = (da * db).sum(axis=-1)
     var_a = (da * da).sum(axis=-1)
     var_b = (db * db).sum(axis=-1)

@@ -18,6 +18,8 @@ from ats.factors.indicators import Reading, finite_median, lagged, safe_div, squ
 def oi_change(open_interest: FloatArray, config: FactorConfig) -> Reading:
     """The latest OI change over `oi_window` bars divided by the median |change| of the lookback (a z-like
     number); unavailable without enough OI history."""
+    if not np.isfinite(open_interest[:, -1]).any():  # no current OI anywhere (the common case without extras)
+        return Reading(np.zeros(open_interest.shape[0]), np.zeros(open_interest.shape[0], dtype=bool))
     window = config.oi_window
     with np.errstate(invalid="ignore"):
         changes = open_interest[:, window:] - open_interest[:, :-window]

@@ -27,7 +27,7 @@ from ats.factors.score import NEUTRAL, composite
 from ats.factors.state import initial_state, run, window_lengths
 from ats.factors.structure import PIVOTS, ZigzagEvents
 
-ROWS_PER_PASS = 16_384  # (symbol, bar) rows scored at once: bounds memory (~ROWS_PER_PASS x 600 floats)
+ROWS_PER_PASS = 1024  # (symbol, bar) rows scored at once: their windows (~600 floats each) stay in cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,30 +83,28 @@ def score_series(
     direction, strength = np.zeros((symbols, width)), np.zeros((symbols, width))
     coverage = np.zeros((symbols, width))
     lengths = window_lengths(config)
-    padded = {
-        name: np.concatenate([np.full((symbols, lengths[name] - 1), np.nan), paths.series[name]], axis=1)
-        for name in lengths
-    }
-    span = min(config.independence_window + 1, lengths["close"])
-    market_padded = [np.concatenate([np.full(span - 1, np.nan), m]) for m in markets]
+    views = {name: _sliding(paths.series[name], lengths[name]) for name in lengths}
+    span = min(config.independence_window + 1, lengths["close"]) - 1  # returns joined with the markets'
+    returns = _sliding(_returns(panel.log_close), span)
+    market_views = [_sliding(_returns(m[None, :]), span)[0] for m in markets]
     ema_now = _forward_filled(paths.ema)
     pivots = _PivotTables(paths.zigzag, symbols, width)
     no_extras = [NO_EXTRAS] * min(ROWS_PER_PASS, si.size)
 
     for start in range(0, si.size, ROWS_PER_PASS):
         s, t = si[start : start + ROWS_PER_PASS], ti[start : start + ROWS_PER_PASS]
-        windows = {name: _windows(padded[name], s, t, lengths[name]) for name in lengths}
+        windows = {name: views[name][s, t] for name in lengths}
         state = {
             "count": paths.count[s, t],
             "atr": paths.atr[s, t],
             "ema": ema_now[s, t],
             **pivots.at(s, t),
         }
-        market_windows = [m[t[:, None] + np.arange(span)] for m in market_padded]
+        market_windows = [m[t] for m in market_views]
         readings = factor_readings(
             state,
             windows,
-            independence_of(windows["close"][:, -span:], market_windows, config),
+            independence_of(returns[s, t], market_windows, config),
             no_extras[: s.size],
             (0, 0),
             config,
@@ -130,9 +128,16 @@ def score_series(
     )
 
 
-def _windows(padded: FloatArray, s: IntArray, t: IntArray, length: int) -> FloatArray:
-    """Rows of the last `length` values up to column t of row s (padded holds length - 1 NaN on the left)."""
-    return padded[s[:, None], t[:, None] + np.arange(length)]
+def _sliding(series: FloatArray, length: int) -> FloatArray:
+    """(rows, bars, length): at [r, t] the last `length` values of row r up to bar t, NaN before its start
+    (a view: nothing is copied until rows are picked from it)."""
+    padded = np.concatenate([np.full((series.shape[0], length - 1), np.nan), series], axis=1)
+    return np.lib.stride_tricks.sliding_window_view(padded, length, axis=1)
+
+
+def _returns(log_close: FloatArray) -> FloatArray:
+    """Bar-to-bar log returns, NaN at the first bar (as np.diff of a window whose first close is unknown)."""
+    return np.concatenate([np.full((log_close.shape[0], 1), np.nan), np.diff(log_close, axis=1)], axis=1)
 
 
 def _forward_filled(path: FloatArray) -> FloatArray:
