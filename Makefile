@@ -39,8 +39,10 @@ test: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --progress-spinner off
 
+# Every figure of the README's performance table, each script in its own process; writes benchmarks/results.json.
+# Not run: benchmarks/chaos.py (~1.5 h) and benchmarks/demo_under_load.py (opt-in, run them directly).
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do $(BIN)/python $$b; done
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

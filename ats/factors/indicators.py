@@ -232,7 +232,8 @@ def smooth(
     seeded = np.isfinite(base)
     flat_known = known.reshape(rows, -1)
     first = np.argmax(flat_known, axis=1)
-    seeds = np.flatnonzero(~seeded & flat_known.any(axis=1))  # rows whose first input is in this chunk
+    seeding = ~seeded & flat_known.any(axis=1)  # rows whose first input is in this chunk
+    seeds = np.flatnonzero(seeding)
     seed_value = np.full(rows, np.nan)
     seed_block = np.full(rows, -1)
     seed_value[seeds] = padded[seeds, first[seeds]]
@@ -240,27 +241,37 @@ def smooth(
     counted = known.copy()
     counted.reshape(rows, -1)[seeds, first[seeds]] = False  # the seed is the base, not a term of the sum
 
-    count = np.cumsum(counted, axis=2, dtype=np.int64)
-    count[:, 0, :] += n.astype(np.int64)[:, None]
+    held = n.astype(np.int64)  # inputs the current block already took before this chunk
+    known_count = flat_known.sum(axis=1)
+    if (known_count == np.where(known_count > 0, offset + bars - first, 0)).all():
+        # no gaps after a row's first input (the usual case): the count is the position past each block's
+        # first counted bar, no cumulative sum needed
+        block_start = np.maximum((first + seeding)[:, None], np.arange(blocks) * SMOOTH_BLOCK)
+        shift = block_start - np.arange(blocks) * SMOOTH_BLOCK
+        shift[:, 0] -= held
+        count = np.arange(1, SMOOTH_BLOCK + 1) - shift[:, :, None]
+    else:
+        count = np.cumsum(counted, axis=2, dtype=np.int64)
+        count[:, 0, :] += held[:, None]
     at = kind_base + count
     terms = np.zeros((rows, blocks, width))
     terms[:, 0, 0] = np.where(seeded, partial, 0.0)
-    terms[:, :, 1:] = np.where(counted, np.take(tables.weight, at) * xs, 0.0)
+    terms[:, :, 1:] = np.where(counted, np.take(tables.weight, at, mode="clip") * xs, 0.0)
     sums = np.cumsum(terms, axis=2)
 
+    taken = counted.sum(axis=2)  # inputs per block
+    taken[:, 0] += held
     bases = np.empty((rows, blocks))
     bases[:, 0] = np.where(seed_block == 0, seed_value, base)
     for b in range(1, blocks):
-        carried = np.take(tables.power, kind_base[:, 0, 0] + count[:, b - 1, -1]) * (
-            bases[:, b - 1] + sums[:, b - 1, -1]
-        )
+        carried = np.take(tables.power, kind_base[:, 0, 0] + taken[:, b - 1]) * (bases[:, b - 1] + sums[:, b - 1, -1])
         bases[:, b] = np.where(seed_block == b, seed_value, carried)
-    value = np.take(tables.power, at) * (bases[:, :, None] + sums[:, :, 1:])
+    value = np.take(tables.power, at, mode="clip") * (bases[:, :, None] + sums[:, :, 1:])
     path = np.where(counted, value, np.where(known, xs, np.nan)).reshape(rows, -1)[:, offset : offset + bars]
     new = Smoothing(
         bases[:, -1],
         np.where(np.isfinite(bases[:, -1]), sums[:, -1, -1], 0.0),
-        count[:, -1, -1].astype(np.float64),
+        taken[:, -1].astype(np.float64),
         np.full(rows, float(first_block + blocks - 1)),
     )
     return path, new

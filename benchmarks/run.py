@@ -1,0 +1,79 @@
+"""`make bench`: every benchmark script in its own process, one after the other; writes benchmarks/results.json
+and prints the table the README shows.
+
+chaos.py (about 1.5 h) and demo_under_load.py (several demo runs beside CPU burners) are not run: they are
+opt-in, run them directly. `--only NAME ...` runs some scripts (file names without .py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FIGURES = ("factor_cold", "factor_update", "factor_series", "process_start")  # one figure each (common.report)
+OTHERS = ("exchange", "monitor")  # older scripts: several figures in one JSON object each
+OPT_IN = ("chaos", "demo_under_load")
+
+
+def run(name: str) -> dict[str, Any]:
+    """The script's JSON object (the last one it printed), or what went wrong."""
+    done = subprocess.run(
+        [sys.executable, str(HERE / f"{name}.py")], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return {"script": name, "error": f"exit {done.returncode}", "stderr": done.stderr[-2000:]}
+    try:
+        found = json.loads(done.stdout[done.stdout.rindex("\n{") + 1 :] if "\n{" in done.stdout else done.stdout)
+    except ValueError:
+        return {"script": name, "error": "no JSON object in its output", "stdout": done.stdout[-2000:]}
+    return {"script": name, **found}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| figure | target | min / median / p99 | runs | met |", "|---|---|---|---|---|"]
+    for r in results:
+        if "figure" not in r:
+            continue
+        unit = r["unit"]
+        lines.append(
+            f"| {r['figure']} | < {r['target']:g} {unit} | {r['min']:g} / {r['median']:g} / {r['p99']:g} {unit} "
+            f"| {r['runs']} | {'yes' if r['met'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    names = [n for n in (*FIGURES, *OTHERS) if args.only is None or n in args.only]
+    started = datetime.datetime.now(datetime.UTC)
+    results = []
+    for name in names:
+        print(f"running benchmarks/{name}.py ...", file=sys.stderr, flush=True)
+        results.append(run(name))
+    document = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "results": results,
+    }
+    (HERE / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    print(f"benchmarks of {document['date']} ({document['cores']} cores), written to benchmarks/results.json")
+    print(table(results))
+    failed = [r["script"] for r in results if "error" in r]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
