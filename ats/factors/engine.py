@@ -31,6 +31,7 @@ from ats.factors.inputs import (
 )
 from ats.factors.liquidations import liquidations
 from ats.factors.liquidity import liquidity
+from ats.factors.memory import keep_freed_memory
 from ats.factors.momentum import momentum
 from ats.factors.open_interest import oi_change, open_interest
 from ats.factors.score import NEUTRAL, Composite, FactorRow, ScanResult, composite
@@ -51,6 +52,7 @@ from ats.factors.volume import participation, volume
 from ats.log import get_logger
 
 log = get_logger(__name__)
+keep_freed_memory()
 
 CONTEXT_SYMBOLS = {"BTCUSDT": "btc", "ETHUSDT": "eth"}  # bars of these feed the market context automatically
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ats.domain import FloatArray
+from ats.domain import FloatArray, IntArray
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -194,6 +194,15 @@ def smoothed_value(s: Smoothing, tables: SmoothingTables) -> FloatArray:
     return np.take(tables.power, at) * (s.base + s.partial)
 
 
+def _slices(table: FloatArray, kind: IntArray, shift: IntArray, *, zero_at_0: bool) -> FloatArray:
+    """(rows, blocks, SMOOTH_BLOCK): table[kind, j + 1 - shift] for j = 0..SMOOTH_BLOCK-1 (0 where that index is
+    negative, or 0 with zero_at_0); each is one contiguous slice of the table row padded on the left."""
+    head = table[:, :1] * (not zero_at_0)
+    extended = np.concatenate([np.zeros((len(table), SMOOTH_BLOCK)), head, table[:, 1:]], axis=1)
+    view = np.lib.stride_tricks.sliding_window_view(extended, SMOOTH_BLOCK, axis=1)
+    return view[kind[:, None], np.clip(SMOOTH_BLOCK + 1 - shift, 0, SMOOTH_BLOCK + 1)]
+
+
 def smooth(
     x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTables
 ) -> tuple[FloatArray, Smoothing]:
@@ -211,13 +220,11 @@ def smooth(
     makes incremental scoring equal the cold scan.
     """
     rows, bars = x.shape
-    width = SMOOTH_BLOCK + 1
-    kind_base = ((np.arange(rows) % len(tables.power)) * width)[:, None, None]
+    kinds = len(tables.power)
+    kind = np.arange(rows) % kinds
     first_block, offset = divmod(first_bar, SMOOTH_BLOCK)
     blocks = -(-(offset + bars) // SMOOTH_BLOCK)
-    padded = np.full((rows, blocks * SMOOTH_BLOCK), np.nan)
-    padded[:, offset : offset + bars] = x
-    xs = padded.reshape(rows, blocks, SMOOTH_BLOCK)
+    block_starts = np.arange(blocks) * SMOOTH_BLOCK
 
     # a block left behind closes: its end value is the new base (an empty block leaves the base unchanged)
     base, partial, n = state.base, state.partial, state.n
@@ -228,46 +235,54 @@ def smooth(
         partial = np.where(behind, 0.0, partial)
         n = np.where(behind, 0.0, n)
 
-    known = np.isfinite(xs)
+    known = np.isfinite(x)
     seeded = np.isfinite(base)
-    flat_known = known.reshape(rows, -1)
-    first = np.argmax(flat_known, axis=1)
-    seeding = ~seeded & flat_known.any(axis=1)  # rows whose first input is in this chunk
-    seeds = np.flatnonzero(seeding)
-    seed_value = np.full(rows, np.nan)
-    seed_block = np.full(rows, -1)
-    seed_value[seeds] = padded[seeds, first[seeds]]
-    seed_block[seeds] = first[seeds] // SMOOTH_BLOCK
-    counted = known.copy()
-    counted.reshape(rows, -1)[seeds, first[seeds]] = False  # the seed is the base, not a term of the sum
+    anything = known.any(axis=1)
+    # column of each row's first input in the padded layout (just past the chunk for a row without one)
+    first = np.where(anything, np.argmax(known, axis=1), bars) + offset
+    seeding = ~seeded & anything  # rows whose first input is in this chunk: it seeds the base
+    seed_block = np.where(seeding, first // SMOOTH_BLOCK, -1)
+    seed_value = np.where(seeding, x[np.arange(rows), np.minimum(first - offset, bars - 1)], np.nan)
+    held = n.astype(np.int64)  # inputs the current block took before this chunk
+    padded = np.zeros((rows, blocks * SMOOTH_BLOCK))
+    padded[:, offset : offset + bars] = np.where(known, x, 0.0)
+    padded[np.flatnonzero(seeding), first[seeding]] = 0.0  # the seed is the base, not a term of the sum
+    xs = padded.reshape(rows, blocks, SMOOTH_BLOCK)
 
-    held = n.astype(np.int64)  # inputs the current block already took before this chunk
-    known_count = flat_known.sum(axis=1)
-    if (known_count == np.where(known_count > 0, offset + bars - first, 0)).all():
-        # no gaps after a row's first input (the usual case): the count is the position past each block's
-        # first counted bar, no cumulative sum needed
-        block_start = np.maximum((first + seeding)[:, None], np.arange(blocks) * SMOOTH_BLOCK)
-        shift = block_start - np.arange(blocks) * SMOOTH_BLOCK
+    # count[r, b, j]: the inputs block b has taken up to its bar j (<= 0 before its first one)
+    if (known.sum(axis=1) == np.where(anything, offset + bars - first, 0)).all():
+        # no gaps after a row's first input (the usual case): the count is the distance from the block's
+        # first counted bar, and each block's weights are one slice of the table
+        shift = np.maximum((first + seeding)[:, None], block_starts) - block_starts
         shift[:, 0] -= held
         count = np.arange(1, SMOOTH_BLOCK + 1) - shift[:, :, None]
+        weights = _slices(tables.weight, kind, shift, zero_at_0=True)
+        powers = _slices(tables.power, kind, shift, zero_at_0=False)
     else:
-        count = np.cumsum(counted, axis=2, dtype=np.int64)
+        counted = np.zeros((rows, blocks * SMOOTH_BLOCK), dtype=bool)
+        counted[:, offset : offset + bars] = known
+        counted[np.flatnonzero(seeding), first[seeding]] = False
+        count = np.cumsum(counted.reshape(rows, blocks, SMOOTH_BLOCK), axis=2, dtype=np.int64)
         count[:, 0, :] += held[:, None]
-    at = kind_base + count
-    terms = np.zeros((rows, blocks, width))
+        at = (kind * (SMOOTH_BLOCK + 1))[:, None, None] + np.maximum(count, 0)
+        weights = np.take(tables.weight, at) * (count > 0)
+        powers = np.take(tables.power, at)
+    terms = np.empty((rows, blocks, SMOOTH_BLOCK + 1))
+    terms[:, :, 0] = 0.0
     terms[:, 0, 0] = np.where(seeded, partial, 0.0)
-    terms[:, :, 1:] = np.where(counted, np.take(tables.weight, at, mode="clip") * xs, 0.0)
+    np.multiply(weights, xs, out=terms[:, :, 1:])
     sums = np.cumsum(terms, axis=2)
 
-    taken = counted.sum(axis=2)  # inputs per block
-    taken[:, 0] += held
+    last_bar = np.full(blocks, SMOOTH_BLOCK - 1)
+    last_bar[-1] = (offset + bars - 1) % SMOOTH_BLOCK
+    taken = np.maximum(count[:, np.arange(blocks), last_bar], 0)  # inputs per block
     bases = np.empty((rows, blocks))
     bases[:, 0] = np.where(seed_block == 0, seed_value, base)
     for b in range(1, blocks):
-        carried = np.take(tables.power, kind_base[:, 0, 0] + taken[:, b - 1]) * (bases[:, b - 1] + sums[:, b - 1, -1])
+        carried = tables.power[kind, taken[:, b - 1]] * (bases[:, b - 1] + sums[:, b - 1, -1])
         bases[:, b] = np.where(seed_block == b, seed_value, carried)
-    value = np.take(tables.power, at, mode="clip") * (bases[:, :, None] + sums[:, :, 1:])
-    path = np.where(counted, value, np.where(known, xs, np.nan)).reshape(rows, -1)[:, offset : offset + bars]
+    value = powers * (bases[:, :, None] + sums[:, :, 1:])
+    path = np.where(known, value.reshape(rows, -1)[:, offset : offset + bars], np.nan)
     new = Smoothing(
         bases[:, -1],
         np.where(np.isfinite(bases[:, -1]), sums[:, -1, -1], 0.0),
