@@ -333,8 +333,10 @@ def _place(
                 log.warning("bars skipped", symbol=names[row], count=int(count), reason="invalid or off the time grid")
     at = (rows[keep], (times[keep] - start) // step)
     # A repeated open time keeps its last copy (the freshest fetch).
-    arrays["high"][at] = prices[:, keep].max(axis=0)
-    arrays["low"][at] = prices[:, keep].min(axis=0)
+    # elementwise over the four prices: a reduction along the short axis of (4, bars) is ten times slower
+    o, h, lo, c = (fields[name][keep] for name in ("open", "high", "low", "close"))
+    arrays["high"][at] = np.maximum(np.maximum(o, h), np.maximum(lo, c))
+    arrays["low"][at] = np.minimum(np.minimum(o, h), np.minimum(lo, c))
     arrays["close"][at] = fields["close"][keep]
     arrays["quote"][at] = quote[keep]
     arrays["taker_buy_quote"][at] = np.minimum(taker_buy[keep], quote[keep])

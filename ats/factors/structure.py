@@ -30,7 +30,7 @@ def zigzag_state(symbols: int) -> dict[str, FloatArray]:
     return state
 
 
-LOOKAHEAD = 16  # bars examined per ZigZag pass: a pass stops at each row's first reversal
+LOOKAHEAD = 32  # bars examined per ZigZag pass: a pass stops at each row's first reversal
 
 
 class ZigzagEvents(NamedTuple):
@@ -126,19 +126,27 @@ def zigzag_advance(
         pos[rows] += at + 1
         rows = rows[(direction[rows] == 0) & (pos[rows] < n_valid[rows])]
 
+    packed = np.stack([cp, cth, cix], axis=2)  # one gather per pass for the three
     rows = np.flatnonzero(pos < n_valid)
     while rows.size:  # in a swing: find where price comes back `threshold` from the running extreme
-        inside, p, th, ix, last = window(rows)
+        picks = np.arange(rows.size)
+        window_data = packed[rows[:, None], pos[rows, None] + steps]  # NaN past each row's last valid bar
+        p, th, ix = window_data[..., 0], window_data[..., 1], window_data[..., 2]
         side = direction[rows]
-        run, run_i = running(side * ext[rows], ext_i[rows], np.where(inside, side[:, None] * p, -np.inf), ix)
+        start = side * ext[rows]
+        q = side[:, None] * p  # the swing's side made upward: the extreme is a running maximum
+        run = np.maximum(start[:, None], np.maximum.accumulate(q, axis=1))
         with np.errstate(invalid="ignore"):
-            turn = inside & (th > 0) & (run - side[:, None] * p >= th)
+            turn = (th > 0) & (run - q >= th)
         hit = turn.any(axis=1)
-        at = np.where(hit, turn.argmax(axis=1), last)
-        extreme, extreme_i = side * pick(run, at), pick(run_i, at)
+        at = np.where(hit, turn.argmax(axis=1), np.minimum(n_valid[rows] - pos[rows], LOOKAHEAD) - 1)
+        best = run[picks, at]
+        # the extreme's bar: its first occurrence in the window, or the one held if the window never passed it
+        first_best = ix[picks, np.argmax(q == best[:, None], axis=1)]
+        extreme, extreme_i = side * best, np.where(best > start, first_best, ext_i[rows])
         direction[rows] = np.where(hit, -side, side)
-        ext[rows] = np.where(hit, pick(p, at), extreme)
-        ext_i[rows] = np.where(hit, pick(ix, at), extreme_i)
+        ext[rows] = np.where(hit, p[picks, at], extreme)
+        ext_i[rows] = np.where(hit, ix[picks, at], extreme_i)
         if hit.any():
             found.append((rows[hit], pos[rows[hit]] + at[hit], extreme[hit], extreme_i[hit], -side[hit]))
         pos[rows] += at + 1
