@@ -59,7 +59,9 @@ def timed(run: Callable[[], object], runs: int, *, cpu: bool = False) -> list[fl
     return samples
 
 
-def report(figure: str, *, unit: str, target: float, setup: dict[str, Any], stats: dict[str, float], **extra: Any) -> None:
+def report(
+    figure: str, *, unit: str, target: float, setup: dict[str, Any], stats: dict[str, float], **extra: Any
+) -> None:
     """Print the figure as one JSON object; `met` compares the p99 with the target (lower is better)."""
     print(
         json.dumps(

@@ -23,7 +23,9 @@ def main() -> None:
     scorer = IncrementalScorer("1h")
     for b in bars:
         scorer.warm([b.slice(0, BARS)], as_of_ms=int(b.open_time[BARS - 1]) + HOUR_MS + 1)
-    feed = iter([(b.slice(j, j + 1), int(b.open_time[j]) + HOUR_MS + 1) for j in range(BARS, BARS + STEPS) for b in bars])
+    feed = iter(
+        [(b.slice(j, j + 1), int(b.open_time[j]) + HOUR_MS + 1) for j in range(BARS, BARS + STEPS) for b in bars]
+    )
 
     def one() -> None:
         bar, as_of = next(feed)

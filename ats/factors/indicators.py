@@ -203,9 +203,7 @@ def _slices(table: FloatArray, kind: IntArray, shift: IntArray, *, zero_at_0: bo
     return view[kind[:, None], np.clip(SMOOTH_BLOCK + 1 - shift, 0, SMOOTH_BLOCK + 1)]
 
 
-def smooth(
-    x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTables
-) -> tuple[FloatArray, Smoothing]:
+def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTables) -> tuple[FloatArray, Smoothing]:
     """Feed inputs (rows, bars) through EMAs y <- y + alpha * (x - y), skipping NaN inputs (the EMA holds).
 
     `first_bar` numbers column 0 on the interval's grid (open time // interval). Row r uses the constants of

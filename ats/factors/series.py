@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ats.domain import Bars, FloatArray, IntArray, interval_ms
+from ats.domain import Bars, FloatArray, IntArray
 from ats.factors.config import FACTOR_NAMES, FactorConfig
 from ats.factors.engine import CONTEXT_SYMBOLS, factor_readings
 from ats.factors.independence import aligned_log_close, independence_of
@@ -67,7 +67,6 @@ def score_series(
     if not bars:
         raise ValueError("score_series: no bars")
     interval = bars[0].interval
-    step = interval_ms(interval)
     extras = {s: SymbolExtras(open_interest=oi) for s, oi in (open_interest or {}).items()}
     panel = build_panel(
         bars, as_of_ms=as_of_ms, interval=interval, extras=extras, oi_max_age_bars=config.oi_max_age_bars
@@ -77,7 +76,7 @@ def score_series(
     markets = _market_closes(bars, context, as_of_ms, panel.open_time)
 
     valid = panel.valid
-    scored = valid & (paths.count >= config.min_bars)
+    scored = valid & (paths.seen >= config.min_bars)
     si, ti = np.nonzero(scored)
     out_factors = {name: np.full((symbols, width), NEUTRAL[name]) for name in FACTOR_NAMES}
     direction, strength = np.zeros((symbols, width)), np.zeros((symbols, width))
@@ -95,7 +94,7 @@ def score_series(
         s, t = si[start : start + ROWS_PER_PASS], ti[start : start + ROWS_PER_PASS]
         windows = {name: views[name][s, t] for name in lengths}
         state = {
-            "count": paths.count[s, t],
+            "count": paths.seen[s, t],
             "atr": paths.atr[s, t],
             "ema": ema_now[s, t],
             **pivots.at(s, t),
@@ -143,7 +142,7 @@ def _returns(log_close: FloatArray) -> FloatArray:
 def _forward_filled(path: FloatArray) -> FloatArray:
     """(symbols, bars, k): each value carried forward over the NaN that follow it (an EMA holds on a bar whose
     input is unknown)."""
-    symbols, bars, k = path.shape
+    bars = path.shape[1]
     known = np.isfinite(path)
     last = np.maximum.accumulate(np.where(known, np.arange(bars)[None, :, None], 0), axis=1)
     return np.take_along_axis(path, last, axis=1)
@@ -163,7 +162,7 @@ class _PivotTables:
         self.index = np.zeros((symbols, PIVOTS + most))
         self.direction = np.zeros((symbols, 1 + most))
         self.price[events.row, PIVOTS + rank] = events.price
-        self.index[events.row, PIVOTS + rank] = events.index
+        self.index[events.row, PIVOTS + rank] = events.bar
         self.direction[events.row, 1 + rank] = events.direction
 
     def at(self, s: IntArray, t: IntArray) -> dict[str, FloatArray]:

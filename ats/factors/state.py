@@ -104,7 +104,7 @@ class Paths(NamedTuple):
     series: dict[str, FloatArray]  # the windowed series, by window name
     ema: FloatArray  # (symbols, bars, 7)
     atr: FloatArray
-    count: FloatArray  # valid bars seen up to and including each bar
+    seen: FloatArray  # valid bars seen up to and including each bar
     zigzag: ZigzagEvents
 
 

@@ -40,7 +40,7 @@ class ZigzagEvents(NamedTuple):
     row: IntArray
     column: IntArray  # the chunk column (bar) at which the reversal was confirmed
     price: FloatArray
-    index: FloatArray
+    bar: FloatArray  # the pivot's valid-bar count (its age reference)
     direction: FloatArray
 
 
@@ -70,24 +70,33 @@ def zigzag_advance(
     none = ZigzagEvents(*(np.zeros(0, dtype=np.int64),) * 2, *(np.zeros(0),) * 3)
     if not bars:
         return out, none
-    order = np.argsort(~valid, axis=1, kind="stable")  # each row's valid bars first, in time order
     n_valid = valid.sum(axis=1)
+    first = np.where(n_valid > 0, np.argmax(valid, axis=1), bars)
     pad = np.full((symbols, LOOKAHEAD), np.nan)
-    cp, cth, cix = (
-        np.concatenate([np.take_along_axis(a, order, axis=1), pad], axis=1) for a in (price, threshold, index)
-    )
+    if (n_valid == bars - first).all():  # no gaps after each row's first bar (the usual case): read in place
+        order = None
+        pos, limit = first.copy(), np.full(symbols, bars)
+        cp, cth, cix = (np.concatenate([np.where(valid, a, np.nan), pad], axis=1) for a in (price, threshold, index))
+    else:  # each row's valid bars moved to its front, in time order
+        order = np.argsort(~valid, axis=1, kind="stable")
+        pos, limit = np.zeros(symbols, dtype=np.int64), n_valid
+        after = np.arange(bars) >= n_valid[:, None]  # past each row's valid bars: NaN, so no pass reads them
+        cp, cth, cix = (
+            np.concatenate([np.where(after, np.nan, np.take_along_axis(a, order, axis=1)), pad], axis=1)
+            for a in (price, threshold, index)
+        )
     direction, ext, ext_i = out["zz_dir"], out["zz_ext"], out["zz_ext_i"]
     hi, hi_i, lo, lo_i = out["zz_hi"], out["zz_hi_i"], out["zz_lo"], out["zz_lo_i"]
-    fresh = (n_valid > 0) & (cix[:, 0] == 0)  # the symbol's first bar starts the running high and low
+    # the symbol's first bar starts the running high and low
+    fresh = (n_valid > 0) & (cix[np.arange(symbols), np.minimum(pos, bars - 1)] == 0)
     hi[fresh], lo[fresh] = -np.inf, np.inf
-    pos = np.zeros(symbols, dtype=np.int64)
     steps = np.arange(LOOKAHEAD)
     found: list[tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray]] = []
 
     def window(rows: IntArray) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray, IntArray]:
         cols = pos[rows, None] + steps
-        inside = cols < n_valid[rows, None]
-        last = np.minimum(n_valid[rows] - pos[rows], LOOKAHEAD) - 1
+        inside = cols < limit[rows, None]
+        last = np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1
         at = rows[:, None]
         return inside, cp[at, cols], cth[at, cols], cix[at, cols], last
 
@@ -121,13 +130,19 @@ def zigzag_advance(
         ext_i[rows] = np.where(hit, np.where(high_first, lx, hx), ext_i[rows])
         if hit.any():
             found.append(
-                (rows[hit], pos[rows[hit]] + at[hit], np.where(high_first, h, lw)[hit], np.where(high_first, hx, lx)[hit], new_dir[hit])
+                (
+                    rows[hit],
+                    pos[rows[hit]] + at[hit],
+                    np.where(high_first, h, lw)[hit],
+                    np.where(high_first, hx, lx)[hit],
+                    new_dir[hit],
+                )
             )
         pos[rows] += at + 1
-        rows = rows[(direction[rows] == 0) & (pos[rows] < n_valid[rows])]
+        rows = rows[(direction[rows] == 0) & (pos[rows] < limit[rows])]
 
     packed = np.stack([cp, cth, cix], axis=2)  # one gather per pass for the three
-    rows = np.flatnonzero(pos < n_valid)
+    rows = np.flatnonzero(pos < limit)
     while rows.size:  # in a swing: find where price comes back `threshold` from the running extreme
         picks = np.arange(rows.size)
         window_data = packed[rows[:, None], pos[rows, None] + steps]  # NaN past each row's last valid bar
@@ -139,7 +154,7 @@ def zigzag_advance(
         with np.errstate(invalid="ignore"):
             turn = (th > 0) & (run - q >= th)
         hit = turn.any(axis=1)
-        at = np.where(hit, turn.argmax(axis=1), np.minimum(n_valid[rows] - pos[rows], LOOKAHEAD) - 1)
+        at = np.where(hit, turn.argmax(axis=1), np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1)
         best = run[picks, at]
         # the extreme's bar: its first occurrence in the window, or the one held if the window never passed it
         first_best = ix[picks, np.argmax(q == best[:, None], axis=1)]
@@ -150,7 +165,7 @@ def zigzag_advance(
         if hit.any():
             found.append((rows[hit], pos[rows[hit]] + at[hit], extreme[hit], extreme_i[hit], -side[hit]))
         pos[rows] += at + 1
-        rows = rows[pos[rows] < n_valid[rows]]
+        rows = rows[pos[rows] < limit[rows]]
 
     if not found:
         return out, none
@@ -164,7 +179,7 @@ def zigzag_advance(
         held[row, PIVOTS + rank] = new
         out[name] = np.take_along_axis(held, count[:, None] + np.arange(PIVOTS), axis=1)
     out["piv_n"] = np.minimum(out["piv_n"] + count, PIVOTS)
-    return out, ZigzagEvents(row, order[row, place], pivot, pivot_i, turned)
+    return out, ZigzagEvents(row, place if order is None else order[row, place], pivot, pivot_i, turned)
 
 
 def structure(
