@@ -243,12 +243,12 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     seed_value = np.where(seeding, x[np.arange(rows), np.minimum(first - offset, bars - 1)], np.nan)
     held = n.astype(np.int64)  # inputs the current block took before this chunk
     padded = np.zeros((rows, blocks * SMOOTH_BLOCK))
-    padded[:, offset : offset + bars] = np.where(known, x, 0.0)
+    np.copyto(padded[:, offset : offset + bars], x, where=known)
     padded[np.flatnonzero(seeding), first[seeding]] = 0.0  # the seed is the base, not a term of the sum
     xs = padded.reshape(rows, blocks, SMOOTH_BLOCK)
 
     # count[r, b, j]: the inputs block b has taken up to its bar j (<= 0 before its first one)
-    if (known.sum(axis=1) == np.where(anything, offset + bars - first, 0)).all():
+    if (np.count_nonzero(known, axis=1) == np.where(anything, offset + bars - first, 0)).all():
         # no gaps after a row's first input (the usual case): the count is the distance from the block's
         # first counted bar, and each block's weights are one slice of the table
         shift = np.maximum((first + seeding)[:, None], block_starts) - block_starts
@@ -279,11 +279,14 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     for b in range(1, blocks):
         carried = tables.power[kind, taken[:, b - 1]] * (bases[:, b - 1] + sums[:, b - 1, -1])
         bases[:, b] = np.where(seed_block == b, seed_value, carried)
-    value = powers * (bases[:, :, None] + sums[:, :, 1:])
+    end_partial = sums[:, -1, -1].copy()
+    value = sums[:, :, 1:]  # computed in place: the sums are not needed any more
+    value += bases[:, :, None]
+    value *= powers
     path = np.where(known, value.reshape(rows, -1)[:, offset : offset + bars], np.nan)
     new = Smoothing(
         bases[:, -1],
-        np.where(np.isfinite(bases[:, -1]), sums[:, -1, -1], 0.0),
+        np.where(np.isfinite(bases[:, -1]), end_partial, 0.0),
         taken[:, -1].astype(np.float64),
         np.full(rows, float(first_block + blocks - 1)),
     )
