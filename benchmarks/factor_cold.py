@@ -23,13 +23,14 @@ def main() -> None:
     as_of = as_of_after(bars[0])
     for _ in range(3):  # imports and caches warm
         scan(bars, as_of_ms=as_of, extras=premiums)
-    samples = timed(lambda: scan(bars, as_of_ms=as_of, extras=premiums), RUNS)
+    samples, cpu = timed(lambda: scan(bars, as_of_ms=as_of, extras=premiums), RUNS)
     report(
         "cold scan, 100 symbols x 300 bars, one core",
         unit="ms",
         target=10.0,
         setup={"symbols": SYMBOLS, "bars": BARS, "extras": "premium for every symbol, BTC/ETH context", "core": core},
         stats=summary(samples, 1e3),
+        cpu=summary(cpu, 1e3),
         load_average=[load_before, load_average()],
     )
 

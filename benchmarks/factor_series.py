@@ -20,13 +20,14 @@ def main() -> None:
         make_bars("BTCUSDT", BARS, seed=1000, price=60_000.0), make_bars("ETHUSDT", BARS, seed=1001, price=3_000.0)
     )
     as_of = as_of_after(bars[0])
-    samples = timed(lambda: score_series(bars, as_of_ms=as_of, context=context), RUNS)
+    samples, cpu = timed(lambda: score_series(bars, as_of_ms=as_of, context=context), RUNS)
     report(
         "score series, one year of 1h bars x 100 symbols, one core",
         unit="s",
         target=10.0,
         setup={"symbols": SYMBOLS, "bars": BARS, "extras": "BTC/ETH context", "core": core},
         stats=summary(samples, 1.0, 2),
+        cpu=summary(cpu, 1.0, 2),
         load_average=[load_before, load_average()],
     )
 

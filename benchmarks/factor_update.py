@@ -31,13 +31,14 @@ def main() -> None:
         bar, as_of = next(feed)
         scorer.update(bar, as_of_ms=as_of)
 
-    samples = timed(one, POSITIONS * STEPS)
+    samples, cpu = timed(one, POSITIONS * STEPS)
     report(
         "one new closed bar, one symbol",
         unit="us",
         target=50.0,
         setup={"symbols_held": POSITIONS, "warm_bars": BARS, "extras": "none (as the monitor)", "core": core},
         stats=summary(samples, 1e6, 1),
+        cpu=summary(cpu, 1e6, 1),
         load_average=[load_before, load_average()],
     )
 

@@ -1,9 +1,10 @@
 """Running state of the factor engine: recursive indicators plus short windows of recent values.
 
 Everything a factor needs is either recursive (ATR, EMAs, the ZigZag: O(1) per bar) or a window of at most a
-few hundred recent values. `advance` feeds new closed bars (a chunk of the panel) through the recursion, one
-bar at a time but vectorised across symbols, then shifts the chunk into the windows. A cold start is the
-same call on an empty state with the whole history, so cold and incremental scoring run the same code.
+few hundred recent values. `advance` feeds new closed bars (a chunk of the panel) through the recursions,
+vectorised across symbols and bars (no per-bar Python loop, see `run`), then shifts the chunk into the windows.
+A cold start is the same call on an empty state with the whole history, so cold and incremental scoring run the
+same code, and the recursions give bit-identical values however the history is split into chunks.
 
 Arrays are keyed by name with the symbol axis first, so the engine can gather and scatter rows generically.
 A bar that is missing (NaN) leaves the recursion untouched and enters the windows as NaN (masked). So does an
