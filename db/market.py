@@ -9,7 +9,6 @@ is kept so a user can see why a signal fired.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from ats.clock import ms_to_datetime
 from ats.domain import BAR_FIELDS, Band, Bars, Direction, Signal, SymbolRules
 from ats.factors import FactorRow
+from ats.placement import Candidate
 from ats.universe import HOUR_MS, PoolKind, PoolResult
 from db.models import BarRow, PoolMemberRow, PoolRow, ScanResultRow, ScanRow, SignalRow, SymbolRow
 
@@ -108,7 +108,7 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
     result = session.execute(
         text(
             f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) AS fetched({names}) "  # noqa: S608
-            f"ORDER BY \"symbol\", \"interval\", \"open_time_ms\" {BAR_CONFLICT}"
+            f'ORDER BY "symbol", "interval", "open_time_ms" {BAR_CONFLICT}'
         ),
         columns,
     )
@@ -267,15 +267,6 @@ def store_scan_results(session: Session, scan_id: int, rows: Sequence[FactorRow]
 # ---------------------------------------------------------------------------------------------- signals
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSignal:
-    """A signal row as the order placement reads it."""
-
-    id: int
-    signal: Signal
-    source: str  # scan | manual
-
-
 def record_signal(
     session: Session, account: str, signal: Signal, *, scan_id: int | None, source: str
 ) -> tuple[int, bool]:
@@ -345,7 +336,7 @@ def new_signals(
     ids: Sequence[int] | None = None,
     since_bar_ms: int | None = None,
     lock: bool = False,
-) -> list[StoredSignal]:
+) -> list[Candidate]:
     """Signals not yet acted on (status 'new'), strongest first: given ids, or those of bars since a time.
 
     With `lock`, the rows stay locked until the transaction ends (the order placement holds them).
@@ -360,7 +351,7 @@ def new_signals(
     query = query.order_by(SignalRow.strength.desc(), SignalRow.id)
     if lock:
         query = query.with_for_update()
-    return [StoredSignal(row.id, _signal_of(row), row.source) for row in session.scalars(query)]
+    return [Candidate(row.id, _signal_of(row), row.source) for row in session.scalars(query)]
 
 
 def signal_status(session: Session, signal_id: int) -> str | None:
