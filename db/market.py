@@ -115,13 +115,18 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def load_bars(session: Session, interval: str, symbols: Sequence[str], *, since_ms: int) -> dict[str, Bars]:
-    """Stored bars of each symbol opening at or after `since_ms`, oldest first (an empty Bars if none)."""
-    rows = session.execute(
+def load_bars(
+    session: Session, interval: str, symbols: Sequence[str], *, since_ms: int, until_ms: int | None = None
+) -> dict[str, Bars]:
+    """Stored bars of each symbol opening in [since, until), oldest first (an empty Bars if none)."""
+    query = (
         select(BarRow.symbol, BarRow.open_time_ms, *(getattr(BarRow, name) for name in BAR_FIELDS))
         .where(BarRow.interval == interval, BarRow.symbol.in_(list(symbols)), BarRow.open_time_ms >= since_ms)
         .order_by(BarRow.symbol, BarRow.open_time_ms)
-    ).all()
+    )
+    if until_ms is not None:
+        query = query.where(BarRow.open_time_ms < until_ms)
+    rows = session.execute(query).all()
     grouped: dict[str, list[Any]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row[1:])
