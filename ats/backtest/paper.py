@@ -187,7 +187,12 @@ class PaperExchange:
                 )
 
     def _fill_triggers(self, symbol: str, bar: Bar) -> None:
-        """Fire what the bar reaches, stops first, until nothing more fires (a fill may place a new stop)."""
+        """Fire what the bar reaches, stops first, until nothing more fires (a fill may place a new stop).
+
+        An order that rested at the bar's open fills at the open when the bar opened beyond its trigger; one placed
+        during the bar (after a fill in it) can only have been reached later, at its trigger.
+        """
+        at_open = {o.client_id for o in self._resting.get(symbol, [])}
         while True:
             orders = self._resting.get(symbol, [])
             reached = [o for o in orders if o.reached(bar.high, bar.low)]
@@ -197,8 +202,9 @@ class PaperExchange:
             self._resting[symbol] = [o for o in orders if o.client_id != order.client_id]
             open_qty = self._open_qty(order.key)
             qty = open_qty if order.qty is None else min(order.qty, open_qty)
+            price = order.price(bar.open) if order.client_id in at_open else order.trigger
             if qty > 0:
-                self._fill(order.key, order.client_id, order.side, qty, order.price(bar.open), bar.close_ms)
+                self._fill(order.key, order.client_id, order.side, qty, price, bar.close_ms)
             else:  # nothing left to reduce: the exchange expires a reduce-only order
                 event = OrderCanceled(order.client_id, bar.close_ms, True, ZERO)
                 self.perform(self.journal.apply(order.key, event, source="backtest")[1], bar.close_ms)
