@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ats import clock
 from ats.cli.app import app, console, err_console, fail, settings_or_exit
-from ats.clock import WallClock, datetime_to_ms, format_utc
+from ats.clock import WallClock, format_utc
 from ats.config import Settings
 from ats.data import DataFile, Kind, MalformedData, find_data_files
 from ats.domain import BINANCE_INTERVALS
@@ -114,10 +114,9 @@ def import_files(
 
 def parse_utc_ms(text: str) -> int:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
-    return datetime_to_ms(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+        return clock.parse_utc_ms(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @data_app.command("download")
