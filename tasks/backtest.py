@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ats.backtest import WARMUP_BARS, Backtest, TradeSettings, backtest
+from ats.backtest.engine import record_tape
+from ats.backtest.history import DAY_MS, History
+from ats.backtest.walkforward import Fold, walk_forward
 from ats.clock import format_utc
 from ats.config import Settings
 from ats.log import get_logger
@@ -31,8 +34,8 @@ class BacktestRequest:
     seed: int = 1
 
 
-def run_backtest(database: Database, settings: Settings, request: BacktestRequest) -> Backtest:
-    """Load the stored history the request covers and replay it."""
+def load_request_history(database: Database, settings: Settings, request: BacktestRequest) -> History:
+    """The stored history the request covers (with the warm-up before it); NoHistory names what is missing."""
     interval = settings.bar_interval
     started = time.perf_counter()
     with database.session() as session:
@@ -54,9 +57,16 @@ def run_backtest(database: Database, settings: Settings, request: BacktestReques
         history = load_history(
             session, inside, interval, start_ms=request.start_ms, end_ms=request.end_ms, warmup_bars=WARMUP_BARS
         )
-    loaded = time.perf_counter()
     bars = sum(len(b) for b in history.bars.values())
-    log.info("backtest history loaded", symbols=len(history.bars), bars=bars, seconds=round(loaded - started, 2))
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("backtest history loaded", symbols=len(history.bars), bars=bars, seconds=seconds)
+    return history
+
+
+def run_backtest(database: Database, settings: Settings, request: BacktestRequest) -> Backtest:
+    """Load the stored history the request covers and replay it."""
+    history = load_request_history(database, settings, request)
+    started = time.perf_counter()
     result = backtest(
         history,
         settings,
@@ -70,9 +80,39 @@ def run_backtest(database: Database, settings: Settings, request: BacktestReques
         "backtest done",
         trades=result.stats.trades,
         return_pct=round(result.stats.return_pct, 2),
-        seconds=round(time.perf_counter() - loaded, 2),
+        seconds=round(time.perf_counter() - started, 2),
     )
     return result
+
+
+def run_walk_forward(
+    database: Database,
+    settings: Settings,
+    request: BacktestRequest,
+    *,
+    grid: Sequence[float],
+    train_days: int,
+    test_days: int,
+) -> list[Fold]:
+    """Score the request's hours once, then choose min_score on each training window and report the next."""
+    history = load_request_history(database, settings, request)
+    window = history.window(request.start_ms, request.end_ms, WARMUP_BARS)
+    started = time.perf_counter()
+    tape = record_tape(window, settings, request.start_ms, request.end_ms, floor=min(grid))
+    log.info("walk-forward: hours scored", hours=len(tape.hours), seconds=round(time.perf_counter() - started, 2))
+    folds = walk_forward(
+        tape,
+        window,
+        settings,
+        request.options,
+        grid=grid,
+        train_ms=train_days * DAY_MS,
+        test_ms=test_days * DAY_MS,
+        random_draws=request.random_draws,
+        seed=request.seed,
+    )
+    log.info("walk-forward done", folds=len(folds), seconds=round(time.perf_counter() - started, 2))
+    return folds
 
 
 def write_files(result: Backtest, folder: Path) -> list[Path]:

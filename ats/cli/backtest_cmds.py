@@ -99,3 +99,63 @@ def backtest_command(
         console.print(f"[bold]{summary['verdict']}[/]")
     paths = write_files(result, out)
     console.print(f"fingerprint {summary['fingerprint']}; files: {', '.join(str(p) for p in paths)}")
+
+
+@app.command("walk-forward")
+def walk_forward_command(
+    start: Annotated[str, typer.Option("--from", help="First hour (UTC): YYYY-MM-DD[THH:MM].", show_default=False)],
+    end: Annotated[str, typer.Option("--to", help="End, exclusive (UTC).", show_default=False)],
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols; default every symbol with stored bars.")
+    ] = None,
+    train_days: Annotated[int, typer.Option(min=1, help="Days each setting is chosen on.")] = 120,
+    test_days: Annotated[int, typer.Option(min=1, help="Days it is then reported on (out of sample).")] = 30,
+    grid: Annotated[str, typer.Option(help="Candidate min_score values, comma-separated.")] = "60,65,70,75,80,85,90",
+    balance: Annotated[str, typer.Option(help="Starting wallet of every fold, USDT.")] = "10000",
+    slippage: Annotated[str, typer.Option(help="Against us on every market fill, fraction of the price.")] = "0.0005",
+    random_draws: Annotated[int, typer.Option(min=0, max=1000, help="Random-direction baseline draws.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Also write the table (Markdown) to this file.")] = None,
+) -> None:
+    """Choose min_score on each training window, trade it on the next window, rolling; print only the test
+    windows' results (out of sample) beside the baselines on the same hours."""
+    from ats.backtest import TradeSettings
+    from ats.backtest.walkforward import folds_table, summary
+    from tasks.backtest import BacktestRequest, NoHistory, run_walk_forward, symbols_of
+
+    settings = settings_or_exit()
+    start_ms, end_ms = parse_utc_ms(start), parse_utc_ms(end)
+    try:
+        candidates = sorted({float(v) for v in grid.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"--grid must be numbers separated by commas, not {grid!r}") from None
+    if not candidates or candidates[0] < 0 or candidates[-1] > 100:
+        fail("--grid needs min_score values between 0 and 100")
+    if end_ms - start_ms < (train_days + test_days) * 86_400_000:
+        fail(f"--from to --to must cover at least one training and one test window ({train_days + test_days} days)")
+    options = TradeSettings(balance=_decimal(balance, "--balance"), slippage=_decimal(slippage, "--slippage"))
+    request = BacktestRequest(tuple(symbols_of(symbols)), start_ms, end_ms, options, random_draws, seed)
+    database = open_database(settings)
+    try:
+        with console.status("scoring every hour, then the folds ..."):
+            folds = run_walk_forward(
+                database, settings, request, grid=candidates, train_days=train_days, test_days=test_days
+            )
+    except NoHistory as exc:
+        fail(str(exc))
+    finally:
+        database.dispose()
+    table = folds_table(folds)
+    total = summary(folds)
+    rivals = {k: v for k, v in total.items() if k not in ("model", "trades", "win_rate")}
+    beaten = sorted(name for name, value in rivals.items() if total["model"] <= value)
+    verdict = (
+        "out of sample, the model beat every baseline"
+        if not beaten
+        else f"out of sample, the model did NOT beat: {', '.join(beaten)}"
+    )
+    console.print(table, soft_wrap=True, markup=False)
+    console.print(f"[bold]{verdict}[/]")
+    if out is not None:
+        out.write_text(table + f"\n**{verdict}.**\n", encoding="utf-8")
+        console.print(f"written to {out}")
