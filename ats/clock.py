@@ -82,6 +82,15 @@ def datetime_to_ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def parse_utc_ms(text: str) -> int:
+    """A moment given as YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC unless it names its offset), in epoch ms."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
+    return datetime_to_ms(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+
+
 def utc_day_start_ms(ms: int) -> int:
     """Start of the UTC day containing `ms` (the daily loss limit resets there)."""
     return ms - ms % 86_400_000

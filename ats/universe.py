@@ -434,8 +434,9 @@ def build_elite(
             "elite", previous, f"no symbol passed the Elite rules ({len(excluded)} excluded)", now_ms, excluded
         )
     volume = np.array([float(t.quote_volume) for t in survivors])
-    trades = np.array([float(t.trade_count) for t in survivors])
-    w = config.volume_rank_weight
+    trades = np.array([float(t.trade_count or 0) for t in survivors])
+    # Trade counts unknown (tickers rebuilt from OHLCV history): the ranking is by quote volume alone.
+    w = config.volume_rank_weight if all(t.trade_count is not None for t in survivors) else 1.0
     score = w * _percent_rank(volume) + (1 - w) * _percent_rank(trades)
     order = sorted(range(len(survivors)), key=lambda i: (-score[i], -volume[i]))
     chosen = [survivors[i].symbol for i in order[: config.elite_size]]
@@ -601,7 +602,7 @@ def _ticker_screen(
             excluded[ticker.symbol] = (
                 f"24h quote volume {_money(float(ticker.quote_volume))} < {_money(min_quote_volume)} USDT"
             )
-        elif elite and ticker.trade_count < config.elite_min_trades:
+        elif elite and ticker.trade_count is not None and ticker.trade_count < config.elite_min_trades:
             excluded[ticker.symbol] = f"{ticker.trade_count} trades in 24h < {config.elite_min_trades}"
         elif (
             elite and rule.onboard_date_ms > 0 and now_ms - rule.onboard_date_ms < config.elite_min_age_hours * HOUR_MS

@@ -14,16 +14,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, cast
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from ats.backtest.history import History
 from ats.clock import format_utc
 from ats.data import DataFile, FundingRates, Kind, read_data_file
-from ats.domain import BAR_FIELDS, Bars
-from db.market import BAR_CONFLICT, known_or_none
+from ats.domain import BAR_FIELDS, Bars, interval_ms
+from db.market import BAR_CONFLICT, known_or_none, load_bars
+from db.models import BarRow, FundingRateRow
 from db.session import Database
 
 Source = Literal["file", "rest"]  # ats data import | ats data download
@@ -229,3 +232,72 @@ def _merged(session: Session, insert: str, source: Source) -> tuple[int, int]:
         {"source": source},
     ).one()
     return int(row[0]), int(row[1])
+
+
+# ---------------------------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What is stored of one symbol at one interval."""
+
+    symbol: str
+    first_ms: int
+    last_ms: int
+    bars: int
+
+
+def coverage(session: Session, interval: str) -> list[Coverage]:
+    """Every symbol with bars of `interval`, with its first and last bar and how many there are."""
+    rows = session.execute(
+        select(BarRow.symbol, func.min(BarRow.open_time_ms), func.max(BarRow.open_time_ms), func.count())
+        .where(BarRow.interval == interval)
+        .group_by(BarRow.symbol)
+        .order_by(BarRow.symbol)
+    ).all()
+    return [Coverage(symbol, int(first), int(last), int(count)) for symbol, first, last, count in rows]
+
+
+FUNDING_SELECT = (
+    FundingRateRow.symbol,
+    FundingRateRow.funding_time_ms,
+    FundingRateRow.funding_rate,
+    FundingRateRow.mark_price,
+)
+
+
+def load_funding(session: Session, symbols: Sequence[str], *, since_ms: int, until_ms: int) -> dict[str, FundingRates]:
+    rows = session.execute(
+        select(*FUNDING_SELECT)
+        .where(
+            FundingRateRow.symbol.in_(list(symbols)),
+            FundingRateRow.funding_time_ms >= since_ms,
+            FundingRateRow.funding_time_ms < until_ms,
+        )
+        .order_by(FundingRateRow.symbol, FundingRateRow.funding_time_ms)
+    ).all()
+    grouped: dict[str, list[tuple[int, Decimal, Decimal | None]]] = {}
+    for symbol, time_ms, rate, mark in rows:
+        grouped.setdefault(symbol, []).append((int(time_ms), rate, mark))
+    return {symbol: FundingRates(symbol, *map(tuple, zip(*found, strict=True))) for symbol, found in grouped.items()}
+
+
+FINE_INTERVALS = ("1m", "5m")  # finest first: the intra-bar order comes from the finest stored
+
+
+def load_history(
+    session: Session, symbols: Sequence[str], interval: str, *, start_ms: int, end_ms: int, warmup_bars: int
+) -> History:
+    """The stored bars of [start - warmup, end), the finest stored intra-bar bars and the funding of [start, end)."""
+    since = start_ms - warmup_bars * interval_ms(interval)
+    bars = {s: b for s, b in load_bars(session, interval, symbols, since_ms=since, until_ms=end_ms).items() if len(b)}
+    fine: dict[str, Bars] = {}
+    for finer in FINE_INTERVALS:
+        if interval_ms(finer) >= interval_ms(interval):
+            continue
+        wanted = [s for s in bars if s not in fine]
+        for symbol, series in load_bars(session, finer, wanted, since_ms=start_ms, until_ms=end_ms).items():
+            if len(series):
+                fine[symbol] = series
+    funding = load_funding(session, list(bars), since_ms=start_ms, until_ms=end_ms)
+    return History(interval, bars, funding, fine)

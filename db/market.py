@@ -9,7 +9,6 @@ is kept so a user can see why a signal fired.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from ats.clock import ms_to_datetime
 from ats.domain import BAR_FIELDS, Band, Bars, Direction, Signal, SymbolRules
 from ats.factors import FactorRow
+from ats.placement import Candidate
 from ats.universe import HOUR_MS, PoolKind, PoolResult
 from db.models import BarRow, PoolMemberRow, PoolRow, ScanResultRow, ScanRow, SignalRow, SymbolRow
 
@@ -108,20 +108,25 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
     result = session.execute(
         text(
             f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) AS fetched({names}) "  # noqa: S608
-            f"ORDER BY \"symbol\", \"interval\", \"open_time_ms\" {BAR_CONFLICT}"
+            f'ORDER BY "symbol", "interval", "open_time_ms" {BAR_CONFLICT}'
         ),
         columns,
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def load_bars(session: Session, interval: str, symbols: Sequence[str], *, since_ms: int) -> dict[str, Bars]:
-    """Stored bars of each symbol opening at or after `since_ms`, oldest first (an empty Bars if none)."""
-    rows = session.execute(
+def load_bars(
+    session: Session, interval: str, symbols: Sequence[str], *, since_ms: int, until_ms: int | None = None
+) -> dict[str, Bars]:
+    """Stored bars of each symbol opening in [since, until), oldest first (an empty Bars if none)."""
+    query = (
         select(BarRow.symbol, BarRow.open_time_ms, *(getattr(BarRow, name) for name in BAR_FIELDS))
         .where(BarRow.interval == interval, BarRow.symbol.in_(list(symbols)), BarRow.open_time_ms >= since_ms)
         .order_by(BarRow.symbol, BarRow.open_time_ms)
-    ).all()
+    )
+    if until_ms is not None:
+        query = query.where(BarRow.open_time_ms < until_ms)
+    rows = session.execute(query).all()
     grouped: dict[str, list[Any]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row[1:])
@@ -267,15 +272,6 @@ def store_scan_results(session: Session, scan_id: int, rows: Sequence[FactorRow]
 # ---------------------------------------------------------------------------------------------- signals
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSignal:
-    """A signal row as the order placement reads it."""
-
-    id: int
-    signal: Signal
-    source: str  # scan | manual
-
-
 def record_signal(
     session: Session, account: str, signal: Signal, *, scan_id: int | None, source: str
 ) -> tuple[int, bool]:
@@ -345,7 +341,7 @@ def new_signals(
     ids: Sequence[int] | None = None,
     since_bar_ms: int | None = None,
     lock: bool = False,
-) -> list[StoredSignal]:
+) -> list[Candidate]:
     """Signals not yet acted on (status 'new'), strongest first: given ids, or those of bars since a time.
 
     With `lock`, the rows stay locked until the transaction ends (the order placement holds them).
@@ -360,7 +356,7 @@ def new_signals(
     query = query.order_by(SignalRow.strength.desc(), SignalRow.id)
     if lock:
         query = query.with_for_update()
-    return [StoredSignal(row.id, _signal_of(row), row.source) for row in session.scalars(query)]
+    return [Candidate(row.id, _signal_of(row), row.source) for row in session.scalars(query)]
 
 
 def signal_status(session: Session, signal_id: int) -> str | None:

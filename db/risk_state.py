@@ -21,28 +21,11 @@ from sqlalchemy.orm import Session
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
-from ats.lifecycle import Phase, Position, from_jsonable, open_risk
-from ats.risk import AccountSnapshot, Exposure
+from ats.lifecycle import Position, from_jsonable
+from ats.placement import LedgerDay, ManagedExposure, RiskView, account_view, exposure_of
 from db.models import OrderIntentRow, PositionRow, RiskLedgerRow
 
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerDay:
-    """One UTC day of the risk ledger (zeros for a day without entries)."""
-
-    day_start_ms: int
-    realized_pnl: Decimal = ZERO  # gross, from fills
-    fees: Decimal = ZERO
-    funding: Decimal = ZERO  # signed: positive received
-    halted: bool = False
-    halted_reason: str | None = None
-
-    @property
-    def net_realized(self) -> Decimal:
-        """What the daily loss limit counts as realised: PnL after fees and funding."""
-        return self.realized_pnl - self.fees + self.funding
 
 
 def ledger_day(session: Session, account: str, time_ms: int) -> LedgerDay:
@@ -89,57 +72,19 @@ def note_unrealized(session: Session, account: str, time_ms: int, unrealized: De
 # ---------------------------------------------------------------------------------------------- exposures
 
 
-@dataclass(frozen=True, slots=True)
-class ManagedExposure:
-    """A position of ours that is not closed: what it weighs in the entry check."""
-
-    symbol: str
-    notional: Decimal
-    margin: Decimal  # initial margin it uses (or will use once its entry fills)
-    pending: bool  # the entry has not filled yet
-    risk: Decimal  # what it can still lose today (ats.lifecycle.open_risk)
-
-
 def managed_exposures(session: Session, account: str, marks: Mapping[str, Decimal]) -> list[ManagedExposure]:
-    """Every open or pending position in the database, valued at its entry (or its intent's planned entry), with
-    its open risk at its exchange stop (a pending entry's at the price it was sized at)."""
+    """Every open or pending position in the database (ats.placement.exposure_of), a pending one valued at the
+    price its intent was sized at."""
     rows = session.execute(
-        select(
-            PositionRow.symbol,
-            PositionRow.state,
-            PositionRow.leverage,
-            PositionRow.quantity,
-            PositionRow.entry_price,
-            PositionRow.lifecycle,
-            OrderIntentRow.quantity,
-            OrderIntentRow.reference_price,
-        )
+        select(PositionRow.symbol, PositionRow.lifecycle, OrderIntentRow.reference_price)
         .outerjoin(OrderIntentRow, OrderIntentRow.intent_key == PositionRow.key)
         .where(PositionRow.account == account, PositionRow.closed_at.is_(None))
         .order_by(PositionRow.id)
     ).all()
-    out: list[ManagedExposure] = []
-    for symbol, state, leverage, quantity, entry_price, lifecycle, planned_qty, planned_price in rows:
-        pending = state == Phase.PENDING_ENTRY
-        if pending or entry_price is None:
-            notional = (planned_qty or ZERO) * (planned_price or ZERO)
-        else:
-            notional = quantity * entry_price
-        position: Position = from_jsonable(Position, lifecycle)
-        risk = open_risk(position, mark=marks.get(symbol), reference=planned_price)
-        out.append(ManagedExposure(symbol, abs(notional), abs(notional) / max(leverage, 1), pending, risk))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class RiskView:
-    """The snapshot the entry check reads, and where its figures came from (for the artifact)."""
-
-    snapshot: AccountSnapshot
-    ledger: LedgerDay
-    unmanaged: tuple[str, ...] = ()  # symbols with a position on the exchange that we do not manage
-    reserved_margin: Decimal = ZERO  # margin set aside for entries recorded but not filled yet
-    notes: tuple[str, ...] = ()
+    return [
+        exposure_of(from_jsonable(Position, lifecycle), reference=planned_price, mark=marks.get(symbol))
+        for symbol, lifecycle, planned_price in rows
+    ]
 
 
 def risk_view(
@@ -150,32 +95,10 @@ def risk_view(
     marks: Mapping[str, Decimal],
     time_ms: int,
 ) -> RiskView:
-    """Combine the database's positions and ledger with the exchange's balances into one AccountSnapshot.
-
-    Positions on the exchange that we do not manage (opened by hand) count too: they take a slot and margin, and
-    their unrealised loss is their open risk (their stop is unknown). The margin and the risk of entries recorded
-    but not yet on the exchange count, so two decisions in a row do not spend the same money or loss headroom.
-    """
+    """The entry check's view of the account (ats.placement.account_view) from the database's positions and
+    ledger and the exchange's balances and positions."""
     ledger = ledger_day(session, account, time_ms)
-    managed = managed_exposures(session, account, marks)
-    managed_symbols = {m.symbol for m in managed}
-    on_exchange = {p.symbol for p in exchange_positions if p.amount != 0}
-    exposures = [Exposure(m.symbol, m.notional, pending=m.pending, risk=m.risk) for m in managed]
-    unmanaged = sorted(on_exchange - managed_symbols)
-    for position in exchange_positions:
-        if position.symbol in unmanaged:
-            notional = abs(position.notional) or abs(position.amount) * position.mark_price
-            exposures.append(Exposure(position.symbol, notional, risk=max(-position.unrealized_pnl, ZERO)))
-    reserved = sum((m.margin for m in managed if m.pending and m.symbol not in on_exchange), ZERO)
-    snapshot = AccountSnapshot(
-        wallet_balance=info.total_wallet_balance,
-        available_balance=info.available_balance - reserved,
-        realized_pnl_today=ledger.net_realized,
-        unrealized_pnl=info.total_unrealized_pnl,
-        exposures=tuple(exposures),
-    )
-    notes = tuple(f"{s} has a position on the exchange that this system does not manage" for s in unmanaged)
-    return RiskView(snapshot, ledger, tuple(unmanaged), reserved, notes)
+    return account_view(managed_exposures(session, account, marks), ledger, info, exchange_positions)
 
 
 # ---------------------------------------------------------------------------------------------- day results

@@ -6,7 +6,7 @@ from typing import Literal
 from prefect.artifacts import acreate_markdown_artifact
 
 from ats.domain import Band, Direction
-from db.market import StoredSignal
+from ats.placement import Candidate
 from flows.parameters import Score
 from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
@@ -61,7 +61,7 @@ async def manual_signal(
         run_logger().info(f"{name} {direction.value}: strength {strength:.1f} (the model: {model})")
         try:
             if dry_run:
-                report = await place(rt, signal_ids=[], unsaved=[StoredSignal(0, signal, "manual")], dry_run=True)
+                report = await place(rt, signal_ids=[], unsaved=[Candidate(0, signal, "manual")], dry_run=True)
             else:
                 signal_id = await record_manual_signal(rt, signal)
                 report = await place(

@@ -8,11 +8,11 @@ from typing import cast
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 
-from db.market import StoredSignal
+from ats.placement import Candidate, Placement, PlacementResult
 from flows.parameters import Count, Score
 from tasks.account import send_notifications
 from tasks.flow_runs import ats_flow
-from tasks.placement import Decided, Placement, PlacementResult, open_on_exchange, read_exchange_account, record_entries
+from tasks.placement import Decided, open_on_exchange, read_exchange_account, record_entries
 from tasks.reports import placement_markdown, placement_rows
 from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, refused
 
@@ -47,7 +47,7 @@ async def place(
     min_score: float = 0.0,
     max_new: int | None = None,
     dry_run: bool = False,
-    unsaved: Sequence[StoredSignal] = (),
+    unsaved: Sequence[Candidate] = (),
     require_monitor: bool = True,
 ) -> PlacementReport:
     """Decide on the signals (stored ones, plus `unsaved` ones in a dry run) and open the approved entries."""

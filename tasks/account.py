@@ -15,6 +15,7 @@ from ats.domain import Direction
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
+from ats.placement import LedgerDay
 from db import risk_state
 from db.models import AccountSnapshotRow
 from db.outbox import deliver_pending
@@ -176,7 +177,7 @@ def utc_day(day: str | None, now_ms: int) -> int:
 def day_stats(
     day_start_ms: int,
     trades: list[risk_state.ClosedTrade],
-    ledger: risk_state.LedgerDay,
+    ledger: LedgerDay,
     info: AccountInfo,
     positions: list[PositionInfo],
 ) -> DayStats:

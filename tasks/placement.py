@@ -14,9 +14,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -25,8 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ats.clock import utc_day_start_ms
-from ats.config import LevelSettings, RiskLimits
-from ats.domain import Signal, SymbolRules, client_id, intent_key, interval_ms
+from ats.domain import SymbolRules, client_id, interval_ms
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.exchange.errors import (
     DefiniteFailure,
@@ -34,137 +32,31 @@ from ats.exchange.errors import (
 from ats.execution import OrderOutcome, action_for_leg
 from ats.factors import last_closed_open_time
 from ats.health import health_policy
-from ats.lifecycle import OrderRejected, OrderState, Phase, Policy, Position, Role, open_position
+from ats.lifecycle import OrderRejected, OrderState
 from ats.notify import AlertNote
-from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
+from ats.placement import (
+    SIGNAL_MAX_AGE_BARS,
+    Candidate,
+    EntryDecision,
+    Placement,
+    PlacementResult,
+    decide_entries,
+    halt_reason,
+    open_approved,
+    placement_of,
+)
+from ats.risk import AccountSnapshot
 from db import market, risk_state
 from db.health import entry_refusal
 from db.journal import enqueue_notification, record_new_position
-from db.market import StoredSignal
 from db.models import OrderIntentRow, OrderRow
 from db.session import advisory_xact_lock
 from tasks.market import fetch_rules
 from tasks.runtime import EXCHANGE_RETRY_DELAYS_S, TRANSIENT, Runtime, retry_when_transient, run_logger
 
-SIGNAL_MAX_AGE_BARS = 1  # a signal older than the newest closed bar is stale: the market moved on
-
-
-class SkipReason(StrEnum):
-    """Why a signal was not even sized (the risk check's own reasons are ats.risk.RefusalReason)."""
-
-    STALE_SIGNAL = "stale_signal"
-    CYCLE_LIMIT = "max_new_positions"
-    NO_PRICE = "no_price"
-    NO_MONITOR = "no_monitor"  # no monitor would protect the position (db.health.entry_refusal)
-
-
-@dataclass(frozen=True, slots=True)
-class EntryDecision:
-    """What the placement decided for one signal."""
-
-    signal_id: int
-    signal: Signal
-    source: str = "scan"  # scan | manual
-    order: SizedOrder | None = None  # approved: what to send
-    key: str | None = None  # the intent key (client ids derive from it)
-    code: str | None = None  # refused: machine-readable reason
-    reason: str | None = None  # refused: for people
-
-    @property
-    def approved(self) -> bool:
-        return self.order is not None
-
 
 def placement_lock(account: str) -> str:
     return f"place-orders:{account}"
-
-
-def halt_reason(ledger: risk_state.LedgerDay, snapshot: AccountSnapshot, limits: RiskLimits) -> tuple[str | None, bool]:
-    """(why new entries are halted today or None, whether the halt is new and must be recorded).
-
-    A day stays halted once its PnL (realised + unrealised) reached the daily loss limit, even if it recovers.
-    """
-    if ledger.halted:
-        return ledger.halted_reason or "the daily loss limit was reached earlier today", False
-    if snapshot.daily_pnl <= -limits.max_daily_loss_usdt:
-        return (
-            f"daily loss limit reached: today's PnL {snapshot.daily_pnl:.2f} USDT (realised "
-            f"{snapshot.realized_pnl_today:.2f} + unrealised {snapshot.unrealized_pnl:.2f}) is at or below "
-            f"-{limits.max_daily_loss_usdt} USDT; no new entries until 00:00 UTC",
-            True,
-        )
-    return None, False
-
-
-def with_entry(snapshot: AccountSnapshot, order: SizedOrder, taker_fee_rate: Decimal) -> AccountSnapshot:
-    """The snapshot after an approved entry: one more (pending) exposure, its margin and its risk spent."""
-    spent = order.margin + order.notional * taker_fee_rate
-    entry = Exposure(order.symbol, order.notional, pending=True, risk=order.risk_usdt)
-    return replace(
-        snapshot,
-        available_balance=snapshot.available_balance - spent,
-        exposures=(*snapshot.exposures, entry),
-    )
-
-
-def decide_entries(
-    candidates: Sequence[StoredSignal],
-    snapshot: AccountSnapshot,
-    *,
-    account: str,
-    limits: RiskLimits,
-    level_settings: LevelSettings,
-    rules: Mapping[str, SymbolRules],
-    marks: Mapping[str, Decimal],
-    halted: str | None,
-    no_monitor: str | None = None,
-    newest_bar_ms: int,
-    interval: str,
-    max_new: int | None = None,
-    taker_fee_rate: Decimal = DEFAULT_TAKER_FEE_RATE,
-) -> list[EntryDecision]:
-    """Approve or refuse each signal in order (strongest first), each approval counting against the next."""
-    oldest_bar = newest_bar_ms - (SIGNAL_MAX_AGE_BARS - 1) * interval_ms(interval)
-    decisions: list[EntryDecision] = []
-    opened = 0
-    for candidate in candidates:
-        signal = candidate.signal
-
-        def refuse(code: str, reason: str, c: StoredSignal = candidate) -> EntryDecision:
-            return EntryDecision(c.id, c.signal, c.source, code=code, reason=reason)
-
-        symbol_rules = rules.get(signal.symbol)
-        mark = marks.get(signal.symbol)
-        if halted is not None:
-            decisions.append(refuse(RefusalReason.DAILY_LOSS_LIMIT, halted))
-        elif no_monitor is not None:
-            decisions.append(refuse(SkipReason.NO_MONITOR, no_monitor))
-        elif signal.bar_open_time_ms < oldest_bar:
-            decisions.append(refuse(SkipReason.STALE_SIGNAL, "the signal's bar is older than the newest closed bar"))
-        elif max_new is not None and opened >= max_new:
-            decisions.append(refuse(SkipReason.CYCLE_LIMIT, f"this run opens at most {max_new} new positions"))
-        elif symbol_rules is None:
-            decisions.append(refuse(RefusalReason.SYMBOL_NOT_TRADABLE, f"{signal.symbol} is not in exchange info"))
-        elif mark is None or mark <= 0:
-            decisions.append(refuse(SkipReason.NO_PRICE, f"no mark price for {signal.symbol}"))
-        else:
-            decision = check_entry(
-                signal,
-                snapshot,
-                limits,
-                rules=symbol_rules,
-                level_settings=level_settings,
-                taker_fee_rate=taker_fee_rate,
-                entry_price=mark,
-            )
-            if isinstance(decision, Approved):
-                key = intent_key(account, signal.symbol, signal.bar_open_time_ms, signal.direction)
-                decisions.append(EntryDecision(candidate.id, signal, candidate.source, order=decision.order, key=key))
-                snapshot = with_entry(snapshot, decision.order, taker_fee_rate)
-                opened += 1
-            else:
-                decisions.append(refuse(decision.reason, decision.message))
-    return decisions
 
 
 # ---------------------------------------------------------------------------------------------- step 1: decide
@@ -224,7 +116,7 @@ async def record_entries(
     min_score: float,
     max_new: int | None,
     dry_run: bool,
-    unsaved: Sequence[StoredSignal] = (),
+    unsaved: Sequence[Candidate] = (),
     require_monitor: bool = True,
 ) -> Decided:
     """The risk decisions, in one transaction under the account's placement lock; records them unless dry_run.
@@ -302,9 +194,10 @@ def _record(
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
         return
     order = decision.order
-    policy = Policy.build(rules[order.symbol], order.plan, rt.settings.monitor, taker_fee_rate=taker_fee_rate)
     # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
-    position, actions = open_position(key=decision.key, order=order, policy=policy, time_ms=rt.clock.now_ms())
+    position, actions = open_approved(
+        decision, rules[order.symbol], rt.settings.monitor, taker_fee_rate=taker_fee_rate, time_ms=rt.clock.now_ms()
+    )
     levels = order.levels
     intent = OrderIntentRow(
         intent_key=decision.key,
@@ -328,61 +221,6 @@ def _record(
 
 
 # ---------------------------------------------------------------------------------------------- step 2: send
-
-
-class PlacementResult(StrEnum):
-    OPENED = "opened"  # the entry filled and the protection is acknowledged
-    PROTECTING = "protecting"  # filled; some protection is still being placed (the monitor finishes it)
-    PENDING = "pending"  # the entry's outcome is not known yet
-    FAILED = "failed"  # the entry was refused or never filled
-    CLOSED = "closed"  # filled and already closed again (e.g. the stop could not be placed)
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where one position stands after the placement task."""
-
-    key: str
-    symbol: str
-    result: PlacementResult
-    quantity: Decimal
-    entry_price: Decimal | None
-    leverage: int
-    stop: Decimal | None
-    tp1: Decimal | None
-    tp2: Decimal | None
-    protection: dict[str, str]  # leg (S1, T1, T2, ...) -> state
-    detail: str = ""
-
-
-def placement_of(position: Position) -> Placement:
-    """Summarise a position for the run's report."""
-    protection = {o.leg: o.state.value for o in position.orders if o.role in (Role.STOP, Role.TP1, Role.TP2)}
-    if position.phase is Phase.FAILED:
-        result, detail = PlacementResult.FAILED, position.error or "the entry did not fill"
-    elif position.phase in (Phase.CLOSED, Phase.CLOSING):
-        reason = position.exit_reason.value if position.exit_reason else position.close_note
-        result, detail = PlacementResult.CLOSED, reason or ""
-    elif position.phase is Phase.PENDING_ENTRY:
-        result, detail = PlacementResult.PENDING, "entry outcome unknown; it will be looked up again"
-    elif position.phase is Phase.PROTECTING:
-        result, detail = PlacementResult.PROTECTING, "protection not fully acknowledged yet"
-    else:
-        result, detail = PlacementResult.OPENED, ""
-    levels = position.levels
-    return Placement(
-        key=position.key,
-        symbol=position.symbol,
-        result=result,
-        quantity=position.entry_qty,
-        entry_price=position.entry_price if position.entry_qty > 0 else None,
-        leverage=position.leverage,
-        stop=position.stop_price,
-        tp1=levels.tp1 if levels else None,
-        tp2=levels.tp2 if levels and not levels.single_target else None,
-        protection=protection,
-        detail=detail,
-    )
 
 
 # A retry is safe: margin type and leverage may be set twice, and the entry is looked up by client id before any

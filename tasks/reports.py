@@ -9,10 +9,11 @@ from typing import Any
 from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
 from ats.notify import fmt_decimal, fmt_pct, fmt_qty, fmt_usdt
+from ats.placement import Placement, PlacementResult
 from db.market import scan_ranking
 from tasks.account import AccountStatus, DayStats
 from tasks.market import PoolsOutcome
-from tasks.placement import Decided, Placement, PlacementResult
+from tasks.placement import Decided
 from tasks.scanning import ScanOutcome, Scored
 
 FACTOR_LABELS = {

@@ -7,6 +7,7 @@ and `monitor`, and it does so lazily inside command functions so that `import at
 from __future__ import annotations
 
 from ats.cli import (  # noqa: F401  (each module registers its commands on `app`)
+    backtest_cmds,
     config_cmds,
     data_cmds,
     db_cmds,

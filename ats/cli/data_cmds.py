@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ats import clock
 from ats.cli.app import app, console, err_console, fail, settings_or_exit
-from ats.clock import WallClock, datetime_to_ms, format_utc
+from ats.clock import WallClock, format_utc
 from ats.config import Settings
 from ats.data import DataFile, Kind, MalformedData, find_data_files
 from ats.domain import BINANCE_INTERVALS
@@ -33,7 +33,7 @@ app.add_typer(data_app, name="data")
 KINDS = {"klines": Kind.KLINES, "mark": Kind.MARK, "funding": Kind.FUNDING}
 
 
-def _open_database(settings: Settings) -> Database:
+def open_database(settings: Settings) -> Database:
     """The configured database (an empty one is migrated); exit with the reason when it cannot be used."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -81,7 +81,7 @@ def import_files(
         fail("no klines/, markPriceKlines/ or fundingRate/ files found in " + ", ".join(str(p) for p in paths))
     from db.history import import_file
 
-    database = _open_database(settings)
+    database = open_database(settings)
     refused: list[str] = []
     rows = new = 0
     started = time.perf_counter()
@@ -112,12 +112,11 @@ def import_files(
         fail(f"{len(refused)} file(s) refused (see above); fix or remove them and import again", code=1)
 
 
-def _utc_ms(text: str) -> int:
+def parse_utc_ms(text: str) -> int:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
-    return datetime_to_ms(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+        return clock.parse_utc_ms(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @data_app.command("download")
@@ -156,8 +155,8 @@ def download(
     names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
     if not names:
         fail("--symbols names no symbol")
-    start_ms = _utc_ms(start)
-    end_ms = WallClock().now_ms() if end is None else _utc_ms(end)
+    start_ms = parse_utc_ms(start)
+    end_ms = WallClock().now_ms() if end is None else parse_utc_ms(end)
     if end_ms < start_ms:
         fail(f"--to ({format_utc(end_ms)}) is before --from ({format_utc(start_ms)})")
     from ats.exchange.budget import BudgetLimits
@@ -165,7 +164,7 @@ def download(
     from tasks.history import Download, download_history, market_data_client
 
     url = (rest_url or settings.rest_url).rstrip("/")
-    database = _open_database(settings)
+    database = open_database(settings)
     limits = BudgetLimits(
         weight_per_minute=settings.exchange.weight_limit_per_minute,
         safety_margin=settings.exchange.weight_safety_margin,

@@ -78,7 +78,7 @@ class Ticker24h:
     low: Decimal
     volume: Decimal  # base asset
     quote_volume: Decimal  # USDT
-    trade_count: int
+    trade_count: int | None  # None: unknown (a ticker rebuilt from history that holds only OHLCV)
     open_time_ms: int
     close_time_ms: int
 

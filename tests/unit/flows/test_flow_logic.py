@@ -14,14 +14,23 @@ from ats.emergency import CloseAllReport, close_all_markdown, market_slices
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.execution import ExecutionDeferred
 from ats.factors import FactorConfig
+from ats.placement import (
+    Candidate,
+    EntryDecision,
+    LedgerDay,
+    Placement,
+    PlacementResult,
+    decide_entries,
+    halt_reason,
+    with_entry,
+)
 from ats.risk import AccountSnapshot, Exposure
 from ats.universe import PoolResult, UniverseConfig
-from db.market import StoredSignal
-from db.risk_state import ClosedTrade, LedgerDay
+from db.risk_state import ClosedTrade
 from flows.place_orders import why_placement_failed
 from tasks.account import AccountStatus, PositionLine, day_stats, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
-from tasks.placement import Decided, EntryDecision, Placement, PlacementResult, decide_entries, halt_reason, with_entry
+from tasks.placement import Decided
 from tasks.reports import day_markdown, placement_markdown, pools_markdown, status_markdown
 from tasks.scanning import oi_period, oi_points
 
@@ -41,9 +50,9 @@ def rules(symbol: str) -> SymbolRules:
     )  # fmt: skip
 
 
-def stored(symbol: str, strength: float = 85.0, *, bar: int = BAR, signal_id: int = 1) -> StoredSignal:
+def stored(symbol: str, strength: float = 85.0, *, bar: int = BAR, signal_id: int = 1) -> Candidate:
     signal = Signal(symbol, Direction.LONG, strength, Band.of(strength), bar, D(100), liquidity=80.0)
-    return StoredSignal(signal_id, signal, "scan")
+    return Candidate(signal_id, signal, "scan")
 
 
 SNAPSHOT = AccountSnapshot(D(10_000), D(10_000), D(0), D(0))
@@ -52,7 +61,7 @@ RULES = {s: rules(s) for s in SYMBOLS}
 MARKS = dict.fromkeys(SYMBOLS, D(100))
 
 
-def decide(candidates: list[StoredSignal], **overrides: object) -> list[EntryDecision]:
+def decide(candidates: list[Candidate], **overrides: object) -> list[EntryDecision]:
     options: dict[str, object] = {
         "account": "main",
         "limits": RiskLimits(),

@@ -1,0 +1,388 @@
+"""The backtest: the live cycle's decisions replayed hour by hour over stored history.
+
+Two passes, so that a setting or a baseline can be traded again without scoring again:
+1. `record_tape` walks the hours: the Elite pool (rebuilt daily) and the Overlay (hourly) from the bars closed by
+   then (ats.universe), every symbol scored by the incremental factor engine (ats.factors), and what a cycle would
+   see: each universe symbol's signal and every symbol's direction (open positions read reversals from it).
+2. `trade` walks the same hours with an account: fills from the paper exchange (ats.backtest.paper), funding from
+   stored rates, reversals to open positions, then the entry decision of the cycle (ats.placement, the code the
+   order-placement flow runs) and each approved position opened and managed by ats.lifecycle through an
+   in-memory journal. A signal at the close of hour H enters at the open of H + 1.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+
+import numpy as np
+
+from ats.backtest.history import DAY_MS, History, ticker_of
+from ats.backtest.paper import Bar, PaperExchange
+from ats.config import Settings
+from ats.domain import Direction, Signal, SymbolRules, interval_ms
+from ats.exchange.base import AccountInfo
+from ats.factors import IncrementalScorer
+from ats.journal import MemoryJournal
+from ats.lifecycle import FundingPaid, Position, ReversalSignal
+from ats.placement import Candidate, LedgerDay, account_view, decide_entries, exposure_of, halt_reason, open_approved
+from ats.risk import DEFAULT_TAKER_FEE_RATE
+from ats.universe import PoolResult, bars_for, build_elite, build_overlay, combine
+
+ZERO = Decimal(0)
+ACCOUNT = "backtest"
+DirectionRule = Callable[["TapeSignal"], Direction]
+
+
+@dataclass(frozen=True, slots=True)
+class TapeSignal:
+    """A universe symbol's scored signal at one hour, and its 24 h move (the momentum baseline's direction)."""
+
+    signal: Signal
+    move_24h: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hour:
+    """What the cycle at one bar close saw."""
+
+    bar_open_ms: int  # the bar that just closed
+    universe: tuple[str, ...]
+    signals: tuple[TapeSignal, ...]  # universe symbols with a direction, strongest first
+    directions: Mapping[str, tuple[Direction, float]]  # every scored symbol: (direction, strength)
+
+
+@dataclass(frozen=True, slots=True)
+class Tape:
+    interval: str
+    start_ms: int
+    end_ms: int
+    hours: tuple[Hour, ...]
+    pool_notes: tuple[str, ...] = ()
+
+
+def _universe_window(settings: Settings) -> int:
+    """Bars the pool rules read: their longest window plus the 1h move's lag."""
+    config = settings.universe
+    longest = max(
+        getattr(config, f.name) for f in fields(config) if f.name.endswith("_hours") and "refresh" not in f.name
+    )
+    return bars_for(longest, settings.bar_interval) + bars_for(1.0, settings.bar_interval) + 1
+
+
+def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int, *, floor: float = 60.0) -> Tape:
+    """Score every hour of [start, end) as the live cycle would (see the module docstring); signals below `floor`
+    are not kept (a trade pass may use any min_score at or above it)."""
+    interval = history.interval
+    if interval != settings.bar_interval:
+        raise ValueError(f"the history is {interval}, the settings trade {settings.bar_interval}")
+    step = interval_ms(interval)
+    symbols = sorted(history.bars)
+    if not symbols:
+        raise ValueError("no bars to backtest")
+    rules = {s: history.rules_of(s) for s in symbols}
+    scorer = IncrementalScorer(interval)
+    first = {s: int(np.searchsorted(history.bars[s].open_time, start_ms)) for s in symbols}
+    warm = [history.bars[s].slice(0, first[s]) for s in symbols if first[s] > 0]
+    if warm:
+        scorer.warm(warm, as_of_ms=start_ms)
+    position = dict(first)
+    window = _universe_window(settings)
+    elite: PoolResult | None = None
+    overlay: PoolResult | None = None
+    notes: set[str] = set()
+    hours: list[Hour] = []
+    for bar_open in range(start_ms - start_ms % step, end_ms, step):
+        as_of = bar_open + step
+        fresh = []
+        for s in symbols:
+            series, i = history.bars[s], position[s]
+            if i < len(series) and int(series.open_time[i]) == bar_open:
+                fresh.append(series.slice(i, i + 1))
+                position[s] = i + 1
+        if not fresh:
+            continue
+        scan = scorer.update_many(fresh, as_of_ms=as_of)
+        tickers = [t for t in (ticker_of(history.bars[b.symbol], position[b.symbol]) for b in fresh) if t]
+        recent = {
+            b.symbol: history.bars[b.symbol].slice(max(position[b.symbol] - window, 0), position[b.symbol])
+            for b in fresh
+        }
+        if elite is None or elite.is_due(as_of, settings.universe):
+            elite = build_elite(rules, tickers, recent, now_ms=as_of, config=settings.universe, previous=elite)
+            notes.update(elite.notes)
+        overlay = build_overlay(rules, tickers, recent, now_ms=as_of, config=settings.universe, previous=overlay)
+        universe = combine(elite, overlay).symbols
+        rows = {r.symbol: r for r in scan.rows if r.scored and r.direction is not None}
+        directions = {s: (r.direction, r.strength) for s, r in rows.items() if r.direction is not None}
+        chosen = sorted(
+            (rows[s] for s in universe if s in rows and rows[s].strength >= floor), key=lambda r: -r.strength
+        )
+        signals = tuple(TapeSignal(r.to_signal(), _move_24h(history, r.symbol, position[r.symbol])) for r in chosen)
+        hours.append(Hour(bar_open, universe, signals, directions))
+    return Tape(interval, start_ms, end_ms, tuple(hours), tuple(sorted(notes)))
+
+
+def _move_24h(history: History, symbol: str, end: int) -> float:
+    series = history.bars[symbol]
+    lag = bars_for(24.0, series.interval)
+    if end <= lag:
+        return 0.0
+    return float(series.close[end - 1] / series.close[end - 1 - lag] - 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- the trade pass
+
+
+@dataclass(frozen=True, slots=True)
+class TradeSettings:
+    """What the trade pass adds to the live settings: the account and how fills are modelled."""
+
+    balance: Decimal = Decimal(10_000)
+    slippage: Decimal = Decimal("0.0005")  # a fraction of the price, against us on every market fill
+    taker_fee_rate: Decimal = DEFAULT_TAKER_FEE_RATE
+    min_score: float = 75.0
+
+
+@dataclass(slots=True)
+class Book:
+    """The account as the trade pass keeps it: wallet, the day's ledger, and where each position's figures were."""
+
+    wallet: Decimal
+    ledger: LedgerDay
+    booked: dict[str, Decimal] = field(default_factory=dict)  # key -> net realised already in the wallet
+    references: dict[str, Decimal] = field(default_factory=dict)  # key -> price the entry was sized at
+    halts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One trade pass: the journal (every position and record), the equity at each bar close, and the book."""
+
+    journal: MemoryJournal
+    equity: tuple[tuple[int, Decimal], ...]
+    exposure_hours: int
+    hours: int
+    halted_days: int
+    end_ms: int
+    reconcile_requests: int
+
+
+def _bars_of(history: History, symbol: str, bar_open: int, index: int) -> list[Bar]:
+    """The hour at `index` as paper bars: through its finer bars where they cover it, else the hour itself."""
+    step = interval_ms(history.interval)
+    fine = history.fine.get(symbol)
+    if fine is not None and len(fine):
+        lo, hi = np.searchsorted(fine.open_time, [bar_open, bar_open + step])
+        if hi > lo:
+            part = fine.slice(int(lo), int(hi))
+            fine_step = interval_ms(fine.interval)
+            return [
+                Bar(int(t), int(t) + fine_step - 1, _dec(o), _dec(h), _dec(low))
+                for t, o, h, low in zip(part.open_time, part.open, part.high, part.low, strict=True)
+            ]
+    series = history.bars[symbol]
+    return [
+        Bar(bar_open, bar_open + step - 1, _dec(series.open[index]), _dec(series.high[index]), _dec(series.low[index]))
+    ]
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+def _funding_between(
+    history: History, symbol: str, start_ms: int, end_ms: int
+) -> Iterator[tuple[int, Decimal, Decimal | None]]:
+    rates = history.funding.get(symbol)
+    if rates is None:
+        return
+    lo = int(np.searchsorted(rates.time_ms, start_ms))
+    for i in range(lo, len(rates)):
+        if rates.time_ms[i] >= end_ms:
+            return
+        yield rates.time_ms[i], rates.rate[i], rates.mark_price[i]
+
+
+def trade(
+    tape: Tape,
+    history: History,
+    settings: Settings,
+    options: TradeSettings,
+    *,
+    direction_rule: DirectionRule | None = None,
+) -> Run:
+    """Trade the tape's hours with one account (see the module docstring); `direction_rule` replaces each signal's
+    direction (the baselines), everything else stays the model's."""
+    step = interval_ms(tape.interval)
+    journal = MemoryJournal()
+    paper = PaperExchange(journal, taker_fee_rate=options.taker_fee_rate, slippage=options.slippage)
+    rules: dict[str, SymbolRules] = {s: history.rules_of(s) for s in history.bars}
+    index = {
+        s: int(np.searchsorted(b.open_time, tape.start_ms - tape.start_ms % step)) for s, b in history.bars.items()
+    }
+    book = Book(options.balance, LedgerDay(tape.start_ms - tape.start_ms % DAY_MS))
+    halted_days: set[int] = set()
+    active: list[str] = []  # keys of positions not closed, in opening order
+    closes: dict[str, Decimal] = {}
+    equity: list[tuple[int, Decimal]] = []
+    exposure_hours = 0
+    for hour in tape.hours:
+        bar_open, as_of = hour.bar_open_ms, hour.bar_open_ms + step
+        day = bar_open - bar_open % DAY_MS
+        if day != book.ledger.day_start_ms:
+            book.ledger = LedgerDay(day)
+        # 1. the bar that just closed: funding at its open, then its fills
+        for symbol, series in history.bars.items():
+            i = index[symbol]
+            if i >= len(series) or int(series.open_time[i]) != bar_open:
+                continue
+            index[symbol] = i + 1
+            closes[symbol] = _dec(series.close[i])
+            holders = [k for k in active if journal.positions[k].symbol == symbol]
+            for time_ms, rate, mark in _funding_between(history, symbol, bar_open, as_of):
+                price = mark if mark is not None else _dec(series.open[i])
+                for key in holders:
+                    p = journal.positions[key]
+                    if p.open_qty > 0:
+                        amount = -rate * p.open_qty * price * p.direction.sign
+                        paper.perform(
+                            journal.apply(key, FundingPaid(amount, time_ms, f"F{time_ms}"), source="backtest")[1],
+                            time_ms,
+                        )
+            if paper.has_orders(symbol):
+                paper.on_bar(symbol, _bars_of(history, symbol, bar_open, i))
+        _settle(book, journal, active)
+        # 2. reversals for what is open
+        for key in list(active):
+            p = journal.positions[key]
+            seen = hour.directions.get(p.symbol)
+            if p.is_terminal or seen is None or seen[0] is p.direction or p.symbol not in closes:
+                continue
+            event = ReversalSignal(seen[0], seen[1], closes[p.symbol], bar_open, as_of)
+            paper.perform(journal.apply(key, event, source="backtest")[1], as_of)
+        _settle(book, journal, active)
+        # 3. the cycle: the entry decision over this hour's signals
+        open_positions = [journal.positions[k] for k in active]
+        unrealized = sum((_unrealized(p, closes) for p in open_positions), ZERO)
+        exposures = [
+            exposure_of(p, reference=book.references.get(p.key), mark=closes.get(p.symbol)) for p in open_positions
+        ]
+        margin = sum((e.margin for e in exposures if not e.pending), ZERO)
+        info = AccountInfo(
+            book.wallet, unrealized, book.wallet + unrealized, book.wallet - margin, book.wallet - margin
+        )
+        view = account_view(exposures, book.ledger, info, ())
+        halted, new_halt = halt_reason(book.ledger, view.snapshot, settings.limits)
+        if new_halt and halted is not None:
+            book.ledger = replace(book.ledger, halted=True, halted_reason=halted)
+            halted_days.add(day)
+        candidates = [
+            Candidate(n, replace(t.signal, direction=direction_rule(t)) if direction_rule else t.signal, "scan")
+            for n, t in enumerate(hour.signals)
+            if t.signal.strength >= options.min_score
+        ]
+        if candidates:
+            decisions = decide_entries(
+                candidates,
+                view.snapshot,
+                account=ACCOUNT,
+                limits=settings.limits,
+                level_settings=settings.levels,
+                rules=rules,
+                marks=closes,
+                halted=halted,
+                newest_bar_ms=bar_open,
+                interval=tape.interval,
+                taker_fee_rate=options.taker_fee_rate,
+            )
+            for decision in decisions:
+                if decision.order is None:
+                    continue
+                position, actions = open_approved(
+                    decision,
+                    rules[decision.order.symbol],
+                    settings.monitor,
+                    taker_fee_rate=options.taker_fee_rate,
+                    time_ms=as_of,
+                )
+                journal.add(position, actions)
+                book.references[position.key] = decision.order.reference_price
+                active.append(position.key)
+                paper.perform(actions, as_of)
+        open_now = [journal.positions[k] for k in active]
+        exposure_hours += any(p.open_qty > 0 for p in open_now)
+        equity.append((as_of, book.wallet + sum((_unrealized(p, closes) for p in open_now), ZERO)))
+    return Run(
+        journal,
+        tuple(equity),
+        exposure_hours,
+        len(tape.hours),
+        len(halted_days),
+        tape.hours[-1].bar_open_ms + step if tape.hours else tape.start_ms,
+        len(paper.reconcile_requests),
+    )
+
+
+def _unrealized(p: Position, closes: Mapping[str, Decimal]) -> Decimal:
+    mark = closes.get(p.symbol)
+    if mark is None or p.open_qty <= 0:
+        return ZERO
+    return (mark - p.entry_price) * p.open_qty * p.direction.sign
+
+
+def _settle(book: Book, journal: MemoryJournal, active: list[str]) -> None:
+    """Move what positions realised since the last look into the wallet and the day's ledger; drop closed ones."""
+    for key in list(active):
+        p = journal.positions[key]
+        realized = p.realized_pnl
+        net = realized - p.fees + p.funding
+        before = book.booked.get(key, ZERO)
+        if net != before:
+            ledger = book.ledger
+            gross_before = book.booked.get(key + ":gross", ZERO)
+            fees_before = book.booked.get(key + ":fees", ZERO)
+            funding_before = book.booked.get(key + ":funding", ZERO)
+            book.ledger = replace(
+                ledger,
+                realized_pnl=ledger.realized_pnl + realized - gross_before,
+                fees=ledger.fees + p.fees - fees_before,
+                funding=ledger.funding + p.funding - funding_before,
+            )
+            book.wallet += net - before
+            book.booked[key] = net
+            book.booked[key + ":gross"] = realized
+            book.booked[key + ":fees"] = p.fees
+            book.booked[key + ":funding"] = p.funding
+        if p.is_terminal:
+            active.remove(key)
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+
+
+def always_long(_: TapeSignal) -> Direction:
+    return Direction.LONG
+
+
+def momentum_24h(signal: TapeSignal) -> Direction:
+    return Direction.LONG if signal.move_24h >= 0 else Direction.SHORT
+
+
+def random_directions(seed: int) -> DirectionRule:
+    """A fair coin per signal, seeded: the same seed gives the same directions."""
+    coin = random.Random(seed)
+
+    def rule(_: TapeSignal) -> Direction:
+        return Direction.LONG if coin.random() < 0.5 else Direction.SHORT
+
+    return rule
+
+
+BASELINES: Mapping[str, DirectionRule] = {"always long": always_long, "24h momentum": momentum_24h}
+
+
+def baseline_rules(draws: int, seed: int) -> Sequence[tuple[str, DirectionRule]]:
+    return [*BASELINES.items(), *((f"random #{n}", random_directions(seed + n)) for n in range(draws))]

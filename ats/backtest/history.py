@@ -1,0 +1,132 @@
+"""What a backtest replays: stored bars, funding and the symbols' rules, and the 24 h tickers rebuilt from bars.
+
+Binance's public history holds OHLCV only: quote volume, trade count and taker-buy volume are unknown and stay so
+(the universe estimates quote volume and marks it; the trade-count rule is skipped). Exchange rules of the past
+are not published either: `derived_rules` gives each symbol a tick of six significant digits of its lowest close
+and a quantity step worth at most 10 USDT at its highest close, which every report states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from ats.data.series import FundingRates
+from ats.domain import Bars, SymbolRules, interval_ms
+from ats.exchange.base import Ticker24h
+from ats.universe import quote_volume
+
+DAY_MS = 86_400_000
+RULES_NOTE = (
+    "exchange rules of the past are unknown: tick = 6 significant digits of the lowest close, quantity step worth "
+    "at most 10 USDT at the highest close, minimum notional 5 USDT"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Closed bars of the trading interval per symbol (oldest first, one interval), with what goes beside them."""
+
+    interval: str
+    bars: Mapping[str, Bars]
+    funding: Mapping[str, FundingRates] = field(default_factory=dict)
+    fine: Mapping[str, Bars] = field(default_factory=dict)  # 1m/5m bars where stored: the exact intra-bar order
+    rules: Mapping[str, SymbolRules] = field(default_factory=dict)  # missing symbols get derived_rules
+
+    def __post_init__(self) -> None:
+        for symbol, series in self.bars.items():
+            if series.interval != self.interval:
+                raise ValueError(f"{symbol}: bars of {series.interval}, the backtest runs on {self.interval}")
+            if len(series) > 1 and not bool(np.all(np.diff(series.open_time) > 0)):
+                raise ValueError(f"{symbol}: bars must be in time order without duplicates")
+        for symbol, series in self.fine.items():
+            if interval_ms(series.interval) >= interval_ms(self.interval):
+                raise ValueError(f"{symbol}: intra-bar bars of {series.interval} are not finer than {self.interval}")
+
+    def rules_of(self, symbol: str) -> SymbolRules:
+        known = self.rules.get(symbol)
+        return known if known is not None else derived_rules(symbol, self.bars[symbol])
+
+    def window(self, start_ms: int, end_ms: int, warmup_bars: int) -> History:
+        """The bars from `warmup_bars` before start to end (exclusive), and the fine bars of [start, end)."""
+        step = interval_ms(self.interval)
+        bars = {s: _between(b, start_ms - warmup_bars * step, end_ms) for s, b in self.bars.items()}
+        fine = {s: _between(b, start_ms, end_ms) for s, b in self.fine.items()}
+        return History(
+            self.interval,
+            {s: b for s, b in bars.items() if len(b)},
+            self.funding,
+            {s: b for s, b in fine.items() if len(b)},
+            self.rules,
+        )
+
+
+def _between(bars: Bars, start_ms: int, end_ms: int) -> Bars:
+    lo, hi = np.searchsorted(bars.open_time, [start_ms, end_ms], side="left")
+    return bars.slice(int(lo), int(hi))
+
+
+def _power_of_ten(exponent: int) -> Decimal:
+    return Decimal(1).scaleb(exponent)
+
+
+def derived_rules(symbol: str, bars: Bars) -> SymbolRules:
+    """Rules for a symbol whose past exchange rules are unknown (see RULES_NOTE)."""
+    closes = bars.close[np.isfinite(bars.close) & (bars.close > 0)]
+    if closes.size == 0:
+        raise ValueError(f"{symbol}: no usable closes to derive its rules from")
+    tick = _power_of_ten(math.floor(math.log10(float(closes.min()))) - 5)
+    step = _power_of_ten(math.floor(math.log10(10.0 / float(closes.max()))))
+    huge = Decimal(10) ** 12
+    return SymbolRules(
+        symbol=symbol,
+        base_asset=symbol.removesuffix("USDT"),
+        quote_asset="USDT",
+        status="TRADING",
+        contract_type="PERPETUAL",
+        tick_size=tick,
+        min_price=tick,
+        max_price=huge,
+        step_size=step,
+        min_qty=step,
+        max_qty=huge,
+        market_step_size=step,
+        market_min_qty=step,
+        market_max_qty=Decimal(0),  # unknown: no market-order cap
+        min_notional=Decimal(5),
+        price_precision=max(-tick.as_tuple().exponent, 0),  # type: ignore[operator]
+        quantity_precision=max(-step.as_tuple().exponent, 0),  # type: ignore[operator]
+        onboard_date_ms=int(bars.open_time[0]) if len(bars) else 0,
+    )
+
+
+def ticker_of(bars: Bars, end: int) -> Ticker24h | None:
+    """The 24 h ticker at the close of bar `end - 1`, rebuilt from the bars (quote volume estimated where unknown,
+    trade count unknown); None without a day of bars."""
+    step = interval_ms(bars.interval)
+    size = max(DAY_MS // step, 1)
+    if end < size:
+        return None
+    day = bars.slice(end - size, end)
+    quote, _ = quote_volume(day)
+    last = float(day.close[-1])
+    first = float(day.open[0])
+    if not (math.isfinite(last) and math.isfinite(first) and first > 0):
+        return None
+    volume = float(np.nansum(day.volume))
+    return Ticker24h(
+        symbol=bars.symbol,
+        last_price=Decimal(repr(last)),
+        price_change_percent=Decimal(repr(round((last / first - 1.0) * 100.0, 6))),
+        high=Decimal(repr(float(day.high.max()))),
+        low=Decimal(repr(float(day.low.min()))),
+        volume=Decimal(repr(volume)),
+        quote_volume=Decimal(repr(float(np.nansum(quote)))),
+        trade_count=None,
+        open_time_ms=int(day.open_time[0]),
+        close_time_ms=int(day.open_time[-1]) + step - 1,
+    )
