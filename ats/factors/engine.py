@@ -403,7 +403,7 @@ def _rows(
                 fund_leading=f[10],
                 atr_pct=atr[i] if np.isfinite(atr[i]) else 0.0,
                 coverage=coverage[i] if scored else 0.0,
-                missing=_missing(masks[i]) if scored else FACTOR_NAMES,
+                missing=missing_factors(masks[i]) if scored else FACTOR_NAMES,
                 insufficient=reason,
             )
         )
@@ -411,6 +411,6 @@ def _rows(
 
 
 @functools.cache
-def _missing(mask: int) -> tuple[str, ...]:
+def missing_factors(mask: int) -> tuple[str, ...]:
     """The factor names whose bit is set (few distinct patterns occur, so they are cached)."""
     return tuple(name for i, name in enumerate(FACTOR_NAMES) if mask >> i & 1)

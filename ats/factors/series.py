@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ats.domain import Bars, FloatArray, IntArray
+from ats.domain import Band, Bars, Direction, FloatArray, IntArray
 from ats.factors.config import FACTOR_NAMES, FactorConfig
-from ats.factors.engine import CONTEXT_SYMBOLS, factor_readings
+from ats.factors.engine import CONTEXT_SYMBOLS, factor_readings, missing_factors
 from ats.factors.independence import aligned_log_close, independence_of
 from ats.factors.indicators import BoolArray
 from ats.factors.inputs import NO_EXTRAS, MarketContext, OpenInterestSeries, SymbolExtras, build_panel
-from ats.factors.score import NEUTRAL, composite
+from ats.factors.score import NEUTRAL, FactorRow, composite
 from ats.factors.state import initial_state, run, window_lengths
 from ats.factors.structure import PIVOTS, ZigzagEvents
 
@@ -45,9 +45,32 @@ class ScoreSeries:
     factors: dict[str, FloatArray]  # factor letter -> values (neutral where unavailable)
     atr_pct: FloatArray  # ATR as a fraction of price at each bar (0 where there is no bar)
     coverage: FloatArray
+    close: FloatArray  # the bar's close (NaN where there is no bar)
+    missing: IntArray  # bit i set: FACTOR_NAMES[i] had no data (reported at its neutral value)
 
-    def row_index(self, symbol: str) -> int:
-        return self.symbols.index(symbol)
+    def row(self, symbol: str, bar: int) -> FactorRow:
+        """The symbol's row at a bar (an index into open_time): for a scored entry exactly the row a cold scan as
+        of that bar's close gives (a Signal is made from it the same way); an unscored one is neutral."""
+        i = self.symbols.index(symbol)
+        if not self.scored[i, bar]:
+            return FactorRow(
+                symbol, int(self.open_time[bar]), float(np.nan_to_num(self.close[i, bar])), None, 0.0, Band.NONE,
+                *(NEUTRAL[name] for name in FACTOR_NAMES), float(self.atr_pct[i, bar]), 0.0, FACTOR_NAMES,
+                "insufficient data: not scored at this bar (no bar, too little history or a non-finite value)",
+            )  # fmt: skip
+        side, strength = float(self.direction[i, bar]), float(self.strength[i, bar])
+        return FactorRow(
+            symbol,
+            int(self.open_time[bar]),
+            float(self.close[i, bar]),
+            None if side == 0 else (Direction.LONG if side > 0 else Direction.SHORT),
+            strength,
+            Band.of(strength) if side != 0 else Band.NONE,
+            *(float(self.factors[name][i, bar]) for name in FACTOR_NAMES),
+            float(self.atr_pct[i, bar]),
+            float(self.coverage[i, bar]),
+            missing_factors(int(self.missing[i, bar])),
+        )
 
 
 def score_series(
@@ -81,6 +104,8 @@ def score_series(
     out_factors = {name: np.full((symbols, width), NEUTRAL[name]) for name in FACTOR_NAMES}
     direction, strength = np.zeros((symbols, width)), np.zeros((symbols, width))
     coverage = np.zeros((symbols, width))
+    missing = np.full((symbols, width), (1 << len(FACTOR_NAMES)) - 1, dtype=np.int64)
+    bits = 1 << np.arange(len(FACTOR_NAMES), dtype=np.int64)
     lengths = window_lengths(config)
     views = {name: _sliding(paths.series[name], lengths[name]) for name in lengths}
     span = min(config.independence_window + 1, lengths["close"]) - 1  # returns joined with the markets'
@@ -121,9 +146,21 @@ def score_series(
         direction[s, t] = result.direction[keep]
         strength[s, t] = table[len(FACTOR_NAMES), keep]
         coverage[s, t] = table[len(FACTOR_NAMES) + 2, keep]
+        unavailable = np.stack([~result.available[n] for n in FACTOR_NAMES], axis=1)
+        missing[s, t] = (unavailable[keep] * bits).sum(axis=1)
     atr_pct = np.where(valid, np.nan_to_num(np.expm1(paths.atr)), 0.0)
     return ScoreSeries(
-        panel.symbols, interval, panel.open_time, scored, direction, strength, out_factors, atr_pct, coverage
+        panel.symbols,
+        interval,
+        panel.open_time,
+        scored,
+        direction,
+        strength,
+        out_factors,
+        atr_pct,
+        coverage,
+        panel.close,
+        missing,
     )
 
 

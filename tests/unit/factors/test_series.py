@@ -27,6 +27,7 @@ def assert_column_is_the_scan(series: ScoreSeries, t: int, result: ScanResult) -
         assert series.atr_pct[i, t] == row.atr_pct
         for name in FACTOR_NAMES:
             assert series.factors[name][i, t] == row.factors[name], (row.symbol, t, name)
+        assert series.row(row.symbol, t) == row
 
 
 def test_every_bar_equals_the_cold_scan_of_its_prefix() -> None:
@@ -38,6 +39,10 @@ def test_every_bar_equals_the_cold_scan_of_its_prefix() -> None:
     oi = {s: e.open_interest for s, e in extras.items() if e.open_interest is not None}
     series = score_series(everyone, as_of_ms=as_of_after(bars[0]), open_interest=oi, context=context)
     assert series.scored.sum() > 1000
+    early = series.row("LATEUSDT", 10)  # before its listing
+    assert not early.scored
+    assert early.strength == 0.0
+    assert early.direction is None
     only_oi = {s: SymbolExtras(open_interest=o) for s, o in oi.items()}
     for t in range(0, 330, 3):
         as_of = int(series.open_time[t]) + HOUR
