@@ -27,6 +27,7 @@ from ats.factors.score import NEUTRAL, FactorRow, composite
 from ats.factors.state import initial_state, run, window_lengths
 from ats.factors.structure import PIVOTS, ZigzagEvents
 
+NOT_SCORED = "insufficient data: not scored at this bar (no bar, too little history or a non-finite value)"
 ROWS_PER_PASS = 1024  # (symbol, bar) rows scored at once: their windows (~600 floats each) stay in cache
 
 
@@ -52,24 +53,31 @@ class ScoreSeries:
         """The symbol's row at a bar (an index into open_time): for a scored entry exactly the row a cold scan as
         of that bar's close gives (a Signal is made from it the same way); an unscored one is neutral."""
         i = self.symbols.index(symbol)
-        if not self.scored[i, bar]:
-            return FactorRow(
-                symbol, int(self.open_time[bar]), float(np.nan_to_num(self.close[i, bar])), None, 0.0, Band.NONE,
-                *(NEUTRAL[name] for name in FACTOR_NAMES), float(self.atr_pct[i, bar]), 0.0, FACTOR_NAMES,
-                "insufficient data: not scored at this bar (no bar, too little history or a non-finite value)",
-            )  # fmt: skip
+        scored = bool(self.scored[i, bar])
         side, strength = float(self.direction[i, bar]), float(self.strength[i, bar])
+        f = [float(self.factors[name][i, bar]) for name in FACTOR_NAMES]
         return FactorRow(
-            symbol,
-            int(self.open_time[bar]),
-            float(self.close[i, bar]),
-            None if side == 0 else (Direction.LONG if side > 0 else Direction.SHORT),
-            strength,
-            Band.of(strength) if side != 0 else Band.NONE,
-            *(float(self.factors[name][i, bar]) for name in FACTOR_NAMES),
-            float(self.atr_pct[i, bar]),
-            float(self.coverage[i, bar]),
-            missing_factors(int(self.missing[i, bar])),
+            symbol=symbol,
+            bar_open_time_ms=int(self.open_time[bar]),
+            close=float(np.nan_to_num(self.close[i, bar])),
+            direction=None if side == 0 else (Direction.LONG if side > 0 else Direction.SHORT),
+            strength=strength,
+            band=Band.of(strength) if side != 0 else Band.NONE,
+            trend=f[0],
+            momentum=f[1],
+            flow=f[2],
+            open_interest=f[3],
+            basis=f[4],
+            liquidations=f[5],
+            structure=f[6],
+            volume=f[7],
+            liquidity=f[8],
+            independence=f[9],
+            fund_leading=f[10],
+            atr_pct=float(self.atr_pct[i, bar]),
+            coverage=float(self.coverage[i, bar]),
+            missing=missing_factors(int(self.missing[i, bar])),
+            insufficient=None if scored else NOT_SCORED,
         )
 
 
