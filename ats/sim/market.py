@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ats.domain import FloatArray, IntArray, interval_ms
+from ats.domain import BINANCE_INTERVALS, FloatArray, IntArray, interval_ms
 from ats.sim.specs import CATALOGUE, SymbolSpec
 
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
@@ -33,11 +33,15 @@ OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE
 FUNDING_PERIOD_MS = 8 * 3_600_000
 OI_SAMPLE_MS = 300_000  # open-interest history is kept on a 5-minute grid (Binance's finest period)
 OI_HISTORY_MS = 30 * 86_400_000  # Binance serves the last month only
+KLINE_INTERVALS = (*BINANCE_INTERVALS, "1M")
 OI_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 MARKET_FACTOR_VOL = 0.006  # BTC's volatility per bar
 VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
 MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
 FORCE_ORDERS_KEPT = 1000
+BOOK_LEVELS = 100  # levels per side: the whole simulated book (REST depth and the diff stream cover all of it)
+BOOK_REFRESH = 8  # a resting level's quantity is redrawn every 8 book updates, levels staggered
+BOOK_ID_START = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +435,37 @@ class TickInfo:
     funding_time_ms: int | None = None  # a funding settlement happened at this tick
     force_orders: list[dict[str, Any]] = field(default_factory=list)
     symbols: tuple[int, ...] | None = None  # only these symbols moved (set_price); None = all
+    book_only: bool = False  # only the books' resting quantities changed (sub-second update): prices did not
+
+
+@dataclass(frozen=True, slots=True)
+class BookArrays:
+    """One symbol's whole book, best first: prices in ticks, quantities in steps (integers diff exactly)."""
+
+    update_id: int
+    bid_ticks: IntArray
+    bid_steps: IntArray
+    ask_ticks: IntArray
+    ask_steps: IntArray
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _hash(keys: IntArray) -> IntArray:
+    """splitmix64 of each key (uint64 arithmetic wraps): a stateless, reproducible draw per book level."""
+    z = keys.astype(np.uint64) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    hashed: IntArray = z ^ (z >> np.uint64(31))
+    return hashed
+
+
+def _uniform(keys: IntArray) -> FloatArray:
+    values: FloatArray = (_hash(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return values
 
 
 def _fmt(value: float, decimals: int) -> str:
@@ -482,6 +517,7 @@ class Market:
         self.price = np.where(np.isfinite(closes), closes, np.array([spec.price for spec in self.specs]))
         self.last = self._on_grid(self.price)
         self.basis = history.basis[:, -1].copy()
+        self.bar_basis = np.stack([history.basis, history.basis])  # (last vs index, mark vs index) at each close
         self.basis_ema = self.basis.copy()
         self.premium_avg = self.basis.copy()
         self.open_interest = history.open_interest[:, -1].copy()
@@ -490,7 +526,8 @@ class Market:
         self.agg_trade_id = np.full(s, 1_000_000, dtype=np.int64)
         self.trade_id = np.full(s, 5_000_000, dtype=np.int64)
         self.last_trade_qty = np.zeros(s)
-        self.book_update_id = 1_000_000_000
+        self.book_id = np.full(s, BOOK_ID_START, dtype=np.int64)  # per symbol, like Binance's update ids
+        self.book_time_ms = self.now_ms  # time of the last book update (sub-second in realtime mode)
         self.forming = np.zeros((9, s))
         self.bar_open_ms = bar_open
         self._start_bar(bar_open)
@@ -624,7 +661,8 @@ class Market:
         f[TAKER_BUY_QUOTE] += quote_volume * draw.taker_buy_ratio
         self.agg_trade_id += 1
         self.trade_id += draw.trades.astype(np.int64)
-        self.book_update_id += 1
+        self.book_id += 1
+        self.book_time_ms = max(self.book_time_ms, t_next)
         if (self.now_ms // FUNDING_PERIOD_MS) != (t_next // FUNDING_PERIOD_MS):
             info.funding_time_ms = t_next - t_next % FUNDING_PERIOD_MS
             rates = self.funding_rates()
@@ -683,10 +721,13 @@ class Market:
         bar[:, not_listed] = np.nan
         self.bars = np.concatenate([self.bars, bar[:, :, None]], axis=2)
         self.open_times = np.append(self.open_times, self.bar_open_ms)
+        basis = np.stack([self.basis, self.basis_ema])[:, :, None]
+        self.bar_basis = np.concatenate([self.bar_basis, basis], axis=2)
         if self.bars.shape[2] > self.max_bars:
             drop = self.bars.shape[2] - self.max_bars
             self.bars = self.bars[:, :, drop:]
             self.open_times = self.open_times[drop:]
+            self.bar_basis = self.bar_basis[:, :, drop:]
 
     def add_force_order(self, event: dict[str, Any]) -> None:
         """Record a liquidation produced by the engine so it shows on the forceOrder streams."""
@@ -710,8 +751,14 @@ class Market:
         f[LOW, i] = min(f[LOW, i], value)
         f[CLOSE, i] = value
         self.agg_trade_id[i] += 1
-        self.book_update_id += 1
+        self.book_id[i] += 1
         return TickInfo(time_ms=self.now_ms, seconds=0.0, symbols=(i,))
+
+    def refresh_books(self, time_ms: int) -> TickInfo:
+        """A sub-second book update (realtime mode, every 100 ms): resting quantities change, prices do not."""
+        self.book_id += 1
+        self.book_time_ms = max(self.book_time_ms, time_ms)
+        return TickInfo(time_ms=self.book_time_ms, seconds=0.0, book_only=True)
 
     # ---------------------------------------------------------------------------------- prices
 
@@ -768,69 +815,169 @@ class Market:
         ticks = max(1, round(float(self.last[i]) * 0.00001 / float(tick)))
         return tick * ticks
 
-    def book(self, symbol: str, levels: int = 100) -> tuple[list[BookLevel], list[BookLevel]]:
-        """Bids and asks, best first. Deterministic for the market state (seed, symbol, tick)."""
+    def book_arrays(self, symbol: str, levels: int = BOOK_LEVELS) -> BookArrays:
+        """The best `levels` of the book (at most BOOK_LEVELS per side), a pure function of the market state.
+
+        A level's quantity depends on its price, its distance from the top and a draw that is redrawn every
+        BOOK_REFRESH updates (staggered by price), so an update changes some levels, not all, and the top
+        `levels` of any call agree with a deeper call's.
+        """
         i = self.index[symbol]
         quote = self.quote(symbol)
         spec = self.specs[i]
-        spacing = self._spacing(i)
-        rng = np.random.default_rng([self.seed, i, self.book_update_id])
-        per_level = spec.quote_volume * 5e-4 / max(float(quote.last), 1e-12)
-        shape = (1.0 + 0.08 * np.arange(levels)) * np.exp(0.4 * rng.standard_normal((2, levels)))
+        tick = spec.tick_size
+        spacing = int(self._spacing(i) / tick)
+        levels = max(1, min(levels, BOOK_LEVELS))
+        k = np.arange(levels, dtype=np.int64)
+        bid_ticks = int(quote.bid / tick) - spacing * k
+        bid_ticks = bid_ticks[bid_ticks > 0]
+        ask_ticks = int(quote.ask / tick) + spacing * k
+        per_level = spec.quote_volume * 5e-4 / max(float(quote.last), 1e-12) / float(spec.step_size)
         imbalance = 1.0 + 0.3 * (1.0 if self.taker_was_buyer[i] else -1.0)
-        step = spec.step_size
-        bids: list[BookLevel] = []
-        asks: list[BookLevel] = []
-        for k in range(levels):
-            bid_price = quote.bid - spacing * k
-            if bid_price > 0:
-                qty = max(1, round(per_level * shape[0, k] * imbalance / float(step))) * step
-                bids.append(BookLevel(bid_price, qty))
-            qty = max(1, round(per_level * shape[1, k] / imbalance / float(step))) * step
-            asks.append(BookLevel(quote.ask + spacing * k, qty))
+        update_id = int(self.book_id[i])
+        salt = (self.seed * 1_000_003 + i) * 4
+        return BookArrays(
+            update_id=update_id,
+            bid_ticks=bid_ticks,
+            bid_steps=self._level_steps(bid_ticks, salt + 1, update_id, per_level * imbalance),
+            ask_ticks=ask_ticks,
+            ask_steps=self._level_steps(ask_ticks, salt + 2, update_id, per_level / imbalance),
+        )
+
+    @staticmethod
+    def _level_steps(ticks: IntArray, salt: int, update_id: int, per_level: float) -> IntArray:
+        k = np.arange(len(ticks))
+        phase = (_hash(ticks ^ salt) % np.uint64(BOOK_REFRESH)).astype(np.int64)
+        epoch = (update_id + phase) // BOOK_REFRESH
+        draw = _uniform(_hash(ticks * 1_000_003 + salt) ^ epoch.astype(np.uint64))
+        size = per_level * (1.0 + 0.08 * k) * np.exp(1.4 * (draw - 0.5))
+        steps: IntArray = np.maximum(1, np.round(size)).astype(np.int64)
+        return steps
+
+    def book(self, symbol: str, levels: int = BOOK_LEVELS) -> tuple[list[BookLevel], list[BookLevel]]:
+        """Bids and asks, best first, as Decimals on the symbol's grid."""
+        spec = self.specs[self.index[symbol]]
+        arrays = self.book_arrays(symbol, levels)
+        tick, step = spec.tick_size, spec.step_size
+        pairs = zip(arrays.bid_ticks.tolist(), arrays.bid_steps.tolist(), strict=True)
+        bids = [BookLevel(p * tick, q * step) for p, q in pairs]
+        pairs = zip(arrays.ask_ticks.tolist(), arrays.ask_steps.tolist(), strict=True)
+        asks = [BookLevel(p * tick, q * step) for p, q in pairs]
         return bids, asks
 
     # ---------------------------------------------------------------------------------- queries
 
+    def listing_ms(self, symbol: str) -> int:
+        return int(self.listed_ms[self.index[symbol]])
+
+    def contract_info_event(self, symbol: str) -> dict[str, Any]:
+        """Binance's contractInfo push (sent when a contract's status changes: here, when it gets listed)."""
+        spec = self.specs[self.index[symbol]]
+        return {
+            "e": "contractInfo",
+            "E": self.now_ms,
+            "s": symbol,
+            "ps": symbol,
+            "ct": spec.contract_type,
+            "dt": spec.delivery_date_ms,
+            "ot": self.listing_ms(symbol),
+            "cs": "TRADING" if self.is_listed(symbol) else "PENDING_TRADING",
+        }
+
     def is_listed(self, symbol: str) -> bool:
         return bool(self.listed_ms[self.index[symbol]] <= self.now_ms)
 
-    def bars_for(self, symbol: str, interval: str) -> tuple[IntArray, FloatArray]:
-        """Open times and bars (fields, n) of a symbol at `interval`, forming bar last.
-
-        Intervals that are multiples of the base interval are aggregated from it; finer ones are not
-        available (the caller answers -1120).
-        """
-        i = self.index[symbol]
+    def _group_opens(self, times: IntArray, interval: str) -> IntArray:
+        """The open time of the `interval` bar each base bar belongs to (Binance: weeks from Monday, months
+        by the calendar)."""
+        if interval == "1M":
+            months = times.astype("datetime64[ms]").astype("datetime64[M]")
+            opens: IntArray = months.astype("datetime64[ms]").astype(np.int64)
+            return opens
         step = interval_ms(interval)
+        offset = 4 * 86_400_000 if interval == "1w" else 0  # 1970-01-01 was a Thursday
+        grouped: IntArray = (times - offset) // step * step + offset
+        return grouped
+
+    def check_interval(self, interval: str) -> None:
+        """ValueError unless bars at `interval` can be built from the simulated bars (equal or coarser, whole)."""
+        if interval not in KLINE_INTERVALS:
+            raise ValueError(f"unknown interval {interval!r}")
+        if interval == "1M":
+            if 86_400_000 % self.interval_ms:
+                raise ValueError(f"months cannot be built from {self.interval} bars")
+            return
+        step = interval_ms(interval)
+        if step < self.interval_ms or step % self.interval_ms:
+            raise ValueError(f"interval {interval} cannot be built from the simulated {self.interval} bars")
+
+    def close_ms(self, open_ms: int, interval: str) -> int:
+        if interval == "1M":
+            month = np.datetime64(open_ms, "ms").astype("datetime64[M]") + 1
+            return int(month.astype("datetime64[ms]").astype(np.int64)) - 1
+        return open_ms + interval_ms(interval) - 1
+
+    def bars_for(
+        self, symbol: str, interval: str, *, since_ms: int | None = None, price: str = "last"
+    ) -> tuple[IntArray, FloatArray]:
+        """Open times and bars (fields, n) of a symbol at `interval`, forming bar last, from `since_ms` on.
+
+        Coarser intervals are aggregated from the simulated bars; finer ones raise ValueError (the caller
+        answers -1120). `price` picks the series: last, mark, index or premium (the premium index).
+        """
+        self.check_interval(interval)
+        i = self.index[symbol]
         times = np.append(self.open_times, self.bar_open_ms)
         bars = np.concatenate([self.bars[:, i, :], self.forming[:, i : i + 1]], axis=1)
-        listed = times >= self.listed_ms[i]
-        times, bars = times[listed], bars[:, listed]
-        if step == self.interval_ms:
+        if price != "last":
+            bars = self._derived(i, bars, price)
+        keep = times >= self.listed_ms[i]
+        if since_ms is not None:
+            keep &= times >= self._group_opens(np.array([since_ms], dtype=np.int64), interval)[0]
+        times, bars = times[keep], bars[:, keep]
+        if len(times) == 0 or interval == self.interval:
             return times, bars
-        if step % self.interval_ms != 0:
-            raise ValueError(f"interval {interval} is finer than the simulated {self.interval}")
-        offset = 4 * 86_400_000 if interval == "1w" else 0  # Binance weeks start on Monday
-        groups = (times - offset) // step
-        boundaries = np.flatnonzero(np.diff(groups)) + 1
-        starts = np.concatenate([[0], boundaries]).astype(np.int64)
-        ends = np.concatenate([boundaries, [len(times)]]).astype(np.int64)
+        groups = self._group_opens(times, interval)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(groups)) + 1]).astype(np.int64)
+        ends = np.append(starts[1:], len(times))
         out = np.empty((9, len(starts)))
-        for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            chunk = bars[:, a:b]
-            out[OPEN, j] = chunk[OPEN, 0]
-            out[HIGH, j] = chunk[HIGH].max()
-            out[LOW, j] = chunk[LOW].min()
-            out[CLOSE, j] = chunk[CLOSE, -1]
-            out[VOLUME:, j] = chunk[VOLUME:].sum(axis=1)
-        return groups[starts] * step + offset, out
+        out[OPEN] = bars[OPEN, starts]
+        out[HIGH] = np.fmax.reduceat(bars[HIGH], starts)
+        out[LOW] = np.fmin.reduceat(bars[LOW], starts)
+        out[CLOSE] = bars[CLOSE, ends - 1]
+        out[VOLUME:] = np.add.reduceat(bars[VOLUME:], starts, axis=1)
+        return groups[starts], out
+
+    def _derived(self, i: int, bars: FloatArray, price: str) -> FloatArray:
+        """Mark, index or premium-index bars from the traded bars and the basis recorded at each close."""
+        basis = np.append(self.bar_basis[0, i], self.basis[i])
+        premium = np.append(self.bar_basis[1, i], self.basis_ema[i])
+        out = bars.copy()
+        if price == "premium":
+            opens = np.append(premium[:1], premium[:-1])
+            out[OPEN], out[CLOSE] = opens, premium
+            out[HIGH], out[LOW] = np.fmax(opens, premium), np.fmin(opens, premium)
+        else:
+            ratio = 1.0 / (1.0 + basis)
+            if price == "mark":
+                ratio = ratio * (1.0 + premium)
+            out[OPEN : CLOSE + 1] = bars[OPEN : CLOSE + 1] * ratio
+        out[VOLUME:] = np.where(np.isfinite(bars[VOLUME:]), 0.0, np.nan)
+        out[TRADES] = np.where(np.isfinite(bars[TRADES]), self.interval_ms // 1000, np.nan)
+        return out
 
     def kline_rows(
-        self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        price: str = "last",
     ) -> list[list[Any]]:
         """Binance's 12-column rows with its paging rules: startTime/endTime bound open times."""
-        times, bars = self.bars_for(symbol, interval)
+        times, bars = self.bars_for(symbol, interval, price=price)
         mask = np.ones(len(times), dtype=bool)
         if start_ms is not None:
             mask &= times >= start_ms
@@ -838,12 +985,15 @@ class Market:
             mask &= times <= end_ms
         picked = np.flatnonzero(mask)
         picked = picked[:limit] if start_ms is not None else picked[-limit:]
-        step = interval_ms(interval)
-        return [self._row(symbol, int(times[j]), bars[:, j], step) for j in picked]
+        decimals = 8 if price == "premium" else None
+        return [
+            self._row(symbol, int(times[j]), bars[:, j], self.close_ms(int(times[j]), interval), decimals)
+            for j in picked
+        ]
 
-    def _row(self, symbol: str, open_ms: int, bar: FloatArray, step: int) -> list[Any]:
+    def _row(self, symbol: str, open_ms: int, bar: FloatArray, close_ms: int, decimals: int | None = None) -> list[Any]:
         spec = self.specs[self.index[symbol]]
-        p, q = spec.price_precision, spec.quantity_precision
+        p, q = decimals or spec.price_precision, spec.quantity_precision
         return [
             open_ms,
             _fmt(bar[OPEN], p),
@@ -851,7 +1001,7 @@ class Market:
             _fmt(bar[LOW], p),
             _fmt(bar[CLOSE], p),
             _fmt(bar[VOLUME], q),
-            open_ms + step - 1,
+            close_ms,
             _fmt(bar[QUOTE_VOLUME], 8),
             int(bar[TRADES]),
             _fmt(bar[TAKER_BUY], q),
@@ -859,15 +1009,19 @@ class Market:
             "0",
         ]
 
-    def kline_event(self, symbol: str, *, closed_open_ms: int | None = None) -> dict[str, Any]:
-        """The kline stream payload for the forming bar, or for a just-closed bar (x = true)."""
+    def kline_event(
+        self, symbol: str, interval: str | None = None, *, closed_open_ms: int | None = None
+    ) -> dict[str, Any]:
+        """The kline stream payload for the forming bar at `interval`, or for a just-closed one (x = true)."""
+        interval = interval or self.interval
         i = self.index[symbol]
-        if closed_open_ms is not None:
-            position = int(np.searchsorted(self.open_times, closed_open_ms))
-            bar, open_ms, closed = self.bars[:, i, position], closed_open_ms, True
-        else:
-            bar, open_ms, closed = self.forming[:, i], self.bar_open_ms, False
-        row = self._row(symbol, open_ms, bar, self.interval_ms)
+        since = self.bar_open_ms if closed_open_ms is None else closed_open_ms
+        times, bars = self.bars_for(symbol, interval, since_ms=since)
+        open_ms = int(self._group_opens(np.array([since], dtype=np.int64), interval)[0])
+        column = int(np.searchsorted(times, open_ms))
+        bar = bars[:, column]
+        closed = closed_open_ms is not None
+        row = self._row(symbol, open_ms, bar, self.close_ms(open_ms, interval))
         first_trade = int(self.trade_id[i] - bar[TRADES]) if np.isfinite(bar[TRADES]) else 0
         return {
             "e": "kline",
@@ -877,7 +1031,7 @@ class Market:
                 "t": open_ms,
                 "T": row[6],
                 "s": symbol,
-                "i": self.interval,
+                "i": interval,
                 "f": first_trade,
                 "L": int(self.trade_id[i]),
                 "o": row[1],
@@ -893,6 +1047,11 @@ class Market:
                 "B": "0",
             },
         }
+
+    def closes_interval(self, closed_open_ms: int, interval: str) -> bool:
+        """Whether the base bar that just closed was the last of its `interval` bar."""
+        opens = self._group_opens(np.array([closed_open_ms, self.bar_open_ms], dtype=np.int64), interval)
+        return bool(opens[0] != opens[1])
 
     def mark_price_event(self, symbol: str) -> dict[str, Any]:
         i = self.index[symbol]
@@ -930,9 +1089,9 @@ class Market:
         bids, asks = self.book(symbol, 1)
         return {
             "e": "bookTicker",
-            "u": self.book_update_id,
-            "E": self.now_ms,
-            "T": self.now_ms,
+            "u": int(self.book_id[self.index[symbol]]),
+            "E": self.book_time_ms,
+            "T": self.book_time_ms,
             "s": symbol,
             "b": str(bids[0].price),
             "B": str(bids[0].qty),
@@ -950,7 +1109,7 @@ class Market:
         i = self.index[symbol]
         spec = self.specs[i]
         since = self.now_ms - self.day_ms
-        times, bars = self.bars_for(symbol, self.interval)
+        times, bars = self.bars_for(symbol, self.interval, since_ms=since - self.interval_ms + 1)
         window = times >= since - self.interval_ms + 1
         if not window.any():
             window[-1:] = True

@@ -48,13 +48,16 @@ from ats.log import get_logger
 from ats.sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
 from ats.sim.faults import FaultKind, FaultRule, Faults, StreamStall
 from ats.sim.market import OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
+from ats.sim.streams import Stream, StreamBook, StreamError, wire_levels
+from ats.sim.streams import family as stream_family
+from ats.sim.streams import parse as parse_stream
 
 log = get_logger(__name__)
 
 UNKNOWN_ERROR_MSG = "Unknown error, please check your request or try again later."
 UNAVAILABLE_MSG = "Service Unavailable."
 WS_QUEUE_LIMIT = 20_000  # a client this far behind is disconnected, as Binance drops slow consumers
-PUBLIC_STREAM_KINDS = ("bookTicker", "depth")
+BOOK_UPDATE_S = 0.1  # realtime mode: the books change every 100 ms between the one-second market ticks
 
 
 class OffsetClock:
@@ -310,15 +313,6 @@ def _normalise_stream(stream: str) -> str:
     return stream if stream.startswith("!") or not sep else f"{symbol.lower()}@{kind}"
 
 
-def _stream_family(stream: str) -> Literal["market", "public", "private"]:
-    name = stream.split("@", 1)[1] if "@" in stream else ""
-    if stream.startswith("!bookTicker") or any(name.startswith(kind) for kind in PUBLIC_STREAM_KINDS):
-        return "public"
-    if "@" not in stream:
-        return "private"
-    return "market"
-
-
 # ---------------------------------------------------------------------------------------------- server
 
 
@@ -348,6 +342,8 @@ class SimServer:
             self.engines[key] = engine
         self.listen_keys: dict[str, ListenKey] = {}
         self.connections: set[Connection] = set()
+        self.stream_book = StreamBook(self.market)
+        self._streams: dict[str, Stream] = {}  # parsed names of the market streams subscribed so far
         self.endpoints: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in self._endpoints()}
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -473,13 +469,20 @@ class SimServer:
                 last_save = time.monotonic()
 
     async def _realtime(self) -> None:
+        """The market ticks every second of wall time; between ticks the books update every 100 ms."""
+        step_ms = round(BOOK_UPDATE_S * 1000)
         while not self._shutdown.is_set():
-            self.market.advance_to(self.clock.now_ms(), self._on_tick)
-            await asyncio.sleep(max(0.05, 1.0 - (self.clock.now_ms() % 1000) / 1000.0))
+            now = self.clock.now_ms()
+            if now >= self.market.now_ms + 1000:
+                self.market.advance_to(now, self._on_tick)
+            else:
+                self._on_tick(self.market.refresh_books(now))
+            await asyncio.sleep(max(0.01, (step_ms - self.clock.now_ms() % step_ms) / 1000.0))
 
     def _on_tick(self, info: TickInfo) -> None:
-        for engine in self.engines.values():
-            engine.on_tick(info)
+        if not info.book_only:
+            for engine in self.engines.values():
+                engine.on_tick(info)
         self._publish(info)
 
     async def advance(self, seconds: float, *, tick_s: float = 1.0) -> None:
@@ -530,7 +533,7 @@ class SimServer:
     def send_stream_event(self, stream: str, payload: Mapping[str, Any]) -> int:
         """Push one event on a market stream to its subscribers without changing the market (fault injection:
         a bogus tick the exchange itself never acted on). Returns how many connections got it."""
-        receivers = [c for c in self.connections if stream in c.streams and _stream_family(stream) == c.family]
+        receivers = [c for c in self.connections if stream in c.streams and stream_family(stream) == c.family]
         for connection in receivers:
             connection.offer(stream, payload)
         return len(receivers)
@@ -581,68 +584,19 @@ class SimServer:
         for connection in self.connections:
             if connection.family in ("market", "public"):
                 for stream in connection.streams:
-                    wanted.setdefault(stream, []).append(connection)
+                    if stream_family(stream) == connection.family:
+                        wanted.setdefault(stream, []).append(connection)
         if not wanted:
             return
-        moved = None if info.symbols is None else {self.market.symbols[i].lower() for i in info.symbols}
-        every_3s = info.seconds >= 3 or (info.time_ms // 1000) % 3 == 0
-        for stream, connections in wanted.items():
-            for payload in self._payloads(stream, info, moved, every_3s):
+        moved = None if info.symbols is None else {self.market.symbols[i] for i in info.symbols}
+        due = self.stream_book.due(info, self.clock.now_ms())
+        for name, connections in wanted.items():
+            parsed = self._streams.get(name)
+            if parsed is None:
+                continue
+            for payload in self.stream_book.payloads(parsed, info, moved, due):
                 for connection in connections:
-                    if _stream_family(stream) == connection.family:
-                        connection.offer(stream, payload)
-
-    def _payloads(
-        self, stream: str, info: TickInfo, moved: set[str] | None, every_3s: bool
-    ) -> list[dict[str, Any] | list[Any]]:
-        market = self.market
-        if stream.startswith("!"):
-            if stream in ("!markPrice@arr@1s", "!markPrice@arr") and (stream.endswith("@1s") or every_3s):
-                symbols = [s for s in market.symbols if market.is_listed(s)]
-                return [[market.mark_price_event(s) for s in symbols]]
-            if stream == "!forceOrder@arr":
-                return list(info.force_orders)
-            if stream == "!bookTicker":
-                return [market.book_ticker_event(s) for s in market.symbols if moved is None or s.lower() in moved]
-            return []
-        lower, _, kind = stream.partition("@")
-        symbol = lower.upper()
-        if symbol not in market.index or (moved is not None and lower not in moved):
-            return []
-        if kind == "markPrice@1s" or (kind == "markPrice" and every_3s):
-            return [market.mark_price_event(symbol)]
-        if kind == f"kline_{market.interval}":
-            out: list[dict[str, Any] | list[Any]] = []
-            if info.closed_bar_open_ms is not None:
-                out.append(market.kline_event(symbol, closed_open_ms=info.closed_bar_open_ms))
-            out.append(market.kline_event(symbol))
-            return out
-        if kind == "aggTrade":
-            return [market.agg_trade_event(symbol)]
-        if kind == "bookTicker":
-            return [market.book_ticker_event(symbol)]
-        if kind == "forceOrder":
-            return [e for e in info.force_orders if e["o"]["s"] == symbol]
-        if kind.startswith("depth"):
-            return [self._depth_event(symbol, kind)]
-        return []
-
-    def _depth_event(self, symbol: str, kind: str) -> dict[str, Any]:
-        digits = "".join(ch for ch in kind.removeprefix("depth").split("@")[0] if ch.isdigit())
-        levels = int(digits) if digits in ("5", "10", "20") else 20
-        bids, asks = self.market.book(symbol, levels)
-        update = self.market.book_update_id
-        return {
-            "e": "depthUpdate",
-            "E": self.market.now_ms,
-            "T": self.market.now_ms,
-            "s": symbol,
-            "U": update,
-            "u": update,
-            "pu": update - 1,
-            "b": [[str(b.price), str(b.qty)] for b in bids],
-            "a": [[str(a.price), str(a.qty)] for a in asks],
-        }
+                    connection.offer(name, payload)
 
     # ------------------------------------------------------------------------------------- ASGI entry
 
@@ -945,8 +899,14 @@ class SimServer:
         if family == "private" and any(s not in self.listen_keys for s in streams):
             await websocket.close(code=1008)
             return
-        await websocket.accept()
         connection = Connection(websocket, family, combined, path, transport=transport)
+        try:
+            self._check_streams(connection, streams)
+        except StreamError as exc:
+            log.info("sim websocket refused: stream not served", path=path, reason=str(exc))
+            await websocket.close(code=1008, reason=str(exc)[:120])
+            return
+        await websocket.accept()
         self.connections.add(connection)
         self._subscribe(connection, streams)
         sender = asyncio.create_task(self._ws_sender(connection))
@@ -985,6 +945,12 @@ class SimServer:
             except (RuntimeError, OSError):
                 return
 
+    def _check_streams(self, connection: Connection, streams: list[str]) -> None:
+        """StreamError for the first market stream name the sim cannot serve (nothing is subscribed then)."""
+        for stream in streams:
+            if connection.family != "private" and stream not in self.listen_keys:
+                parse_stream(stream, self.market)
+
     def _subscribe(self, connection: Connection, streams: list[str]) -> None:
         for stream in streams:
             if connection.family == "private" or stream in self.listen_keys:
@@ -993,7 +959,11 @@ class SimServer:
                     key.connections.add(connection)
                     connection.streams.add(stream)
                 continue
-            connection.streams.add(_normalise_stream(stream))
+            parsed = parse_stream(stream, self.market)
+            self._streams[parsed.name] = parsed
+            if stream_family(parsed.name) == connection.family:
+                self.stream_book.prime(parsed)
+            connection.streams.add(parsed.name)
 
     def _unsubscribe(self, connection: Connection, streams: set[str]) -> None:
         for stream in streams:
@@ -1016,6 +986,10 @@ class SimServer:
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
             return {"error": {"code": 2, "msg": "Invalid request: params must be a list of strings"}, "id": request_id}
         if method == "SUBSCRIBE":
+            try:
+                self._check_streams(connection, params)
+            except StreamError as exc:
+                return {"error": {"code": 2, "msg": str(exc)}, "id": request_id}
             self._subscribe(connection, params)
             return {"result": None, "id": request_id}
         if method == "UNSUBSCRIBE":
@@ -1251,14 +1225,14 @@ def _depth(call: Call) -> dict[str, Any]:
     limit = int_param(call.params, "limit") or 500
     if limit not in (5, 10, 20, 50, 100, 500, 1000):
         raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
-    bids, asks = call.sim.market.book(symbol, limit)
-    now = call.sim.market.now_ms
+    market = call.sim.market
+    book = market.book_arrays(symbol, limit)
     return {
-        "lastUpdateId": call.sim.market.book_update_id,
-        "E": now,
-        "T": now,
-        "bids": [[str(b.price), str(b.qty)] for b in bids],
-        "asks": [[str(a.price), str(a.qty)] for a in asks],
+        "lastUpdateId": book.update_id,
+        "E": market.book_time_ms,
+        "T": market.book_time_ms,
+        "bids": wire_levels(market, symbol, book.bid_ticks.tolist(), book.bid_steps.tolist()),
+        "asks": wire_levels(market, symbol, book.ask_ticks.tolist(), book.ask_steps.tolist()),
     }
 
 

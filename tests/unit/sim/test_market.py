@@ -85,7 +85,7 @@ def test_bars_close_as_time_passes_and_aggregate_to_longer_intervals() -> None:
     assert len(m.open_times) == before + 2
     four_hour = m.kline_rows("ETHUSDT", "4h", start_ms=None, end_ms=None, limit=10)
     assert all(r[0] % (4 * 3_600_000) == 0 for r in four_hour)
-    with pytest.raises(ValueError, match="finer"):
+    with pytest.raises(ValueError, match="cannot be built"):
         m.kline_rows("ETHUSDT", "15m", start_ms=None, end_ms=None, limit=10)
 
 
@@ -183,3 +183,37 @@ def test_replay_source_walks_stored_klines(tmp_path: Path) -> None:
     m.advance(3 * 3600)
     after = m.kline_rows("TESTUSDT", "1h", start_ms=None, end_ms=None, limit=4)
     assert after[0][1:5] == rows[600][1:5]
+
+
+def test_books_have_per_symbol_ids_and_sub_second_updates_change_a_few_levels() -> None:
+    m = market()
+    btc, eth = m.index["BTCUSDT"], m.index["ETHUSDT"]
+    full = m.book_arrays("BTCUSDT")
+    top = m.book_arrays("BTCUSDT", 5)
+    assert len(full.bid_ticks) == len(full.ask_ticks) == 100
+    assert top.ask_steps.tolist() == full.ask_steps[:5].tolist()  # a shallow read agrees with a deep one
+    ids = (int(m.book_id[btc]), int(m.book_id[eth]))
+    m.set_price("ETHUSDT", Decimal(3100))
+    assert (int(m.book_id[btc]), int(m.book_id[eth])) == (ids[0], ids[1] + 1)
+    m.refresh_books(m.now_ms + 100)
+    after = m.book_arrays("BTCUSDT")
+    assert after.update_id == full.update_id + 1
+    assert after.ask_ticks.tolist() == full.ask_ticks.tolist()  # prices stay between market ticks
+    changed = int((after.ask_steps != full.ask_steps).sum() + (after.bid_steps != full.bid_steps).sum())
+    assert 0 < changed < 100
+
+
+def test_mark_index_and_premium_klines_follow_the_recorded_basis() -> None:
+    m = market()
+    last = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50)
+    mark = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="mark")
+    index = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="index")
+    premium = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="premium")
+    assert [r[0] for r in last] == [r[0] for r in mark] == [r[0] for r in index] == [r[0] for r in premium]
+    for row in mark[:-1] + index[:-1]:
+        assert float(row[3]) <= float(row[1]) <= float(row[2])
+        assert row[5] == "0.000"
+    assert all(abs(float(r[4])) < 0.02 for r in premium)
+    assert all(abs(float(a[4]) / float(b[4]) - 1) < 0.02 for a, b in zip(mark, last, strict=True))
+    month = m.kline_rows("BTCUSDT", "1M", start_ms=None, end_ms=None, limit=2)
+    assert month[-1][6] - month[-1][0] >= 27 * 86_400_000
