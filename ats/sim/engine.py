@@ -1,5 +1,8 @@
 """The simulated exchange's matching engine and account: USDⓈ-M perpetuals, one-way mode, Decimal money.
 
+Hedge mode is refused (POST /fapi/v1/positionSide/dual with true answers -1002, as for an account that may not
+use it), so a client learns at the switch, not at its first order.
+
 One `Engine` is one account. Its order operations take Binance's request parameters (a mapping of strings,
 as they arrive over HTTP) and return Binance's response JSON, raising `SimError(code, msg)` with Binance's
 error codes, so the same validation is unit tested here and served by the HTTP layer unchanged.
@@ -544,6 +547,8 @@ class Engine:
             raise SimError(-4067, "Position side cannot be changed if there exists open orders.")
         if any(p.amount for p in self.positions.values()):
             raise SimError(-4068, "Position side cannot be changed if there exists position.")
+        if dual:  # the sim keeps one position per symbol: refused as for an account not allowed hedge mode
+            raise SimError(-1002, "You are not authorized to execute this request.", 401)
         self.dual_side = dual
         return {"code": 200, "msg": "success"}
 
@@ -1189,6 +1194,8 @@ class Engine:
         reference = quote.mark if working_type == "MARK_PRICE" else quote.last
         if order_type != "TRAILING_STOP_MARKET" and self._triggered(order_type, side, trigger, reference):
             raise SimError(-2021, "Order would immediately trigger.")
+        if activate is not None and (activate <= reference if side == "SELL" else activate >= reference):
+            raise SimError(-2021, "Order would immediately trigger.")  # a SELL trail activates above the market
         if client_id is not None and any(a.client_algo_id == client_id for a in self.open_algos.values()):
             raise SimError(-4116, "ClientOrderId is duplicated.")
         if close_position and any(

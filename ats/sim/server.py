@@ -47,7 +47,7 @@ from ats.domain import BINANCE_INTERVALS
 from ats.log import get_logger
 from ats.sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
 from ats.sim.faults import FaultKind, FaultRule, Faults, StreamStall
-from ats.sim.market import OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
+from ats.sim.market import KLINE_INTERVALS, OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
 from ats.sim.streams import Stream, StreamBook, StreamError, wire_levels
 from ats.sim.streams import family as stream_family
 from ats.sim.streams import parse as parse_stream
@@ -56,6 +56,8 @@ log = get_logger(__name__)
 
 UNKNOWN_ERROR_MSG = "Unknown error, please check your request or try again later."
 UNAVAILABLE_MSG = "Service Unavailable."
+MAX_URL_BYTES = 8192  # CloudFront's (and nginx's default) request-line limit: longer gets 414
+MAX_REQUEST_HEAD_BYTES = 8 * 1024 * 1024  # read a head this large before answering, so the answer is not lost
 WS_QUEUE_LIMIT = 20_000  # a client this far behind is disconnected, as Binance drops slow consumers
 BOOK_UPDATE_S = 0.1  # realtime mode: the books change every 100 ms between the one-second market ticks
 
@@ -380,6 +382,7 @@ class SimServer:
             ws_ping_interval=self.config.ws_ping_interval_s,
             ws_ping_timeout=self.config.ws_pong_timeout_s,
             timeout_graceful_shutdown=1,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
         self._server = uvicorn.Server(config)
         serve = asyncio.create_task(self._server.serve())
@@ -609,6 +612,9 @@ class SimServer:
     # ------------------------------------------------------------------------------------- REST
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_URL_BYTES:
+            await _too_long(send)
+            return
         request = Request(scope, receive)
         path = request.url.path
         if path.startswith("/sim/") or path == "/sim":
@@ -1022,6 +1028,14 @@ async def _malformed(send: Send, rule: FaultRule, result: Any, headers: Mapping[
     await _respond(send, 200, kept, headers)
 
 
+async def _too_long(send: Send) -> None:
+    """414 as the CDN in front of Binance answers an over-long URL: an HTML page, not a Binance error."""
+    page = b"<html><head><title>414 Request-URI Too Large</title></head><body>Request-URI Too Large</body></html>"
+    headers = [(b"content-type", b"text/html"), (b"content-length", str(len(page)).encode())]
+    await send({"type": "http.response.start", "status": 414, "headers": headers})
+    await send({"type": "http.response.body", "body": page})
+
+
 def _transport_of(receive: Receive) -> asyncio.Transport | None:
     """The socket under a WebSocket, to stop reading it: ASGI has no way to reach it, but uvicorn's `receive` is
     a method of its protocol object, which holds the transport (None under another server: no black holes)."""
@@ -1174,7 +1188,7 @@ def _premium_index(call: Call) -> Any:
 
 def _interval(params: Mapping[str, str]) -> str:
     interval = required(params, "interval")
-    if interval not in BINANCE_INTERVALS:
+    if interval not in KLINE_INTERVALS:
         raise SimError(-1120, "Invalid interval.")
     return interval
 

@@ -474,3 +474,18 @@ async def test_realtime_mode_ticks_with_the_wall_clock() -> None:
             update = await receive(ws, wait_s=3)
         assert update["e"] == "markPriceUpdate"
         assert sim.market.now_ms > started
+
+
+async def test_a_huge_query_string_gets_414_not_a_reset(sim: SimServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    try:
+        writer.write(b"GET /fapi/v1/time?junk=" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: sim\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 414 ")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        await reader.readexactly(length)
+        writer.write(b"GET /fapi/v1/ping HTTP/1.1\r\nHost: sim\r\n\r\n")  # the connection is still usable
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()

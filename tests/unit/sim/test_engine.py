@@ -342,12 +342,25 @@ def test_unknown_orders_and_settings_no_change_codes() -> None:
     assert code_of(lambda: engine.change_leverage(as_params(symbol="BTCUSDT", leverage=126))) == -4028
 
 
-def test_hedge_mode_can_be_set_but_orders_require_one_way() -> None:
+def test_hedge_mode_is_refused_at_the_switch_and_position_side_must_be_both() -> None:
     engine, market, _, _ = make()
     price(engine, market, "BTCUSDT", "90000")
-    engine.change_position_mode(as_params(dualSidePosition=True))
-    assert engine.dual_side
-    assert code_of(lambda: order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")) == -4061
+    assert code_of(lambda: engine.change_position_mode(as_params(dualSidePosition=True))) == -1002
+    assert not engine.dual_side
+    assert code_of(lambda: engine.change_position_mode(as_params(dualSidePosition=False))) == -4059
+    long_side = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010", "positionSide": "LONG"}
+    assert code_of(lambda: order(engine, **long_side)) == -4061
+
+
+def test_trailing_stop_activation_on_the_wrong_side_of_the_market_would_trigger_immediately() -> None:
+    engine, market, _, _ = make()
+    price(engine, market, "ETHUSDT", "3000")
+    trail = {"symbol": "ETHUSDT", "type": "TRAILING_STOP_MARKET", "quantity": "1.000", "callbackRate": "1"}
+    assert code_of(lambda: algo(engine, side="SELL", activatePrice="2990", **trail)) == -2021
+    assert code_of(lambda: algo(engine, side="BUY", activatePrice="3010", **trail)) == -2021
+    assert algo(engine, side="SELL", activatePrice="3010", **trail)["algoStatus"] == "NEW"
+    assert algo(engine, side="BUY", activatePrice="2990", **trail)["algoStatus"] == "NEW"
+    assert algo(engine, side="SELL", **trail)["algoStatus"] == "NEW"  # no activation price: trails at once
 
 
 def test_duplicate_client_id_is_allowed_once_the_first_order_is_no_longer_open() -> None:
