@@ -39,6 +39,7 @@ MARKET_FACTOR_VOL = 0.006  # BTC's volatility per bar
 VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
 MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
 FORCE_ORDERS_KEPT = 1000
+TAPE_KEPT = 1000  # aggregate trades kept per symbol for /fapi/v1/aggTrades and /fapi/v1/trades
 BOOK_LEVELS = 100  # levels per side: the whole simulated book (REST depth and the diff stream cover all of it)
 BOOK_REFRESH = 8  # a resting level's quantity is redrawn every 8 book updates, levels staggered
 BOOK_ID_START = 1_000_000_000
@@ -439,6 +440,19 @@ class TickInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Trade:
+    """One aggregate trade on a symbol's tape."""
+
+    agg_id: int
+    first_id: int
+    last_id: int
+    time_ms: int
+    price: float
+    qty: float
+    buyer_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
 class BookArrays:
     """One symbol's whole book, best first: prices in ticks, quantities in steps (integers diff exactly)."""
 
@@ -532,6 +546,7 @@ class Market:
         self.bar_open_ms = bar_open
         self._start_bar(bar_open)
         self.force_orders: deque[dict[str, Any]] = deque(maxlen=FORCE_ORDERS_KEPT)
+        self.tape: list[deque[Trade]] = [deque(maxlen=TAPE_KEPT) for _ in range(s)]
         self.funding_history: list[deque[tuple[int, float, float]]] = [deque(maxlen=1000) for _ in range(s)]
         self._seed_funding_history(history)
         self._oi_times, self._oi_values = self._seed_oi_history(history)
@@ -660,7 +675,9 @@ class Market:
         f[TAKER_BUY] += volume * draw.taker_buy_ratio
         f[TAKER_BUY_QUOTE] += quote_volume * draw.taker_buy_ratio
         self.agg_trade_id += 1
+        first_ids = self.trade_id + 1
         self.trade_id += draw.trades.astype(np.int64)
+        self._record_trades(t_next, first_ids, range(len(self.specs)))
         self.book_id += 1
         self.book_time_ms = max(self.book_time_ms, t_next)
         if (self.now_ms // FUNDING_PERIOD_MS) != (t_next // FUNDING_PERIOD_MS):
@@ -729,6 +746,56 @@ class Market:
             self.open_times = self.open_times[drop:]
             self.bar_basis = self.bar_basis[:, :, drop:]
 
+    def _record_trades(self, time_ms: int, first_ids: IntArray, symbols: Iterable[int]) -> None:
+        """One aggregate trade per listed symbol on the tape (what aggTrade pushes, kept for REST)."""
+        for i in symbols:
+            if self.listed_ms[i] > time_ms:
+                continue
+            step = float(self.step_size[i])
+            qty = max(round(float(self.last_trade_qty[i]) / step), 1) * step
+            trade = Trade(
+                agg_id=int(self.agg_trade_id[i]),
+                first_id=min(int(first_ids[i]), int(self.trade_id[i])),
+                last_id=int(self.trade_id[i]),
+                time_ms=time_ms,
+                price=float(self.last[i]),
+                qty=qty,
+                buyer_maker=not bool(self.taker_was_buyer[i]),
+            )
+            self.tape[i].append(trade)
+
+    def agg_trades(
+        self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """GET /fapi/v1/aggTrades rows from the kept tape (the last TAPE_KEPT per symbol)."""
+        i = self.index[symbol]
+        rows = [
+            t
+            for t in self.tape[i]
+            if (from_id is None or t.agg_id >= from_id)
+            and (start_ms is None or t.time_ms >= start_ms)
+            and (end_ms is None or t.time_ms <= end_ms)
+        ]
+        rows = rows[:limit] if from_id is not None or start_ms is not None else rows[-limit:]
+        spec = self.specs[i]
+        p, q = spec.price_precision, spec.quantity_precision
+        return [
+            {"a": t.agg_id, "p": _fmt(t.price, p), "q": _fmt(t.qty, q), "f": t.first_id, "l": t.last_id,
+             "T": t.time_ms, "m": t.buyer_maker}
+            for t in rows
+        ]  # fmt: skip
+
+    def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        """GET /fapi/v1/trades: the most recent trades (one per aggregate trade on the sim's tape)."""
+        i = self.index[symbol]
+        spec = self.specs[i]
+        p, q = spec.price_precision, spec.quantity_precision
+        return [
+            {"id": t.last_id, "price": _fmt(t.price, p), "qty": _fmt(t.qty, q), "quoteQty": _fmt(t.price * t.qty, 8),
+             "time": t.time_ms, "isBuyerMaker": t.buyer_maker}
+            for t in list(self.tape[i])[-limit:]
+        ]  # fmt: skip
+
     def add_force_order(self, event: dict[str, Any]) -> None:
         """Record a liquidation produced by the engine so it shows on the forceOrder streams."""
         self.force_orders.append(event)
@@ -751,6 +818,8 @@ class Market:
         f[LOW, i] = min(f[LOW, i], value)
         f[CLOSE, i] = value
         self.agg_trade_id[i] += 1
+        self.trade_id[i] += 1
+        self._record_trades(self.now_ms, self.trade_id.copy(), (i,))
         self.book_id[i] += 1
         return TickInfo(time_ms=self.now_ms, seconds=0.0, symbols=(i,))
 
@@ -1069,21 +1138,15 @@ class Market:
         }
 
     def agg_trade_event(self, symbol: str) -> dict[str, Any]:
-        i = self.index[symbol]
-        spec = self.specs[i]
-        qty = max(self.last_trade_qty[i], float(spec.step_size))
-        return {
-            "e": "aggTrade",
-            "E": self.now_ms,
-            "a": int(self.agg_trade_id[i]),
-            "s": symbol,
-            "p": str(self.grid_decimal(i, float(self.last[i]))),
-            "q": _fmt(round(qty / float(spec.step_size)) * float(spec.step_size), spec.quantity_precision),
-            "f": int(self.trade_id[i]),
-            "l": int(self.trade_id[i]),
-            "T": self.now_ms,
-            "m": not bool(self.taker_was_buyer[i]),
-        }
+        """The aggTrade push: the latest trade on the symbol's tape."""
+        row = self.agg_trades(symbol, from_id=None, start_ms=None, end_ms=None, limit=1)
+        if not row:  # nothing traded since the market started (a symbol listed a moment ago)
+            i = self.index[symbol]
+            spec = self.specs[i]
+            row = [{"a": int(self.agg_trade_id[i]), "p": _fmt(float(self.last[i]), spec.price_precision),
+                    "q": _fmt(float(spec.step_size), spec.quantity_precision), "f": int(self.trade_id[i]),
+                    "l": int(self.trade_id[i]), "T": self.now_ms, "m": False}]  # fmt: skip
+        return {"e": "aggTrade", "E": self.now_ms, "s": symbol, **row[0]}
 
     def book_ticker_event(self, symbol: str) -> dict[str, Any]:
         bids, asks = self.book(symbol, 1)

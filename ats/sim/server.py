@@ -771,6 +771,41 @@ class SimServer:
             e("GET", "/fapi/v1/openInterest", _open_interest),
             e("GET", "/futures/data/openInterestHist", _open_interest_hist, 0),
             e("GET", "/fapi/v1/depth", _depth, _depth_weight),
+            e("GET", "/fapi/v1/markPriceKlines", functools.partial(_price_klines, price="mark"), _kline_weight),
+            e("GET", "/fapi/v1/indexPriceKlines", functools.partial(_price_klines, price="index"), _kline_weight),
+            e("GET", "/fapi/v1/premiumIndexKlines", functools.partial(_price_klines, price="premium"), _kline_weight),
+            e("GET", "/fapi/v1/continuousKlines", _continuous_klines, _kline_weight),
+            e("GET", "/fapi/v1/aggTrades", _agg_trades, 20),
+            e("GET", "/fapi/v1/trades", _trades, 5),
+            e("GET", "/fapi/v1/rateLimit/order", _order_rate_limits, 1, "SIGNED"),
+            e("GET", "/fapi/v1/apiTradingStatus", _api_trading_status, _weight_by_symbol(1, 10), "SIGNED"),
+            e("POST", "/fapi/v1/order/test", lambda c: c.account.new_order(c.params, test=True), 0, "SIGNED"),
+            e("POST", "/fapi/v1/batchOrders", lambda c: c.account.batch_orders(c.params), 5, "SIGNED", order=True),
+            e("DELETE", "/fapi/v1/batchOrders", lambda c: c.account.cancel_batch(c.params), 1, "SIGNED"),
+            e("PUT", "/fapi/v1/order", lambda c: c.account.modify_order(c.params), 1, "SIGNED", order=True),
+            e("POST", "/fapi/v1/positionMargin", lambda c: c.account.position_margin(c.params), 1, "SIGNED"),
+            e(
+                "GET",
+                "/fapi/v1/positionMargin/history",
+                lambda c: c.account.position_margin_history(c.params),
+                1,
+                "SIGNED",
+            ),
+            e(
+                "POST",
+                "/fapi/v1/countdownCancelAll",
+                lambda c: c.account.countdown_cancel_all(c.params),
+                10,
+                "SIGNED",
+            ),
+            e(
+                "GET",
+                "/fapi/v1/forceOrders",
+                lambda c: c.account.force_orders(c.params),
+                _weight_by_symbol(20, 50),
+                "SIGNED",
+            ),
+            e("GET", "/fapi/v1/adlQuantile", lambda c: c.account.adl_quantile(c.params), 5, "SIGNED"),
             e("GET", "/fapi/v2/account", lambda c: c.account.account_json(2), 5, "SIGNED"),
             e("GET", "/fapi/v3/account", lambda c: c.account.account_json(3), 5, "SIGNED"),
             e("GET", "/fapi/v2/balance", lambda c: c.account.balances_json(), 5, "SIGNED"),
@@ -1194,14 +1229,71 @@ def _interval(params: Mapping[str, str]) -> str:
 
 
 def _klines(call: Call) -> list[list[Any]]:
-    symbol = _symbols_param_required(call)
+    return _kline_page(call, _symbols_param_required(call), "last")
+
+
+def _price_klines(call: Call, *, price: str) -> list[list[Any]]:
+    """markPriceKlines / premiumIndexKlines (symbol) and indexPriceKlines (pair): same paging as klines."""
+    name = "pair" if price == "index" else "symbol"
+    symbol = required(call.params, name)
+    if symbol not in call.sim.market.index or not call.sim.market.is_listed(symbol):
+        raise SimError(-1121, "Invalid symbol.")
+    return _kline_page(call, symbol, price)
+
+
+def _continuous_klines(call: Call) -> list[list[Any]]:
+    pair = required(call.params, "pair")
+    contract = required(call.params, "contractType")
+    if contract not in ("PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER"):
+        raise SimError(-1130, "Data sent for parameter 'contractType' is not valid.")
+    market = call.sim.market
+    if contract != "PERPETUAL" or pair not in market.index or not market.is_listed(pair):
+        raise SimError(-1121, "Invalid symbol.")
+    return _kline_page(call, pair, "last")
+
+
+def _kline_page(call: Call, symbol: str, price: str) -> list[list[Any]]:
     interval = _interval(call.params)
     limit = limit_param(call.params, 500, 1500)
     start, end = int_param(call.params, "startTime"), int_param(call.params, "endTime")
     try:
-        return call.sim.market.kline_rows(symbol, interval, start_ms=start, end_ms=end, limit=limit)
+        return call.sim.market.kline_rows(symbol, interval, start_ms=start, end_ms=end, limit=limit, price=price)
     except ValueError:
         raise SimError(-1120, "Invalid interval.") from None
+
+
+def _agg_trades(call: Call) -> list[dict[str, Any]]:
+    symbol = _symbols_param_required(call)
+    start, end = int_param(call.params, "startTime"), int_param(call.params, "endTime")
+    if start is not None and end is not None and end - start > 3_600_000:
+        raise SimError(-1127, "More than 1 hours between startTime and endTime.")
+    return call.sim.market.agg_trades(
+        symbol,
+        from_id=int_param(call.params, "fromId"),
+        start_ms=start,
+        end_ms=end,
+        limit=limit_param(call.params, 500, 1000),
+    )
+
+
+def _trades(call: Call) -> list[dict[str, Any]]:
+    return call.sim.market.recent_trades(_symbols_param_required(call), limit_param(call.params, 500, 1000))
+
+
+def _order_rate_limits(call: Call) -> list[dict[str, Any]]:
+    config = call.sim.config
+    return [
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": config.order_limit_10s},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": config.order_limit_1m},
+    ]
+
+
+def _api_trading_status(call: Call) -> dict[str, Any]:
+    """No quantitative-rules indicators: the sim never locks an account for its order patterns."""
+    symbol = param(call.params, "symbol")
+    if symbol is not None:
+        call.account.spec(symbol)
+    return {"indicators": {}, "updateTime": call.sim.clock.now_ms()}
 
 
 def _symbols_param_required(call: Call) -> str:
