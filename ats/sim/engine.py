@@ -237,6 +237,11 @@ class EngineOptions:
     taker_fee: Decimal = Decimal("0.0005")
     max_history: int = 10_000  # final orders, fills and income rows kept
     seed: int = 7
+    # When a position goes flat (or flips), expire its reduce-only and closePosition orders at once (True), or
+    # leave them open for the client to cancel (False, the default: Binance's behaviour here is unconfirmed, and
+    # leaving them is the case a bot must handle). Left open, they never open a position: they expire when they
+    # would execute with nothing to reduce.
+    expire_stranded: bool = False
 
 
 class Engine:
@@ -880,7 +885,9 @@ class Engine:
         return realized
 
     def _after_position_change(self, symbol: str) -> None:
-        """Reduce-only and close-position orders never open or flip a position: expire those left stranded."""
+        """With `expire_stranded`, reduce-only and close-position orders left with nothing to reduce expire now."""
+        if not self.options.expire_stranded:
+            return
         amount = self.position(symbol).amount
         for order in [o for o in self.open_orders.values() if o.symbol == symbol and o.reduce_only]:
             if not self._reduces(amount, order.side):

@@ -110,6 +110,7 @@ class SimConfig:
     ws_pong_timeout_s: float = 600.0
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
+    expire_stranded: bool = False  # see EngineOptions.expire_stranded: siblings of a closed position stay open
 
     def __post_init__(self) -> None:
         if self.bar_interval not in BINANCE_INTERVALS:
@@ -334,7 +335,12 @@ class SimServer:
             history_bars=self.config.history_bars,
             max_bars=self.config.max_bars,
         )
-        options = EngineOptions(maker_fee=self.config.maker_fee, taker_fee=self.config.taker_fee, seed=self.config.seed)
+        options = EngineOptions(
+            maker_fee=self.config.maker_fee,
+            taker_fee=self.config.taker_fee,
+            seed=self.config.seed,
+            expire_stranded=self.config.expire_stranded,
+        )
         self.engines: dict[str, Engine] = {}
         for index, key in enumerate(self.config.api_keys):
             engine = Engine(

@@ -14,10 +14,12 @@ from ats.sim.market import Market, SyntheticSource
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def make(start_ms: int = START_MS, balance: str = "10000") -> tuple[Engine, Market, FakeClock, list[dict[str, Any]]]:
+def make(
+    start_ms: int = START_MS, balance: str = "10000", *, expire_stranded: bool = False
+) -> tuple[Engine, Market, FakeClock, list[dict[str, Any]]]:
     clock = FakeClock(start_ms)
     market = Market(SyntheticSource(seed=3), interval="1h", start_ms=start_ms, history_bars=60)
-    engine = Engine(market, clock, balance=D(balance))
+    engine = Engine(market, clock, balance=D(balance), options=EngineOptions(expire_stranded=expire_stranded))
     events: list[dict[str, Any]] = []
     engine.subscribe(events.append)
     return engine, market, clock, events
@@ -207,8 +209,29 @@ def test_second_close_position_stop_in_the_same_direction_is_rejected() -> None:
     assert code_of(lambda: algo(engine, type="STOP_MARKET", triggerPrice="88000", quantity="0.010", **common)) == -4137
 
 
-def test_reduce_only_and_close_position_orders_expire_when_the_position_is_gone() -> None:
+def test_stranded_reduce_only_and_close_position_orders_stay_open_and_expire_when_they_would_execute() -> None:
     engine, market, _, events = make()
+    price(engine, market, "BTCUSDT", "90000")
+    order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.020")
+    stop = algo(engine, symbol="BTCUSDT", side="SELL", type="STOP_MARKET", triggerPrice="88000", closePosition=True)
+    limit = order(
+        engine, symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC", price="92000.0", quantity="0.010",
+        reduceOnly=True,
+    )  # fmt: skip
+    order(engine, symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.020")
+    assert set(engine.open_algos) == {stop["algoId"]}
+    assert set(engine.open_orders) == {limit["orderId"]}
+    events.clear()
+    price(engine, market, "BTCUSDT", "92000")
+    price(engine, market, "BTCUSDT", "87000")
+    assert engine.open_algos == {}
+    assert engine.open_orders == {}
+    assert engine.position("BTCUSDT").amount == 0, "a stranded reduce-only order never opens a position"
+    assert {e["o"]["X"] for e in events if e["e"] == "ALGO_UPDATE"} == {"EXPIRED"}
+
+
+def test_reduce_only_and_close_position_orders_expire_when_the_position_is_gone() -> None:
+    engine, market, _, events = make(expire_stranded=True)
     price(engine, market, "BTCUSDT", "90000")
     order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.020")
     stop = algo(engine, symbol="BTCUSDT", side="SELL", type="STOP_MARKET", triggerPrice="88000", closePosition=True)
