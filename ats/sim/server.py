@@ -947,6 +947,8 @@ class SimServer:
             await websocket.close(code=1008)
             return
         connection = Connection(websocket, family, combined, path, transport=transport)
+        if family != "private":
+            streams = [s for s in streams if s not in self._placeholders(streams)]
         try:
             self._check_streams(connection, streams)
         except StreamError as exc:
@@ -997,6 +999,12 @@ class SimServer:
         for stream in streams:
             if connection.family != "private" and stream not in self.listen_keys:
                 parse_stream(stream, self.market)
+
+    @staticmethod
+    def _placeholders(streams: list[str]) -> list[str]:
+        """Path segments that name no stream at all (ccxt.pro connects to /ws/0, then SUBSCRIBEs): Binance
+        accepts the connection, so the sim drops them instead of refusing it."""
+        return [s for s in streams if "@" not in s and not s.startswith("!")]
 
     def _subscribe(self, connection: Connection, streams: list[str]) -> None:
         for stream in streams:
