@@ -40,6 +40,7 @@ VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
 MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
 FORCE_ORDERS_KEPT = 1000
 TAPE_KEPT = 1000  # aggregate trades kept per symbol for /fapi/v1/aggTrades and /fapi/v1/trades
+ONBOARD_AGE_MS = 365 * 86_400_000  # contracts listed before the history began
 BOOK_LEVELS = 100  # levels per side: the whole simulated book (REST depth and the diff stream cover all of it)
 BOOK_REFRESH = 8  # a resting level's quantity is redrawn every 8 book updates, levels staggered
 BOOK_ID_START = 1_000_000_000
@@ -527,6 +528,10 @@ class Market:
         for i in range(s):
             listed = np.flatnonzero(np.isfinite(history.bars[CLOSE, i]))
             self.listed_ms[i] = self.open_times[listed[0]] if len(listed) else bar_open
+        # A contract whose history starts with the first bar was listed before it: its onboard date is a year
+        # back whatever the bar interval, so a 1m market (1500 bars = 25 h) does not make everything "new".
+        complete = np.isfinite(history.bars[CLOSE, :, 0])
+        self.onboard_ms = np.where(complete, np.minimum(self.listed_ms, self.now_ms - ONBOARD_AGE_MS), self.listed_ms)
         closes = self.bars[CLOSE][:, -1]
         self.price = np.where(np.isfinite(closes), closes, np.array([spec.price for spec in self.specs]))
         self.last = self._on_grid(self.price)
@@ -939,6 +944,10 @@ class Market:
     def listing_ms(self, symbol: str) -> int:
         return int(self.listed_ms[self.index[symbol]])
 
+    def onboard_date_ms(self, symbol: str) -> int:
+        """exchangeInfo's onboardDate: the listing time of a new contract, a year back for the others."""
+        return int(self.onboard_ms[self.index[symbol]])
+
     def contract_info_event(self, symbol: str) -> dict[str, Any]:
         """Binance's contractInfo push (sent when a contract's status changes: here, when it gets listed)."""
         spec = self.specs[self.index[symbol]]
@@ -949,7 +958,7 @@ class Market:
             "ps": symbol,
             "ct": spec.contract_type,
             "dt": spec.delivery_date_ms,
-            "ot": self.listing_ms(symbol),
+            "ot": self.onboard_date_ms(symbol),
             "cs": "TRADING" if self.is_listed(symbol) else "PENDING_TRADING",
         }
 

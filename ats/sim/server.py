@@ -1146,7 +1146,7 @@ def _exchange_info(call: Call) -> dict[str, Any]:
         f = engine.filters[spec.symbol]
         symbols.append({
             "symbol": spec.symbol, "pair": spec.symbol.split("_")[0], "contractType": spec.contract_type,
-            "deliveryDate": spec.delivery_date_ms, "onboardDate": int(market.listed_ms[market.index[spec.symbol]]),
+            "deliveryDate": spec.delivery_date_ms, "onboardDate": market.onboard_date_ms(spec.symbol),
             "status": "TRADING" if market.is_listed(spec.symbol) else "PENDING_TRADING", "maintMarginPercent": "2.5000",
             "requiredMarginPercent": "5.0000", "baseAsset": spec.base_asset, "quoteAsset": spec.quote_asset,
             "marginAsset": "USDT", "pricePrecision": f.price_precision, "quantityPrecision": f.quantity_precision,

@@ -217,3 +217,12 @@ def test_mark_index_and_premium_klines_follow_the_recorded_basis() -> None:
     assert all(abs(float(a[4]) / float(b[4]) - 1) < 0.02 for a, b in zip(mark, last, strict=True))
     month = m.kline_rows("BTCUSDT", "1M", start_ms=None, end_ms=None, limit=2)
     assert month[-1][6] - month[-1][0] >= 27 * 86_400_000
+
+
+def test_onboard_dates_do_not_make_every_contract_new_in_a_one_minute_market() -> None:
+    m = market(interval="1m", history=1500)  # 25 hours of bars
+    new = {s.symbol for s in CATALOGUE if s.listed_bars}
+    recent = {s for s in m.symbols if m.now_ms - m.onboard_date_ms(s) <= 72 * 3_600_000}
+    assert recent == new
+    btc = m.onboard_date_ms("BTCUSDT")
+    assert m.now_ms - btc >= 365 * 86_400_000
