@@ -277,16 +277,33 @@ def _spec_from_rows(symbol: str, rows: list[list[str]]) -> SymbolSpec:
 
 
 def _read_rows(path: Path) -> list[list[str]]:
-    """12-column kline rows from a CSV (optionally with a header line) or a JSON array."""
+    """12-column kline rows from a CSV (optionally with a header line) or a JSON array; see `_complete`."""
     if path.suffix == ".json":
         data = json.loads(path.read_text())
-        return [[str(v) for v in row] for row in data if isinstance(row, list) and len(row) >= 11]
+        return [_complete([str(v) for v in row]) for row in data if isinstance(row, list) and len(row) >= 6]
     rows: list[list[str]] = []
     with path.open(newline="") as handle:
         for row in csv.reader(handle):
-            if len(row) >= 11 and row[0].strip().isdigit():
-                rows.append([v.strip() for v in row])
+            if len(row) >= 6 and row[0].strip().isdigit():
+                rows.append(_complete([v.strip() for v in row]))
     return rows
+
+
+def _complete(row: list[str]) -> list[str]:
+    """Fill the columns some stored klines leave empty (only open time and OHLCV are kept): quote volume from
+    the volume at the bar's mean price, a trade count from it, takers as half of each."""
+    row = (row + [""] * 12)[:12]
+    volume = float(row[5] or 0.0)
+    if not row[7]:
+        row[7] = repr(volume * sum(float(v) for v in row[1:5]) / 4.0)
+    quote = float(row[7])
+    if not row[8]:
+        row[8] = str(max(1, round(quote / 500.0)) if volume > 0 else 0)
+    if not row[9]:
+        row[9] = repr(volume / 2.0)
+    if not row[10]:
+        row[10] = repr(quote / 2.0)
+    return row
 
 
 class ReplaySource:
@@ -336,15 +353,28 @@ class ReplaySource:
 
     @staticmethod
     def from_directory(directory: Path, interval: str) -> ReplaySource:
-        """Load every <SYMBOL>*.csv / *.json file of a directory (e.g. BTCUSDT-1h-2025-01.csv)."""
+        """Load the <SYMBOL>[-<interval>][-...].csv / .json files of a directory (or of its `klines/` folder,
+        Binance's public-data layout) whose interval, when named, is the one served (BTCUSDT-1h-2025-01.csv).
+
+        The replay starts where half the symbols have data (older bars of the first-listed would otherwise
+        be replayed for years before the others appear); later symbols count as listed when their data starts.
+        """
+        if (directory / "klines").is_dir():
+            directory = directory / "klines"
         rows: dict[str, dict[int, list[str]]] = {}
         for path in sorted(directory.iterdir()):
             if path.suffix not in (".csv", ".json"):
                 continue
-            symbol = path.stem.split("-")[0].split("_")[0].upper()
+            parts = path.stem.split("-")
+            if len(parts) > 1 and parts[1] in KLINE_INTERVALS and parts[1] != interval:
+                continue
+            symbol = parts[0].split("_")[0].upper()
             for row in _read_rows(path):
                 rows.setdefault(symbol, {})[int(row[0])] = row
         ordered = {s: [r[k] for k in sorted(r)] for s, r in rows.items() if r}
+        if len(ordered) > 1:
+            start = int(np.median([int(r[0][0]) for r in ordered.values()]))
+            ordered = {s: [row for row in r if int(row[0]) >= start] or r[-1:] for s, r in ordered.items()}
         return ReplaySource(ordered, interval)
 
     def history(self, n_bars: int) -> BarHistory:

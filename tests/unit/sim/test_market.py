@@ -226,3 +226,22 @@ def test_onboard_dates_do_not_make_every_contract_new_in_a_one_minute_market() -
     assert recent == new
     btc = m.onboard_date_ms("BTCUSDT")
     assert m.now_ms - btc >= 365 * 86_400_000
+
+
+def test_replay_reads_binances_public_data_layout_with_empty_columns(tmp_path: Path) -> None:
+    klines = tmp_path / "klines"
+    klines.mkdir()
+    header = (
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,"
+        "ignore"
+    )
+    for symbol, first in (("AAAUSDT", 0), ("BBBUSDT", 100)):
+        lines = [header] + [f"{k * 3_600_000},10,11,9,10.5,100,,,,,," for k in range(first, 700)]
+        (klines / f"{symbol}-1h.csv").write_text("\n".join(lines))
+    (klines / "AAAUSDT-5m.csv").write_text(header + "\n0,99,99,99,99,1,,,,,,")  # another interval: ignored
+    source = ReplaySource.from_directory(tmp_path, "1h")
+    m = Market(source, interval="1h", start_ms=1_767_225_600_000, history_bars=500)
+    row = m.kline_rows("AAAUSDT", "1h", start_ms=None, end_ms=None, limit=2)[0]
+    assert row[1:6] == ["10.0", "11.0", "9.0", "10.5", "100"]
+    assert float(row[7]) == 100 * 10.125  # quote volume from the bar's mean price
+    assert m.kline_rows("BBBUSDT", "1h", start_ms=None, end_ms=None, limit=1)[0][4] == "10.5"
