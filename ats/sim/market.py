@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ats.domain import BINANCE_INTERVALS, FloatArray, IntArray, interval_ms
 from ats.sim.specs import CATALOGUE, SymbolSpec
@@ -499,16 +500,26 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def _hash(keys: IntArray) -> IntArray:
+def _top(book: BookArrays, levels: int) -> BookArrays:
+    """The best `levels` of a deeper book."""
+    return BookArrays(
+        book.update_id, book.bid_ticks[:levels], book.bid_steps[:levels], book.ask_ticks[:levels],
+        book.ask_steps[:levels],
+    )  # fmt: skip
+
+
+UIntArray = npt.NDArray[np.uint64]
+
+
+def _hash(keys: IntArray | UIntArray) -> UIntArray:
     """splitmix64 of each key (uint64 arithmetic wraps): a stateless, reproducible draw per book level."""
-    z = keys.astype(np.uint64) * _GOLDEN
+    z: UIntArray = keys.astype(np.uint64) * _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    hashed: IntArray = z ^ (z >> np.uint64(31))
-    return hashed
+    return z ^ (z >> np.uint64(31))
 
 
-def _uniform(keys: IntArray) -> FloatArray:
+def _uniform(keys: UIntArray) -> FloatArray:
     values: FloatArray = (_hash(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return values
 
@@ -577,6 +588,7 @@ class Market:
         self.last_trade_qty = np.zeros(s)
         self.book_id = np.full(s, BOOK_ID_START, dtype=np.int64)  # per symbol, like Binance's update ids
         self.book_time_ms = self.now_ms  # time of the last book update (sub-second in realtime mode)
+        self._book_cache: dict[int, BookArrays] = {}  # the book changes only with its id: computed once per id
         self.forming = np.zeros((9, s))
         self.bar_open_ms = bar_open
         self._start_bar(bar_open)
@@ -927,34 +939,46 @@ class Market:
         `levels` of any call agree with a deeper call's.
         """
         i = self.index[symbol]
-        quote = self.quote(symbol)
-        spec = self.specs[i]
-        tick = spec.tick_size
-        spacing = int(self._spacing(i) / tick)
         levels = max(1, min(levels, BOOK_LEVELS))
-        k = np.arange(levels, dtype=np.int64)
-        bid_ticks = int(quote.bid / tick) - spacing * k
-        bid_ticks = bid_ticks[bid_ticks > 0]
-        ask_ticks = int(quote.ask / tick) + spacing * k
-        per_level = spec.quote_volume * 5e-4 / max(float(quote.last), 1e-12) / float(spec.step_size)
-        imbalance = 1.0 + 0.3 * (1.0 if self.taker_was_buyer[i] else -1.0)
         update_id = int(self.book_id[i])
+        cached = self._book_cache.get(i)
+        if cached is not None and cached.update_id == update_id and len(cached.ask_ticks) >= levels:
+            return cached if len(cached.ask_ticks) == levels else _top(cached, levels)
+        spec = self.specs[i]
+        tick = float(spec.tick_size)
+        last = float(self.last[i])
+        last_ticks = round(last / tick)  # the same grid arithmetic as `quote`, without Decimals
+        spacing = max(1, round(last * 0.00001 / tick))
+        bid, ask = (last_ticks - spacing, last_ticks) if self.taker_was_buyer[i] else (last_ticks, last_ticks + spacing)
+        k = np.arange(levels, dtype=np.int64)
+        bid_ticks = max(bid, 1) - spacing * k
+        bid_ticks = bid_ticks[bid_ticks > 0]
+        ask_ticks = ask + spacing * k
+        per_level = spec.quote_volume * 5e-4 / max(last, 1e-12) / float(spec.step_size)
+        imbalance = 1.0 + 0.3 * (1.0 if self.taker_was_buyer[i] else -1.0)
         salt = (self.seed * 1_000_003 + i) * 4
-        return BookArrays(
-            update_id=update_id,
-            bid_ticks=bid_ticks,
-            bid_steps=self._level_steps(bid_ticks, salt + 1, update_id, per_level * imbalance),
-            ask_ticks=ask_ticks,
-            ask_steps=self._level_steps(ask_ticks, salt + 2, update_id, per_level / imbalance),
+        nb = len(bid_ticks)
+        steps = self._level_steps(
+            np.concatenate([bid_ticks, ask_ticks]),
+            np.concatenate([np.full(nb, salt + 1), np.full(levels, salt + 2)]),
+            np.concatenate([k[:nb], k]),
+            update_id,
+            np.concatenate([np.full(nb, per_level * imbalance), np.full(levels, per_level / imbalance)]),
         )
+        book = BookArrays(update_id, bid_ticks, steps[:nb], ask_ticks, steps[nb:])
+        self._book_cache[i] = book
+        return book
 
     @staticmethod
-    def _level_steps(ticks: IntArray, salt: int, update_id: int, per_level: float) -> IntArray:
-        k = np.arange(len(ticks))
-        phase = (_hash(ticks ^ salt) % np.uint64(BOOK_REFRESH)).astype(np.int64)
-        epoch = (update_id + phase) // BOOK_REFRESH
-        draw = _uniform(_hash(ticks * 1_000_003 + salt) ^ epoch.astype(np.uint64))
-        size = per_level * (1.0 + 0.08 * k) * np.exp(1.4 * (draw - 0.5))
+    def _level_steps(
+        ticks: IntArray, salts: IntArray, depth: IntArray, update_id: int, per_level: FloatArray
+    ) -> IntArray:
+        """Resting quantity (in steps) at each price: both sides in one pass, each side with its own salt."""
+        keyed: UIntArray = ticks.astype(np.uint64) ^ salts.astype(np.uint64)
+        phase = (_hash(keyed) % np.uint64(BOOK_REFRESH)).astype(np.int64)
+        epoch = ((update_id + phase) // BOOK_REFRESH).astype(np.uint64)
+        draw = _uniform(_hash(keyed * np.uint64(1_000_003)) ^ epoch)
+        size = per_level * (1.0 + 0.08 * depth) * np.exp(1.4 * (draw - 0.5))
         steps: IntArray = np.maximum(1, np.round(size)).astype(np.int64)
         return steps
 
