@@ -630,10 +630,10 @@ class SimServer:
         method = request.method
         endpoint = self.endpoints.get((method, path))
         ip = scope.get("client", ("127.0.0.1", 0))[0] if scope.get("client") else "127.0.0.1"
-        if endpoint is None:
+        faults = self.faults.take(method, path) if endpoint is not None else []
+        if endpoint is None or any(f.kind is FaultKind.NOT_FOUND for f in faults):
             await _respond(send, 404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}, {})
             return
-        faults = self.faults.take(method, path)
         for fault in faults:
             if fault.kind is FaultKind.LATENCY and fault.latency_ms > 0:
                 await asyncio.sleep(fault.latency_ms / 1000.0)
