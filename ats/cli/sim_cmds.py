@@ -29,6 +29,11 @@ def serve(
     state: Annotated[Path | None, typer.Option(help="JSON file that keeps the paper account across restarts.")] = None,
     balance: str = typer.Option("10000", help="Starting USDT balance of a fresh account."),
     replay: Annotated[Path | None, typer.Option(help="Directory of 12-column kline files to replay instead.")] = None,
+    expire_stranded: bool = typer.Option(
+        False,
+        help="Expire reduce-only/closePosition orders as soon as their position is flat (default: leave them "
+        "open for the client to cancel; they expire when they would execute with nothing to reduce).",
+    ),
 ) -> None:
     """Serve REST and WebSocket on Binance's paths until interrupted (Ctrl-C)."""
     from ats.sim.server import SimConfig, SimServer
@@ -55,6 +60,7 @@ def serve(
         balance=start_balance,
         state_file=state,
         replay_dir=replay,
+        expire_stranded=expire_stranded,
     )
 
     async def run() -> None:

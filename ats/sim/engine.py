@@ -1,5 +1,8 @@
 """The simulated exchange's matching engine and account: USDⓈ-M perpetuals, one-way mode, Decimal money.
 
+Hedge mode is refused (POST /fapi/v1/positionSide/dual with true answers -1002, as for an account that may not
+use it), so a client learns at the switch, not at its first order.
+
 One `Engine` is one account. Its order operations take Binance's request parameters (a mapping of strings,
 as they arrive over HTTP) and return Binance's response JSON, raising `SimError(code, msg)` with Binance's
 error codes, so the same validation is unit tested here and served by the HTTP layer unchanged.
@@ -13,6 +16,7 @@ to subscribers synchronously and in order, in Binance's JSON shapes.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import deque
@@ -233,6 +237,11 @@ class EngineOptions:
     taker_fee: Decimal = Decimal("0.0005")
     max_history: int = 10_000  # final orders, fills and income rows kept
     seed: int = 7
+    # When a position goes flat (or flips), expire its reduce-only and closePosition orders at once (True), or
+    # leave them open for the client to cancel (False, the default: Binance's behaviour here is unconfirmed, and
+    # leaving them is the case a bot must handle). Left open, they never open a position: they expire when they
+    # would execute with nothing to reduce.
+    expire_stranded: bool = False
 
 
 class Engine:
@@ -260,6 +269,8 @@ class Engine:
         self.algo_orders: dict[int, SimAlgoOrder] = {}
         self.open_algos: dict[int, SimAlgoOrder] = {}
         self.trades: deque[dict[str, Any]] = deque(maxlen=self.options.max_history)
+        self.margin_history: deque[dict[str, Any]] = deque(maxlen=self.options.max_history)
+        self.countdowns: dict[str, int] = {}  # symbol -> when countdownCancelAll cancels its open orders (ms)
         self.income: deque[dict[str, Any]] = deque(maxlen=self.options.max_history)
         self._final_orders: deque[int] = deque()
         self._final_algos: deque[int] = deque()
@@ -544,6 +555,8 @@ class Engine:
             raise SimError(-4067, "Position side cannot be changed if there exists open orders.")
         if any(p.amount for p in self.positions.values()):
             raise SimError(-4068, "Position side cannot be changed if there exists position.")
+        if dual:  # the sim keeps one position per symbol: refused as for an account not allowed hedge mode
+            raise SimError(-1002, "You are not authorized to execute this request.", 401)
         self.dual_side = dual
         return {"code": 200, "msg": "success"}
 
@@ -557,8 +570,12 @@ class Engine:
 
     # ------------------------------------------------------------------------------------- new order
 
-    def new_order(self, params: Mapping[str, str]) -> dict[str, Any]:
-        """POST /fapi/v1/order: MARKET and LIMIT only (conditional types go to the Algo service)."""
+    def new_order(self, params: Mapping[str, str], *, test: bool = False) -> dict[str, Any]:
+        """POST /fapi/v1/order: MARKET and LIMIT only (conditional types go to the Algo service).
+
+        With `test` (POST /fapi/v1/order/test) every check runs and nothing is placed: the answer is the order
+        as it would have been acknowledged, with orderId 0.
+        """
         spec = self.spec(param(params, "symbol"))
         symbol = spec.symbol
         side = self._side(params)
@@ -644,9 +661,9 @@ class Engine:
                     "Due to the order could not be filled immediately, the FOK order has been rejected. "
                     "The order will not be recorded in the order history",
                 )
-        now = self._now()
+        now = self.clock.now_ms() if test else self._now()
         order = SimOrder(
-            order_id=self._new_order_id(),
+            order_id=0 if test else self._new_order_id(),
             client_order_id=client_id or self._new_client_id(),
             symbol=symbol,
             side=side,
@@ -664,6 +681,8 @@ class Engine:
             update_time_ms=now,
             good_till_date=good_till,
         )
+        if test:
+            return self.order_json(order)
         self._register(order)
         ack = self.order_json(order)
         self._order_update(order, "NEW")
@@ -866,7 +885,9 @@ class Engine:
         return realized
 
     def _after_position_change(self, symbol: str) -> None:
-        """Reduce-only and close-position orders never open or flip a position: expire those left stranded."""
+        """With `expire_stranded`, reduce-only and close-position orders left with nothing to reduce expire now."""
+        if not self.options.expire_stranded:
+            return
         amount = self.position(symbol).amount
         for order in [o for o in self.open_orders.values() if o.symbol == symbol and o.reduce_only]:
             if not self._reduces(amount, order.side):
@@ -1189,6 +1210,8 @@ class Engine:
         reference = quote.mark if working_type == "MARK_PRICE" else quote.last
         if order_type != "TRAILING_STOP_MARKET" and self._triggered(order_type, side, trigger, reference):
             raise SimError(-2021, "Order would immediately trigger.")
+        if activate is not None and (activate <= reference if side == "SELL" else activate >= reference):
+            raise SimError(-2021, "Order would immediately trigger.")  # a SELL trail activates above the market
         if client_id is not None and any(a.client_algo_id == client_id for a in self.open_algos.values()):
             raise SimError(-4116, "ClientOrderId is duplicated.")
         if close_position and any(
@@ -1383,6 +1406,8 @@ class Engine:
         """Run resting orders, triggers, funding and liquidation checks after the market moved."""
         if info.funding_time_ms is not None:
             self._settle_funding(info.funding_time_ms)
+        if self.countdowns:
+            self._run_countdowns()
         interested = self.interested_symbols()
         if info.symbols is not None:
             interested &= {self.market.symbols[i] for i in info.symbols}
@@ -1660,6 +1685,190 @@ class Engine:
                 },
             }
         )
+
+    # ------------------------------------------------------------------------------------- batches, modify, margin
+
+    def batch_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """POST /fapi/v1/batchOrders: up to 5 orders, each answered by its order or its own error."""
+        orders = _json_list(params, "batchOrders", 5)
+        out: list[dict[str, Any]] = []
+        for raw in orders:
+            if not isinstance(raw, dict):
+                raise SimError(-1130, "Data sent for parameter 'batchOrders' is not valid.")
+            try:
+                out.append(self.new_order(as_params(**raw)))
+            except SimError as exc:
+                out.append({"code": exc.code, "msg": exc.msg})
+        return out
+
+    def cancel_batch(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """DELETE /fapi/v1/batchOrders: up to 10 orders by orderIdList or origClientOrderIdList."""
+        symbol = self.spec(required(params, "symbol")).symbol
+        if param(params, "orderIdList") is not None:
+            keys = [{"orderId": str(i)} for i in _json_list(params, "orderIdList", 10)]
+        elif param(params, "origClientOrderIdList") is not None:
+            keys = [{"origClientOrderId": str(c)} for c in _json_list(params, "origClientOrderIdList", 10)]
+        else:
+            raise SimError(
+                -1102, "Param 'origClientOrderIdList' or 'orderIdList' must be sent, but both were empty/null!"
+            )
+        out: list[dict[str, Any]] = []
+        for key in keys:
+            try:
+                out.append(self.cancel_order({"symbol": symbol, **key}))
+            except SimError as exc:
+                out.append({"code": exc.code, "msg": exc.msg})
+        return out
+
+    def modify_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """PUT /fapi/v1/order: a resting LIMIT order's price and quantity (it keeps its id; x = AMENDMENT)."""
+        order = self._find_order(params, -2013, "Order does not exist.")
+        if not order.is_open:
+            raise SimError(-2013, "Order does not exist.")
+        if self._side(params) != order.side:
+            raise SimError(-1130, "Data sent for parameter 'side' is not valid.")
+        qty = decimal_param(params, "quantity")
+        price = decimal_param(params, "price")
+        if qty is None:
+            raise missing("quantity")
+        if price is None:
+            raise missing("price")
+        symbol = order.symbol
+        self._check_price(symbol, price)
+        self._check_quantity(symbol, qty, market=False)
+        if qty <= order.executed_qty:
+            raise SimError(-1130, "Data sent for parameter 'quantity' is not valid.")
+        if qty == order.orig_qty and price == order.price:
+            raise SimError(-5027, "No need to modify the order.")
+        quote = self.quote(symbol)
+        f = self.filters[symbol]
+        if price > (quote.mark * f.multiplier_up).quantize(f.tick_size, ROUND_DOWN):
+            raise SimError(-4016, "Limit price can't be higher than the PERCENT_PRICE cap.")
+        if price < (quote.mark * f.multiplier_down).quantize(f.tick_size, ROUND_UP):
+            raise SimError(-4024, "Limit price can't be lower than the PERCENT_PRICE floor.")
+        crosses = (order.side == "BUY" and price >= quote.ask) or (order.side == "SELL" and price <= quote.bid)
+        if order.time_in_force == "GTX" and crosses:
+            raise SimError(
+                -5022, "Due to the order could not be executed as maker, the Post Only order will be rejected."
+            )
+        order.price, order.orig_qty = price, qty
+        order.update_time_ms = self._now()
+        self._order_update(order, "AMENDMENT")
+        if crosses:
+            self._execute(order, quote)
+        return self.order_json(order)
+
+    def position_margin(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """POST /fapi/v1/positionMargin: add (type 1) or remove (type 2) an isolated position's margin."""
+        symbol = self.spec(required(params, "symbol")).symbol
+        amount = decimal_param(params, "amount")
+        if amount is None:
+            raise missing("amount")
+        kind = int_param(params, "type")
+        if kind not in (1, 2):
+            raise SimError(-1130, "Data sent for parameter 'type' is not valid.")
+        if amount <= 0:
+            raise SimError(-4055, "Amount must be positive.")
+        pos = self.position(symbol)
+        if pos.amount == 0 or not self._isolated(symbol):
+            raise SimError(-4054, "Cannot add position margin: position is 0.")
+        if kind == 1 and amount > self.available_balance():
+            raise SimError(-4050, "Cross balance insufficient.")
+        if kind == 2:
+            mark = self.quote(symbol).mark
+            keep = self.position_initial_margin(symbol, mark) - min(ZERO, self.unrealized(symbol, mark))
+            if pos.isolated_wallet - amount < keep:
+                raise SimError(-4051, "Isolated balance insufficient.")
+        pos.isolated_wallet += amount if kind == 1 else -amount
+        now = self._now()
+        self.margin_history.append(
+            {
+                "symbol": symbol,
+                "type": kind,
+                "deltaType": "USER_ADJUST",
+                "amount": money(amount),
+                "asset": "USDT",
+                "time": now,
+                "positionSide": "BOTH",
+            }
+        )
+        self._account_update("MARGIN_TRANSFER", [symbol], now)
+        return {"amount": float(amount), "code": 200, "msg": "Successfully modify position margin.", "type": kind}
+
+    def position_margin_history(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        symbol = self.spec(required(params, "symbol")).symbol
+        kind = int_param(params, "type")
+        start, end = int_param(params, "startTime"), int_param(params, "endTime")
+        limit = limit_param(params, 500, 500)
+        rows = [
+            r
+            for r in self.margin_history
+            if r["symbol"] == symbol
+            and (kind is None or r["type"] == kind)
+            and (start is None or r["time"] >= start)
+            and (end is None or r["time"] <= end)
+        ]
+        return rows[:limit] if start is not None else rows[-limit:]
+
+    def countdown_cancel_all(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """POST /fapi/v1/countdownCancelAll: cancel the symbol's open orders unless called again in time (0 stops)."""
+        symbol = self.spec(required(params, "symbol")).symbol
+        countdown = int_param(params, "countdownTime")
+        if countdown is None:
+            raise missing("countdownTime")
+        if countdown < 0:
+            raise SimError(-1130, "Data sent for parameter 'countdownTime' is not valid.")
+        if countdown == 0:
+            self.countdowns.pop(symbol, None)
+        else:
+            self.countdowns[symbol] = self.clock.now_ms() + countdown
+        return {"symbol": symbol, "countdownTime": str(countdown)}
+
+    def _run_countdowns(self) -> None:
+        now = self.clock.now_ms()
+        for symbol, deadline in list(self.countdowns.items()):
+            if now >= deadline:
+                del self.countdowns[symbol]
+                log.info("sim countdown cancel-all fired", account=self.account, symbol=symbol)
+                for order in [o for o in self.open_orders.values() if o.symbol == symbol]:
+                    self._cancel(order)
+
+    def force_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """GET /fapi/v1/forceOrders: this account's liquidation orders (the sim never auto-deleverages)."""
+        symbol = param(params, "symbol")
+        if symbol is not None:
+            self.spec(symbol)
+        close_type = param(params, "autoCloseType")
+        if close_type not in (None, "LIQUIDATION", "ADL"):
+            raise SimError(-1130, "Data sent for parameter 'autoCloseType' is not valid.")
+        start, end = int_param(params, "startTime"), int_param(params, "endTime")
+        limit = limit_param(params, 50, 100)
+        rows = [
+            o
+            for o in sorted(self.orders.values(), key=lambda o: o.order_id)
+            if o.orig_type == "LIQUIDATION"
+            and close_type != "ADL"
+            and (symbol is None or o.symbol == symbol)
+            and (start is None or o.time_ms >= start)
+            and (end is None or o.time_ms <= end)
+        ]
+        return [self.order_json(o) for o in rows[-limit:]]
+
+    def adl_quantile(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """GET /fapi/v1/adlQuantile: 1..4 by the position's profit x leverage (0 without a position)."""
+        symbol = param(params, "symbol")
+        if symbol is not None:
+            self.spec(symbol)
+        out = []
+        for s, pos in self.positions.items():
+            if not pos.amount or (symbol is not None and s != symbol):
+                continue
+            margin = self.position_initial_margin(s)
+            score = self.unrealized(s) / margin * self.setting(s).leverage if margin else ZERO
+            quantile = 1 if score <= 0 else 2 if score < 5 else 3 if score < 20 else 4
+            long_q, short_q = (quantile, 0) if pos.amount > 0 else (0, quantile)
+            out.append({"symbol": s, "adlQuantile": {"LONG": long_q, "SHORT": short_q, "BOTH": quantile}})
+        return out
 
     # ------------------------------------------------------------------------------------- snapshots
 
@@ -1955,6 +2164,20 @@ class Engine:
             "open_algo_orders": [self.algo_json(a, detail=True) for a in self.open_algos.values()],
             "fills": list(self.trades)[-200:],
         }
+
+
+def _json_list(params: Mapping[str, str], name: str, maximum: int) -> list[Any]:
+    """A JSON array parameter (batchOrders, orderIdList, ...) of at most `maximum` entries."""
+    raw = required(params, name)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid.") from None
+    if not isinstance(value, list) or not value:
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid.")
+    if len(value) > maximum:
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid (at most {maximum} items).")
+    return value
 
 
 def as_params(**kwargs: object) -> dict[str, str]:

@@ -9,6 +9,7 @@ limited number of occurrences or until cleared. Kinds:
 - unavailable: HTTP 503 "Service Unavailable." (a definite failure); `execute=True` runs the request anyway.
 - unknown_error: HTTP 503 "Unknown error, please check your request or try again later." (outcome unknown);
   executes the request unless `execute=False`.
+- not_found: HTTP 404 -5000, as for a path the exchange does not serve (an endpoint a venue lacks or retired).
 - rate_limit: HTTP 429 -1003 regardless of the weight actually used (a 429 storm). Its Retry-After is
   `retry_after_s` when given (a storm that tells clients when to come back), else the rest of the weight minute.
 - malformed: an answer no Binance client expects, as a gateway or a bug between client and venue gives; executes
@@ -41,6 +42,7 @@ class FaultKind(StrEnum):
     UNKNOWN_ERROR = "unknown_error"
     RATE_LIMIT = "rate_limit"
     MALFORMED = "malformed"
+    NOT_FOUND = "not_found"
 
 
 @dataclass

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from ats.domain import FloatArray, IntArray, interval_ms
+from ats.domain import BINANCE_INTERVALS, FloatArray, IntArray, interval_ms
 from ats.sim.specs import CATALOGUE, SymbolSpec
 
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
@@ -33,11 +34,17 @@ OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE
 FUNDING_PERIOD_MS = 8 * 3_600_000
 OI_SAMPLE_MS = 300_000  # open-interest history is kept on a 5-minute grid (Binance's finest period)
 OI_HISTORY_MS = 30 * 86_400_000  # Binance serves the last month only
+KLINE_INTERVALS = (*BINANCE_INTERVALS, "1M")
 OI_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 MARKET_FACTOR_VOL = 0.006  # BTC's volatility per bar
 VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
 MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
 FORCE_ORDERS_KEPT = 1000
+TAPE_KEPT = 1000  # aggregate trades kept per symbol for /fapi/v1/aggTrades and /fapi/v1/trades
+ONBOARD_AGE_MS = 365 * 86_400_000  # contracts listed before the history began
+BOOK_LEVELS = 100  # levels per side: the whole simulated book (REST depth and the diff stream cover all of it)
+BOOK_REFRESH = 8  # a resting level's quantity is redrawn every 8 book updates, levels staggered
+BOOK_ID_START = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,16 +278,33 @@ def _spec_from_rows(symbol: str, rows: list[list[str]]) -> SymbolSpec:
 
 
 def _read_rows(path: Path) -> list[list[str]]:
-    """12-column kline rows from a CSV (optionally with a header line) or a JSON array."""
+    """12-column kline rows from a CSV (optionally with a header line) or a JSON array; see `_complete`."""
     if path.suffix == ".json":
         data = json.loads(path.read_text())
-        return [[str(v) for v in row] for row in data if isinstance(row, list) and len(row) >= 11]
+        return [_complete([str(v) for v in row]) for row in data if isinstance(row, list) and len(row) >= 6]
     rows: list[list[str]] = []
     with path.open(newline="") as handle:
         for row in csv.reader(handle):
-            if len(row) >= 11 and row[0].strip().isdigit():
-                rows.append([v.strip() for v in row])
+            if len(row) >= 6 and row[0].strip().isdigit():
+                rows.append(_complete([v.strip() for v in row]))
     return rows
+
+
+def _complete(row: list[str]) -> list[str]:
+    """Fill the columns some stored klines leave empty (only open time and OHLCV are kept): quote volume from
+    the volume at the bar's mean price, a trade count from it, takers as half of each."""
+    row = (row + [""] * 12)[:12]
+    volume = float(row[5] or 0.0)
+    if not row[7]:
+        row[7] = repr(volume * sum(float(v) for v in row[1:5]) / 4.0)
+    quote = float(row[7])
+    if not row[8]:
+        row[8] = str(max(1, round(quote / 500.0)) if volume > 0 else 0)
+    if not row[9]:
+        row[9] = repr(volume / 2.0)
+    if not row[10]:
+        row[10] = repr(quote / 2.0)
+    return row
 
 
 class ReplaySource:
@@ -330,15 +354,28 @@ class ReplaySource:
 
     @staticmethod
     def from_directory(directory: Path, interval: str) -> ReplaySource:
-        """Load every <SYMBOL>*.csv / *.json file of a directory (e.g. BTCUSDT-1h-2025-01.csv)."""
+        """Load the <SYMBOL>[-<interval>][-...].csv / .json files of a directory (or of its `klines/` folder,
+        Binance's public-data layout) whose interval, when named, is the one served (BTCUSDT-1h-2025-01.csv).
+
+        The replay starts where half the symbols have data (older bars of the first-listed would otherwise
+        be replayed for years before the others appear); later symbols count as listed when their data starts.
+        """
+        if (directory / "klines").is_dir():
+            directory = directory / "klines"
         rows: dict[str, dict[int, list[str]]] = {}
         for path in sorted(directory.iterdir()):
             if path.suffix not in (".csv", ".json"):
                 continue
-            symbol = path.stem.split("-")[0].split("_")[0].upper()
+            parts = path.stem.split("-")
+            if len(parts) > 1 and parts[1] in KLINE_INTERVALS and parts[1] != interval:
+                continue
+            symbol = parts[0].split("_")[0].upper()
             for row in _read_rows(path):
                 rows.setdefault(symbol, {})[int(row[0])] = row
         ordered = {s: [r[k] for k in sorted(r)] for s, r in rows.items() if r}
+        if len(ordered) > 1:
+            start = int(np.median([int(r[0][0]) for r in ordered.values()]))
+            ordered = {s: [row for row in r if int(row[0]) >= start] or r[-1:] for s, r in ordered.items()}
         return ReplaySource(ordered, interval)
 
     def history(self, n_bars: int) -> BarHistory:
@@ -431,6 +468,60 @@ class TickInfo:
     funding_time_ms: int | None = None  # a funding settlement happened at this tick
     force_orders: list[dict[str, Any]] = field(default_factory=list)
     symbols: tuple[int, ...] | None = None  # only these symbols moved (set_price); None = all
+    book_only: bool = False  # only the books' resting quantities changed (sub-second update): prices did not
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One aggregate trade on a symbol's tape."""
+
+    agg_id: int
+    first_id: int
+    last_id: int
+    time_ms: int
+    price: float
+    qty: float
+    buyer_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BookArrays:
+    """One symbol's whole book, best first: prices in ticks, quantities in steps (integers diff exactly)."""
+
+    update_id: int
+    bid_ticks: IntArray
+    bid_steps: IntArray
+    ask_ticks: IntArray
+    ask_steps: IntArray
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _top(book: BookArrays, levels: int) -> BookArrays:
+    """The best `levels` of a deeper book."""
+    return BookArrays(
+        book.update_id, book.bid_ticks[:levels], book.bid_steps[:levels], book.ask_ticks[:levels],
+        book.ask_steps[:levels],
+    )  # fmt: skip
+
+
+UIntArray = npt.NDArray[np.uint64]
+
+
+def _hash(keys: IntArray | UIntArray) -> UIntArray:
+    """splitmix64 of each key (uint64 arithmetic wraps): a stateless, reproducible draw per book level."""
+    z: UIntArray = keys.astype(np.uint64) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform(keys: UIntArray) -> FloatArray:
+    values: FloatArray = (_hash(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return values
 
 
 def _fmt(value: float, decimals: int) -> str:
@@ -478,10 +569,15 @@ class Market:
         for i in range(s):
             listed = np.flatnonzero(np.isfinite(history.bars[CLOSE, i]))
             self.listed_ms[i] = self.open_times[listed[0]] if len(listed) else bar_open
+        # A contract whose history starts with the first bar was listed before it: its onboard date is a year
+        # back whatever the bar interval, so a 1m market (1500 bars = 25 h) does not make everything "new".
+        complete = np.isfinite(history.bars[CLOSE, :, 0])
+        self.onboard_ms = np.where(complete, np.minimum(self.listed_ms, self.now_ms - ONBOARD_AGE_MS), self.listed_ms)
         closes = self.bars[CLOSE][:, -1]
         self.price = np.where(np.isfinite(closes), closes, np.array([spec.price for spec in self.specs]))
         self.last = self._on_grid(self.price)
         self.basis = history.basis[:, -1].copy()
+        self.bar_basis = np.stack([history.basis, history.basis])  # (last vs index, mark vs index) at each close
         self.basis_ema = self.basis.copy()
         self.premium_avg = self.basis.copy()
         self.open_interest = history.open_interest[:, -1].copy()
@@ -490,11 +586,14 @@ class Market:
         self.agg_trade_id = np.full(s, 1_000_000, dtype=np.int64)
         self.trade_id = np.full(s, 5_000_000, dtype=np.int64)
         self.last_trade_qty = np.zeros(s)
-        self.book_update_id = 1_000_000_000
+        self.book_id = np.full(s, BOOK_ID_START, dtype=np.int64)  # per symbol, like Binance's update ids
+        self.book_time_ms = self.now_ms  # time of the last book update (sub-second in realtime mode)
+        self._book_cache: dict[int, BookArrays] = {}  # the book changes only with its id: computed once per id
         self.forming = np.zeros((9, s))
         self.bar_open_ms = bar_open
         self._start_bar(bar_open)
         self.force_orders: deque[dict[str, Any]] = deque(maxlen=FORCE_ORDERS_KEPT)
+        self.tape: list[deque[Trade]] = [deque(maxlen=TAPE_KEPT) for _ in range(s)]
         self.funding_history: list[deque[tuple[int, float, float]]] = [deque(maxlen=1000) for _ in range(s)]
         self._seed_funding_history(history)
         self._oi_times, self._oi_values = self._seed_oi_history(history)
@@ -623,8 +722,11 @@ class Market:
         f[TAKER_BUY] += volume * draw.taker_buy_ratio
         f[TAKER_BUY_QUOTE] += quote_volume * draw.taker_buy_ratio
         self.agg_trade_id += 1
+        first_ids = self.trade_id + 1
         self.trade_id += draw.trades.astype(np.int64)
-        self.book_update_id += 1
+        self._record_trades(t_next, first_ids, range(len(self.specs)))
+        self.book_id += 1
+        self.book_time_ms = max(self.book_time_ms, t_next)
         if (self.now_ms // FUNDING_PERIOD_MS) != (t_next // FUNDING_PERIOD_MS):
             info.funding_time_ms = t_next - t_next % FUNDING_PERIOD_MS
             rates = self.funding_rates()
@@ -683,10 +785,63 @@ class Market:
         bar[:, not_listed] = np.nan
         self.bars = np.concatenate([self.bars, bar[:, :, None]], axis=2)
         self.open_times = np.append(self.open_times, self.bar_open_ms)
+        basis = np.stack([self.basis, self.basis_ema])[:, :, None]
+        self.bar_basis = np.concatenate([self.bar_basis, basis], axis=2)
         if self.bars.shape[2] > self.max_bars:
             drop = self.bars.shape[2] - self.max_bars
             self.bars = self.bars[:, :, drop:]
             self.open_times = self.open_times[drop:]
+            self.bar_basis = self.bar_basis[:, :, drop:]
+
+    def _record_trades(self, time_ms: int, first_ids: IntArray, symbols: Iterable[int]) -> None:
+        """One aggregate trade per listed symbol on the tape (what aggTrade pushes, kept for REST)."""
+        for i in symbols:
+            if self.listed_ms[i] > time_ms:
+                continue
+            step = float(self.step_size[i])
+            qty = max(round(float(self.last_trade_qty[i]) / step), 1) * step
+            trade = Trade(
+                agg_id=int(self.agg_trade_id[i]),
+                first_id=min(int(first_ids[i]), int(self.trade_id[i])),
+                last_id=int(self.trade_id[i]),
+                time_ms=time_ms,
+                price=float(self.last[i]),
+                qty=qty,
+                buyer_maker=not bool(self.taker_was_buyer[i]),
+            )
+            self.tape[i].append(trade)
+
+    def agg_trades(
+        self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """GET /fapi/v1/aggTrades rows from the kept tape (the last TAPE_KEPT per symbol)."""
+        i = self.index[symbol]
+        rows = [
+            t
+            for t in self.tape[i]
+            if (from_id is None or t.agg_id >= from_id)
+            and (start_ms is None or t.time_ms >= start_ms)
+            and (end_ms is None or t.time_ms <= end_ms)
+        ]
+        rows = rows[:limit] if from_id is not None or start_ms is not None else rows[-limit:]
+        spec = self.specs[i]
+        p, q = spec.price_precision, spec.quantity_precision
+        return [
+            {"a": t.agg_id, "p": _fmt(t.price, p), "q": _fmt(t.qty, q), "f": t.first_id, "l": t.last_id,
+             "T": t.time_ms, "m": t.buyer_maker}
+            for t in rows
+        ]  # fmt: skip
+
+    def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        """GET /fapi/v1/trades: the most recent trades (one per aggregate trade on the sim's tape)."""
+        i = self.index[symbol]
+        spec = self.specs[i]
+        p, q = spec.price_precision, spec.quantity_precision
+        return [
+            {"id": t.last_id, "price": _fmt(t.price, p), "qty": _fmt(t.qty, q), "quoteQty": _fmt(t.price * t.qty, 8),
+             "time": t.time_ms, "isBuyerMaker": t.buyer_maker}
+            for t in list(self.tape[i])[-limit:]
+        ]  # fmt: skip
 
     def add_force_order(self, event: dict[str, Any]) -> None:
         """Record a liquidation produced by the engine so it shows on the forceOrder streams."""
@@ -710,8 +865,16 @@ class Market:
         f[LOW, i] = min(f[LOW, i], value)
         f[CLOSE, i] = value
         self.agg_trade_id[i] += 1
-        self.book_update_id += 1
+        self.trade_id[i] += 1
+        self._record_trades(self.now_ms, self.trade_id.copy(), (i,))
+        self.book_id[i] += 1
         return TickInfo(time_ms=self.now_ms, seconds=0.0, symbols=(i,))
+
+    def refresh_books(self, time_ms: int) -> TickInfo:
+        """A sub-second book update (realtime mode, every 100 ms): resting quantities change, prices do not."""
+        self.book_id += 1
+        self.book_time_ms = max(self.book_time_ms, time_ms)
+        return TickInfo(time_ms=self.book_time_ms, seconds=0.0, book_only=True)
 
     # ---------------------------------------------------------------------------------- prices
 
@@ -768,69 +931,185 @@ class Market:
         ticks = max(1, round(float(self.last[i]) * 0.00001 / float(tick)))
         return tick * ticks
 
-    def book(self, symbol: str, levels: int = 100) -> tuple[list[BookLevel], list[BookLevel]]:
-        """Bids and asks, best first. Deterministic for the market state (seed, symbol, tick)."""
+    def book_arrays(self, symbol: str, levels: int = BOOK_LEVELS) -> BookArrays:
+        """The best `levels` of the book (at most BOOK_LEVELS per side), a pure function of the market state.
+
+        A level's quantity depends on its price, its distance from the top and a draw that is redrawn every
+        BOOK_REFRESH updates (staggered by price), so an update changes some levels, not all, and the top
+        `levels` of any call agree with a deeper call's.
+        """
         i = self.index[symbol]
-        quote = self.quote(symbol)
+        levels = max(1, min(levels, BOOK_LEVELS))
+        update_id = int(self.book_id[i])
+        cached = self._book_cache.get(i)
+        if cached is not None and cached.update_id == update_id and len(cached.ask_ticks) >= levels:
+            return cached if len(cached.ask_ticks) == levels else _top(cached, levels)
         spec = self.specs[i]
-        spacing = self._spacing(i)
-        rng = np.random.default_rng([self.seed, i, self.book_update_id])
-        per_level = spec.quote_volume * 5e-4 / max(float(quote.last), 1e-12)
-        shape = (1.0 + 0.08 * np.arange(levels)) * np.exp(0.4 * rng.standard_normal((2, levels)))
+        tick = float(spec.tick_size)
+        last = float(self.last[i])
+        last_ticks = round(last / tick)  # the same grid arithmetic as `quote`, without Decimals
+        spacing = max(1, round(last * 0.00001 / tick))
+        bid, ask = (last_ticks - spacing, last_ticks) if self.taker_was_buyer[i] else (last_ticks, last_ticks + spacing)
+        k = np.arange(levels, dtype=np.int64)
+        bid_ticks = max(bid, 1) - spacing * k
+        bid_ticks = bid_ticks[bid_ticks > 0]
+        ask_ticks = ask + spacing * k
+        per_level = spec.quote_volume * 5e-4 / max(last, 1e-12) / float(spec.step_size)
         imbalance = 1.0 + 0.3 * (1.0 if self.taker_was_buyer[i] else -1.0)
-        step = spec.step_size
-        bids: list[BookLevel] = []
-        asks: list[BookLevel] = []
-        for k in range(levels):
-            bid_price = quote.bid - spacing * k
-            if bid_price > 0:
-                qty = max(1, round(per_level * shape[0, k] * imbalance / float(step))) * step
-                bids.append(BookLevel(bid_price, qty))
-            qty = max(1, round(per_level * shape[1, k] / imbalance / float(step))) * step
-            asks.append(BookLevel(quote.ask + spacing * k, qty))
+        salt = (self.seed * 1_000_003 + i) * 4
+        nb = len(bid_ticks)
+        steps = self._level_steps(
+            np.concatenate([bid_ticks, ask_ticks]),
+            np.concatenate([np.full(nb, salt + 1), np.full(levels, salt + 2)]),
+            np.concatenate([k[:nb], k]),
+            update_id,
+            np.concatenate([np.full(nb, per_level * imbalance), np.full(levels, per_level / imbalance)]),
+        )
+        book = BookArrays(update_id, bid_ticks, steps[:nb], ask_ticks, steps[nb:])
+        self._book_cache[i] = book
+        return book
+
+    @staticmethod
+    def _level_steps(
+        ticks: IntArray, salts: IntArray, depth: IntArray, update_id: int, per_level: FloatArray
+    ) -> IntArray:
+        """Resting quantity (in steps) at each price: both sides in one pass, each side with its own salt."""
+        keyed: UIntArray = ticks.astype(np.uint64) ^ salts.astype(np.uint64)
+        phase = (_hash(keyed) % np.uint64(BOOK_REFRESH)).astype(np.int64)
+        epoch = ((update_id + phase) // BOOK_REFRESH).astype(np.uint64)
+        draw = _uniform(_hash(keyed * np.uint64(1_000_003)) ^ epoch)
+        size = per_level * (1.0 + 0.08 * depth) * np.exp(1.4 * (draw - 0.5))
+        steps: IntArray = np.maximum(1, np.round(size)).astype(np.int64)
+        return steps
+
+    def book(self, symbol: str, levels: int = BOOK_LEVELS) -> tuple[list[BookLevel], list[BookLevel]]:
+        """Bids and asks, best first, as Decimals on the symbol's grid."""
+        spec = self.specs[self.index[symbol]]
+        arrays = self.book_arrays(symbol, levels)
+        tick, step = spec.tick_size, spec.step_size
+        pairs = zip(arrays.bid_ticks.tolist(), arrays.bid_steps.tolist(), strict=True)
+        bids = [BookLevel(p * tick, q * step) for p, q in pairs]
+        pairs = zip(arrays.ask_ticks.tolist(), arrays.ask_steps.tolist(), strict=True)
+        asks = [BookLevel(p * tick, q * step) for p, q in pairs]
         return bids, asks
 
     # ---------------------------------------------------------------------------------- queries
 
+    def listing_ms(self, symbol: str) -> int:
+        return int(self.listed_ms[self.index[symbol]])
+
+    def onboard_date_ms(self, symbol: str) -> int:
+        """exchangeInfo's onboardDate: the listing time of a new contract, a year back for the others."""
+        return int(self.onboard_ms[self.index[symbol]])
+
+    def contract_info_event(self, symbol: str) -> dict[str, Any]:
+        """Binance's contractInfo push (sent when a contract's status changes: here, when it gets listed)."""
+        spec = self.specs[self.index[symbol]]
+        return {
+            "e": "contractInfo",
+            "E": self.now_ms,
+            "s": symbol,
+            "ps": symbol,
+            "ct": spec.contract_type,
+            "dt": spec.delivery_date_ms,
+            "ot": self.onboard_date_ms(symbol),
+            "cs": "TRADING" if self.is_listed(symbol) else "PENDING_TRADING",
+        }
+
     def is_listed(self, symbol: str) -> bool:
         return bool(self.listed_ms[self.index[symbol]] <= self.now_ms)
 
-    def bars_for(self, symbol: str, interval: str) -> tuple[IntArray, FloatArray]:
-        """Open times and bars (fields, n) of a symbol at `interval`, forming bar last.
-
-        Intervals that are multiples of the base interval are aggregated from it; finer ones are not
-        available (the caller answers -1120).
-        """
-        i = self.index[symbol]
+    def _group_opens(self, times: IntArray, interval: str) -> IntArray:
+        """The open time of the `interval` bar each base bar belongs to (Binance: weeks from Monday, months
+        by the calendar)."""
+        if interval == "1M":
+            months = times.astype("datetime64[ms]").astype("datetime64[M]")
+            opens: IntArray = months.astype("datetime64[ms]").astype(np.int64)
+            return opens
         step = interval_ms(interval)
+        offset = 4 * 86_400_000 if interval == "1w" else 0  # 1970-01-01 was a Thursday
+        grouped: IntArray = (times - offset) // step * step + offset
+        return grouped
+
+    def check_interval(self, interval: str) -> None:
+        """ValueError unless bars at `interval` can be built from the simulated bars (equal or coarser, whole)."""
+        if interval not in KLINE_INTERVALS:
+            raise ValueError(f"unknown interval {interval!r}")
+        if interval == "1M":
+            if 86_400_000 % self.interval_ms:
+                raise ValueError(f"months cannot be built from {self.interval} bars")
+            return
+        step = interval_ms(interval)
+        if step < self.interval_ms or step % self.interval_ms:
+            raise ValueError(f"interval {interval} cannot be built from the simulated {self.interval} bars")
+
+    def close_ms(self, open_ms: int, interval: str) -> int:
+        if interval == "1M":
+            month = np.datetime64(open_ms, "ms").astype("datetime64[M]") + 1
+            return int(month.astype("datetime64[ms]").astype(np.int64)) - 1
+        return open_ms + interval_ms(interval) - 1
+
+    def bars_for(
+        self, symbol: str, interval: str, *, since_ms: int | None = None, price: str = "last"
+    ) -> tuple[IntArray, FloatArray]:
+        """Open times and bars (fields, n) of a symbol at `interval`, forming bar last, from `since_ms` on.
+
+        Coarser intervals are aggregated from the simulated bars; finer ones raise ValueError (the caller
+        answers -1120). `price` picks the series: last, mark, index or premium (the premium index).
+        """
+        self.check_interval(interval)
+        i = self.index[symbol]
         times = np.append(self.open_times, self.bar_open_ms)
         bars = np.concatenate([self.bars[:, i, :], self.forming[:, i : i + 1]], axis=1)
-        listed = times >= self.listed_ms[i]
-        times, bars = times[listed], bars[:, listed]
-        if step == self.interval_ms:
+        if price != "last":
+            bars = self._derived(i, bars, price)
+        keep = times >= self.listed_ms[i]
+        if since_ms is not None:
+            keep &= times >= self._group_opens(np.array([since_ms], dtype=np.int64), interval)[0]
+        times, bars = times[keep], bars[:, keep]
+        if len(times) == 0 or interval == self.interval:
             return times, bars
-        if step % self.interval_ms != 0:
-            raise ValueError(f"interval {interval} is finer than the simulated {self.interval}")
-        offset = 4 * 86_400_000 if interval == "1w" else 0  # Binance weeks start on Monday
-        groups = (times - offset) // step
-        boundaries = np.flatnonzero(np.diff(groups)) + 1
-        starts = np.concatenate([[0], boundaries]).astype(np.int64)
-        ends = np.concatenate([boundaries, [len(times)]]).astype(np.int64)
+        groups = self._group_opens(times, interval)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(groups)) + 1]).astype(np.int64)
+        ends = np.append(starts[1:], len(times))
         out = np.empty((9, len(starts)))
-        for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            chunk = bars[:, a:b]
-            out[OPEN, j] = chunk[OPEN, 0]
-            out[HIGH, j] = chunk[HIGH].max()
-            out[LOW, j] = chunk[LOW].min()
-            out[CLOSE, j] = chunk[CLOSE, -1]
-            out[VOLUME:, j] = chunk[VOLUME:].sum(axis=1)
-        return groups[starts] * step + offset, out
+        out[OPEN] = bars[OPEN, starts]
+        out[HIGH] = np.fmax.reduceat(bars[HIGH], starts)
+        out[LOW] = np.fmin.reduceat(bars[LOW], starts)
+        out[CLOSE] = bars[CLOSE, ends - 1]
+        out[VOLUME:] = np.add.reduceat(bars[VOLUME:], starts, axis=1)
+        return groups[starts], out
+
+    def _derived(self, i: int, bars: FloatArray, price: str) -> FloatArray:
+        """Mark, index or premium-index bars from the traded bars and the basis recorded at each close."""
+        basis = np.append(self.bar_basis[0, i], self.basis[i])
+        premium = np.append(self.bar_basis[1, i], self.basis_ema[i])
+        out = bars.copy()
+        if price == "premium":
+            opens = np.append(premium[:1], premium[:-1])
+            out[OPEN], out[CLOSE] = opens, premium
+            out[HIGH], out[LOW] = np.fmax(opens, premium), np.fmin(opens, premium)
+        else:
+            ratio = 1.0 / (1.0 + basis)
+            if price == "mark":
+                ratio = ratio * (1.0 + premium)
+            out[OPEN : CLOSE + 1] = bars[OPEN : CLOSE + 1] * ratio
+        out[VOLUME:] = np.where(np.isfinite(bars[VOLUME:]), 0.0, np.nan)
+        out[TRADES] = np.where(np.isfinite(bars[TRADES]), self.interval_ms // 1000, np.nan)
+        return out
 
     def kline_rows(
-        self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        price: str = "last",
     ) -> list[list[Any]]:
         """Binance's 12-column rows with its paging rules: startTime/endTime bound open times."""
-        times, bars = self.bars_for(symbol, interval)
+        times, bars = self.bars_for(symbol, interval, price=price)
         mask = np.ones(len(times), dtype=bool)
         if start_ms is not None:
             mask &= times >= start_ms
@@ -838,12 +1117,15 @@ class Market:
             mask &= times <= end_ms
         picked = np.flatnonzero(mask)
         picked = picked[:limit] if start_ms is not None else picked[-limit:]
-        step = interval_ms(interval)
-        return [self._row(symbol, int(times[j]), bars[:, j], step) for j in picked]
+        decimals = 8 if price == "premium" else None
+        return [
+            self._row(symbol, int(times[j]), bars[:, j], self.close_ms(int(times[j]), interval), decimals)
+            for j in picked
+        ]
 
-    def _row(self, symbol: str, open_ms: int, bar: FloatArray, step: int) -> list[Any]:
+    def _row(self, symbol: str, open_ms: int, bar: FloatArray, close_ms: int, decimals: int | None = None) -> list[Any]:
         spec = self.specs[self.index[symbol]]
-        p, q = spec.price_precision, spec.quantity_precision
+        p, q = decimals or spec.price_precision, spec.quantity_precision
         return [
             open_ms,
             _fmt(bar[OPEN], p),
@@ -851,7 +1133,7 @@ class Market:
             _fmt(bar[LOW], p),
             _fmt(bar[CLOSE], p),
             _fmt(bar[VOLUME], q),
-            open_ms + step - 1,
+            close_ms,
             _fmt(bar[QUOTE_VOLUME], 8),
             int(bar[TRADES]),
             _fmt(bar[TAKER_BUY], q),
@@ -859,15 +1141,19 @@ class Market:
             "0",
         ]
 
-    def kline_event(self, symbol: str, *, closed_open_ms: int | None = None) -> dict[str, Any]:
-        """The kline stream payload for the forming bar, or for a just-closed bar (x = true)."""
+    def kline_event(
+        self, symbol: str, interval: str | None = None, *, closed_open_ms: int | None = None
+    ) -> dict[str, Any]:
+        """The kline stream payload for the forming bar at `interval`, or for a just-closed one (x = true)."""
+        interval = interval or self.interval
         i = self.index[symbol]
-        if closed_open_ms is not None:
-            position = int(np.searchsorted(self.open_times, closed_open_ms))
-            bar, open_ms, closed = self.bars[:, i, position], closed_open_ms, True
-        else:
-            bar, open_ms, closed = self.forming[:, i], self.bar_open_ms, False
-        row = self._row(symbol, open_ms, bar, self.interval_ms)
+        since = self.bar_open_ms if closed_open_ms is None else closed_open_ms
+        times, bars = self.bars_for(symbol, interval, since_ms=since)
+        open_ms = int(self._group_opens(np.array([since], dtype=np.int64), interval)[0])
+        column = int(np.searchsorted(times, open_ms))
+        bar = bars[:, column]
+        closed = closed_open_ms is not None
+        row = self._row(symbol, open_ms, bar, self.close_ms(open_ms, interval))
         first_trade = int(self.trade_id[i] - bar[TRADES]) if np.isfinite(bar[TRADES]) else 0
         return {
             "e": "kline",
@@ -877,7 +1163,7 @@ class Market:
                 "t": open_ms,
                 "T": row[6],
                 "s": symbol,
-                "i": self.interval,
+                "i": interval,
                 "f": first_trade,
                 "L": int(self.trade_id[i]),
                 "o": row[1],
@@ -893,6 +1179,11 @@ class Market:
                 "B": "0",
             },
         }
+
+    def closes_interval(self, closed_open_ms: int, interval: str) -> bool:
+        """Whether the base bar that just closed was the last of its `interval` bar."""
+        opens = self._group_opens(np.array([closed_open_ms, self.bar_open_ms], dtype=np.int64), interval)
+        return bool(opens[0] != opens[1])
 
     def mark_price_event(self, symbol: str) -> dict[str, Any]:
         i = self.index[symbol]
@@ -910,29 +1201,23 @@ class Market:
         }
 
     def agg_trade_event(self, symbol: str) -> dict[str, Any]:
-        i = self.index[symbol]
-        spec = self.specs[i]
-        qty = max(self.last_trade_qty[i], float(spec.step_size))
-        return {
-            "e": "aggTrade",
-            "E": self.now_ms,
-            "a": int(self.agg_trade_id[i]),
-            "s": symbol,
-            "p": str(self.grid_decimal(i, float(self.last[i]))),
-            "q": _fmt(round(qty / float(spec.step_size)) * float(spec.step_size), spec.quantity_precision),
-            "f": int(self.trade_id[i]),
-            "l": int(self.trade_id[i]),
-            "T": self.now_ms,
-            "m": not bool(self.taker_was_buyer[i]),
-        }
+        """The aggTrade push: the latest trade on the symbol's tape."""
+        row = self.agg_trades(symbol, from_id=None, start_ms=None, end_ms=None, limit=1)
+        if not row:  # nothing traded since the market started (a symbol listed a moment ago)
+            i = self.index[symbol]
+            spec = self.specs[i]
+            row = [{"a": int(self.agg_trade_id[i]), "p": _fmt(float(self.last[i]), spec.price_precision),
+                    "q": _fmt(float(spec.step_size), spec.quantity_precision), "f": int(self.trade_id[i]),
+                    "l": int(self.trade_id[i]), "T": self.now_ms, "m": False}]  # fmt: skip
+        return {"e": "aggTrade", "E": self.now_ms, "s": symbol, **row[0]}
 
     def book_ticker_event(self, symbol: str) -> dict[str, Any]:
         bids, asks = self.book(symbol, 1)
         return {
             "e": "bookTicker",
-            "u": self.book_update_id,
-            "E": self.now_ms,
-            "T": self.now_ms,
+            "u": int(self.book_id[self.index[symbol]]),
+            "E": self.book_time_ms,
+            "T": self.book_time_ms,
             "s": symbol,
             "b": str(bids[0].price),
             "B": str(bids[0].qty),
@@ -950,7 +1235,7 @@ class Market:
         i = self.index[symbol]
         spec = self.specs[i]
         since = self.now_ms - self.day_ms
-        times, bars = self.bars_for(symbol, self.interval)
+        times, bars = self.bars_for(symbol, self.interval, since_ms=since - self.interval_ms + 1)
         window = times >= since - self.interval_ms + 1
         if not window.any():
             window[-1:] = True

@@ -47,14 +47,19 @@ from ats.domain import BINANCE_INTERVALS
 from ats.log import get_logger
 from ats.sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
 from ats.sim.faults import FaultKind, FaultRule, Faults, StreamStall
-from ats.sim.market import OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
+from ats.sim.market import KLINE_INTERVALS, OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
+from ats.sim.streams import Stream, StreamBook, StreamError, wire_levels
+from ats.sim.streams import family as stream_family
+from ats.sim.streams import parse as parse_stream
 
 log = get_logger(__name__)
 
 UNKNOWN_ERROR_MSG = "Unknown error, please check your request or try again later."
 UNAVAILABLE_MSG = "Service Unavailable."
+MAX_URL_BYTES = 8192  # CloudFront's (and nginx's default) request-line limit: longer gets 414
+MAX_REQUEST_HEAD_BYTES = 8 * 1024 * 1024  # read a head this large before answering, so the answer is not lost
 WS_QUEUE_LIMIT = 20_000  # a client this far behind is disconnected, as Binance drops slow consumers
-PUBLIC_STREAM_KINDS = ("bookTicker", "depth")
+BOOK_UPDATE_S = 0.1  # realtime mode: the books change every 100 ms between the one-second market ticks
 
 
 class OffsetClock:
@@ -105,6 +110,7 @@ class SimConfig:
     ws_pong_timeout_s: float = 600.0
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
+    expire_stranded: bool = False  # see EngineOptions.expire_stranded: siblings of a closed position stay open
 
     def __post_init__(self) -> None:
         if self.bar_interval not in BINANCE_INTERVALS:
@@ -310,15 +316,6 @@ def _normalise_stream(stream: str) -> str:
     return stream if stream.startswith("!") or not sep else f"{symbol.lower()}@{kind}"
 
 
-def _stream_family(stream: str) -> Literal["market", "public", "private"]:
-    name = stream.split("@", 1)[1] if "@" in stream else ""
-    if stream.startswith("!bookTicker") or any(name.startswith(kind) for kind in PUBLIC_STREAM_KINDS):
-        return "public"
-    if "@" not in stream:
-        return "private"
-    return "market"
-
-
 # ---------------------------------------------------------------------------------------------- server
 
 
@@ -338,7 +335,12 @@ class SimServer:
             history_bars=self.config.history_bars,
             max_bars=self.config.max_bars,
         )
-        options = EngineOptions(maker_fee=self.config.maker_fee, taker_fee=self.config.taker_fee, seed=self.config.seed)
+        options = EngineOptions(
+            maker_fee=self.config.maker_fee,
+            taker_fee=self.config.taker_fee,
+            seed=self.config.seed,
+            expire_stranded=self.config.expire_stranded,
+        )
         self.engines: dict[str, Engine] = {}
         for index, key in enumerate(self.config.api_keys):
             engine = Engine(
@@ -348,6 +350,8 @@ class SimServer:
             self.engines[key] = engine
         self.listen_keys: dict[str, ListenKey] = {}
         self.connections: set[Connection] = set()
+        self.stream_book = StreamBook(self.market)
+        self._streams: dict[str, Stream] = {}  # parsed names of the market streams subscribed so far
         self.endpoints: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in self._endpoints()}
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -384,6 +388,7 @@ class SimServer:
             ws_ping_interval=self.config.ws_ping_interval_s,
             ws_ping_timeout=self.config.ws_pong_timeout_s,
             timeout_graceful_shutdown=1,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
         self._server = uvicorn.Server(config)
         serve = asyncio.create_task(self._server.serve())
@@ -473,13 +478,20 @@ class SimServer:
                 last_save = time.monotonic()
 
     async def _realtime(self) -> None:
+        """The market ticks every second of wall time; between ticks the books update every 100 ms."""
+        step_ms = round(BOOK_UPDATE_S * 1000)
         while not self._shutdown.is_set():
-            self.market.advance_to(self.clock.now_ms(), self._on_tick)
-            await asyncio.sleep(max(0.05, 1.0 - (self.clock.now_ms() % 1000) / 1000.0))
+            now = self.clock.now_ms()
+            if now >= self.market.now_ms + 1000:
+                self.market.advance_to(now, self._on_tick)
+            else:
+                self._on_tick(self.market.refresh_books(now))
+            await asyncio.sleep(max(0.01, (step_ms - self.clock.now_ms() % step_ms) / 1000.0))
 
     def _on_tick(self, info: TickInfo) -> None:
-        for engine in self.engines.values():
-            engine.on_tick(info)
+        if not info.book_only:
+            for engine in self.engines.values():
+                engine.on_tick(info)
         self._publish(info)
 
     async def advance(self, seconds: float, *, tick_s: float = 1.0) -> None:
@@ -530,7 +542,7 @@ class SimServer:
     def send_stream_event(self, stream: str, payload: Mapping[str, Any]) -> int:
         """Push one event on a market stream to its subscribers without changing the market (fault injection:
         a bogus tick the exchange itself never acted on). Returns how many connections got it."""
-        receivers = [c for c in self.connections if stream in c.streams and _stream_family(stream) == c.family]
+        receivers = [c for c in self.connections if stream in c.streams and stream_family(stream) == c.family]
         for connection in receivers:
             connection.offer(stream, payload)
         return len(receivers)
@@ -581,68 +593,19 @@ class SimServer:
         for connection in self.connections:
             if connection.family in ("market", "public"):
                 for stream in connection.streams:
-                    wanted.setdefault(stream, []).append(connection)
+                    if stream_family(stream) == connection.family:
+                        wanted.setdefault(stream, []).append(connection)
         if not wanted:
             return
-        moved = None if info.symbols is None else {self.market.symbols[i].lower() for i in info.symbols}
-        every_3s = info.seconds >= 3 or (info.time_ms // 1000) % 3 == 0
-        for stream, connections in wanted.items():
-            for payload in self._payloads(stream, info, moved, every_3s):
+        moved = None if info.symbols is None else {self.market.symbols[i] for i in info.symbols}
+        due = self.stream_book.due(info, self.clock.now_ms())
+        for name, connections in wanted.items():
+            parsed = self._streams.get(name)
+            if parsed is None:
+                continue
+            for payload in self.stream_book.payloads(parsed, info, moved, due):
                 for connection in connections:
-                    if _stream_family(stream) == connection.family:
-                        connection.offer(stream, payload)
-
-    def _payloads(
-        self, stream: str, info: TickInfo, moved: set[str] | None, every_3s: bool
-    ) -> list[dict[str, Any] | list[Any]]:
-        market = self.market
-        if stream.startswith("!"):
-            if stream in ("!markPrice@arr@1s", "!markPrice@arr") and (stream.endswith("@1s") or every_3s):
-                symbols = [s for s in market.symbols if market.is_listed(s)]
-                return [[market.mark_price_event(s) for s in symbols]]
-            if stream == "!forceOrder@arr":
-                return list(info.force_orders)
-            if stream == "!bookTicker":
-                return [market.book_ticker_event(s) for s in market.symbols if moved is None or s.lower() in moved]
-            return []
-        lower, _, kind = stream.partition("@")
-        symbol = lower.upper()
-        if symbol not in market.index or (moved is not None and lower not in moved):
-            return []
-        if kind == "markPrice@1s" or (kind == "markPrice" and every_3s):
-            return [market.mark_price_event(symbol)]
-        if kind == f"kline_{market.interval}":
-            out: list[dict[str, Any] | list[Any]] = []
-            if info.closed_bar_open_ms is not None:
-                out.append(market.kline_event(symbol, closed_open_ms=info.closed_bar_open_ms))
-            out.append(market.kline_event(symbol))
-            return out
-        if kind == "aggTrade":
-            return [market.agg_trade_event(symbol)]
-        if kind == "bookTicker":
-            return [market.book_ticker_event(symbol)]
-        if kind == "forceOrder":
-            return [e for e in info.force_orders if e["o"]["s"] == symbol]
-        if kind.startswith("depth"):
-            return [self._depth_event(symbol, kind)]
-        return []
-
-    def _depth_event(self, symbol: str, kind: str) -> dict[str, Any]:
-        digits = "".join(ch for ch in kind.removeprefix("depth").split("@")[0] if ch.isdigit())
-        levels = int(digits) if digits in ("5", "10", "20") else 20
-        bids, asks = self.market.book(symbol, levels)
-        update = self.market.book_update_id
-        return {
-            "e": "depthUpdate",
-            "E": self.market.now_ms,
-            "T": self.market.now_ms,
-            "s": symbol,
-            "U": update,
-            "u": update,
-            "pu": update - 1,
-            "b": [[str(b.price), str(b.qty)] for b in bids],
-            "a": [[str(a.price), str(a.qty)] for a in asks],
-        }
+                    connection.offer(name, payload)
 
     # ------------------------------------------------------------------------------------- ASGI entry
 
@@ -655,6 +618,9 @@ class SimServer:
     # ------------------------------------------------------------------------------------- REST
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_URL_BYTES:
+            await _too_long(send)
+            return
         request = Request(scope, receive)
         path = request.url.path
         if path.startswith("/sim/") or path == "/sim":
@@ -664,10 +630,10 @@ class SimServer:
         method = request.method
         endpoint = self.endpoints.get((method, path))
         ip = scope.get("client", ("127.0.0.1", 0))[0] if scope.get("client") else "127.0.0.1"
-        if endpoint is None:
+        faults = self.faults.take(method, path) if endpoint is not None else []
+        if endpoint is None or any(f.kind is FaultKind.NOT_FOUND for f in faults):
             await _respond(send, 404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}, {})
             return
-        faults = self.faults.take(method, path)
         for fault in faults:
             if fault.kind is FaultKind.LATENCY and fault.latency_ms > 0:
                 await asyncio.sleep(fault.latency_ms / 1000.0)
@@ -811,6 +777,41 @@ class SimServer:
             e("GET", "/fapi/v1/openInterest", _open_interest),
             e("GET", "/futures/data/openInterestHist", _open_interest_hist, 0),
             e("GET", "/fapi/v1/depth", _depth, _depth_weight),
+            e("GET", "/fapi/v1/markPriceKlines", functools.partial(_price_klines, price="mark"), _kline_weight),
+            e("GET", "/fapi/v1/indexPriceKlines", functools.partial(_price_klines, price="index"), _kline_weight),
+            e("GET", "/fapi/v1/premiumIndexKlines", functools.partial(_price_klines, price="premium"), _kline_weight),
+            e("GET", "/fapi/v1/continuousKlines", _continuous_klines, _kline_weight),
+            e("GET", "/fapi/v1/aggTrades", _agg_trades, 20),
+            e("GET", "/fapi/v1/trades", _trades, 5),
+            e("GET", "/fapi/v1/rateLimit/order", _order_rate_limits, 1, "SIGNED"),
+            e("GET", "/fapi/v1/apiTradingStatus", _api_trading_status, _weight_by_symbol(1, 10), "SIGNED"),
+            e("POST", "/fapi/v1/order/test", lambda c: c.account.new_order(c.params, test=True), 0, "SIGNED"),
+            e("POST", "/fapi/v1/batchOrders", lambda c: c.account.batch_orders(c.params), 5, "SIGNED", order=True),
+            e("DELETE", "/fapi/v1/batchOrders", lambda c: c.account.cancel_batch(c.params), 1, "SIGNED"),
+            e("PUT", "/fapi/v1/order", lambda c: c.account.modify_order(c.params), 1, "SIGNED", order=True),
+            e("POST", "/fapi/v1/positionMargin", lambda c: c.account.position_margin(c.params), 1, "SIGNED"),
+            e(
+                "GET",
+                "/fapi/v1/positionMargin/history",
+                lambda c: c.account.position_margin_history(c.params),
+                1,
+                "SIGNED",
+            ),
+            e(
+                "POST",
+                "/fapi/v1/countdownCancelAll",
+                lambda c: c.account.countdown_cancel_all(c.params),
+                10,
+                "SIGNED",
+            ),
+            e(
+                "GET",
+                "/fapi/v1/forceOrders",
+                lambda c: c.account.force_orders(c.params),
+                _weight_by_symbol(20, 50),
+                "SIGNED",
+            ),
+            e("GET", "/fapi/v1/adlQuantile", lambda c: c.account.adl_quantile(c.params), 5, "SIGNED"),
             e("GET", "/fapi/v2/account", lambda c: c.account.account_json(2), 5, "SIGNED"),
             e("GET", "/fapi/v3/account", lambda c: c.account.account_json(3), 5, "SIGNED"),
             e("GET", "/fapi/v2/balance", lambda c: c.account.balances_json(), 5, "SIGNED"),
@@ -945,8 +946,16 @@ class SimServer:
         if family == "private" and any(s not in self.listen_keys for s in streams):
             await websocket.close(code=1008)
             return
-        await websocket.accept()
         connection = Connection(websocket, family, combined, path, transport=transport)
+        if family != "private":
+            streams = [s for s in streams if s not in self._placeholders(streams)]
+        try:
+            self._check_streams(connection, streams)
+        except StreamError as exc:
+            log.info("sim websocket refused: stream not served", path=path, reason=str(exc))
+            await websocket.close(code=1008, reason=str(exc)[:120])
+            return
+        await websocket.accept()
         self.connections.add(connection)
         self._subscribe(connection, streams)
         sender = asyncio.create_task(self._ws_sender(connection))
@@ -985,6 +994,18 @@ class SimServer:
             except (RuntimeError, OSError):
                 return
 
+    def _check_streams(self, connection: Connection, streams: list[str]) -> None:
+        """StreamError for the first market stream name the sim cannot serve (nothing is subscribed then)."""
+        for stream in streams:
+            if connection.family != "private" and stream not in self.listen_keys:
+                parse_stream(stream, self.market)
+
+    @staticmethod
+    def _placeholders(streams: list[str]) -> list[str]:
+        """Path segments that name no stream at all (ccxt.pro connects to /ws/0, then SUBSCRIBEs): Binance
+        accepts the connection, so the sim drops them instead of refusing it."""
+        return [s for s in streams if "@" not in s and not s.startswith("!")]
+
     def _subscribe(self, connection: Connection, streams: list[str]) -> None:
         for stream in streams:
             if connection.family == "private" or stream in self.listen_keys:
@@ -993,7 +1014,11 @@ class SimServer:
                     key.connections.add(connection)
                     connection.streams.add(stream)
                 continue
-            connection.streams.add(_normalise_stream(stream))
+            parsed = parse_stream(stream, self.market)
+            self._streams[parsed.name] = parsed
+            if stream_family(parsed.name) == connection.family:
+                self.stream_book.prime(parsed)
+            connection.streams.add(parsed.name)
 
     def _unsubscribe(self, connection: Connection, streams: set[str]) -> None:
         for stream in streams:
@@ -1016,6 +1041,10 @@ class SimServer:
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
             return {"error": {"code": 2, "msg": "Invalid request: params must be a list of strings"}, "id": request_id}
         if method == "SUBSCRIBE":
+            try:
+                self._check_streams(connection, params)
+            except StreamError as exc:
+                return {"error": {"code": 2, "msg": str(exc)}, "id": request_id}
             self._subscribe(connection, params)
             return {"result": None, "id": request_id}
         if method == "UNSUBSCRIBE":
@@ -1046,6 +1075,14 @@ async def _malformed(send: Send, rule: FaultRule, result: Any, headers: Mapping[
         return
     kept = dict(list(result.items())[:1]) if isinstance(result, dict) else {}
     await _respond(send, 200, kept, headers)
+
+
+async def _too_long(send: Send) -> None:
+    """414 as the CDN in front of Binance answers an over-long URL: an HTML page, not a Binance error."""
+    page = b"<html><head><title>414 Request-URI Too Large</title></head><body>Request-URI Too Large</body></html>"
+    headers = [(b"content-type", b"text/html"), (b"content-length", str(len(page)).encode())]
+    await send({"type": "http.response.start", "status": 414, "headers": headers})
+    await send({"type": "http.response.body", "body": page})
 
 
 def _transport_of(receive: Receive) -> asyncio.Transport | None:
@@ -1109,7 +1146,7 @@ def _exchange_info(call: Call) -> dict[str, Any]:
         f = engine.filters[spec.symbol]
         symbols.append({
             "symbol": spec.symbol, "pair": spec.symbol.split("_")[0], "contractType": spec.contract_type,
-            "deliveryDate": spec.delivery_date_ms, "onboardDate": int(market.listed_ms[market.index[spec.symbol]]),
+            "deliveryDate": spec.delivery_date_ms, "onboardDate": market.onboard_date_ms(spec.symbol),
             "status": "TRADING" if market.is_listed(spec.symbol) else "PENDING_TRADING", "maintMarginPercent": "2.5000",
             "requiredMarginPercent": "5.0000", "baseAsset": spec.base_asset, "quoteAsset": spec.quote_asset,
             "marginAsset": "USDT", "pricePrecision": f.price_precision, "quantityPrecision": f.quantity_precision,
@@ -1200,20 +1237,77 @@ def _premium_index(call: Call) -> Any:
 
 def _interval(params: Mapping[str, str]) -> str:
     interval = required(params, "interval")
-    if interval not in BINANCE_INTERVALS:
+    if interval not in KLINE_INTERVALS:
         raise SimError(-1120, "Invalid interval.")
     return interval
 
 
 def _klines(call: Call) -> list[list[Any]]:
-    symbol = _symbols_param_required(call)
+    return _kline_page(call, _symbols_param_required(call), "last")
+
+
+def _price_klines(call: Call, *, price: str) -> list[list[Any]]:
+    """markPriceKlines / premiumIndexKlines (symbol) and indexPriceKlines (pair): same paging as klines."""
+    name = "pair" if price == "index" else "symbol"
+    symbol = required(call.params, name)
+    if symbol not in call.sim.market.index or not call.sim.market.is_listed(symbol):
+        raise SimError(-1121, "Invalid symbol.")
+    return _kline_page(call, symbol, price)
+
+
+def _continuous_klines(call: Call) -> list[list[Any]]:
+    pair = required(call.params, "pair")
+    contract = required(call.params, "contractType")
+    if contract not in ("PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER"):
+        raise SimError(-1130, "Data sent for parameter 'contractType' is not valid.")
+    market = call.sim.market
+    if contract != "PERPETUAL" or pair not in market.index or not market.is_listed(pair):
+        raise SimError(-1121, "Invalid symbol.")
+    return _kline_page(call, pair, "last")
+
+
+def _kline_page(call: Call, symbol: str, price: str) -> list[list[Any]]:
     interval = _interval(call.params)
     limit = limit_param(call.params, 500, 1500)
     start, end = int_param(call.params, "startTime"), int_param(call.params, "endTime")
     try:
-        return call.sim.market.kline_rows(symbol, interval, start_ms=start, end_ms=end, limit=limit)
+        return call.sim.market.kline_rows(symbol, interval, start_ms=start, end_ms=end, limit=limit, price=price)
     except ValueError:
         raise SimError(-1120, "Invalid interval.") from None
+
+
+def _agg_trades(call: Call) -> list[dict[str, Any]]:
+    symbol = _symbols_param_required(call)
+    start, end = int_param(call.params, "startTime"), int_param(call.params, "endTime")
+    if start is not None and end is not None and end - start > 3_600_000:
+        raise SimError(-1127, "More than 1 hours between startTime and endTime.")
+    return call.sim.market.agg_trades(
+        symbol,
+        from_id=int_param(call.params, "fromId"),
+        start_ms=start,
+        end_ms=end,
+        limit=limit_param(call.params, 500, 1000),
+    )
+
+
+def _trades(call: Call) -> list[dict[str, Any]]:
+    return call.sim.market.recent_trades(_symbols_param_required(call), limit_param(call.params, 500, 1000))
+
+
+def _order_rate_limits(call: Call) -> list[dict[str, Any]]:
+    config = call.sim.config
+    return [
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": config.order_limit_10s},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": config.order_limit_1m},
+    ]
+
+
+def _api_trading_status(call: Call) -> dict[str, Any]:
+    """No quantitative-rules indicators: the sim never locks an account for its order patterns."""
+    symbol = param(call.params, "symbol")
+    if symbol is not None:
+        call.account.spec(symbol)
+    return {"indicators": {}, "updateTime": call.sim.clock.now_ms()}
 
 
 def _symbols_param_required(call: Call) -> str:
@@ -1251,14 +1345,14 @@ def _depth(call: Call) -> dict[str, Any]:
     limit = int_param(call.params, "limit") or 500
     if limit not in (5, 10, 20, 50, 100, 500, 1000):
         raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
-    bids, asks = call.sim.market.book(symbol, limit)
-    now = call.sim.market.now_ms
+    market = call.sim.market
+    book = market.book_arrays(symbol, limit)
     return {
-        "lastUpdateId": call.sim.market.book_update_id,
-        "E": now,
-        "T": now,
-        "bids": [[str(b.price), str(b.qty)] for b in bids],
-        "asks": [[str(a.price), str(a.qty)] for a in asks],
+        "lastUpdateId": book.update_id,
+        "E": market.book_time_ms,
+        "T": market.book_time_ms,
+        "bids": wire_levels(market, symbol, book.bid_ticks.tolist(), book.bid_steps.tolist()),
+        "asks": wire_levels(market, symbol, book.ask_ticks.tolist(), book.ask_steps.tolist()),
     }
 
 

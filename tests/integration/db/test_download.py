@@ -1,6 +1,6 @@
 """`ats data download` against the simulated exchange on loopback: klines and funding rates stored like imported
-files, again without duplicates; an endpoint the exchange does not serve (the sim has no mark-price klines) is
-reported, and the rest still downloaded."""
+files, again without duplicates; an endpoint the exchange does not serve (mark-price klines, answered 404 by a
+fault) is reported, and the rest still downloaded."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from ats.clock import format_utc
 from ats.data import Kind
 from ats.domain import interval_ms
 from ats.exchange.budget import BudgetLimits
+from ats.sim.faults import FaultKind, FaultRule
 from ats.sim.server import SimServer, SimServerThread
 from db import market
 from db.session import Database
 from tasks.history import Download, download_history, market_data_client
+
+NOT_SERVED = FaultRule(FaultKind.NOT_FOUND, path="/fapi/v1/markPriceKlines")  # the sim serves them otherwise
 
 HOUR = interval_ms("1h")
 
@@ -26,6 +29,7 @@ HOUR = interval_ms("1h")
 async def test_download_stores_klines_and_funding_once_and_reports_what_the_exchange_lacks(
     sim: SimServer, db: Database
 ) -> None:
+    sim.faults.rules.append(NOT_SERVED)
     now = int(sim.clock.now_ms())
     end = now - now % HOUR - HOUR  # the newest closed bar
     start = end - 99 * HOUR
@@ -73,6 +77,7 @@ async def test_download_stores_klines_and_funding_once_and_reports_what_the_exch
 def test_the_download_command(sim_thread: SimServerThread, database_url_env: Callable[[], str]) -> None:
     database_url_env()
     assert sim_thread.server is not None
+    sim_thread.control.set_faults([NOT_SERVED.to_json()])
     now = int(sim_thread.server.clock.now_ms())
     day = format_utc(now - now % 86_400_000 - 86_400_000)[:10]  # yesterday on the sim's clock: 24 closed bars
     args = ["data", "download", "--symbols", "BTCUSDT", "--from", day, "--to", f"{day}T23:00", "--rest-url"]

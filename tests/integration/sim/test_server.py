@@ -18,35 +18,7 @@ import websockets
 from ats.clock import FakeClock
 from ats.sim.faults import FaultRule
 from ats.sim.server import SimConfig, SimServer, SimServerThread
-
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def signed(secret: str, params: dict[str, Any], *, timestamp_ms: int | None = None) -> str:
-    query = urlencode({**params, "timestamp": timestamp_ms or int(time.time() * 1000)})
-    return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
-
-
-class Client:
-    """Just enough of a Binance client to drive the sim: HMAC signing, params in query or body."""
-
-    def __init__(self, sim: SimServer) -> None:
-        self.sim = sim
-        self.http = httpx.AsyncClient(base_url=sim.rest_url, timeout=5)
-        self.headers = {"X-MBX-APIKEY": sim.api_key}
-
-    async def get(self, path: str, **params: Any) -> httpx.Response:
-        return await self.http.get(f"{path}?{signed(self.sim.api_secret, params)}", headers=self.headers)
-
-    async def post(self, path: str, **params: Any) -> httpx.Response:
-        body = signed(self.sim.api_secret, params)
-        return await self.http.post(path, content=body, headers={**self.headers, **FORM})
-
-    async def delete(self, path: str, **params: Any) -> httpx.Response:
-        return await self.http.delete(f"{path}?{signed(self.sim.api_secret, params)}", headers=self.headers)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+from tests.integration.sim.wire import FORM, Client, signed
 
 
 @pytest.fixture
@@ -474,3 +446,18 @@ async def test_realtime_mode_ticks_with_the_wall_clock() -> None:
             update = await receive(ws, wait_s=3)
         assert update["e"] == "markPriceUpdate"
         assert sim.market.now_ms > started
+
+
+async def test_a_huge_query_string_gets_414_not_a_reset(sim: SimServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    try:
+        writer.write(b"GET /fapi/v1/time?junk=" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: sim\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 414 ")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        await reader.readexactly(length)
+        writer.write(b"GET /fapi/v1/ping HTTP/1.1\r\nHost: sim\r\n\r\n")  # the connection is still usable
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()

@@ -14,10 +14,12 @@ from ats.sim.market import Market, SyntheticSource
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def make(start_ms: int = START_MS, balance: str = "10000") -> tuple[Engine, Market, FakeClock, list[dict[str, Any]]]:
+def make(
+    start_ms: int = START_MS, balance: str = "10000", *, expire_stranded: bool = False
+) -> tuple[Engine, Market, FakeClock, list[dict[str, Any]]]:
     clock = FakeClock(start_ms)
     market = Market(SyntheticSource(seed=3), interval="1h", start_ms=start_ms, history_bars=60)
-    engine = Engine(market, clock, balance=D(balance))
+    engine = Engine(market, clock, balance=D(balance), options=EngineOptions(expire_stranded=expire_stranded))
     events: list[dict[str, Any]] = []
     engine.subscribe(events.append)
     return engine, market, clock, events
@@ -207,8 +209,29 @@ def test_second_close_position_stop_in_the_same_direction_is_rejected() -> None:
     assert code_of(lambda: algo(engine, type="STOP_MARKET", triggerPrice="88000", quantity="0.010", **common)) == -4137
 
 
-def test_reduce_only_and_close_position_orders_expire_when_the_position_is_gone() -> None:
+def test_stranded_reduce_only_and_close_position_orders_stay_open_and_expire_when_they_would_execute() -> None:
     engine, market, _, events = make()
+    price(engine, market, "BTCUSDT", "90000")
+    order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.020")
+    stop = algo(engine, symbol="BTCUSDT", side="SELL", type="STOP_MARKET", triggerPrice="88000", closePosition=True)
+    limit = order(
+        engine, symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC", price="92000.0", quantity="0.010",
+        reduceOnly=True,
+    )  # fmt: skip
+    order(engine, symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.020")
+    assert set(engine.open_algos) == {stop["algoId"]}
+    assert set(engine.open_orders) == {limit["orderId"]}
+    events.clear()
+    price(engine, market, "BTCUSDT", "92000")
+    price(engine, market, "BTCUSDT", "87000")
+    assert engine.open_algos == {}
+    assert engine.open_orders == {}
+    assert engine.position("BTCUSDT").amount == 0, "a stranded reduce-only order never opens a position"
+    assert {e["o"]["X"] for e in events if e["e"] == "ALGO_UPDATE"} == {"EXPIRED"}
+
+
+def test_reduce_only_and_close_position_orders_expire_when_the_position_is_gone() -> None:
+    engine, market, _, events = make(expire_stranded=True)
     price(engine, market, "BTCUSDT", "90000")
     order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.020")
     stop = algo(engine, symbol="BTCUSDT", side="SELL", type="STOP_MARKET", triggerPrice="88000", closePosition=True)
@@ -342,12 +365,25 @@ def test_unknown_orders_and_settings_no_change_codes() -> None:
     assert code_of(lambda: engine.change_leverage(as_params(symbol="BTCUSDT", leverage=126))) == -4028
 
 
-def test_hedge_mode_can_be_set_but_orders_require_one_way() -> None:
+def test_hedge_mode_is_refused_at_the_switch_and_position_side_must_be_both() -> None:
     engine, market, _, _ = make()
     price(engine, market, "BTCUSDT", "90000")
-    engine.change_position_mode(as_params(dualSidePosition=True))
-    assert engine.dual_side
-    assert code_of(lambda: order(engine, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")) == -4061
+    assert code_of(lambda: engine.change_position_mode(as_params(dualSidePosition=True))) == -1002
+    assert not engine.dual_side
+    assert code_of(lambda: engine.change_position_mode(as_params(dualSidePosition=False))) == -4059
+    long_side = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010", "positionSide": "LONG"}
+    assert code_of(lambda: order(engine, **long_side)) == -4061
+
+
+def test_trailing_stop_activation_on_the_wrong_side_of_the_market_would_trigger_immediately() -> None:
+    engine, market, _, _ = make()
+    price(engine, market, "ETHUSDT", "3000")
+    trail = {"symbol": "ETHUSDT", "type": "TRAILING_STOP_MARKET", "quantity": "1.000", "callbackRate": "1"}
+    assert code_of(lambda: algo(engine, side="SELL", activatePrice="2990", **trail)) == -2021
+    assert code_of(lambda: algo(engine, side="BUY", activatePrice="3010", **trail)) == -2021
+    assert algo(engine, side="SELL", activatePrice="3010", **trail)["algoStatus"] == "NEW"
+    assert algo(engine, side="BUY", activatePrice="2990", **trail)["algoStatus"] == "NEW"
+    assert algo(engine, side="SELL", **trail)["algoStatus"] == "NEW"  # no activation price: trails at once
 
 
 def test_duplicate_client_id_is_allowed_once_the_first_order_is_no_longer_open() -> None:

@@ -85,7 +85,7 @@ def test_bars_close_as_time_passes_and_aggregate_to_longer_intervals() -> None:
     assert len(m.open_times) == before + 2
     four_hour = m.kline_rows("ETHUSDT", "4h", start_ms=None, end_ms=None, limit=10)
     assert all(r[0] % (4 * 3_600_000) == 0 for r in four_hour)
-    with pytest.raises(ValueError, match="finer"):
+    with pytest.raises(ValueError, match="cannot be built"):
         m.kline_rows("ETHUSDT", "15m", start_ms=None, end_ms=None, limit=10)
 
 
@@ -183,3 +183,65 @@ def test_replay_source_walks_stored_klines(tmp_path: Path) -> None:
     m.advance(3 * 3600)
     after = m.kline_rows("TESTUSDT", "1h", start_ms=None, end_ms=None, limit=4)
     assert after[0][1:5] == rows[600][1:5]
+
+
+def test_books_have_per_symbol_ids_and_sub_second_updates_change_a_few_levels() -> None:
+    m = market()
+    btc, eth = m.index["BTCUSDT"], m.index["ETHUSDT"]
+    full = m.book_arrays("BTCUSDT")
+    top = m.book_arrays("BTCUSDT", 5)
+    assert len(full.bid_ticks) == len(full.ask_ticks) == 100
+    assert top.ask_steps.tolist() == full.ask_steps[:5].tolist()  # a shallow read agrees with a deep one
+    ids = (int(m.book_id[btc]), int(m.book_id[eth]))
+    m.set_price("ETHUSDT", Decimal(3100))
+    assert (int(m.book_id[btc]), int(m.book_id[eth])) == (ids[0], ids[1] + 1)
+    m.refresh_books(m.now_ms + 100)
+    after = m.book_arrays("BTCUSDT")
+    assert after.update_id == full.update_id + 1
+    assert after.ask_ticks.tolist() == full.ask_ticks.tolist()  # prices stay between market ticks
+    changed = int((after.ask_steps != full.ask_steps).sum() + (after.bid_steps != full.bid_steps).sum())
+    assert 0 < changed < 100
+
+
+def test_mark_index_and_premium_klines_follow_the_recorded_basis() -> None:
+    m = market()
+    last = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50)
+    mark = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="mark")
+    index = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="index")
+    premium = m.kline_rows("BTCUSDT", "1h", start_ms=None, end_ms=None, limit=50, price="premium")
+    assert [r[0] for r in last] == [r[0] for r in mark] == [r[0] for r in index] == [r[0] for r in premium]
+    for row in mark[:-1] + index[:-1]:
+        assert float(row[3]) <= float(row[1]) <= float(row[2])
+        assert row[5] == "0.000"
+    assert all(abs(float(r[4])) < 0.02 for r in premium)
+    assert all(abs(float(a[4]) / float(b[4]) - 1) < 0.02 for a, b in zip(mark, last, strict=True))
+    month = m.kline_rows("BTCUSDT", "1M", start_ms=None, end_ms=None, limit=2)
+    assert month[-1][6] - month[-1][0] >= 27 * 86_400_000
+
+
+def test_onboard_dates_do_not_make_every_contract_new_in_a_one_minute_market() -> None:
+    m = market(interval="1m", history=1500)  # 25 hours of bars
+    new = {s.symbol for s in CATALOGUE if s.listed_bars}
+    recent = {s for s in m.symbols if m.now_ms - m.onboard_date_ms(s) <= 72 * 3_600_000}
+    assert recent == new
+    btc = m.onboard_date_ms("BTCUSDT")
+    assert m.now_ms - btc >= 365 * 86_400_000
+
+
+def test_replay_reads_binances_public_data_layout_with_empty_columns(tmp_path: Path) -> None:
+    klines = tmp_path / "klines"
+    klines.mkdir()
+    header = (
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,"
+        "ignore"
+    )
+    for symbol, first in (("AAAUSDT", 0), ("BBBUSDT", 100)):
+        lines = [header] + [f"{k * 3_600_000},10,11,9,10.5,100,,,,,," for k in range(first, 700)]
+        (klines / f"{symbol}-1h.csv").write_text("\n".join(lines))
+    (klines / "AAAUSDT-5m.csv").write_text(header + "\n0,99,99,99,99,1,,,,,,")  # another interval: ignored
+    source = ReplaySource.from_directory(tmp_path, "1h")
+    m = Market(source, interval="1h", start_ms=1_767_225_600_000, history_bars=500)
+    row = m.kline_rows("AAAUSDT", "1h", start_ms=None, end_ms=None, limit=2)[0]
+    assert row[1:6] == ["10.0", "11.0", "9.0", "10.5", "100"]
+    assert float(row[7]) == 100 * 10.125  # quote volume from the bar's mean price
+    assert m.kline_rows("BBBUSDT", "1h", start_ms=None, end_ms=None, limit=1)[0][4] == "10.5"
