@@ -23,11 +23,22 @@ OTHERS = ("exchange", "monitor", "backtest")  # several figures in one JSON obje
 OPT_IN = ("chaos", "demo_under_load")
 
 
+TIMEOUT_S = 1800  # per script: a hung benchmark is reported, the others still run
+
+
 def run(name: str) -> dict[str, Any]:
     """The script's JSON object (the last one it printed), or what went wrong."""
-    done = subprocess.run(
-        [sys.executable, str(HERE / f"{name}.py")], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / f"{name}.py")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {"script": name, "error": f"no result within {TIMEOUT_S} s"}
     if done.returncode != 0:
         return {"script": name, "error": f"exit {done.returncode}", "stderr": done.stderr[-2000:]}
     try:
@@ -61,17 +72,17 @@ def main() -> None:
     args = parser.parse_args()
     names = [n for n in (*FIGURES, *OTHERS) if args.only is None or n in args.only]
     started = datetime.datetime.now(datetime.UTC)
-    results = []
-    for name in names:
-        print(f"running benchmarks/{name}.py ...", file=sys.stderr, flush=True)
-        results.append(run(name))
+    results: list[dict[str, Any]] = []
     document = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "results": results,
     }
-    (HERE / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    for name in names:
+        print(f"running benchmarks/{name}.py ...", file=sys.stderr, flush=True)
+        results.append(run(name))
+        (HERE / "results.json").write_text(json.dumps(document, indent=2) + "\n")  # after each: nothing lost
     print(f"benchmarks of {document['date']} ({document['cores']} cores), written to benchmarks/results.json")
     print(table(results))
     failed = [r["script"] for r in results if "error" in r]

@@ -152,6 +152,9 @@ class FactorConfig:
             problems.append("piecewise scales need dead < full < extreme")
         if self.fund_bound >= 1 or self.quality_floor > self.quality_ceiling:
             problems.append("fund_bound must be < 1 and quality_floor <= quality_ceiling")
+        spans = (self.trend_ema_fast, self.trend_ema_slow, self.momentum_ema, self.flow_ema, self.volume_short_ema)
+        if min(*spans, self.volume_long_ema, self.atr_period) < 2:
+            problems.append("EMA spans and atr_period must be >= 2 (1 would not smooth at all)")
         if self.min_bars < 2 * self.momentum_lag + 1:
             problems.append("min_bars must cover two momentum lags")
         if problems:

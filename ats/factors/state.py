@@ -22,6 +22,7 @@ import numpy as np
 from ats.domain import FloatArray, interval_ms
 from ats.factors.config import FactorConfig
 from ats.factors.indicators import (
+    SMOOTH_BLOCK,
     BoolArray,
     Smoothing,
     SmoothingTables,
@@ -71,6 +72,7 @@ def window_lengths(config: FactorConfig) -> dict[str, int]:
 
 
 SMOOTHING_FIELDS = ("smooth_base", "smooth_partial", "smooth_n", "smooth_block")
+SMOOTH_SLICE = 16 * SMOOTH_BLOCK  # bars smoothed per call: a year of 1h bars takes nine
 SMOOTHED = 8  # the seven EMAs and, last, the ATR (Wilder's smoothing is an EMA with alpha 1 / period)
 ATR = 7
 
@@ -135,12 +137,14 @@ def run(state: State, chunk: Panel, config: FactorConfig) -> tuple[State, Paths]
 
     inputs = np.stack([log_close, log_close, log_close, delta, traded, quote, quote, true_range], axis=1)
     tables = _tables(config)
-    path, smoothing = smooth(
-        inputs.reshape(symbols * SMOOTHED, bars),
-        int(chunk.open_time[0]) // interval_ms(chunk.interval),
-        Smoothing(*(state[name].reshape(-1) for name in SMOOTHING_FIELDS)),
-        tables,
-    )
+    flat = inputs.reshape(symbols * SMOOTHED, bars)
+    first_bar = int(chunk.open_time[0]) // interval_ms(chunk.interval)
+    smoothing = Smoothing(*(state[name].reshape(-1) for name in SMOOTHING_FIELDS))
+    parts = []
+    for start in range(0, bars, SMOOTH_SLICE):  # a long history in slices: same values, bounded temporaries
+        part, smoothing = smooth(flat[:, start : start + SMOOTH_SLICE], first_bar + start, smoothing, tables)
+        parts.append(part)
+    path = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     for name, value in zip(SMOOTHING_FIELDS, smoothing, strict=True):
         state[name] = value.reshape(symbols, SMOOTHED)
     current = smoothed_value(smoothing, tables).reshape(symbols, SMOOTHED)

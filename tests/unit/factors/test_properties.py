@@ -314,7 +314,7 @@ def test_batch_equals_one_symbol_at_a_time() -> None:
 
 
 def test_cold_scan_is_one_vectorised_pass() -> None:
-    """A loose guard against per-symbol Python loops creeping in (benchmarks/factors.py measures properly)."""
+    """A loose guard against per-symbol Python loops creeping in (benchmarks/factor_cold.py measures properly)."""
     bars = [make_bars(f"P{i}USDT", 300, seed=i) for i in range(100)]
     as_of = as_of_after(bars[0])
     scan(bars, as_of_ms=as_of)

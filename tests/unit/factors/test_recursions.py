@@ -7,9 +7,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ats.factors.config import FactorConfig
 from ats.factors.indicators import SMOOTH_BLOCK, initial_smoothing, smooth, smoothing_tables
 from ats.factors.structure import PIVOTS, zigzag_advance, zigzag_state
 
@@ -110,3 +112,10 @@ def test_zigzag_in_any_chunks_equals_the_bar_by_bar_rules(seed: int) -> None:
         assert whole["piv_p"][r, PIVOTS - held :].tolist() == [p for p, _ in recent]
         assert whole["piv_i"][r, PIVOTS - held :].tolist() == [i for _, i in recent]
         assert events.price[events.row == r].tolist() == [p for p, _ in pivots]
+
+
+def test_a_span_of_one_is_refused() -> None:
+    """alpha = 1 leaves c = 0, where the blocked form has no meaning (and an EMA of span 1 smooths nothing)."""
+    for field in ("trend_ema_fast", "volume_long_ema", "atr_period"):
+        with pytest.raises(ValueError, match="must be >= 2"):
+            FactorConfig(**{field: 1})

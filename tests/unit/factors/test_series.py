@@ -9,6 +9,7 @@ from ats.domain import Direction
 from ats.factors import FACTOR_NAMES, MarketContext, SymbolExtras, scan, score_series
 from ats.factors.score import ScanResult
 from ats.factors.series import ScoreSeries
+from ats.factors.state import SMOOTH_SLICE
 from tests.unit.factors.synthetic import as_of_after, make_bars, make_market
 
 HOUR = 3_600_000
@@ -74,3 +75,12 @@ def test_bars_after_as_of_are_not_read() -> None:
 def test_no_bars_is_refused() -> None:
     with pytest.raises(ValueError, match="no bars"):
         score_series([], as_of_ms=0)
+
+
+def test_a_history_longer_than_one_smoothing_slice() -> None:
+    """The recursions of a long history run in slices (state.SMOOTH_SLICE bars): the values do not change."""
+    bars = [make_bars(f"L{i}USDT", SMOOTH_SLICE + 90, seed=66 + i) for i in range(2)]
+    series = score_series(bars, as_of_ms=as_of_after(bars[0]))
+    for t in (SMOOTH_SLICE - 1, SMOOTH_SLICE, SMOOTH_SLICE + 89):
+        as_of = int(series.open_time[t]) + HOUR
+        assert_column_is_the_scan(series, t, scan(bars, as_of_ms=as_of))
