@@ -21,10 +21,9 @@ from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import SecretStr
-from rich.console import Console
 
 from ats.clock import format_utc
-from ats.config import TelegramSettings
+from ats.config import TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import get_logger, redact
 
@@ -529,6 +528,25 @@ class TelegramNotifier:
         assert response is not None
         self._check(response)
 
+    async def whoami(self) -> str:
+        """The bot's @username by getMe: proof that the API answers and takes the token (sends nothing)."""
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getMe"
+        failure: NotifyError | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.get(url)
+        except httpx.TimeoutException:
+            failure = NotifyUnavailable("telegram: request timed out")
+        except httpx.HTTPError as exc:
+            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
+        if failure is not None:  # raised outside the except blocks, as in send()
+            raise failure
+        assert response is not None
+        self._check(response)
+        result = response.json().get("result")
+        username = result.get("username") if isinstance(result, dict) else None
+        return f"@{username}" if username else "a bot without a username"
+
     def _check(self, response: httpx.Response) -> None:
         try:
             body: Any = response.json()
@@ -555,23 +573,42 @@ class TelegramNotifier:
         await self._client.aclose()
 
 
-class ConsoleNotifier:
-    """Prints messages as plain text: the demo, and any setup without a Telegram token."""
+def venue_marked(message: str, venue: Venue) -> str:
+    """The message as it leaves: led by its venue unless it is mainnet, so a phone that receives messages from a
+    paper-trading setup and a live one never mistakes one for the other."""
+    if venue is Venue.MAINNET:
+        return message
+    return f"<b>[{venue.value.upper()}]</b> {message}"
 
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console()
+
+class LoggedNotifier:
+    """Every message, marked with its venue, goes to the log as it is sent (through Telegram when one is configured).
+
+    The log line is what a person reads without Telegram: the terminal of an `ats` command, the Prefect run page
+    of the flow that sent it (the `ats` logger is one of Prefect's extra loggers), the monitor's journal.
+    """
+
+    def __init__(self, telegram: TelegramNotifier | None, venue: Venue) -> None:
+        self._telegram = telegram
+        self._venue = venue
+
+    def __repr__(self) -> str:
+        return f"LoggedNotifier({self._telegram!r}, venue={self._venue.value!r})"
 
     async def send(self, message: str) -> None:
-        self._console.print(to_plain_text(message), markup=False, highlight=False)
-        self._console.print()
+        marked = venue_marked(message, self._venue)
+        if self._telegram is not None:
+            await self._telegram.send(marked)
+        where = "sent to Telegram" if self._telegram is not None else "notification (no Telegram configured)"
+        log.stdlib.info("%s:\n%s", where, to_plain_text(marked))
 
     async def aclose(self) -> None:
-        return None
+        if self._telegram is not None:
+            await self._telegram.aclose()
 
 
-def make_notifier(settings: TelegramSettings, *, console: Console | None = None) -> Notifier:
-    """Telegram when a token and chat id are configured, else the console."""
+def make_notifier(settings: TelegramSettings, *, venue: Venue) -> LoggedNotifier:
+    """Telegram when a token and chat id are configured; the log either way."""
     if settings.token is not None and settings.chat_id:
-        return TelegramNotifier(settings)
-    log.info("telegram not configured, notifications go to the console")
-    return ConsoleNotifier(console)
+        return LoggedNotifier(TelegramNotifier(settings), venue)
+    return LoggedNotifier(None, venue)

@@ -30,8 +30,8 @@ DAY_MS = 86_400_000
 
 @task(name="send-notifications", cache_policy=NONE)
 async def send_notifications(rt: Runtime) -> int:
-    """Deliver the outbox (Telegram, or the console without a token); failures wait for the next sender."""
-    notifier = make_notifier(rt.settings.telegram)
+    """Deliver the outbox (Telegram, and the log either way); failures wait for the next sender."""
+    notifier = make_notifier(rt.settings.telegram, venue=rt.settings.venue)
     try:
         sent = await deliver_pending(rt.database, rt.account, notifier, rt.clock)
     finally:

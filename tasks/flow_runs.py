@@ -148,8 +148,8 @@ async def report(runs: list[FinishedRun], settings: Settings) -> int:
 
 
 async def deliver_outbox(settings: Settings, database: Database) -> int:
-    """Send what the outbox holds for the account (Telegram, or the console without a token)."""
-    notifier = make_notifier(settings.telegram)
+    """Send what the outbox holds for the account (Telegram, and the log either way)."""
+    notifier = make_notifier(settings.telegram, venue=settings.venue)
     try:
         return await deliver_pending(database, settings.account, notifier, WallClock())
     finally:
@@ -158,7 +158,7 @@ async def deliver_outbox(settings: Settings, database: Database) -> int:
 
 async def _send_directly(settings: Settings, notes: list[AlertNote]) -> None:
     """The database is down: send the alerts without the outbox (logged when that fails too)."""
-    notifier = make_notifier(settings.telegram)
+    notifier = make_notifier(settings.telegram, venue=settings.venue)
     try:
         for note in notes:
             try:

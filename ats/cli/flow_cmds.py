@@ -331,6 +331,23 @@ def status(venue: VenueOption = None) -> None:
         console.print(f"[yellow]{note}[/]")
 
 
+async def _telegram_check(settings: Settings) -> tuple[str, bool, str]:
+    """Telegram answers getMe with the configured token (nothing is sent); without a token, messages go to the log."""
+    from ats.notify import NotifyError, TelegramNotifier
+
+    telegram = settings.telegram
+    if telegram.token is None or not telegram.chat_id:
+        return ("notifications", True, "log only (no Telegram token and chat id)")
+    bot = TelegramNotifier(telegram)
+    try:
+        name = await bot.whoami()
+    except NotifyError as exc:
+        return ("Telegram", False, str(exc))
+    finally:
+        await bot.aclose()
+    return ("Telegram", True, f"bot {name} answers getMe; messages go to chat {telegram.chat_id}")
+
+
 @app.command("test-connection")
 def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a command, not a test)
     """Check the exchange (server time, keys and balance, BTC price, position mode, open positions), the database
@@ -387,9 +404,7 @@ def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a comma
     except Exception as exc:
         first_line = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
         checks.append(("database", False, f"{type(exc).__name__}: {first_line}"))
-    telegram = settings.telegram
-    configured = telegram.token is not None and bool(telegram.chat_id)
-    checks.append(("notifications", True, "Telegram" if configured else "console (no Telegram token and chat id)"))
+    checks.append(asyncio.run(_telegram_check(settings)))
 
     table = Table("check", "", "detail", title=f"venue: {settings.venue.value}")
     for name, ok, detail in checks:

@@ -11,23 +11,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal as D
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import StringIO
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from rich.console import Console
 
-from ats.config import TelegramSettings
+from ats.config import TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import configure_logging
 from ats.notify import (
     MAX_MESSAGE_CHARS,
     AlertNote,
-    ConsoleNotifier,
     DailyReport,
     EntryNote,
     ExitReason,
+    LoggedNotifier,
     NoteKind,
     Notification,
     NotifyRejected,
@@ -46,6 +44,7 @@ from ats.notify import (
     signal_dedupe_key,
     signal_note,
     to_plain_text,
+    venue_marked,
 )
 
 TOKEN = "987654321:AAH-SENTINELbotTOKENsentinel0042"
@@ -330,6 +329,16 @@ def bot_api() -> Iterator[BotApi]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def do_GET(self) -> None:
+            api.requests.append((self.path, {}))
+            me = b'{"ok":true,"result":{"username":"ats_bot"}}'
+            status, payload = api.replies.pop(0) if api.replies else (200, me)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
             return None
 
@@ -445,19 +454,53 @@ async def test_no_log_line_carries_the_token(bot_api: BotApi, caplog: pytest.Log
     assert TOKEN not in logged
 
 
-async def test_console_notifier_prints_plain_text() -> None:
-    buffer = StringIO()
-    notifier = ConsoleNotifier(Console(file=buffer, width=200, color_system=None))
-    await notifier.send(render(NOTES[4]))
+def test_every_venue_but_mainnet_leads_its_messages() -> None:
+    message = render(NOTES[4])
+    assert venue_marked(message, Venue.MAINNET) == message
+    assert to_plain_text(venue_marked(message, Venue.SIM)).startswith("[SIM] 🚨 Alert BTCUSDT")
+    assert to_plain_text(venue_marked(message, Venue.TESTNET)).startswith("[TESTNET] ")
+    assert_valid_html(venue_marked(message, Venue.TESTNET))
+
+
+async def test_without_telegram_the_message_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    notifier = make_notifier(TelegramSettings(), venue=Venue.TESTNET)
+    with caplog.at_level(logging.INFO, logger="ats.notify"):
+        await notifier.send(render(NOTES[4]))
     await notifier.aclose()
-    printed = buffer.getvalue()
-    assert "Alert BTCUSDT: Stop rejected: closing at market" in printed
-    assert "<b>" not in printed
+    (record,) = [r for r in caplog.records if r.name == "ats.notify"]
+    assert "no Telegram configured" in record.getMessage()
+    assert "[TESTNET] 🚨 Alert BTCUSDT: Stop rejected: closing at market" in record.getMessage()
+    assert "<b>" not in record.getMessage()
+
+
+async def test_with_telegram_the_marked_message_goes_there_and_to_the_log(
+    bot_api: BotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = LoggedNotifier(telegram(bot_api.url), Venue.SIM)
+    with caplog.at_level(logging.INFO, logger="ats.notify"):
+        await notifier.send(render(NOTES[1]))
+    await notifier.aclose()
+    ((_, body),) = bot_api.requests
+    assert body["text"] == "<b>[SIM]</b> " + render(NOTES[1])
+    assert any("sent to Telegram" in r.getMessage() and "[SIM]" in r.getMessage() for r in caplog.records)
+
+
+async def test_whoami_asks_getme_and_sends_nothing(bot_api: BotApi) -> None:
+    notifier = telegram(bot_api.url)
+    assert await notifier.whoami() == "@ats_bot"
+    bot_api.replies.append((401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}'))
+    with pytest.raises(NotifyRejected, match="token was refused") as caught:
+        await notifier.whoami()
+    await notifier.aclose()
+    assert [path for path, _ in bot_api.requests] == [f"/bot{TOKEN}/getMe"] * 2
+    assert_clean(caught.value)
 
 
 def test_make_notifier_needs_token_and_chat() -> None:
-    assert isinstance(make_notifier(TelegramSettings()), ConsoleNotifier)
-    assert isinstance(make_notifier(TelegramSettings(token=SecretStr(TOKEN))), ConsoleNotifier)
-    assert isinstance(make_notifier(TelegramSettings(token=SecretStr(TOKEN), chat_id="1")), TelegramNotifier)
+    assert "None" in repr(make_notifier(TelegramSettings(), venue=Venue.SIM))
+    assert "None" in repr(make_notifier(TelegramSettings(token=SecretStr(TOKEN)), venue=Venue.SIM))
+    with_bot = make_notifier(TelegramSettings(token=SecretStr(TOKEN), chat_id="1"), venue=Venue.SIM)
+    assert "TelegramNotifier" in repr(with_bot)
+    assert TOKEN not in repr(with_bot)
     with pytest.raises(ValueError, match=r"token and telegram\.chat_id"):
         TelegramNotifier(TelegramSettings(chat_id="1"))
