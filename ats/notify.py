@@ -228,7 +228,7 @@ class DailyReport:
     wins: int
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
-    halted: bool = False  # the daily loss limit stopped new entries
+    halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
     notes: tuple[str, ...] = ()
 
     @property
@@ -260,6 +260,16 @@ def fmt_decimal(value: Decimal) -> str:
     if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:
         value = Decimal(format(value, f".{_MAX_DECIMALS}g")).normalize()
     return format(abs(value) if value == 0 else value, "f")
+
+
+def fmt_price(value: Decimal, tick: Decimal | None) -> str:
+    """A price on the symbol's tick grid, with as many decimals as the tick has (a mark price comes with 8, a
+    level stored at the tick's full precision with trailing zeros); without a tick, as fmt_decimal does."""
+    if tick is None or tick <= 0 or not value.is_finite():
+        return fmt_decimal(value)
+    exponent = tick.normalize().as_tuple().exponent
+    places = Decimal(1).scaleb(min(exponent, 0) if isinstance(exponent, int) else 0)
+    return fmt_decimal(((value / tick).to_integral_value(ROUND_HALF_EVEN) * tick).quantize(places))
 
 
 def fmt_qty(value: Decimal) -> str:
@@ -401,7 +411,7 @@ def render_daily_report(note: DailyReport) -> str:
         f"Balance {fmt_usdt(note.wallet_balance)} · equity {fmt_usdt(note.equity)} USDT",
     ]
     if note.halted:
-        lines.append("⛔ Daily loss limit reached: no new entries today")
+        lines.append(f"⛔ New entries halted: {_e(note.halted)}")
     if note.open_positions:
         lines.append(f"Open ({len(note.open_positions)}):")
         lines.extend(

@@ -108,7 +108,7 @@ def store_bars(session: Session, bars: Iterable[Bars]) -> int:
     result = session.execute(
         text(
             f"INSERT INTO bars ({names}) SELECT * FROM unnest({arrays}) AS fetched({names}) "  # noqa: S608
-            f"ORDER BY \"symbol\", \"interval\", \"open_time_ms\" {BAR_CONFLICT}"
+            f'ORDER BY "symbol", "interval", "open_time_ms" {BAR_CONFLICT}'
         ),
         columns,
     )

@@ -56,6 +56,7 @@ class PositionLine:
     stop: Decimal | None
     tp1: str  # "waiting", "hit", "single target", "not placed yet" or "-" (not managed)
     managed: bool
+    tick_size: Decimal | None = None  # the symbol's, for showing prices on its grid (None: not managed)
 
     @property
     def pnl_pct(self) -> Decimal:
@@ -100,6 +101,7 @@ def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Po
                 stop=mine.stop_price if mine is not None else None,
                 tp1=tp1,
                 managed=mine is not None,
+                tick_size=mine.policy.rules.tick_size if mine is not None else None,
             )
         )
     return lines
@@ -209,7 +211,7 @@ def day_stats(
             )
             for p in sorted(positions, key=lambda p: p.symbol)
         ),
-        halted=ledger.halted,
+        halted=(ledger.halted_reason or "reason not recorded") if ledger.halted else None,
         notes=tuple(notes),
     )
     return DayStats(report, dict(exits), tp1_hits, win_rate)

@@ -130,7 +130,10 @@ async def score_universe(rt: Runtime, bars: Mapping[str, Bars], symbols: Sequenc
 
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
-    """What a scan stored: its id, the bar it scored, and the signals at or above min_score (new or not)."""
+    """What a scan stored: its id, the bar it scored, and the signals at or above min_score (new or not).
+
+    A dry run's signals are not stored (`signal_ids` is empty): nothing a later place-orders could act on.
+    """
 
     scan_id: int
     bar_open_time_ms: int
@@ -138,13 +141,17 @@ class ScanOutcome:
     signal_ids: list[int]
     new_signals: int
     signals: list[Signal]
+    dry_run: bool = False
 
 
 @task(name="record-scan", cache_policy=NONE)
 async def record_scan(
-    rt: Runtime, result: ScanResult, *, min_score: float, started_ms: int, bar_open_time_ms: int
+    rt: Runtime, result: ScanResult, *, min_score: float, started_ms: int, bar_open_time_ms: int, dry_run: bool = False
 ) -> ScanOutcome:
-    """Store the scan, every factor of every symbol, the signals (once per bar) and their notifications."""
+    """Store the scan, every factor of every symbol, the signals (once per bar) and their notifications.
+
+    A dry run stores the scan and its factors (history nobody acts on) but neither the signals (a later
+    place-orders would act on them) nor their notifications."""
     account = rt.account
     signals = result.signals(min_score)
     ids: list[int] = []
@@ -158,7 +165,7 @@ async def record_scan(
             flow_run_id=flow_run.id,
         )
         market.store_scan_results(session, scan_id, result.rows)
-        for signal in signals:
+        for signal in [] if dry_run else signals:
             signal_id, new = market.record_signal(session, account, signal, scan_id=scan_id, source="scan")
             ids.append(signal_id)
             if new:
@@ -173,8 +180,9 @@ async def record_scan(
             universe_size=len(result.rows),
             signal_count=len(signals),
         )
-    run_logger().info(f"scan {scan_id} stored: {len(result.rows)} symbols, {len(signals)} signals ({created} new)")
-    return ScanOutcome(scan_id, bar_open_time_ms, len(result.rows), ids, created, signals)
+    told = "dry run: not recorded, not announced" if dry_run else f"{created} new"
+    run_logger().info(f"scan {scan_id} stored: {len(result.rows)} symbols, {len(signals)} signals ({told})")
+    return ScanOutcome(scan_id, bar_open_time_ms, len(result.rows), ids, created, signals, dry_run)
 
 
 @task(name="record-manual-signal", cache_policy=NONE)

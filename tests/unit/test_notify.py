@@ -280,10 +280,13 @@ def test_daily_report() -> None:
     assert "Net +120.50 USDT · 5 trades (3 won, 2 lost)" in message
     assert "Balance 10,120.50 · equity 10,180.00 USDT" in message
     assert "ETHUSDT SHORT 0.1 @ 3000.5 · uPnL +12.00" in message
-    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=True)
+    reason = "daily loss -52.10 USDT (realised -40.00, unrealised -12.10) reached the limit of 50.00 USDT"
+    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=reason)
     text = to_plain_text(render(halted))
-    assert "Daily loss limit reached" in text
+    assert f"⛔ New entries halted: {reason}" in text
     assert "No open positions" in text
+    closed = DailyReport("2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted="close-all: end of the week")
+    assert "New entries halted: close-all: end of the week" in to_plain_text(render(closed))  # a winning day
 
 
 def test_kinds_match_the_outbox_vocabulary() -> None:

@@ -16,7 +16,7 @@ from ats.cli import app
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
-from db.models import BarRow, FlowRunRow, ScanRow, SignalRow
+from db.models import BarRow, FlowRunRow, NotificationRow, ScanRow, SignalRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_cycle import LIQUID
 
@@ -108,7 +108,7 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
 def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     from ats.cli.app import console
 
-    monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full
+    monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full, in one table
     args = ["scan", "--venue", "sim", "--symbols", ",".join(LIQUID), "--min-score", "0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -117,3 +117,21 @@ def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pyt
         assert f" {column} " in header
     for symbol in LIQUID:
         assert symbol in result.output
+    assert "T trend" in result.output  # the legend of the one-letter columns
+
+    monkeypatch.setattr(console, "width", 80)  # a narrow one: the ranking, then the factors, nothing cut
+    narrow = runner.invoke(app, args)
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.output
+    table_lines = [line for line in narrow.output.splitlines() if any(symbol in line for symbol in LIQUID)]
+    assert max(len(line) for line in table_lines) <= 80
+    factors = next(line for line in narrow.output.splitlines() if " T " in line and " F" in line)
+    assert "strength" not in factors
+    for symbol in LIQUID:
+        assert narrow.output.count(symbol) == 2
+
+    # A scan is dry: nothing a later place-orders would act on, nothing announced.
+    with flow_env.database.session() as session:
+        assert session.scalars(select(ScanRow)).first() is not None
+        assert session.scalars(select(SignalRow)).first() is None
+        assert session.scalars(select(NotificationRow)).first() is None
