@@ -388,14 +388,10 @@ def _today_line(settings: Settings, now_ms: int) -> str:
     since = ms_to_datetime(start)
     account = settings.account
     with shared_database(settings).session() as session:
-        signals = Counter(
-            dict(
-                session.execute(
-                    select(SignalRow.status, func.count())
-                    .where(SignalRow.account == account, SignalRow.created_at >= since)
-                    .group_by(SignalRow.status)
-                ).all()
-            )
+        signals: Counter[str] = Counter(
+            session.scalars(
+                select(SignalRow.status).where(SignalRow.account == account, SignalRow.created_at >= since)
+            ).all()
         )
         entries = session.scalars(
             select(PositionRow).where(PositionRow.account == account, PositionRow.opened_at >= since)
