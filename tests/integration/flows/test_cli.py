@@ -103,6 +103,13 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
     state = flow_env.control.state()
     assert len(state["positions"]) == 1
     assert len(state["open_algo_orders"]) == 3
+    refusals = [line for line in result.output.splitlines() if line.startswith("refused ")]
+    assert refusals and all(": max_new_positions: " in line for line in refusals)  # each refusal and why
+
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0, status.output
+    today = " ".join(status.output[status.output.index("today (") :].split())
+    assert f"{len(refusals) + 1} signals (1 traded, {len(refusals)} refused) · 1 entries, 0 failed · 0 closed" in today
 
 
 def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
