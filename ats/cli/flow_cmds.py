@@ -63,8 +63,36 @@ def _symbols(settings: Settings, text: str | None) -> list[str] | None:
     return symbols
 
 
+class KnownFailureWithoutTraceback(logging.Filter):
+    """A failure the system tells in one sentence (exchange unreachable, API key refused, a database error) is
+    that sentence: Prefect's engine would log its 20-line traceback first, on the terminal and the run page alike.
+    A bug (an error `describe_failure` does not know) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tasks.runtime import describe_failure
+
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and describe_failure(error) is not None:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+ENGINE_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")  # where Prefect logs a run's exception
+
+
+def _quiet_known_failures() -> None:
+    """On the loggers themselves: their records reach Prefect's API handler (and its redaction, which renders
+    the traceback) before the terminal's."""
+    for name in ENGINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, KnownFailureWithoutTraceback) for f in logger.filters):
+            logger.addFilter(KnownFailureWithoutTraceback())
+
+
 def run_flow(flow: Any, **parameters: Any) -> tuple[Any, Any]:
     """Run a flow on the Prefect engine in this thread: its final state, and its result when it completed."""
+    _quiet_known_failures()
 
     async def run() -> tuple[Any, Any]:
         state = await flow(**parameters, return_state=True)

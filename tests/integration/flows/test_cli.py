@@ -61,6 +61,21 @@ def test_an_unreachable_exchange_is_reported_not_traced(exchange_env: FlowEnv, m
     assert "Traceback" not in status.output
 
 
+def test_a_run_that_meets_an_unreachable_exchange_says_so_in_one_line(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ATS_EXCHANGE__REST_URL", f"http://127.0.0.1:{port}")
+    result = runner.invoke(app, ["run-cycle", "--dry-run"])
+    assert result.exit_code == 1
+    printed = result.output + "".join(capfd.readouterr())
+    assert "error: trading-cycle failed: build-pools failed: exchange unreachable: GET /fapi/v1/exchangeInfo" in printed
+    assert "Task run failed with exception: ExchangeUnavailable" in printed  # Prefect's line, without ...
+    assert "Traceback" not in printed  # ... the traceback of a failure the system knows
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -104,7 +119,8 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
     assert len(state["positions"]) == 1
     assert len(state["open_algo_orders"]) == 3
     refusals = [line for line in result.output.splitlines() if line.startswith("refused ")]
-    assert refusals and all(": max_new_positions: " in line for line in refusals)  # each refusal and why
+    assert refusals
+    assert all(": max_new_positions: " in line for line in refusals)  # each refusal and why
 
     status = runner.invoke(app, ["status"])
     assert status.exit_code == 0, status.output
