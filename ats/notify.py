@@ -23,9 +23,10 @@ import httpx
 from pydantic import SecretStr
 
 from ats.clock import format_utc
-from ats.config import TelegramSettings, Venue
-from ats.domain import Band, Direction, Levels, Signal
+from ats.config import LevelSettings, RiskLimits, TelegramSettings, Venue
+from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 from ats.log import get_logger, redact
+from ats.risk import choose_leverage, level_prices, plan_levels
 
 log = get_logger(__name__)
 
@@ -79,6 +80,25 @@ _EXIT_TEXT = {
 
 
 @dataclass(frozen=True, slots=True)
+class SignalPlan:
+    """What an entry on the signal would carry, from the signal's price: the fill sets the final levels, and the
+    risk check the size (or a refusal, told in its own message)."""
+
+    stop: Decimal
+    tp1: Decimal
+    tp2: Decimal
+    leverage: int
+
+
+def signal_plan(signal: Signal, rules: SymbolRules, levels: LevelSettings, limits: RiskLimits) -> SignalPlan:
+    """The levels and leverage the risk check would give an entry at the signal's price (the same functions)."""
+    plan = plan_levels(signal.direction, signal, levels)
+    stop, tp1, tp2 = level_prices(plan, signal.price, rules)
+    leverage = choose_leverage(signal.strength, limits, abs(signal.price - stop) / signal.price)
+    return SignalPlan(stop, tp1, tp2, leverage)
+
+
+@dataclass(frozen=True, slots=True)
 class SignalNote:
     symbol: str
     direction: Direction
@@ -88,13 +108,16 @@ class SignalNote:
     bar_open_time_ms: int
     factors: tuple[tuple[str, float], ...] = ()  # (name, score) in display order
     levels: Levels | None = None
+    plan: SignalPlan | None = None
 
     @property
     def kind(self) -> NoteKind:
         return NoteKind.SIGNAL
 
 
-def signal_note(signal: Signal, levels: Levels | None = None, *, top: int = 6) -> SignalNote:
+def signal_note(
+    signal: Signal, levels: Levels | None = None, *, plan: SignalPlan | None = None, top: int = 6
+) -> SignalNote:
     """The message payload for a signal: its `top` factors by magnitude, strongest first."""
     finite = [(name, score) for name, score in signal.factors.items() if math.isfinite(score)]
     strongest = sorted(finite, key=lambda item: (-abs(item[1]), item[0]))[:top]
@@ -107,6 +130,7 @@ def signal_note(signal: Signal, levels: Levels | None = None, *, top: int = 6) -
         bar_open_time_ms=signal.bar_open_time_ms,
         factors=tuple(strongest),
         levels=levels,
+        plan=plan,
     )
 
 
@@ -340,6 +364,13 @@ def render_signal(note: SignalNote) -> str:
     ]
     if note.levels is not None:
         lines.extend(_levels_lines(note.levels))
+    elif note.plan is not None:
+        p = note.plan
+        lines.append(
+            f"Plan: stop {fmt_decimal(p.stop)} ({_distance(p.stop, note.price)}) · TP1 {fmt_decimal(p.tp1)} "
+            f"({_distance(p.tp1, note.price)}) · TP2 {fmt_decimal(p.tp2)} ({_distance(p.tp2, note.price)}) · "
+            f"x{p.leverage}"
+        )
     if note.factors:
         lines.append("Factors " + " · ".join(f"{_e(name)} {score:+.0f}" for name, score in note.factors))
     return "\n".join(lines)

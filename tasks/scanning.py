@@ -28,7 +28,7 @@ from ats.factors import (
     premium_snapshot,
     scan,
 )
-from ats.notify import signal_dedupe_key, signal_note
+from ats.notify import signal_dedupe_key, signal_note, signal_plan
 from db import market
 from db.journal import enqueue_notification
 from tasks.market import CONTEXT_SYMBOLS
@@ -152,7 +152,7 @@ async def record_scan(
 
     A dry run stores the scan and its factors (history nobody acts on) but neither the signals (a later
     place-orders would act on them) nor their notifications."""
-    account = rt.account
+    account, settings = rt.account, rt.settings
     signals = result.signals(min_score)
     ids: list[int] = []
     created = 0
@@ -165,13 +165,21 @@ async def record_scan(
             flow_run_id=flow_run.id,
         )
         market.store_scan_results(session, scan_id, result.rows)
-        for signal in [] if dry_run else signals:
+        recorded = [] if dry_run else signals
+        rules = market.stored_rules(session, [s.symbol for s in recorded])
+        for signal in recorded:
             signal_id, new = market.record_signal(session, account, signal, scan_id=scan_id, source="scan")
             ids.append(signal_id)
             if new:
                 created += 1
                 key = signal_dedupe_key(signal.symbol, signal.bar_open_time_ms)
-                enqueue_notification(session, account, key, signal_note(signal))
+                symbol_rules = rules.get(signal.symbol)
+                plan = (
+                    None
+                    if symbol_rules is None
+                    else signal_plan(signal, symbol_rules, settings.levels, settings.limits)
+                )
+                enqueue_notification(session, account, key, signal_note(signal, plan=plan))
         market.finish_scan(
             session,
             scan_id,

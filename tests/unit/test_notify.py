@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from ats.config import TelegramSettings, Venue
+from ats.config import RiskLimits, TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import configure_logging
 from ats.notify import (
@@ -43,6 +43,7 @@ from ats.notify import (
     render,
     signal_dedupe_key,
     signal_note,
+    signal_plan,
     to_plain_text,
     venue_marked,
 )
@@ -196,6 +197,27 @@ def test_signal_note_shows_the_strongest_factors() -> None:
     assert note.kind is NoteKind.SIGNAL
     assert "S +80 · T -70 · B +30" in render(note)
     assert "91 (very strong)" in render(note)
+
+
+@pytest.mark.parametrize(("direction", "strength"), [(LONG, 75.0), (SHORT, 92.0)])
+def test_the_signal_message_shows_the_plan_the_risk_check_would_give(direction: Direction, strength: float) -> None:
+    from tests.unit.test_risk import RULES, SETTINGS, approve, make_signal, snapshot
+
+    signal = make_signal(direction, strength=strength, liquidity=80.0)
+    plan = signal_plan(signal, RULES, SETTINGS, RiskLimits())
+    order = approve(signal, snapshot("10000")).order  # at the signal's price, as the plan
+    assert (plan.stop, plan.tp1, plan.tp2, plan.leverage) == (
+        order.levels.stop,
+        order.levels.tp1,
+        order.levels.tp2,
+        order.leverage,
+    )
+    message = to_plain_text(render(signal_note(signal, plan=plan)))
+    sign = "-" if direction is LONG else "+"
+    assert f"Plan: stop {plan.stop} ({sign}" in message
+    assert f"TP1 {plan.tp1} (" in message
+    assert f"TP2 {plan.tp2} (" in message
+    assert message.rstrip().endswith(f"x{plan.leverage}") or f"· x{plan.leverage}" in message
 
 
 def test_entry_message() -> None:

@@ -73,6 +73,9 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
     assert sorted(k for k, _ in kinds if k == "entry") == ["entry", "entry"]
     assert {status for _, status in kinds} == {"sent"}
     assert sum(1 for k, _ in kinds if k == "signal") == len(signals)
+    with flow_env.database.session() as session:
+        told = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "signal")).all()
+    assert all("Plan: stop " in text and " · TP2 " in text and " · x" in text for text in told)  # levels, leverage
 
     runs = await subflow_runs(state.state_details.flow_run_id)
     assert set(runs) == {"build-pools", "factor-scan", "place-orders"}
