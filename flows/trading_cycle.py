@@ -13,7 +13,7 @@ from flows.parameters import Count, Score
 from flows.place_orders import PlacementReport, place_orders
 from tasks.flow_runs import ats_flow, run_link, timed_run_name
 from tasks.market import PoolsOutcome, requested_symbols
-from tasks.reports import ArtifactKey, artifact_key, placement_rows
+from tasks.reports import ArtifactKey, artifact_key, placement_rows, placement_table_lines
 from tasks.runtime import RunFailed, open_runtime, refused
 from tasks.scanning import ScanOutcome
 
@@ -59,11 +59,7 @@ def cycle_markdown(report: CycleReport) -> str:
     if report.no_monitor:
         lines += ["", f"> **Every entry refused:** {report.no_monitor}"]
     if report.placement_table:
-        lines += ["", "| symbol | side | strength | result | detail |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {r['symbol']} | {r['side']} | {r['strength']} | {r['result']} | {r['detail']} |"
-            for r in report.placement_table
-        ]
+        lines += ["", *placement_table_lines(report.placement_table)]
     if report.runs:
         lines += ["", "Runs (their artifacts hold the details):", ""]
         lines += [f"- {step}: {where}" for step, where in report.runs.items()]

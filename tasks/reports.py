@@ -196,10 +196,19 @@ def placement_markdown(decided: Decided, placements: Mapping[str, Placement | st
     if decided.no_monitor:
         lines += [f"> **Entries refused:** {decided.no_monitor}", ""]
     lines += [f"- {note}" for note in decided.notes]
-    if rows:
-        lines += ["| symbol | side | strength | result | detail |", "|---|---|---|---|---|"]
-        lines += [f"| {r['symbol']} | {r['side']} | {r['strength']} | {r['result']} | {r['detail']} |" for r in rows]
+    lines += placement_table_lines(rows)
     return "\n".join(lines)
+
+
+def placement_table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """placement_rows as a markdown table (no lines without rows)."""
+    if not rows:
+        return []
+    return [
+        "| symbol | side | strength | result | detail |",
+        "|---|---|---|---|---|",
+        *(f"| {r['symbol']} | {r['side']} | {r['strength']} | {r['result']} | {r['detail']} |" for r in rows),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- account
