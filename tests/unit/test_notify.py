@@ -487,27 +487,48 @@ def test_every_venue_but_mainnet_leads_its_messages() -> None:
     assert_valid_html(venue_marked(message, Venue.TESTNET))
 
 
-async def test_without_telegram_the_message_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+class Lines(logging.Handler):
+    """The lines ats.notify logs, caught on that logger itself (whatever other tests did to the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def notify_log() -> Iterator[list[str]]:
+    logger = logging.getLogger("ats.notify")
+    handler, level = Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_without_telegram_the_message_goes_to_the_log(notify_log: list[str]) -> None:
     notifier = make_notifier(TelegramSettings(), venue=Venue.TESTNET)
-    with caplog.at_level(logging.INFO, logger="ats.notify"):
-        await notifier.send(render(NOTES[4]))
+    await notifier.send(render(NOTES[4]))
     await notifier.aclose()
-    (record,) = [r for r in caplog.records if r.name == "ats.notify"]
-    assert "no Telegram configured" in record.getMessage()
-    assert "[TESTNET] 🚨 Alert BTCUSDT: Stop rejected: closing at market" in record.getMessage()
-    assert "<b>" not in record.getMessage()
+    (line,) = notify_log
+    assert "no Telegram configured" in line
+    assert "[TESTNET] 🚨 Alert BTCUSDT: Stop rejected: closing at market" in line
+    assert "<b>" not in line
 
 
 async def test_with_telegram_the_marked_message_goes_there_and_to_the_log(
-    bot_api: BotApi, caplog: pytest.LogCaptureFixture
+    bot_api: BotApi, notify_log: list[str]
 ) -> None:
     notifier = LoggedNotifier(telegram(bot_api.url), Venue.SIM)
-    with caplog.at_level(logging.INFO, logger="ats.notify"):
-        await notifier.send(render(NOTES[1]))
+    await notifier.send(render(NOTES[1]))
     await notifier.aclose()
     ((_, body),) = bot_api.requests
     assert body["text"] == "<b>[SIM]</b> " + render(NOTES[1])
-    assert any("sent to Telegram" in r.getMessage() and "[SIM]" in r.getMessage() for r in caplog.records)
+    (line,) = notify_log
+    assert line.startswith("sent to Telegram:\n[SIM] 🟢 LONG BTCUSDT entered")
 
 
 async def test_whoami_asks_getme_and_sends_nothing(bot_api: BotApi) -> None:
