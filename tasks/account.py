@@ -15,7 +15,7 @@ from ats.domain import Direction
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
-from db import risk_state
+from db import market, risk_state
 from db.models import AccountSnapshotRow
 from db.outbox import deliver_pending
 from tasks.runtime import Runtime, run_logger
@@ -80,7 +80,11 @@ class AccountStatus:
     notes: list[str] = field(default_factory=list)
 
 
-def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Position]) -> list[PositionLine]:
+def position_lines(
+    exchange_positions: list[PositionInfo], managed: dict[str, Position], ticks: dict[str, Decimal]
+) -> list[PositionLine]:
+    """The positions on the exchange, with what this system manages of them; `ticks` (symbol -> tick size) puts
+    their prices on the symbol's grid when shown."""
     lines = []
     for p in sorted(exchange_positions, key=lambda p: p.symbol):
         mine = managed.get(p.symbol)
@@ -101,7 +105,7 @@ def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Po
                 stop=mine.stop_price if mine is not None else None,
                 tp1=tp1,
                 managed=mine is not None,
-                tick_size=mine.policy.rules.tick_size if mine is not None else None,
+                tick_size=mine.policy.rules.tick_size if mine is not None else ticks.get(p.symbol),
             )
         )
     return lines
@@ -116,6 +120,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
     managed = {p.symbol: p for p in rt.journal().open_positions()}
     with rt.database.session() as session:
         ledger = risk_state.ledger_day(session, rt.account, now)
+        ticks = {s: r.tick_size for s, r in market.stored_rules(session, [p.symbol for p in positions]).items()}
         session.add(
             AccountSnapshotRow(
                 account=rt.account,
@@ -148,7 +153,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         unrealized_pnl=info.total_unrealized_pnl,
         margin_balance=info.total_margin_balance,
         available_balance=info.available_balance,
-        positions=position_lines(positions, managed),
+        positions=position_lines(positions, managed, ticks),
         max_positions=rt.settings.limits.max_concurrent_positions,
         pending_entries=pending,
         realized_today=ledger.net_realized,

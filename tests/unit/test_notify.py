@@ -37,6 +37,7 @@ from ats.notify import (
     TelegramNotifier,
     fmt_decimal,
     fmt_pct,
+    fmt_price,
     fmt_qty,
     fmt_usdt,
     make_notifier,
@@ -477,6 +478,21 @@ async def test_no_log_line_carries_the_token(bot_api: BotApi, caplog: pytest.Log
     await notifier.aclose()
     logged = caplog.text + "".join(str(getattr(r, "fields", "")) for r in caplog.records)
     assert TOKEN not in logged
+
+
+@pytest.mark.parametrize(
+    ("price", "tick", "shown"),
+    [
+        ("2878.13752450", "0.01", "2878.14"),  # a mark price, with the 8 decimals the exchange gives it
+        ("183.1300", "0.0100", "183.13"),  # a level at the tick's full precision
+        ("0.1780733", "0.00001", "0.17807"),
+        ("100.3", "0.5", "100.5"),
+        ("64123.4", "10", "64120"),
+        ("2878.13752450", None, "2878.13752450"),  # no tick known: as it came
+    ],
+)
+def test_prices_show_on_the_symbols_tick(price: str, tick: str | None, shown: str) -> None:
+    assert fmt_price(D(price), None if tick is None else D(tick)) == shown
 
 
 def test_every_venue_but_mainnet_leads_its_messages() -> None:
