@@ -159,7 +159,7 @@ def run_cycle(
     )
     verb = "would open" if report.dry_run else "opened"
     console.print(f"{verb}: [bold]{', '.join(report.opened) or 'nothing'}[/]")
-    for symbol, why in sorted(report.refused.items()):
+    for symbol, why in report.refused.items():  # strongest signal first, as decided
         console.print(f"refused {symbol}: {why}", markup=False, highlight=False)
     if report.no_monitor:
         fail(f"every entry refused: {report.no_monitor}; {NO_MONITOR_HINT}", code=1)
