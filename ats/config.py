@@ -175,7 +175,7 @@ class LevelSettings(_Section):
 
 
 class TelegramSettings(_Section):
-    token: SecretStr | None = Field(None, description="Bot token; when unset, notifications go to the console")
+    token: SecretStr | None = Field(None, description="Bot token; when unset, notifications go to the log only")
     token_file: Path | None = Field(None, description="File holding the bot token")
     token_block: str | None = Field(None, description="Name of a Prefect Secret block holding the bot token")
     chat_id: str | None = None

@@ -21,12 +21,12 @@ from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import SecretStr
-from rich.console import Console
 
 from ats.clock import format_utc
-from ats.config import TelegramSettings
-from ats.domain import Band, Direction, Levels, Signal
+from ats.config import LevelSettings, RiskLimits, TelegramSettings, Venue
+from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 from ats.log import get_logger, redact
+from ats.risk import choose_leverage, level_prices, plan_levels
 
 log = get_logger(__name__)
 
@@ -80,6 +80,25 @@ _EXIT_TEXT = {
 
 
 @dataclass(frozen=True, slots=True)
+class SignalPlan:
+    """What an entry on the signal would carry, from the signal's price: the fill sets the final levels, and the
+    risk check the size (or a refusal, told in its own message)."""
+
+    stop: Decimal
+    tp1: Decimal
+    tp2: Decimal
+    leverage: int
+
+
+def signal_plan(signal: Signal, rules: SymbolRules, levels: LevelSettings, limits: RiskLimits) -> SignalPlan:
+    """The levels and leverage the risk check would give an entry at the signal's price (the same functions)."""
+    plan = plan_levels(signal.direction, signal, levels)
+    stop, tp1, tp2 = level_prices(plan, signal.price, rules)
+    leverage = choose_leverage(signal.strength, limits, abs(signal.price - stop) / signal.price)
+    return SignalPlan(stop, tp1, tp2, leverage)
+
+
+@dataclass(frozen=True, slots=True)
 class SignalNote:
     symbol: str
     direction: Direction
@@ -89,13 +108,16 @@ class SignalNote:
     bar_open_time_ms: int
     factors: tuple[tuple[str, float], ...] = ()  # (name, score) in display order
     levels: Levels | None = None
+    plan: SignalPlan | None = None
 
     @property
     def kind(self) -> NoteKind:
         return NoteKind.SIGNAL
 
 
-def signal_note(signal: Signal, levels: Levels | None = None, *, top: int = 6) -> SignalNote:
+def signal_note(
+    signal: Signal, levels: Levels | None = None, *, plan: SignalPlan | None = None, top: int = 6
+) -> SignalNote:
     """The message payload for a signal: its `top` factors by magnitude, strongest first."""
     finite = [(name, score) for name, score in signal.factors.items() if math.isfinite(score)]
     strongest = sorted(finite, key=lambda item: (-abs(item[1]), item[0]))[:top]
@@ -108,6 +130,7 @@ def signal_note(signal: Signal, levels: Levels | None = None, *, top: int = 6) -
         bar_open_time_ms=signal.bar_open_time_ms,
         factors=tuple(strongest),
         levels=levels,
+        plan=plan,
     )
 
 
@@ -229,7 +252,7 @@ class DailyReport:
     wins: int
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
-    halted: bool = False  # the daily loss limit stopped new entries
+    halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
     notes: tuple[str, ...] = ()
 
     @property
@@ -261,6 +284,16 @@ def fmt_decimal(value: Decimal) -> str:
     if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:
         value = Decimal(format(value, f".{_MAX_DECIMALS}g")).normalize()
     return format(abs(value) if value == 0 else value, "f")
+
+
+def fmt_price(value: Decimal, tick: Decimal | None) -> str:
+    """A price on the symbol's tick grid, with as many decimals as the tick has (a mark price comes with 8, a
+    level stored at the tick's full precision with trailing zeros); without a tick, as fmt_decimal does."""
+    if tick is None or tick <= 0 or not value.is_finite():
+        return fmt_decimal(value)
+    exponent = tick.normalize().as_tuple().exponent
+    places = Decimal(1).scaleb(min(exponent, 0) if isinstance(exponent, int) else 0)
+    return fmt_decimal(((value / tick).to_integral_value(ROUND_HALF_EVEN) * tick).quantize(places))
 
 
 def fmt_qty(value: Decimal) -> str:
@@ -331,6 +364,13 @@ def render_signal(note: SignalNote) -> str:
     ]
     if note.levels is not None:
         lines.extend(_levels_lines(note.levels))
+    elif note.plan is not None:
+        p = note.plan
+        lines.append(
+            f"Plan: stop {fmt_decimal(p.stop)} ({_distance(p.stop, note.price)}) · TP1 {fmt_decimal(p.tp1)} "
+            f"({_distance(p.tp1, note.price)}) · TP2 {fmt_decimal(p.tp2)} ({_distance(p.tp2, note.price)}) · "
+            f"x{p.leverage}"
+        )
     if note.factors:
         lines.append("Factors " + " · ".join(f"{_e(name)} {score:+.0f}" for name, score in note.factors))
     return "\n".join(lines)
@@ -402,7 +442,7 @@ def render_daily_report(note: DailyReport) -> str:
         f"Balance {fmt_usdt(note.wallet_balance)} · equity {fmt_usdt(note.equity)} USDT",
     ]
     if note.halted:
-        lines.append("⛔ Daily loss limit reached: no new entries today")
+        lines.append(f"⛔ New entries halted: {_e(note.halted)}")
     if note.open_positions:
         lines.append(f"Open ({len(note.open_positions)}):")
         lines.extend(
@@ -529,6 +569,25 @@ class TelegramNotifier:
         assert response is not None
         self._check(response)
 
+    async def whoami(self) -> str:
+        """The bot's @username by getMe: proof that the API answers and takes the token (sends nothing)."""
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getMe"
+        failure: NotifyError | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.get(url)
+        except httpx.TimeoutException:
+            failure = NotifyUnavailable("telegram: request timed out")
+        except httpx.HTTPError as exc:
+            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
+        if failure is not None:  # raised outside the except blocks, as in send()
+            raise failure
+        assert response is not None
+        self._check(response)
+        result = response.json().get("result")
+        username = result.get("username") if isinstance(result, dict) else None
+        return f"@{username}" if username else "a bot without a username"
+
     def _check(self, response: httpx.Response) -> None:
         try:
             body: Any = response.json()
@@ -555,23 +614,42 @@ class TelegramNotifier:
         await self._client.aclose()
 
 
-class ConsoleNotifier:
-    """Prints messages as plain text: the demo, and any setup without a Telegram token."""
+def venue_marked(message: str, venue: Venue) -> str:
+    """The message as it leaves: led by its venue unless it is mainnet, so a phone that receives messages from a
+    paper-trading setup and a live one never mistakes one for the other."""
+    if venue is Venue.MAINNET:
+        return message
+    return f"<b>[{venue.value.upper()}]</b> {message}"
 
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console()
+
+class LoggedNotifier:
+    """Every message, marked with its venue, goes to the log as it is sent (through Telegram when one is configured).
+
+    The log line is what a person reads without Telegram: the terminal of an `ats` command, the Prefect run page
+    of the flow that sent it (the `ats` logger is one of Prefect's extra loggers), the monitor's journal.
+    """
+
+    def __init__(self, telegram: TelegramNotifier | None, venue: Venue) -> None:
+        self._telegram = telegram
+        self._venue = venue
+
+    def __repr__(self) -> str:
+        return f"LoggedNotifier({self._telegram!r}, venue={self._venue.value!r})"
 
     async def send(self, message: str) -> None:
-        self._console.print(to_plain_text(message), markup=False, highlight=False)
-        self._console.print()
+        marked = venue_marked(message, self._venue)
+        if self._telegram is not None:
+            await self._telegram.send(marked)
+        where = "sent to Telegram" if self._telegram is not None else "notification (no Telegram configured)"
+        log.stdlib.info("%s:\n%s", where, to_plain_text(marked))
 
     async def aclose(self) -> None:
-        return None
+        if self._telegram is not None:
+            await self._telegram.aclose()
 
 
-def make_notifier(settings: TelegramSettings, *, console: Console | None = None) -> Notifier:
-    """Telegram when a token and chat id are configured, else the console."""
+def make_notifier(settings: TelegramSettings, *, venue: Venue) -> LoggedNotifier:
+    """Telegram when a token and chat id are configured; the log either way."""
     if settings.token is not None and settings.chat_id:
-        return TelegramNotifier(settings)
-    log.info("telegram not configured, notifications go to the console")
-    return ConsoleNotifier(console)
+        return LoggedNotifier(TelegramNotifier(settings), venue)
+    return LoggedNotifier(None, venue)

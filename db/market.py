@@ -50,6 +50,12 @@ def upsert_symbols(session: Session, rules: Mapping[str, SymbolRules]) -> int:
     return len(rows)
 
 
+def stored_rules(session: Session, symbols: Iterable[str]) -> dict[str, SymbolRules]:
+    """The stored rules of these symbols (as the last exchangeInfo gave them); unknown ones are left out."""
+    rows = session.scalars(select(SymbolRow).where(SymbolRow.symbol.in_(list(symbols)))).all()
+    return {row.symbol: SymbolRules(symbol=row.symbol, **{c: getattr(row, c) for c in _RULE_COLUMNS}) for row in rows}
+
+
 # ---------------------------------------------------------------------------------------------- bars
 
 

@@ -17,5 +17,5 @@ async def account_status() -> AccountStatus:
         await sync_time(rt)
         status = await read_account(rt)
         await acreate_markdown_artifact(status_markdown(status), key="account-status", description="The account now")
-        await acreate_table_artifact(status_rows(status), description="Open positions")
+        await acreate_table_artifact(status_rows(status), key="open-positions", description="Open positions")
         return status

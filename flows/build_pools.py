@@ -2,7 +2,7 @@
 
 from prefect.artifacts import acreate_markdown_artifact
 
-from tasks.flow_runs import ats_flow
+from tasks.flow_runs import ats_flow, timed_run_name
 from tasks.market import (
     PoolsDue,
     PoolsOutcome,
@@ -15,11 +15,11 @@ from tasks.market import (
     sync_symbols,
     sync_time,
 )
-from tasks.reports import pools_markdown
+from tasks.reports import ArtifactKey, pools_markdown
 from tasks.runtime import open_runtime
 
 
-@ats_flow("build-pools", timeout_s=10 * 60)
+@ats_flow("build-pools", timeout_s=10 * 60, flow_run_name=timed_run_name("pools"))
 async def build_pools(force_elite: bool = False) -> PoolsOutcome:
     """Refresh exchange info, 24h tickers and closed bars, then rebuild the pools that are due.
 
@@ -43,6 +43,7 @@ async def build_pools(force_elite: bool = False) -> PoolsOutcome:
         outcome = await select_pools(rt, rules, tickers, stored, due, bars, now)
         await acreate_markdown_artifact(
             pools_markdown(outcome),
+            key=ArtifactKey.POOLS,
             description="The Elite and Overlay pools, and why every other symbol was left out",
         )
         return outcome

@@ -12,7 +12,7 @@ from flows.place_orders import PlacementReport, place
 from tasks.account import send_notifications
 from tasks.flow_runs import ats_flow
 from tasks.market import CONTEXT_SYMBOLS, load_recent_bars, refresh_bars, requested_symbols, sync_time
-from tasks.reports import placement_markdown
+from tasks.reports import ArtifactKey, artifact_key, placement_markdown
 from tasks.runtime import RunFailed, open_runtime, refused, run_logger
 from tasks.scanning import record_manual_signal, score_universe
 
@@ -68,10 +68,13 @@ async def manual_signal(
                     rt, signal_ids=[signal_id], min_score=0.0, max_new=1, require_monitor=require_monitor
                 )
         finally:
-            await send_notifications(rt)
+            if not dry_run:
+                await send_notifications(rt)
         await acreate_markdown_artifact(
             placement_markdown(report.decided, report.placements),
-            description=f"Manual {direction.value} on {name}: what was decided and placed",
+            key=artifact_key(ArtifactKey.MANUAL_SIGNAL, dry_run=dry_run),
+            description=f"Manual {direction.value} on {name}: what was decided and placed"
+            + (" (dry run: nothing recorded, no order sent)" if dry_run else ""),
         )
         if report.failed:
             details = "; ".join(f"{s}: {why}" for s, why in report.failed.items())

@@ -5,15 +5,16 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
 
+from ats.domain import Signal
 from ats.placement import Candidate, Placement, PlacementResult
 from flows.parameters import Count, Score
 from tasks.account import send_notifications
-from tasks.flow_runs import ats_flow
+from tasks.flow_runs import ats_flow, timed_run_name
 from tasks.placement import Decided, open_on_exchange, read_exchange_account, record_entries
-from tasks.reports import placement_markdown, placement_rows
+from tasks.reports import ArtifactKey, artifact_key, placement_markdown
 from tasks.runtime import RunFailed, Runtime, describe_failure, open_runtime, refused
 
 
@@ -88,13 +89,14 @@ async def why_placement_failed(state: State[Placement]) -> str:
     return state.message or f"the placement task ended {state.type.value}"
 
 
-@ats_flow("place-orders", timeout_s=10 * 60)
+@ats_flow("place-orders", timeout_s=10 * 60, flow_run_name=timed_run_name("placement"))
 async def place_orders(
     signal_ids: list[int] | None = None,
     min_score: Score | None = None,
     max_new_positions: Count | None = None,
     dry_run: bool = False,
     require_monitor: bool = True,
+    unrecorded_signals: list[Signal] | None = None,
 ) -> PlacementReport:
     """Check each new signal against the risk limits and open the approved ones with stop, TP1 and TP2.
 
@@ -111,9 +113,13 @@ async def place_orders(
         dry_run: Decide and report, but record nothing and send no order.
         require_monitor: Refuse every entry while no monitor runs (nothing would move its stop or close it when
             the exchange stop does not fire); the run ends Completed, its message saying so. Untick to trade anyway.
+        unrecorded_signals: A dry run's signals, never stored (a dry-run cycle's scan): decided along with the others.
     """
+    if unrecorded_signals and not dry_run:
+        raise RunFailed("unrecorded_signals are a dry run's: a real run acts only on recorded signals")
     async with open_runtime() as rt:
         threshold = rt.settings.min_score if min_score is None else min_score
+        unsaved = [Candidate(0, signal, "scan") for signal in unrecorded_signals or ()]
         try:
             report = await place(
                 rt,
@@ -121,17 +127,17 @@ async def place_orders(
                 min_score=threshold,
                 max_new=max_new_positions,
                 dry_run=dry_run,
+                unsaved=[s for s in unsaved if s.signal.strength >= threshold],
                 require_monitor=require_monitor,
             )
         finally:
-            await send_notifications(rt)
-        await acreate_table_artifact(
-            placement_rows(report.decided, report.placements),
-            description="Each signal: opened (with its levels), refused (why) or failed (the error)",
-        )
+            if not dry_run:
+                await send_notifications(rt)
         await acreate_markdown_artifact(
             placement_markdown(report.decided, report.placements),
-            description="What was opened, refused and why, and the account it was decided against",
+            key=artifact_key(ArtifactKey.PLACEMENTS, dry_run=dry_run),
+            description="What was opened, refused and why, and the account it was decided against"
+            + (" (dry run: nothing recorded, no order sent)" if dry_run else ""),
         )
         if report.failed:
             details = "; ".join(f"{symbol}: {why}" for symbol, why in sorted(report.failed.items()))

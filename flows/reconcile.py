@@ -54,5 +54,7 @@ async def reconcile_positions(lookback_hours: float = 2.0) -> ReconcileOutcome:
         )
         (run_logger().info if report.clean else run_logger().warning)(f"reconciled: {report.summary()}")
         await send_notifications(rt)
-        await acreate_markdown_artifact(reconcile_markdown(report), description="What reconciliation found and did")
+        await acreate_markdown_artifact(
+            reconcile_markdown(report), key="reconcile", description="What reconciliation found and did"
+        )
         return ReconcileOutcome(report.summary(), report.clean, report)

@@ -78,7 +78,7 @@ async def serve(
     clock = WallClock()
     metrics = MonitorMetrics()
     budget_store = PostgresBudgetStore(database.engine)
-    notifier = make_notifier(settings.telegram)
+    notifier = make_notifier(settings.telegram, venue=settings.venue)
     deliver = functools.partial(deliver_pending, database, settings.account, notifier, clock)
 
     async def build(fence: Fence) -> Monitor:

@@ -16,7 +16,7 @@ from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
 from ats.placement import LedgerDay
-from db import risk_state
+from db import market, risk_state
 from db.models import AccountSnapshotRow
 from db.outbox import deliver_pending
 from tasks.runtime import Runtime, run_logger
@@ -31,8 +31,8 @@ DAY_MS = 86_400_000
 
 @task(name="send-notifications", cache_policy=NONE)
 async def send_notifications(rt: Runtime) -> int:
-    """Deliver the outbox (Telegram, or the console without a token); failures wait for the next sender."""
-    notifier = make_notifier(rt.settings.telegram)
+    """Deliver the outbox (Telegram, and the log either way); failures wait for the next sender."""
+    notifier = make_notifier(rt.settings.telegram, venue=rt.settings.venue)
     try:
         sent = await deliver_pending(rt.database, rt.account, notifier, rt.clock)
     finally:
@@ -57,6 +57,7 @@ class PositionLine:
     stop: Decimal | None
     tp1: str  # "waiting", "hit", "single target", "not placed yet" or "-" (not managed)
     managed: bool
+    tick_size: Decimal | None = None  # the symbol's, for showing prices on its grid (None: not managed)
 
     @property
     def pnl_pct(self) -> Decimal:
@@ -80,7 +81,11 @@ class AccountStatus:
     notes: list[str] = field(default_factory=list)
 
 
-def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Position]) -> list[PositionLine]:
+def position_lines(
+    exchange_positions: list[PositionInfo], managed: dict[str, Position], ticks: dict[str, Decimal]
+) -> list[PositionLine]:
+    """The positions on the exchange, with what this system manages of them; `ticks` (symbol -> tick size) puts
+    their prices on the symbol's grid when shown."""
     lines = []
     for p in sorted(exchange_positions, key=lambda p: p.symbol):
         mine = managed.get(p.symbol)
@@ -101,6 +106,7 @@ def position_lines(exchange_positions: list[PositionInfo], managed: dict[str, Po
                 stop=mine.stop_price if mine is not None else None,
                 tp1=tp1,
                 managed=mine is not None,
+                tick_size=mine.policy.rules.tick_size if mine is not None else ticks.get(p.symbol),
             )
         )
     return lines
@@ -115,6 +121,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
     managed = {p.symbol: p for p in rt.journal().open_positions()}
     with rt.database.session() as session:
         ledger = risk_state.ledger_day(session, rt.account, now)
+        ticks = {s: r.tick_size for s, r in market.stored_rules(session, [p.symbol for p in positions]).items()}
         session.add(
             AccountSnapshotRow(
                 account=rt.account,
@@ -147,7 +154,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         unrealized_pnl=info.total_unrealized_pnl,
         margin_balance=info.total_margin_balance,
         available_balance=info.available_balance,
-        positions=position_lines(positions, managed),
+        positions=position_lines(positions, managed, ticks),
         max_positions=rt.settings.limits.max_concurrent_positions,
         pending_entries=pending,
         realized_today=ledger.net_realized,
@@ -210,7 +217,7 @@ def day_stats(
             )
             for p in sorted(positions, key=lambda p: p.symbol)
         ),
-        halted=ledger.halted,
+        halted=(ledger.halted_reason or "reason not recorded") if ledger.halted else None,
         notes=tuple(notes),
     )
     return DayStats(report, dict(exits), tp1_hits, win_rate)

@@ -221,7 +221,7 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
         except Exception as exc:
             em.log.warning(f"the alert could not be recorded ({why(exc)}): sending it directly")
         else:
-            notifier = make_notifier(em.settings.telegram)
+            notifier = make_notifier(em.settings.telegram, venue=em.settings.venue)
             try:
                 sent = await deliver_pending(em.database, em.account, notifier, em.clock)
             except Exception as exc:  # the row is recorded: the monitor delivers it
@@ -230,7 +230,7 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
                 await notifier.aclose()
             em.log.info(f"{sent} notifications sent")
             return None
-    notifier = make_notifier(em.settings.telegram)
+    notifier = make_notifier(em.settings.telegram, venue=em.settings.venue)
     try:
         await asyncio.wait_for(notifier.send(render(note)), NOTIFY_WAIT_S)
     except Exception as exc:
@@ -317,7 +317,7 @@ async def with_secret_blocks_if_reachable(settings: Settings, wait_s: float = PR
     within `wait_s`, and a warning ("" if none). Never starts a Prefect server.
 
     Raises ConfigError when the exchange keys are in blocks that cannot be read: nothing can be done without them.
-    A Telegram token that cannot be read only sends the alert to the console.
+    A Telegram token that cannot be read only sends the alert to the log.
     """
     wanted = settings.secret_blocks()
     if not wanted:
@@ -341,7 +341,7 @@ async def with_secret_blocks_if_reachable(settings: Settings, wait_s: float = PR
             "needs nothing but the exchange"
         )
     return settings, (
-        f"the Telegram token's Prefect Secret block ({blocks}) cannot be read ({reason}): alerts go to the console"
+        f"the Telegram token's Prefect Secret block ({blocks}) cannot be read ({reason}): alerts go to the log only"
     )
 
 

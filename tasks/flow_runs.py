@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -30,6 +30,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.runtime import flow_run as current_run
 from prefect.utilities.urls import url_for
 
 from ats.clock import WallClock
@@ -69,6 +70,17 @@ def ats_flow(
         )(readable_failures(fn))
 
     return declare
+
+
+def timed_run_name(label: str) -> Callable[[], str]:
+    """Runs named by what they are and when (UTC), marked when they are dry runs: the run list reads as a timeline,
+    and a cycle's subflow runs say what they are instead of carrying Prefect's random names."""
+
+    def name() -> str:
+        dry = " (dry run)" if current_run.parameters.get("dry_run") else ""
+        return f"{label} {datetime.now(UTC):%Y-%m-%d %H:%M}{dry}"
+
+    return name
 
 
 def run_link(run_id: UUID | str) -> str:
@@ -148,8 +160,8 @@ async def report(runs: list[FinishedRun], settings: Settings) -> int:
 
 
 async def deliver_outbox(settings: Settings, database: Database) -> int:
-    """Send what the outbox holds for the account (Telegram, or the console without a token)."""
-    notifier = make_notifier(settings.telegram)
+    """Send what the outbox holds for the account (Telegram, and the log either way)."""
+    notifier = make_notifier(settings.telegram, venue=settings.venue)
     try:
         return await deliver_pending(database, settings.account, notifier, WallClock())
     finally:
@@ -158,7 +170,7 @@ async def deliver_outbox(settings: Settings, database: Database) -> int:
 
 async def _send_directly(settings: Settings, notes: list[AlertNote]) -> None:
     """The database is down: send the alerts without the outbox (logged when that fails too)."""
-    notifier = make_notifier(settings.telegram)
+    notifier = make_notifier(settings.telegram, venue=settings.venue)
     try:
         for note in notes:
             try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
-from ats.notify import fmt_decimal, fmt_pct, fmt_qty, fmt_usdt
+from ats.notify import fmt_decimal, fmt_pct, fmt_price, fmt_qty, fmt_usdt
 from ats.placement import Placement, PlacementResult
 from db.market import scan_ranking
 from tasks.account import AccountStatus, DayStats
@@ -20,6 +21,28 @@ FACTOR_LABELS = {
     "T": "trend", "M": "momentum", "C": "flow", "O": "open interest", "B": "basis", "Q": "large trades",
     "S": "structure", "V": "volume", "L": "liquidity", "I": "independence", "F": "fund-leading",
 }  # fmt: skip
+FACTOR_LEGEND = (
+    "Columns: "
+    + " · ".join(f"**{name}** {label}" for name, label in FACTOR_LABELS.items())
+    + ". T M C O B Q and F are signed, -100 (short) to +100 (long); S V L I rate the setup's quality, 0 to 100 "
+    "(50 neutral). Strength 0-100 combines them; the band names its range."
+)
+
+
+class ArtifactKey(StrEnum):
+    """The keys of the runs' artifacts: each key is a page of the UI's Artifacts list with its own history."""
+
+    POOLS = "pools"
+    FACTOR_TABLE = "factor-table"
+    SIGNALS = "signals"
+    PLACEMENTS = "placements"
+    CYCLE = "trading-cycle"
+    MANUAL_SIGNAL = "manual-signal"
+
+
+def artifact_key(key: ArtifactKey, *, dry_run: bool = False) -> str:
+    """A dry run's artifacts keep their own history, so the latest `placements` is always what really happened."""
+    return f"{key.value}-dry-run" if dry_run else key.value
 
 
 def _opt(value: Decimal | None) -> str:
@@ -74,12 +97,13 @@ def scan_table(result: ScanResult) -> list[dict[str, Any]]:
 def signals_markdown(outcome: ScanOutcome, scored: Scored, min_score: float) -> str:
     """The scan in a few lines and its signals with their strongest factors."""
     result = scored.result
+    told = "dry run: not recorded, not announced" if outcome.dry_run else f"{outcome.new_signals} new signals"
     lines = [
-        f"# Scan {outcome.scan_id}: {len(outcome.signals)} signals at or above {min_score:g}",
+        f"# Scan {outcome.scan_id}: {len(outcome.signals)} signals at or above {min_score:g}"
+        + (" (dry run)" if outcome.dry_run else ""),
         "",
         f"Bar {format_utc(outcome.bar_open_time_ms)} · {outcome.universe_size} symbols · "
-        f"{len(result.ranked())} with a direction · {len(result.insufficient)} without enough data · "
-        f"{outcome.new_signals} new signals",
+        f"{len(result.ranked())} with a direction · {len(result.insufficient)} without enough data · {told}",
         "",
     ]
     if outcome.signals:
@@ -173,10 +197,19 @@ def placement_markdown(decided: Decided, placements: Mapping[str, Placement | st
     if decided.no_monitor:
         lines += [f"> **Entries refused:** {decided.no_monitor}", ""]
     lines += [f"- {note}" for note in decided.notes]
-    if rows:
-        lines += ["| symbol | side | strength | result | detail |", "|---|---|---|---|---|"]
-        lines += [f"| {r['symbol']} | {r['side']} | {r['strength']} | {r['result']} | {r['detail']} |" for r in rows]
+    lines += placement_table_lines(rows)
     return "\n".join(lines)
+
+
+def placement_table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """placement_rows as a markdown table (no lines without rows)."""
+    if not rows:
+        return []
+    return [
+        "| symbol | side | strength | result | detail |",
+        "|---|---|---|---|---|",
+        *(f"| {r['symbol']} | {r['side']} | {r['strength']} | {r['result']} | {r['detail']} |" for r in rows),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- account
@@ -188,12 +221,12 @@ def status_rows(status: AccountStatus) -> list[dict[str, Any]]:
             "symbol": p.symbol,
             "side": p.direction.value,
             "qty": fmt_qty(p.quantity),
-            "entry": fmt_decimal(p.entry_price),
-            "mark": fmt_decimal(p.mark_price),
+            "entry": fmt_price(p.entry_price, p.tick_size),
+            "mark": fmt_price(p.mark_price, p.tick_size),
             "pnl": fmt_usdt(p.unrealized_pnl, signed=True),
-            "pnl %": fmt_pct(p.pnl_pct),
-            "leverage": p.leverage or "-",
-            "stop": _opt(p.stop),
+            "pnl %": fmt_pct(p.pnl_pct).removesuffix(" %"),
+            "lev": p.leverage or "-",
+            "stop": "-" if p.stop is None else fmt_price(p.stop, p.tick_size),
             "TP1": p.tp1,
         }
         for p in status.positions
@@ -243,7 +276,7 @@ def day_markdown(stats: DayStats) -> str:
         lines += ["", "| exit | trades |", "|---|---|"]
         lines += [f"| {reason} | {count} |" for reason, count in sorted(stats.exits.items())]
     if r.halted:
-        lines += ["", "> The daily loss limit halted new entries that day."]
+        lines += ["", f"> New entries were halted that day: {r.halted}"]
     if r.open_positions:
         lines += ["", f"Open now: {', '.join(p.symbol for p in r.open_positions)}"]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from ats.factors import (
     premium_snapshot,
     scan,
 )
-from ats.notify import signal_dedupe_key, signal_note
+from ats.notify import signal_dedupe_key, signal_note, signal_plan
 from db import market
 from db.journal import enqueue_notification
 from tasks.market import CONTEXT_SYMBOLS
@@ -130,7 +130,10 @@ async def score_universe(rt: Runtime, bars: Mapping[str, Bars], symbols: Sequenc
 
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
-    """What a scan stored: its id, the bar it scored, and the signals at or above min_score (new or not)."""
+    """What a scan stored: its id, the bar it scored, and the signals at or above min_score (new or not).
+
+    A dry run's signals are not stored (`signal_ids` is empty): nothing a later place-orders could act on.
+    """
 
     scan_id: int
     bar_open_time_ms: int
@@ -138,14 +141,18 @@ class ScanOutcome:
     signal_ids: list[int]
     new_signals: int
     signals: list[Signal]
+    dry_run: bool = False
 
 
 @task(name="record-scan", cache_policy=NONE)
 async def record_scan(
-    rt: Runtime, result: ScanResult, *, min_score: float, started_ms: int, bar_open_time_ms: int
+    rt: Runtime, result: ScanResult, *, min_score: float, started_ms: int, bar_open_time_ms: int, dry_run: bool = False
 ) -> ScanOutcome:
-    """Store the scan, every factor of every symbol, the signals (once per bar) and their notifications."""
-    account = rt.account
+    """Store the scan, every factor of every symbol, the signals (once per bar) and their notifications.
+
+    A dry run stores the scan and its factors (history nobody acts on) but neither the signals (a later
+    place-orders would act on them) nor their notifications."""
+    account, settings = rt.account, rt.settings
     signals = result.signals(min_score)
     ids: list[int] = []
     created = 0
@@ -158,13 +165,21 @@ async def record_scan(
             flow_run_id=flow_run.id,
         )
         market.store_scan_results(session, scan_id, result.rows)
-        for signal in signals:
+        recorded = [] if dry_run else signals
+        rules = market.stored_rules(session, [s.symbol for s in recorded])
+        for signal in recorded:
             signal_id, new = market.record_signal(session, account, signal, scan_id=scan_id, source="scan")
             ids.append(signal_id)
             if new:
                 created += 1
                 key = signal_dedupe_key(signal.symbol, signal.bar_open_time_ms)
-                enqueue_notification(session, account, key, signal_note(signal))
+                symbol_rules = rules.get(signal.symbol)
+                plan = (
+                    None
+                    if symbol_rules is None
+                    else signal_plan(signal, symbol_rules, settings.levels, settings.limits)
+                )
+                enqueue_notification(session, account, key, signal_note(signal, plan=plan))
         market.finish_scan(
             session,
             scan_id,
@@ -173,8 +188,9 @@ async def record_scan(
             universe_size=len(result.rows),
             signal_count=len(signals),
         )
-    run_logger().info(f"scan {scan_id} stored: {len(result.rows)} symbols, {len(signals)} signals ({created} new)")
-    return ScanOutcome(scan_id, bar_open_time_ms, len(result.rows), ids, created, signals)
+    told = "dry run: not recorded, not announced" if dry_run else f"{created} new"
+    run_logger().info(f"scan {scan_id} stored: {len(result.rows)} symbols, {len(signals)} signals ({told})")
+    return ScanOutcome(scan_id, bar_open_time_ms, len(result.rows), ids, created, signals, dry_run)
 
 
 @task(name="record-manual-signal", cache_policy=NONE)

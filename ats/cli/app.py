@@ -64,6 +64,9 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Flows run from the CLI show the system's own log lines on their run pages, as deployed ones do.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "ats,db")
+    # Outside a flow run (status, test-connection, the demo's own steps) those lines stay local: without this,
+    # Prefect warns at each logger's first line that it cannot send it to a run page.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     # Heartbeats as often as the worker's runs send them: the zombie automation (ats deploy) expects them.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     # Without PREFECT_API_URL, a flow command first starts a temporary Prefect server; on a fresh PREFECT_HOME it

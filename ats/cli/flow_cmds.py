@@ -63,8 +63,36 @@ def _symbols(settings: Settings, text: str | None) -> list[str] | None:
     return symbols
 
 
+class KnownFailureWithoutTraceback(logging.Filter):
+    """A failure the system tells in one sentence (exchange unreachable, API key refused, a database error) is
+    that sentence: Prefect's engine would log its 20-line traceback first, on the terminal and the run page alike.
+    A bug (an error `describe_failure` does not know) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tasks.runtime import describe_failure
+
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and describe_failure(error) is not None:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+ENGINE_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")  # where Prefect logs a run's exception
+
+
+def _quiet_known_failures() -> None:
+    """On the loggers themselves: their records reach Prefect's API handler (and its redaction, which renders
+    the traceback) before the terminal's."""
+    for name in ENGINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, KnownFailureWithoutTraceback) for f in logger.filters):
+            logger.addFilter(KnownFailureWithoutTraceback())
+
+
 def run_flow(flow: Any, **parameters: Any) -> tuple[Any, Any]:
     """Run a flow on the Prefect engine in this thread: its final state, and its result when it completed."""
+    _quiet_known_failures()
 
     async def run() -> tuple[Any, Any]:
         state = await flow(**parameters, return_state=True)
@@ -131,6 +159,8 @@ def run_cycle(
     )
     verb = "would open" if report.dry_run else "opened"
     console.print(f"{verb}: [bold]{', '.join(report.opened) or 'nothing'}[/]")
+    for symbol, why in report.refused.items():  # strongest signal first, as decided
+        console.print(f"refused {symbol}: {why}", markup=False, highlight=False)
     if report.no_monitor:
         fail(f"every entry refused: {report.no_monitor}; {NO_MONITOR_HINT}", code=1)
     if report.opened and not report.dry_run:
@@ -173,7 +203,8 @@ def scan(
     """Score the universe (or the given symbols) and print the ranked table with every factor; no trading.
 
     Without --symbols it first brings the pools up to date (exchange rules, tickers, missing closed bars), so it
-    works on a fresh installation as well as between cycles.
+    works on a fresh installation as well as between cycles. The scan and its factors are kept; its signals are
+    neither recorded (a later place-orders acts on nothing it found) nor announced.
     """
     settings = settings_or_exit(venue=venue)
     from flows.build_pools import build_pools
@@ -182,38 +213,62 @@ def scan(
     chosen = _symbols(settings, symbols)
     if chosen is None:
         _run_flow(build_pools)
-    outcome = _run_flow(factor_scan, symbols=chosen, min_score=min_score)
+    outcome = _run_flow(factor_scan, symbols=chosen, min_score=min_score, dry_run=True)
     threshold = settings.min_score if min_score is None else min_score
-    console.print(_ranked_table(settings, outcome.scan_id, top, threshold))
+    for table in _ranked_tables(settings, outcome.scan_id, top, threshold, console.width):
+        console.print(table)
     console.print(
         f"scan {outcome.scan_id}: {outcome.universe_size} symbols, {len(outcome.signals)} signals at or above "
-        f"{threshold:g}"
+        f"{threshold:g} (not recorded: `ats run-cycle` scans and trades)"
     )
 
 
-def _ranked_table(settings: Settings, scan_id: int, top: int, threshold: float) -> Table:
+def _ranked_tables(settings: Settings, scan_id: int, top: int, threshold: float, width: int) -> list[Table]:
+    """The ranking with every factor in one table when the terminal is wide enough, else the ranking and the
+    factors as two tables (nothing cut), with the factors' legend."""
+    from rich.measure import Measurement
     from sqlalchemy import select
 
     from ats.factors import FACTOR_NAMES
     from db.models import ScanResultRow
+    from tasks.reports import FACTOR_LABELS
     from tasks.runtime import shared_database
 
     with shared_database(settings).session() as session:
         rows = session.scalars(
             select(ScanResultRow).where(ScanResultRow.scan_id == scan_id).order_by(ScanResultRow.rank).limit(top)
         ).all()
-    table = Table(title=f"scan {scan_id}: ranked by strength", box=box.SIMPLE_HEAD, padding=(0, 1))
-    for name in ("#", "symbol", "side", "strength", "band"):
-        table.add_column(name, no_wrap=True, justify="right" if name in ("#", "strength") else "left")
-    for name in FACTOR_NAMES:
-        table.add_column(name, justify="right", no_wrap=True)
-    for row in rows:
-        factors = row.factors
-        style = "bold" if row.direction and row.strength >= threshold else None
-        cells = [f"{factors[name]:.0f}" if isinstance(factors.get(name), int | float) else "" for name in FACTOR_NAMES]
-        band = row.band.replace("_", " ") if row.insufficient_reason is None else "no data"
-        table.add_row(str(row.rank), row.symbol, row.direction or "-", f"{row.strength:.1f}", band, *cells, style=style)
-    return table
+    legend = " ".join(f"{name} {label}" for name, label in FACTOR_LABELS.items())
+
+    def table(title: str, ranking: bool, factors: bool) -> Table:
+        # Factor scores are at most 4 characters (-100): the column separator is their only padding.
+        made = Table(
+            title=title, caption=legend if factors else None, box=box.SIMPLE_HEAD, padding=(0, 1 if ranking else 0)
+        )
+        names = ("#", "symbol", "side", "strength", "band") if ranking else ("symbol",)
+        for name in names:
+            made.add_column(name, no_wrap=True, justify="right" if name in ("#", "strength") else "left")
+        for name in FACTOR_NAMES if factors else ():
+            made.add_column(name, justify="right", no_wrap=True, min_width=4)
+        for row in rows:
+            style = "bold" if row.direction and row.strength >= threshold else None
+            cells = [str(row.rank), row.symbol] if ranking else [row.symbol]
+            if ranking:
+                band = row.band.replace("_", " ") if row.insufficient_reason is None else "no data"
+                cells += [row.direction or "-", f"{row.strength:.1f}", band]
+            if factors:
+                values = row.factors
+                cells += [f"{values[n]:.0f}" if isinstance(values.get(n), int | float) else "" for n in FACTOR_NAMES]
+            made.add_row(*cells, style=style)
+        return made
+
+    whole = table(f"scan {scan_id}: ranked by strength", ranking=True, factors=True)
+    if Measurement.get(console, console.options.update_width(10_000), whole).maximum <= width:
+        return [whole]
+    return [
+        table(f"scan {scan_id}: ranked by strength", ranking=True, factors=False),
+        table(f"scan {scan_id}: the factors", ranking=False, factors=True),
+    ]
 
 
 @app.command("trade")
@@ -321,14 +376,92 @@ def status(venue: VenueOption = None) -> None:
         console.print(f"[bold red]New entries halted today:[/] {account.halted}")
     rows = status_rows(account)
     if rows:
-        table = Table(*rows[0])
+        from rich.measure import Measurement
+
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False)
+        for column in rows[0]:
+            table.add_column(column, no_wrap=True, justify="left" if column in ("symbol", "side", "TP1") else "right")
         for row in rows:
             table.add_row(*(str(v) for v in row.values()))
-        console.print(table)
+        if Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width:
+            console.print(table)
+        else:  # a narrow terminal: a line per position, wrapped rather than cut
+            for r in rows:
+                console.print(
+                    f"{r['symbol']} {r['side']} {r['qty']} @ {r['entry']} · mark {r['mark']} · PnL {r['pnl']} "
+                    f"({r['pnl %']} %) · x{r['lev']} · stop {r['stop']} · TP1 {r['TP1']}",
+                    highlight=False,
+                )
     else:
         console.print("no open positions")
     for note in [*(f"entry pending: {s}" for s in account.pending_entries), *account.notes]:
         console.print(f"[yellow]{note}[/]")
+    console.print(_today_line(settings, account.time_ms), highlight=False)
+
+
+def _today_line(settings: Settings, now_ms: int) -> str:
+    """The UTC day's execution so far: signals and what became of them, entries, exits by kind, failures."""
+    from collections import Counter
+
+    from sqlalchemy import func, select
+
+    from ats.clock import ms_to_datetime, utc_day_start_ms
+    from ats.notify import ExitReason
+    from db import risk_state
+    from db.models import FlowRunRow, PositionRow, SignalRow
+    from tasks.account import DAY_MS
+    from tasks.runtime import shared_database
+
+    start = utc_day_start_ms(now_ms)
+    since = ms_to_datetime(start)
+    account = settings.account
+    with shared_database(settings).session() as session:
+        signals: Counter[str] = Counter(
+            session.scalars(
+                select(SignalRow.status).where(SignalRow.account == account, SignalRow.created_at >= since)
+            ).all()
+        )
+        entries = session.scalars(
+            select(PositionRow).where(PositionRow.account == account, PositionRow.opened_at >= since)
+        ).all()
+        closed = risk_state.closed_trades(session, account, start, start + DAY_MS)
+        failed_runs = session.scalar(
+            select(func.count())
+            .select_from(FlowRunRow)
+            .where(
+                FlowRunRow.account == account,
+                FlowRunRow.ended_at >= since,
+                FlowRunRow.state.in_(("FAILED", "CRASHED")),
+            )
+        )
+    exits = Counter(t.exit_reason for t in closed)
+    stops = exits[ExitReason.STOP] + exits[ExitReason.BREAKEVEN_STOP]
+    tp1 = sum(1 for t in closed if t.tp1_done or t.exit_reason == ExitReason.TP1)
+    failed = sum(1 for p in entries if p.state == "failed") + signals["failed"]
+    return (
+        f"today ({ms_to_datetime(start):%Y-%m-%d} UTC): {sum(signals.values())} signals "
+        f"({signals['placed'] + signals['accepted']} traded, {signals['refused']} refused) · "
+        f"{sum(1 for p in entries if p.entry_qty > 0)} entries, {failed} failed · {len(closed)} closed: "
+        f"TP1 reached {tp1}, TP2 {exits[ExitReason.TP2]}, stopped {stops}, "
+        f"otherwise {len(closed) - exits[ExitReason.TP2] - stops} · failed flow runs {failed_runs or 0}"
+    )
+
+
+async def _telegram_check(settings: Settings) -> tuple[str, bool, str]:
+    """Telegram answers getMe with the configured token (nothing is sent); without a token, messages go to the log."""
+    from ats.notify import NotifyError, TelegramNotifier
+
+    telegram = settings.telegram
+    if telegram.token is None or not telegram.chat_id:
+        return ("notifications", True, "log only (no Telegram token and chat id)")
+    bot = TelegramNotifier(telegram)
+    try:
+        name = await bot.whoami()
+    except NotifyError as exc:
+        return ("Telegram", False, str(exc))
+    finally:
+        await bot.aclose()
+    return ("Telegram", True, f"bot {name} answers getMe; messages go to chat {telegram.chat_id}")
 
 
 @app.command("test-connection")
@@ -387,9 +520,7 @@ def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a comma
     except Exception as exc:
         first_line = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
         checks.append(("database", False, f"{type(exc).__name__}: {first_line}"))
-    telegram = settings.telegram
-    configured = telegram.token is not None and bool(telegram.chat_id)
-    checks.append(("notifications", True, "Telegram" if configured else "console (no Telegram token and chat id)"))
+    checks.append(asyncio.run(_telegram_check(settings)))
 
     table = Table("check", "", "detail", title=f"venue: {settings.venue.value}")
     for name, ok, detail in checks:

@@ -11,23 +11,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal as D
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import StringIO
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from rich.console import Console
 
-from ats.config import TelegramSettings
+from ats.config import RiskLimits, TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import configure_logging
 from ats.notify import (
     MAX_MESSAGE_CHARS,
     AlertNote,
-    ConsoleNotifier,
     DailyReport,
     EntryNote,
     ExitReason,
+    LoggedNotifier,
     NoteKind,
     Notification,
     NotifyRejected,
@@ -39,13 +37,16 @@ from ats.notify import (
     TelegramNotifier,
     fmt_decimal,
     fmt_pct,
+    fmt_price,
     fmt_qty,
     fmt_usdt,
     make_notifier,
     render,
     signal_dedupe_key,
     signal_note,
+    signal_plan,
     to_plain_text,
+    venue_marked,
 )
 
 TOKEN = "987654321:AAH-SENTINELbotTOKENsentinel0042"
@@ -199,6 +200,27 @@ def test_signal_note_shows_the_strongest_factors() -> None:
     assert "91 (very strong)" in render(note)
 
 
+@pytest.mark.parametrize(("direction", "strength"), [(LONG, 75.0), (SHORT, 92.0)])
+def test_the_signal_message_shows_the_plan_the_risk_check_would_give(direction: Direction, strength: float) -> None:
+    from tests.unit.test_risk import RULES, SETTINGS, approve, make_signal, snapshot
+
+    signal = make_signal(direction, strength=strength, liquidity=80.0)
+    plan = signal_plan(signal, RULES, SETTINGS, RiskLimits())
+    order = approve(signal, snapshot("10000")).order  # at the signal's price, as the plan
+    assert (plan.stop, plan.tp1, plan.tp2, plan.leverage) == (
+        order.levels.stop,
+        order.levels.tp1,
+        order.levels.tp2,
+        order.leverage,
+    )
+    message = to_plain_text(render(signal_note(signal, plan=plan)))
+    sign = "-" if direction is LONG else "+"
+    assert f"Plan: stop {plan.stop} ({sign}" in message
+    assert f"TP1 {plan.tp1} (" in message
+    assert f"TP2 {plan.tp2} (" in message
+    assert message.rstrip().endswith(f"x{plan.leverage}") or f"· x{plan.leverage}" in message
+
+
 def test_entry_message() -> None:
     message = to_plain_text(render(NOTES[1]))
     assert "LONG BTCUSDT entered · 82 (strong)" in message
@@ -281,10 +303,13 @@ def test_daily_report() -> None:
     assert "Net +120.50 USDT · 5 trades (3 won, 2 lost)" in message
     assert "Balance 10,120.50 · equity 10,180.00 USDT" in message
     assert "ETHUSDT SHORT 0.1 @ 3000.5 · uPnL +12.00" in message
-    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=True)
+    reason = "daily loss -52.10 USDT (realised -40.00, unrealised -12.10) reached the limit of 50.00 USDT"
+    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=reason)
     text = to_plain_text(render(halted))
-    assert "Daily loss limit reached" in text
+    assert f"⛔ New entries halted: {reason}" in text
     assert "No open positions" in text
+    closed = DailyReport("2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted="close-all: end of the week")
+    assert "New entries halted: close-all: end of the week" in to_plain_text(render(closed))  # a winning day
 
 
 def test_kinds_match_the_outbox_vocabulary() -> None:
@@ -324,6 +349,16 @@ def bot_api() -> Iterator[BotApi]:
             if api.hold:
                 api.release.wait(5)
             status, payload = api.replies.pop(0) if api.replies else (200, b'{"ok":true,"result":{}}')
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            api.requests.append((self.path, {}))
+            me = b'{"ok":true,"result":{"username":"ats_bot"}}'
+            status, payload = api.replies.pop(0) if api.replies else (200, me)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -445,19 +480,89 @@ async def test_no_log_line_carries_the_token(bot_api: BotApi, caplog: pytest.Log
     assert TOKEN not in logged
 
 
-async def test_console_notifier_prints_plain_text() -> None:
-    buffer = StringIO()
-    notifier = ConsoleNotifier(Console(file=buffer, width=200, color_system=None))
+@pytest.mark.parametrize(
+    ("price", "tick", "shown"),
+    [
+        ("2878.13752450", "0.01", "2878.14"),  # a mark price, with the 8 decimals the exchange gives it
+        ("183.1300", "0.0100", "183.13"),  # a level at the tick's full precision
+        ("0.1780733", "0.00001", "0.17807"),
+        ("100.3", "0.5", "100.5"),
+        ("64123.4", "10", "64120"),
+        ("2878.13752450", None, "2878.13752450"),  # no tick known: as it came
+    ],
+)
+def test_prices_show_on_the_symbols_tick(price: str, tick: str | None, shown: str) -> None:
+    assert fmt_price(D(price), None if tick is None else D(tick)) == shown
+
+
+def test_every_venue_but_mainnet_leads_its_messages() -> None:
+    message = render(NOTES[4])
+    assert venue_marked(message, Venue.MAINNET) == message
+    assert to_plain_text(venue_marked(message, Venue.SIM)).startswith("[SIM] 🚨 Alert BTCUSDT")
+    assert to_plain_text(venue_marked(message, Venue.TESTNET)).startswith("[TESTNET] ")
+    assert_valid_html(venue_marked(message, Venue.TESTNET))
+
+
+class Lines(logging.Handler):
+    """The lines ats.notify logs, caught on that logger itself (whatever other tests did to the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def notify_log() -> Iterator[list[str]]:
+    logger = logging.getLogger("ats.notify")
+    handler, level = Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_without_telegram_the_message_goes_to_the_log(notify_log: list[str]) -> None:
+    notifier = make_notifier(TelegramSettings(), venue=Venue.TESTNET)
     await notifier.send(render(NOTES[4]))
     await notifier.aclose()
-    printed = buffer.getvalue()
-    assert "Alert BTCUSDT: Stop rejected: closing at market" in printed
-    assert "<b>" not in printed
+    (line,) = notify_log
+    assert "no Telegram configured" in line
+    assert "[TESTNET] 🚨 Alert BTCUSDT: Stop rejected: closing at market" in line
+    assert "<b>" not in line
+
+
+async def test_with_telegram_the_marked_message_goes_there_and_to_the_log(
+    bot_api: BotApi, notify_log: list[str]
+) -> None:
+    notifier = LoggedNotifier(telegram(bot_api.url), Venue.SIM)
+    await notifier.send(render(NOTES[1]))
+    await notifier.aclose()
+    ((_, body),) = bot_api.requests
+    assert body["text"] == "<b>[SIM]</b> " + render(NOTES[1])
+    (line,) = notify_log
+    assert line.startswith("sent to Telegram:\n[SIM] 🟢 LONG BTCUSDT entered")
+
+
+async def test_whoami_asks_getme_and_sends_nothing(bot_api: BotApi) -> None:
+    notifier = telegram(bot_api.url)
+    assert await notifier.whoami() == "@ats_bot"
+    bot_api.replies.append((401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}'))
+    with pytest.raises(NotifyRejected, match="token was refused") as caught:
+        await notifier.whoami()
+    await notifier.aclose()
+    assert [path for path, _ in bot_api.requests] == [f"/bot{TOKEN}/getMe"] * 2
+    assert_clean(caught.value)
 
 
 def test_make_notifier_needs_token_and_chat() -> None:
-    assert isinstance(make_notifier(TelegramSettings()), ConsoleNotifier)
-    assert isinstance(make_notifier(TelegramSettings(token=SecretStr(TOKEN))), ConsoleNotifier)
-    assert isinstance(make_notifier(TelegramSettings(token=SecretStr(TOKEN), chat_id="1")), TelegramNotifier)
+    assert "None" in repr(make_notifier(TelegramSettings(), venue=Venue.SIM))
+    assert "None" in repr(make_notifier(TelegramSettings(token=SecretStr(TOKEN)), venue=Venue.SIM))
+    with_bot = make_notifier(TelegramSettings(token=SecretStr(TOKEN), chat_id="1"), venue=Venue.SIM)
+    assert "TelegramNotifier" in repr(with_bot)
+    assert TOKEN not in repr(with_bot)
     with pytest.raises(ValueError, match=r"token and telegram\.chat_id"):
         TelegramNotifier(TelegramSettings(chat_id="1"))

@@ -48,7 +48,7 @@ async def test_the_exchange_stopping_during_a_cycle_fails_it_and_the_reason_reac
     assert told[0].text.startswith("⚠️ <b>Alert</b>: trading-cycle failed")
     assert state.message in told[0].text.replace("&#x27;", "'")
     assert run_id in told[0].text  # a link to the run's page in the Prefect UI, which holds its id
-    assert told[0].status == "sent"  # delivered at once (to the console here: no Telegram configured)
+    assert told[0].status == "sent"  # delivered at once (to the log here: no Telegram configured)
     with flow_env.database.session() as session:
         recorded = session.get(FlowRunRow, run_id)
         assert recorded is not None

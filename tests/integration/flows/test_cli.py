@@ -16,7 +16,7 @@ from ats.cli import app
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
-from db.models import BarRow, FlowRunRow, ScanRow, SignalRow
+from db.models import BarRow, FlowRunRow, NotificationRow, ScanRow, SignalRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_cycle import LIQUID
 
@@ -61,6 +61,21 @@ def test_an_unreachable_exchange_is_reported_not_traced(exchange_env: FlowEnv, m
     assert "Traceback" not in status.output
 
 
+def test_a_run_that_meets_an_unreachable_exchange_says_so_in_one_line(
+    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ATS_EXCHANGE__REST_URL", f"http://127.0.0.1:{port}")
+    result = runner.invoke(app, ["run-cycle", "--dry-run"])
+    assert result.exit_code == 1
+    printed = result.output + "".join(capfd.readouterr())
+    assert "error: trading-cycle failed: build-pools failed: exchange unreachable: GET /fapi/v1/exchangeInfo" in printed
+    assert "Task run failed with exception: ExchangeUnavailable" in printed  # Prefect's line, without ...
+    assert "Traceback" not in printed  # ... the traceback of a failure the system knows
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -103,12 +118,20 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
     state = flow_env.control.state()
     assert len(state["positions"]) == 1
     assert len(state["open_algo_orders"]) == 3
+    refusals = [line for line in result.output.splitlines() if line.startswith("refused ")]
+    assert refusals
+    assert all(": max_new_positions: " in line for line in refusals)  # each refusal and why
+
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0, status.output
+    today = " ".join(status.output[status.output.index("today (") :].split())
+    assert f"{len(refusals) + 1} signals (1 traded, {len(refusals)} refused) · 1 entries, 0 failed · 0 closed" in today
 
 
 def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     from ats.cli.app import console
 
-    monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full
+    monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full, in one table
     args = ["scan", "--venue", "sim", "--symbols", ",".join(LIQUID), "--min-score", "0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -117,3 +140,21 @@ def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pyt
         assert f" {column} " in header
     for symbol in LIQUID:
         assert symbol in result.output
+    assert "T trend" in result.output  # the legend of the one-letter columns
+
+    monkeypatch.setattr(console, "width", 80)  # a narrow one: the ranking, then the factors, nothing cut
+    narrow = runner.invoke(app, args)
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.output
+    table_lines = [line for line in narrow.output.splitlines() if any(symbol in line for symbol in LIQUID)]
+    assert max(len(line) for line in table_lines) <= 80
+    factors = next(line for line in narrow.output.splitlines() if " T " in line and " F" in line)
+    assert "strength" not in factors
+    for symbol in LIQUID:
+        assert narrow.output.count(symbol) == 2
+
+    # A scan is dry: nothing a later place-orders would act on, nothing announced.
+    with flow_env.database.session() as session:
+        assert session.scalars(select(ScanRow)).first() is not None
+        assert session.scalars(select(SignalRow)).first() is None
+        assert session.scalars(select(NotificationRow)).first() is None

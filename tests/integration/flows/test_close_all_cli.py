@@ -158,7 +158,8 @@ async def test_close_all_needs_no_database(
     assert "Other positions closed at market: BNBUSDT, SOLUSDT, TRXUSDT" in output
     assert "Nothing was recorded in the database" in output
     assert "records the closes once the database is back" in output
-    assert "Close-all: test emergency" in done.stdout  # the alert, sent directly (to the console here)
+    # The alert, sent directly: to the log here (no Telegram configured), marked with its venue.
+    assert "notification (no Telegram configured):\n[SIM] 🚨 Alert: Close-all: test emergency" in done.stderr
     with exchange_env.database.session() as session:
         assert not any(day.halted for day in session.scalars(select(RiskLedgerRow)))
         assert not any("Close-all" in note.text for note in session.scalars(select(NotificationRow)))

@@ -73,6 +73,9 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
     assert sorted(k for k, _ in kinds if k == "entry") == ["entry", "entry"]
     assert {status for _, status in kinds} == {"sent"}
     assert sum(1 for k, _ in kinds if k == "signal") == len(signals)
+    with flow_env.database.session() as session:
+        told = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "signal")).all()
+    assert all("Plan: stop " in text and " · TP2 " in text and " · x" in text for text in told)  # levels, leverage
 
     runs = await subflow_runs(state.state_details.flow_run_id)
     assert set(runs) == {"build-pools", "factor-scan", "place-orders"}
@@ -80,10 +83,22 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
         assert flow_run.state is not None
         assert flow_run.state.is_completed(), name
         assert await artifacts_of(flow_run.id), f"{name} left no artifact"
-    scan_artifacts = {a.type for a in await artifacts_of(runs["factor-scan"].id)}
-    assert scan_artifacts == {"table", "markdown"}
-    placement = next(a for a in await artifacts_of(runs["place-orders"].id) if a.type == "markdown")
+    scan_artifacts = {a.key: a for a in await artifacts_of(runs["factor-scan"].id)}
+    assert {k: a.type for k, a in scan_artifacts.items()} == {"factor-table": "table", "signals": "markdown"}
+    assert "**T** trend" in str(scan_artifacts["factor-table"].description)  # the legend of the one-letter columns
+    assert [a.key for a in await artifacts_of(runs["build-pools"].id)] == ["pools"]
+    (placement,) = await artifacts_of(runs["place-orders"].id)
+    assert placement.key == "placements"
     assert "opened" in str(placement.data)
+    for name, label in (("build-pools", "pools "), ("factor-scan", "scan "), ("place-orders", "placement ")):
+        assert runs[name].name.startswith(label), runs[name].name  # named for what they are, not at random
+    (summary,) = await artifacts_of(state.state_details.flow_run_id)
+    assert summary.key == "trading-cycle"
+    content = str(summary.data)
+    for position in positions:  # the cycle's own page holds the signals and placements, and links each step's run
+        assert f"| {position.symbol} |" in content
+    for run_id in (r.id for r in runs.values()):
+        assert str(run_id) in content
 
     # The next cycle on the same bar: pools reused, no bar fetched again, nothing placed twice.
     again = await run(trading_cycle, max_new_positions=2)
@@ -308,6 +323,21 @@ async def test_a_dry_run_decides_but_records_and_sends_nothing(flow_env: FlowEnv
     assert cycle.is_completed(), cycle.message
     assert flow_env.open_positions() == []
     assert flow_env.control.state()["positions"] == {}
-    assert {s.status for s in signal_rows(flow_env)} == {"new"}
     report = await cycle.aresult()
     assert len(report.opened) == 5
+    assert report.signals >= 5
+    # Nothing a later run could act on, nothing announced.
+    assert signal_rows(flow_env) == []
+    with flow_env.database.session() as session:
+        assert session.scalars(select(NotificationRow)).first() is None
+    later = await run(place_orders, min_score=0)
+    assert later.is_completed(), later.message
+    assert (await later.aresult()).decided.decisions == []
+    assert flow_env.control.state()["positions"] == {}
+    # Its pages say so, under keys of their own: the latest `placements` is always what really happened.
+    (summary,) = await artifacts_of(cycle.state_details.flow_run_id)
+    assert summary.key == "trading-cycle-dry-run"
+    assert "dry run: nothing recorded, no order sent" in str(summary.data)
+    runs = await subflow_runs(cycle.state_details.flow_run_id)
+    assert [a.key for a in await artifacts_of(runs["place-orders"].id)] == ["placements-dry-run"]
+    assert runs["factor-scan"].name.endswith("(dry run)")

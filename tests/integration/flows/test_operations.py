@@ -115,11 +115,15 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     stats = await today.aresult()
     assert stats.report.trades == 2
     assert stats.exits == {"manual": 2}
-    assert stats.report.halted
+    assert stats.report.halted == "close-all: test emergency"  # the real reason, not the daily loss limit's
     assert stats.report.fees > 0
     with flow_env.database.session() as session:
         kinds = session.scalars(select(NotificationRow.kind).where(NotificationRow.status == "sent")).all()
     assert "report" in kinds
+    with flow_env.database.session() as session:
+        (told,) = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "report")).all()
+    assert "New entries halted: close-all: test emergency" in told
+    assert "loss limit" not in told
     bad = await run(daily_report, day="yesterday")
     assert bad.is_failed()
     assert bad.message == "day must look like 2026-01-31, got 'yesterday'"

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from prefect.blocks.system import Secret
@@ -50,16 +55,48 @@ async def test_a_secret_given_directly_wins_over_its_block(flow_env: FlowEnv, mo
     assert settings.exchange.api_secret.get_secret_value() == "direct"
 
 
+BLOCK_TOKEN = "123456789:AAF-sentinel_block_token"  # a fake: an example token shape
+
+
+@pytest.fixture
+def bot_api() -> Iterator[str]:
+    """A loopback getMe that knows only BLOCK_TOKEN (401 for any other, as Telegram answers)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            known = self.path == f"/bot{BLOCK_TOKEN}/getMe"
+            body = {"ok": True, "result": {"username": "ats_test_bot"}} if known else {"ok": False, "error_code": 401}
+            payload = json.dumps(body).encode()
+            self.send_response(200 if known else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
 async def test_test_connection_sees_the_bot_token_in_its_block(
-    flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch
+    flow_env: FlowEnv, bot_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = "123456789:AAF-sentinel_block_token"  # a fake: an example token shape
-    await Secret(value=token).save("ats-test-bot-token", overwrite=True)
+    await Secret(value=BLOCK_TOKEN).save("ats-test-bot-token", overwrite=True)
     monkeypatch.setenv("ATS_TELEGRAM__TOKEN_BLOCK", "ats-test-bot-token")
     monkeypatch.setenv("ATS_TELEGRAM__CHAT_ID", "-100123")
+    monkeypatch.setenv("ATS_TELEGRAM__API_URL", bot_api)
     result = await asyncio.to_thread(CliRunner().invoke, app, ["test-connection"])
     assert result.exit_code == 0, result.output
-    (notifications,) = [line for line in result.output.splitlines() if "notifications" in line]
-    assert "Telegram" in notifications
-    assert "console" not in notifications
-    assert token.split(":")[1] not in result.output
+    (telegram,) = [line for line in result.output.splitlines() if "Telegram" in line]
+    assert "@ats_test_bot answers getMe" in telegram  # the bot answered to the block's token
+    assert BLOCK_TOKEN.split(":")[1] not in result.output
+
+    await Secret(value="123456789:AAF-not_the_right_token").save("ats-test-bot-token", overwrite=True)
+    refused = await asyncio.to_thread(CliRunner().invoke, app, ["test-connection"])
+    assert refused.exit_code == 1, refused.output
+    assert "the bot token was refused" in refused.output

@@ -51,7 +51,12 @@ from tests.fixtures.db import DatabaseFactory
 pytestmark = [pytest.mark.timeout(360), pytest.mark.xdist_group("prefect-stack")]
 
 ROOT = Path(__file__).resolve().parents[3]
-SCHEDULED = ("trading-cycle/hourly", "reconcile/every-5-minutes", "daily-report/daily", "account-status/hourly")
+SCHEDULED = (
+    "trading-cycle/hourly-trading",
+    "reconcile/repair-every-5-minutes",
+    "daily-report/report-after-midnight",
+    "account-status/hourly-snapshot",
+)
 CYCLE_EVERY_S = 15  # the trading cycle's schedule in these tests (hourly in prefect.yaml)
 ZOMBIE_AFTER_S = 45  # heartbeats every 30 s: a run silent for 45 s is dead
 SERVER_START_S = 120.0
@@ -255,10 +260,10 @@ def _only_the_cycle_scheduled_every(seconds: int) -> None:
 
     async def apply() -> None:
         async with get_client() as client:
-            for name in (*SCHEDULED, "watchdog/every-minute"):
+            for name in (*SCHEDULED, "watchdog/watch-every-minute"):
                 deployment = await client.read_deployment_by_name(name)
                 for schedule in deployment.schedules:
-                    if name == "trading-cycle/hourly":
+                    if name == "trading-cycle/hourly-trading":
                         await client.update_deployment_schedule(
                             deployment.id,
                             schedule.id,
@@ -279,7 +284,7 @@ def test_schedules_fire_and_a_killed_worker_never_blocks_the_next_cycle(stack: S
 
 def the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stack: Stack) -> None:
     async def scheduled_everywhere() -> bool:
-        for name in (*SCHEDULED, "watchdog/every-minute"):
+        for name in (*SCHEDULED, "watchdog/watch-every-minute"):
             runs = await _runs(await _deployment_id(name))
             if not any(r.auto_scheduled and r.state_type is StateType.SCHEDULED for r in runs):
                 return False
@@ -291,9 +296,9 @@ def the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stac
         """What `ats deploy` made of prefect.yaml: deployments as declared, the queue, the automation."""
         async with get_client() as client:
             deployments = await client.read_deployments()
-            cycle = await client.read_deployment_by_name("trading-cycle/hourly")
-            reconcile = await client.read_deployment_by_name("reconcile/every-5-minutes")
-            close_all = await client.read_deployment_by_name("close-all/emergency")
+            cycle = await client.read_deployment_by_name("trading-cycle/hourly-trading")
+            reconcile = await client.read_deployment_by_name("reconcile/repair-every-5-minutes")
+            close_all = await client.read_deployment_by_name("close-all/emergency-close-all")
             queue = await client.read_work_queue_by_name("emergency", work_pool_name="ats-process")
             automations = await client.read_automations_by_name(
                 "ats: mark flow runs whose heartbeats stopped as Crashed"
@@ -314,7 +319,7 @@ def the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stac
     run_coro_as_sync(set_up())
 
     _only_the_cycle_scheduled_every(CYCLE_EVERY_S)
-    cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly"))
+    cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly-trading"))
     worker = stack.start_worker("cycle-worker")
     try:
 
@@ -341,12 +346,12 @@ def a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs(stac
     # no event of their own, so Prefect holds their first events back for 15 minutes, and the automation would
     # wait as long; hourly runs are inserted an hour ahead and are not affected.
     _only_the_cycle_scheduled_every(3600)
-    cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly"))
+    cycle = run_coro_as_sync(_deployment_id("trading-cycle/hourly-trading"))
     # The exchange's clock hangs (each request times out and is retried): the cycle stays Running for a while.
     stack.sim.server.faults.add("latency", path="/fapi/v1/time", latency_ms=60_000)  # type: ignore[union-attr]
     worker = stack.start_worker("killed-worker")
     try:
-        victim = cast(FlowRun, run_deployment("trading-cycle/hourly", parameters=LIGHT_CYCLE, timeout=0))
+        victim = cast(FlowRun, run_deployment("trading-cycle/hourly-trading", parameters=LIGHT_CYCLE, timeout=0))
 
         async def running() -> bool:
             async with get_client() as client:
@@ -392,7 +397,7 @@ def a_killed_worker_leaves_no_run_running_and_the_next_scheduled_cycle_runs(stac
 
         # The killed run ran no hook of its own: the watchdog deployment finds it Crashed and tells of it, and of
         # the scheduled cycles the concurrency limit dropped while the dead run held the slot.
-        watched = cast(FlowRun, run_deployment("watchdog/every-minute", timeout=120))
+        watched = cast(FlowRun, run_deployment("watchdog/watch-every-minute", timeout=120))
         assert watched.state is not None
         assert watched.state.is_completed(), watched.state.message
     finally:

@@ -271,7 +271,7 @@ def test_the_status_and_close_all_reports() -> None:
     status = AccountStatus(NOW, D(1000), D(2), D(1002), D(800), [line], 5, ["BBBUSDT"], D(-3), "limit", ["note"])
     text = status_markdown(status)
     assert "1/5" in text
-    assert "+1.00 %" in text
+    assert "| +1.00 |" in text
     assert "New entries halted today" in text
     report = CloseAllReport(["AAAUSDT"], {}, ["AAAUSDT"], [], {"CCCUSDT": "market close: -2022"}, ["CCCUSDT"])
     text = close_all_markdown(report)
