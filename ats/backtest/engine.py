@@ -220,13 +220,9 @@ def trade(
     journal = MemoryJournal()
     paper = PaperExchange(journal, taker_fee_rate=options.taker_fee_rate, slippage=options.slippage)
     rules: dict[str, SymbolRules] = {s: history.rules_of(s) for s in history.bars}
-    index = {
-        s: int(np.searchsorted(b.open_time, tape.start_ms - tape.start_ms % step)) for s, b in history.bars.items()
-    }
     book = Book(options.balance, LedgerDay(tape.start_ms - tape.start_ms % DAY_MS))
     halted_days: set[int] = set()
     active: list[str] = []  # keys of positions not closed, in opening order
-    closes: dict[str, Decimal] = {}
     equity: list[tuple[int, Decimal]] = []
     exposure_hours = 0
     for hour in tape.hours:
@@ -234,13 +230,14 @@ def trade(
         day = bar_open - bar_open % DAY_MS
         if day != book.ledger.day_start_ms:
             book.ledger = LedgerDay(day)
-        # 1. the bar that just closed: funding at its open, then its fills
-        for symbol, series in history.bars.items():
-            i = index[symbol]
+        closes = _Closes(history, bar_open)
+        # 1. the bar that just closed, for the symbols with a position or an order: funding at its open, then fills
+        busy = {journal.positions[k].symbol for k in active} | paper.symbols_with_orders()
+        for symbol in sorted(busy):
+            series = history.bars[symbol]
+            i = int(np.searchsorted(series.open_time, bar_open))
             if i >= len(series) or int(series.open_time[i]) != bar_open:
                 continue
-            index[symbol] = i + 1
-            closes[symbol] = _dec(series.close[i])
             holders = [k for k in active if journal.positions[k].symbol == symbol]
             for time_ms, rate, mark in _funding_between(history, symbol, bar_open, as_of):
                 price = mark if mark is not None else _dec(series.open[i])
@@ -259,9 +256,10 @@ def trade(
         for key in list(active):
             p = journal.positions[key]
             seen = hour.directions.get(p.symbol)
-            if p.is_terminal or seen is None or seen[0] is p.direction or p.symbol not in closes:
+            mark = closes.get(p.symbol)
+            if p.is_terminal or seen is None or seen[0] is p.direction or mark is None:
                 continue
-            event = ReversalSignal(seen[0], seen[1], closes[p.symbol], bar_open, as_of)
+            event = ReversalSignal(seen[0], seen[1], mark, bar_open, as_of)
             paper.perform(journal.apply(key, event, source="backtest")[1], as_of)
         _settle(book, journal, active)
         # 3. the cycle: the entry decision over this hour's signals
@@ -292,7 +290,7 @@ def trade(
                 limits=settings.limits,
                 level_settings=settings.levels,
                 rules=rules,
-                marks=closes,
+                marks={c.signal.symbol: closes[c.signal.symbol] for c in candidates},
                 halted=halted,
                 newest_bar_ms=bar_open,
                 interval=tape.interval,
@@ -324,6 +322,31 @@ def trade(
         tape.hours[-1].bar_open_ms + step if tape.hours else tape.start_ms,
         len(paper.reconcile_requests),
     )
+
+
+class _Closes(Mapping[str, Decimal]):
+    """Each symbol's last close at or before a bar, converted only when asked (most symbols never are)."""
+
+    def __init__(self, history: History, bar_open_ms: int) -> None:
+        self._history = history
+        self._bar_open_ms = bar_open_ms
+        self._known: dict[str, Decimal] = {}
+
+    def __getitem__(self, symbol: str) -> Decimal:
+        known = self._known.get(symbol)
+        if known is None:
+            series = self._history.bars[symbol]
+            i = int(np.searchsorted(series.open_time, self._bar_open_ms, side="right")) - 1
+            if i < 0:
+                raise KeyError(symbol)
+            known = self._known[symbol] = _dec(series.close[i])
+        return known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._history.bars)
+
+    def __len__(self) -> int:
+        return len(self._history.bars)
 
 
 def _unrealized(p: Position, closes: Mapping[str, Decimal]) -> Decimal:

@@ -95,6 +95,11 @@ class PaperExchange:
         self._symbol_of: dict[str, str] = {}  # position key -> symbol
         self._trade_id = 0
 
+    def symbols_with_orders(self) -> set[str]:
+        return {s for s, orders in self._resting.items() if orders} | {
+            s for s, orders in self._market.items() if orders
+        }
+
     def has_orders(self, symbol: str) -> bool:
         return bool(self._resting.get(symbol) or self._market.get(symbol))
 
