@@ -12,7 +12,10 @@ per scenario:
   on the exchange itself at every change of its state (wall time: this is the system's reaction time);
 - lost_events: fills on the exchange that the database does not hold, or holds differently;
 - false_alerts: alerts in the outbox that no real problem called for (the scenario names those it expects);
-- errors: runs that did not reach their end state (a position left open, a stuck transition).
+- errors: runs that did not reach their end state (a position left open, a stuck transition);
+- limits_exceeded, day_loss_usdt: the scenarios that open several positions at once (tests/chaos/placement.py):
+  more positions than allowed or two on a symbol, and each day's loss against the daily loss limit;
+- orders_after_vanish: orders sent for a position the exchange forgot (it restarted without its state).
 
 `tests/chaos/test_chaos.py` runs a few runs of each scenario in `make test`; `benchmarks/chaos.py` runs many.
 """
@@ -181,7 +184,7 @@ class Figures:
 
     @property
     def day_loss_beyond_slippage_max(self) -> float:
-        """The worst run's loss above the daily limit plus what its exits slipped past their stops (<= 0: held)."""
+        """The worst run's loss above the daily limit plus its slippage (<= 0: the cap held)."""
         return max((float(d.beyond_slippage) for d in self.day_losses), default=0.0)
 
     def as_json(self) -> dict[str, Any]:
@@ -223,8 +226,9 @@ class Figures:
 
 @dataclass(frozen=True, slots=True)
 class DayLoss:
-    """One day of a loss-cap run: what the account lost (wallet, fees included) against the limit, and what the
-    exits lost beyond their stops' triggers (a stop-market order fills at the book: slippage no cap can size)."""
+    """One day of a loss-cap run: what the account lost (wallet, fees included) against the limit, and the slippage
+    no cap can size: stops placed from the entries' fills further out than planned from the prices the entries
+    were sized at, and exits filled beyond their stops' triggers (a stop-market order fills at the book)."""
 
     loss: Decimal
     limit: Decimal

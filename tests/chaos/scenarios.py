@@ -184,15 +184,8 @@ def database_down_at_next_fill(seconds: float) -> Inject:
         def on_event(event: dict[str, Any]) -> None:
             nonlocal fired
             order = event.get("o", {})
-            if (
-                not fired
-                and event.get("e") == "ORDER_TRADE_UPDATE"
-                and (order.get("s"), order.get("x"))
-                == (
-                    symbol,
-                    "TRADE",
-                )
-            ):
+            filled = event.get("e") == "ORDER_TRADE_UPDATE" and order.get("x") == "TRADE"
+            if filled and order.get("s") == symbol and not fired:
                 fired = True
                 proxy.cut(seconds)
 
@@ -537,8 +530,8 @@ async def racing_cycles_and_manual_signals(bench: Bench, run: Run) -> list[str]:
     keys = [key for key, _ in approved]
     bench.keys.extend(keys)
     symbols = [symbol for _, symbol in approved]
-    held = [s for s, p in bench.engine.positions.items() if p.amount != 0]
-    if len(keys) > RACE.max_concurrent_positions or len(set(symbols)) < len(symbols) or len(held) > len(keys):
+    held = [s for s, p in bench.engine.positions.items() if p.amount != 0 and s in bench.run_symbols]
+    if max(len(keys), len(held)) > RACE.max_concurrent_positions or len(set(symbols)) < len(symbols):
         run.figures.limits_exceeded += 1
         run.figures.notes.append(f"run {run.index}: approved {symbols}, held on the exchange {held}")
     if not keys:
