@@ -53,7 +53,7 @@ from db.session import Database
 from tasks.runtime import TRANSIENT
 from tests.chaos import placement
 from tests.chaos.pgproxy import PgProxy
-from tests.chaos.placement import Venue
+from tests.chaos.placement import CycleSetup
 from tests.fixtures.db import truncate_all
 from tests.integration.monitor.harness import (
     LIMITS,
@@ -340,9 +340,9 @@ class Bench:
             audit = self.audit
             await self.on_exchange(lambda server: _attach(audit, server))
 
-    def venue(self, limits: RiskLimits = LIMITS) -> Venue:
+    def cycle_setup(self, limits: RiskLimits = LIMITS) -> CycleSetup:
         """Where the bench's place-orders cycles trade: this exchange, the database through the proxy."""
-        return Venue(
+        return CycleSetup(
             self.sim.rest_url,
             self.sim.ws_url,
             self.sim.api_key,
@@ -539,7 +539,7 @@ async def _cycle_entry(bench: Bench, symbol: str, direction: Direction, run: int
     marks = {m.symbol: m.mark_price for m in await bench.exchange.premium_index(symbol)}
     s = placement.signal(symbol, direction, placement.bar_of_run(bench.server.server_time_ms(), run), marks[symbol])
     ids = placement.record_scan_signals(bench.database, [s])
-    result = await placement.run_cycle(bench.venue(), ids)
+    result = await placement.run_cycle(bench.cycle_setup(), ids)
     if result.refused:
         raise AssertionError(f"the cycle refused {symbol}: {result.refused}")
     if result.failure:

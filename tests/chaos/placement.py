@@ -36,7 +36,7 @@ RETRY_DELAYS_S = (0.2, 0.5, 1.0)  # open-position's retries, shortened
 
 
 @dataclass(frozen=True, slots=True)
-class Venue:
+class CycleSetup:
     """Where a cycle trades and records: the exchange's URLs and keys, the database URL (through the proxy)."""
 
     rest_url: str
@@ -82,10 +82,10 @@ def record_scan_signals(database: Database, signals: Sequence[Signal]) -> list[i
         return [market.record_signal(session, ACCOUNT, s, scan_id=None, source="scan")[0] for s in signals]
 
 
-def _runtime(venue: Venue, database: Database) -> Runtime:
-    settings = sim_settings(venue.rest_url, venue.ws_url).model_copy(update={"limits": venue.limits})
+def _runtime(setup: CycleSetup, database: Database) -> Runtime:
+    settings = sim_settings(setup.rest_url, setup.ws_url).model_copy(update={"limits": setup.limits})
     exchange = client(
-        venue.rest_url, venue.api_key, venue.api_secret, budget_store=PostgresBudgetStore(database.engine)
+        setup.rest_url, setup.api_key, setup.api_secret, budget_store=PostgresBudgetStore(database.engine)
     )
     return Runtime(settings, database, exchange, WallClock())
 
@@ -104,10 +104,12 @@ async def _open(rt: Runtime, key: str, symbol: str, leverage: int) -> None:
                 continue
 
 
-async def _cycle(venue: Venue, signal_ids: list[int] | None, signals: Sequence[Signal], manual: bool) -> CycleResult:
+async def _cycle(
+    setup: CycleSetup, signal_ids: list[int] | None, signals: Sequence[Signal], manual: bool
+) -> CycleResult:
     result = CycleResult()
-    database = Database(venue.database_url)
-    rt = _runtime(venue, database)
+    database = Database(setup.database_url)
+    rt = _runtime(setup, database)
     try:
         exchange = await read_exchange_account.fn(rt)
         if manual:  # manual-signal: the user's signal recorded, then placed alone
@@ -136,19 +138,19 @@ async def _cycle(venue: Venue, signal_ids: list[int] | None, signals: Sequence[S
     return result
 
 
-async def run_cycle(venue: Venue, signal_ids: list[int]) -> CycleResult:
+async def run_cycle(setup: CycleSetup, signal_ids: list[int]) -> CycleResult:
     """place-orders over stored signals, in this event loop."""
-    return await _cycle(venue, signal_ids, (), manual=False)
+    return await _cycle(setup, signal_ids, (), manual=False)
 
 
-async def run_manual(venue: Venue, s: Signal) -> CycleResult:
+async def run_manual(setup: CycleSetup, s: Signal) -> CycleResult:
     """manual-signal's placement of one signal, in this event loop."""
-    return await _cycle(venue, None, (s,), manual=True)
+    return await _cycle(setup, None, (s,), manual=True)
 
 
-async def race(venue: Venue, scans: Sequence[list[int]], manuals: Sequence[Signal]) -> list[CycleResult]:
+async def race(setup: CycleSetup, scans: Sequence[list[int]], manuals: Sequence[Signal]) -> list[CycleResult]:
     """Cycles over `scans` and manual signals `manuals`, all started together, each in its own thread and loop."""
 
-    jobs = [asyncio.to_thread(asyncio.run, run_cycle(venue, ids)) for ids in scans]
-    jobs += [asyncio.to_thread(asyncio.run, run_manual(venue, s)) for s in manuals]
+    jobs = [asyncio.to_thread(asyncio.run, run_cycle(setup, ids)) for ids in scans]
+    jobs += [asyncio.to_thread(asyncio.run, run_manual(setup, s)) for s in manuals]
     return list(await asyncio.gather(*jobs))

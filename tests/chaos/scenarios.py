@@ -489,7 +489,7 @@ def several_stopped_out(gap: Decimal) -> RunBody:
         placement.new_day(bench.database)
         wallet = await _wallet(bench)
         ids = placement.record_scan_signals(bench.database, await _signals(bench, run, bench.run_symbols))
-        result = await placement.run_cycle(bench.venue(CAP), ids)
+        result = await placement.run_cycle(bench.cycle_setup(CAP), ids)
         if result.failure:
             raise AssertionError(f"the cycle failed: {result.failure}")
         keys = [key for key, _ in result.approved]
@@ -521,7 +521,7 @@ async def racing_cycles_and_manual_signals(bench: Bench, run: Run) -> list[str]:
         first.bar_open_time_ms,
         first.price,
     )
-    results = await placement.race(bench.venue(RACE), [ids[:4], ids[2:]], [extra, against])
+    results = await placement.race(bench.cycle_setup(RACE), [ids[:4], ids[2:]], [extra, against])
     run.figures.faults_injected += 1
     failures = [r.failure for r in results if r.failure]
     if failures:
