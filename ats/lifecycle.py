@@ -965,7 +965,9 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
             exit_value=p.exit_value + remaining * price,
             external_qty=p.external_qty + remaining,
         )
-    return p
+    # Its exit and result are estimates, and the cause (liquidation, ADL, a person, an exchange that lost its
+    # books) is unknown here: a person must look at the account.
+    return _alert(p, out, "vanished", "Position vanished from the exchange: check the account", note, "critical")
 
 
 def _on_held(p: Position, e: PositionHeld) -> Position:

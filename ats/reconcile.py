@@ -415,7 +415,13 @@ async def reconcile(
     work = plan(positions, snapshot, since_ms=since_ms)
     shell = _Pass(exchange, journal, executor, clock, guard, source, report)
 
+    # A position the exchange no longer holds is settled first (its fills replayed, else it vanished): looking up
+    # the legs of one that vanished would find them "cancelled" and replace its stop for nothing.
+    for key in work.vanished:
+        await shell.confirm_vanished(key, since_ms)
     for key, legs in work.lookups.items():
+        if key in work.vanished and _settled(journal.position(key)):
+            continue
         report.legs_looked_up += len(legs)
         await shell.on_position(key, "looking up legs the exchange no longer lists", executor.refresh, key, legs)
     for symbol, start in sorted(work.trade_windows.items()):
@@ -429,8 +435,6 @@ async def reconcile(
             await shell.on_position(key, "re-driving legs without an outcome", redrive, key)
     for orphan in work.orphans:
         await shell.cancel_orphan(orphan)
-    for key in work.vanished:
-        await shell.confirm_vanished(key, since_ms)
     for info in work.unknown:
         await shell.adopt(info, settings)
 
@@ -453,6 +457,11 @@ async def reconcile(
     level = log.info if report.clean else log.warning
     level("reconciled", summary=report.summary(), took_ms=report.finished_ms - report.started_ms, **scope)
     return report
+
+
+def _settled(position: Position | None) -> bool:
+    """Closed, or marked vanished: nothing of it is left on the exchange to look up."""
+    return position is None or position.is_terminal or position.vanished
 
 
 async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> ExchangeSnapshot:

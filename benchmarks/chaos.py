@@ -3,8 +3,10 @@ loopback (its own thread), the local PostgreSQL and the monitor (in this process
 process for the kill scenarios). Prints one JSON object per scenario, then a summary line.
 
 Figures per scenario (see tests/chaos/bench.py): runs, faults_injected, duplicates, unprotected_seconds (max and
-total), lost_events, false_alerts, errors. The promise: duplicates = lost_events = false_alerts = 0 and
-unprotected max under 2 s.
+total), lost_events, false_alerts, errors, limits_exceeded, orders_after_vanish and, for the daily loss cap
+scenarios, day_loss_usdt (the worst day against the limit and the slippage). The promise: duplicates =
+lost_events = false_alerts = limits_exceeded = orders_after_vanish = 0, unprotected max under 2 s, and no day
+lost more than the limit plus what its fills slipped.
 
 Run from the repository root: `.venv/bin/python benchmarks/chaos.py [--runs 50] [--only NAME ...]`.
 """
@@ -61,6 +63,9 @@ def main() -> None:
         and f.false_alerts == 0
         and f.errors == 0
         and f.unprotected_seconds_max < 2.0
+        and f.limits_exceeded == 0
+        and f.orders_after_vanish == 0
+        and f.day_loss_beyond_slippage_max <= 0
         for f in results
     )
     summary = {
@@ -76,7 +81,7 @@ def main() -> None:
 
 
 def markdown_table(results: list[Figures]) -> str:
-    """The README's table: one row per scenario."""
+    """The README's table: one row per scenario; then the daily loss cap's days, for the scenarios that have them."""
     lines = [
         "| scenario | runs | faults | duplicates | unprotected s (max / total) | reaction s (median / max) "
         "| lost events | false alerts | errors |",
@@ -89,6 +94,21 @@ def markdown_table(results: list[Figures]) -> str:
             f"| {f.reaction_seconds_median:.2f} / {f.reaction_seconds_max:.2f} "
             f"| {f.lost_events} | {f.false_alerts} | {f.errors} |"
         )
+    capped = [f for f in results if f.day_losses]
+    if capped:
+        lines += [
+            "",
+            "| scenario | days | positions (max) | limits exceeded | day's loss USDT (max) | limit "
+            "| slippage USDT (max) | loss - limit - slippage (max) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for f in capped:
+            day = f.as_json()["day_loss_usdt"]
+            lines.append(
+                f"| {f.scenario} | {len(f.day_losses)} | {day['positions_max']} | {f.limits_exceeded} "
+                f"| {day['max']:.2f} | {day['limit']:g} | {day['slippage_max']:.2f} "
+                f"| {day['beyond_slippage_max']:.3f} |"
+            )
     return "\n".join(lines)
 
 

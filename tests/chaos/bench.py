@@ -12,7 +12,10 @@ per scenario:
   on the exchange itself at every change of its state (wall time: this is the system's reaction time);
 - lost_events: fills on the exchange that the database does not hold, or holds differently;
 - false_alerts: alerts in the outbox that no real problem called for (the scenario names those it expects);
-- errors: runs that did not reach their end state (a position left open, a stuck transition).
+- errors: runs that did not reach their end state (a position left open, a stuck transition);
+- limits_exceeded, day_loss_usdt: the scenarios that open several positions at once (tests/chaos/placement.py):
+  more positions than allowed or two on a symbol, and each day's loss against the daily loss limit;
+- orders_after_vanish: orders sent for a position the exchange forgot (it restarted without its state).
 
 `tests/chaos/test_chaos.py` runs a few runs of each scenario in `make test`; `benchmarks/chaos.py` runs many.
 """
@@ -20,6 +23,7 @@ per scenario:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import tempfile
@@ -35,6 +39,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ats.clock import WallClock
+from ats.config import RiskLimits
 from ats.domain import Direction, is_own_client_id
 from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures
@@ -46,9 +51,12 @@ from db.models import NotificationRow
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from tasks.runtime import TRANSIENT
+from tests.chaos import placement
 from tests.chaos.pgproxy import PgProxy
+from tests.chaos.placement import CycleSetup
 from tests.fixtures.db import truncate_all
 from tests.integration.monitor.harness import (
+    LIMITS,
     Desk,
     RunningMonitor,
     breakeven_up,
@@ -128,9 +136,20 @@ def duplicate_orders(engine: Engine) -> int:
     return sum(count - 1 for ids in (orders, algos) for count in ids.values() if count > 1)
 
 
-def lost_events(engine: Engine, database: Database) -> int:
-    """Fills the exchange made that the database does not hold exactly (and fills it holds that never were)."""
-    return len(fills_on_exchange(engine.trades) ^ fills_in_db(database))
+def lost_events(engine: Engine, database: Database, forgotten: list[dict[str, Any]] | None = None) -> int:
+    """Fills the exchange made that the database does not hold exactly (and fills it holds that never were);
+    `forgotten`: the fills of an exchange that restarted without its state."""
+    return len(fills_on_exchange([*(forgotten or []), *engine.trades]) ^ fills_in_db(database))
+
+
+def _forget_accounts(config: SimConfig) -> None:
+    """Rewrite the exchange's state file with fresh accounts that keep only their id sequences."""
+    assert config.state_file is not None
+    saved = json.loads(config.state_file.read_text())
+    accounts = {
+        key: {"wallet": str(config.balance), "ids": account["ids"]} for key, account in saved["accounts"].items()
+    }
+    config.state_file.write_text(json.dumps({**saved, "accounts": accounts}))
 
 
 def alert_titles(database: Database) -> list[str]:
@@ -157,8 +176,16 @@ class Figures:
     lost_events: int = 0
     false_alerts: int = 0
     errors: int = 0
+    limits_exceeded: int = 0  # runs that ended with more positions than allowed, or two on one symbol
+    day_losses: list[DayLoss] = field(default_factory=list)  # the loss-cap scenarios: one per run
+    orders_after_vanish: int = 0  # orders sent for positions the exchange forgot (it restarted without state)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def day_loss_beyond_slippage_max(self) -> float:
+        """The worst run's loss above the daily limit plus its slippage (<= 0: the cap held)."""
+        return max((float(d.beyond_slippage) for d in self.day_losses), default=0.0)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -177,9 +204,40 @@ class Figures:
             "lost_events": self.lost_events,
             "false_alerts": self.false_alerts,
             "errors": self.errors,
+            "limits_exceeded": self.limits_exceeded,
+            "day_loss_usdt": self._day_loss_json(),
+            "orders_after_vanish": self.orders_after_vanish,
             "seconds": round(self.seconds, 1),
             "notes": self.notes[:5],
         }
+
+    def _day_loss_json(self) -> dict[str, Any] | None:
+        if not self.day_losses:
+            return None
+        return {
+            "limit": float(max(d.limit for d in self.day_losses)),
+            "max": float(max(d.loss for d in self.day_losses)),
+            "over_limit_max": float(max(d.loss - d.limit for d in self.day_losses)),
+            "slippage_max": float(max(d.slippage for d in self.day_losses)),
+            "beyond_slippage_max": self.day_loss_beyond_slippage_max,
+            "positions_max": max(d.positions for d in self.day_losses),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DayLoss:
+    """One day of a loss-cap run: what the account lost (wallet, fees included) against the limit, and the slippage
+    no cap can size: stops placed from the entries' fills further out than planned from the prices the entries
+    were sized at, and exits filled beyond their stops' triggers (a stop-market order fills at the book)."""
+
+    loss: Decimal
+    limit: Decimal
+    slippage: Decimal
+    positions: int
+
+    @property
+    def beyond_slippage(self) -> Decimal:
+        return self.loss - self.limit - self.slippage
 
 
 class Bench:
@@ -203,9 +261,15 @@ class Bench:
         self.monitor: RunningMonitor | None = None
         self.processes: list[MonitorProcess] = []  # the real `ats monitor`: a leader and, with a standby, a second
         self.background: set[asyncio.Task[None]] = set()  # e.g. a killed monitor's restart
+        self.disarm: list[Callable[[], None]] = []  # a run's exchange hooks (a fault armed on the next fill)
         self.current_symbol = ""  # the symbol of the run in progress
+        self.run_symbols: list[str] = []  # every symbol the run in progress trades (spoiled if it fails)
+        self.keys: list[str] = []  # every position the runs opened
         self.audit: ProtectionAudit | None = None
         self.duplicates_before_restart = 0  # an exchange restart forgets finished orders: counted before it
+        self.trades_before_restart: list[dict[str, Any]] = []  # the fills an exchange restarted without state forgot
+        self.orders_after_vanish = 0  # orders sent for positions the exchange forgot
+        self.cycle_failures: list[str] = []  # place-orders cycles that failed (under a fault they may)
         self.reactions: list[tuple[str, float]] = []  # (what, seconds from the crossing to its record)
 
     @property
@@ -255,13 +319,18 @@ class Bench:
             time.sleep(0.05)
         return leader
 
-    async def restart_exchange(self) -> None:
-        """Stop the exchange and start it again on the same port from its saved accounts and prices, as a venue
-        comes back after maintenance: every connection drops, nothing of the accounts is lost."""
+    async def restart_exchange(self, *, keep_state: bool = True) -> None:
+        """Stop the exchange and start it again on the same port, as a venue comes back after maintenance: every
+        connection drops. With `keep_state` nothing of the accounts is lost; without, the accounts come back
+        fresh (no position, no order, the starting balance: a testnet reset, or a venue that lost its books),
+        only the id sequences go on (a real venue never hands out an order or trade id twice)."""
         old = self.server
         prices = {symbol: old.market.mark_price_event(symbol)["p"] for symbol in SYMBOLS}
         self.duplicates_before_restart += duplicate_orders(old.engine)
-        await asyncio.to_thread(self.sim.stop)
+        await asyncio.to_thread(self.sim.stop)  # saves the accounts to the state file
+        if not keep_state:
+            self.trades_before_restart.extend(old.engine.trades)
+            _forget_accounts(self.sim.config)
         config = replace(self.sim.config, port=old.port)
         self.sim = SimServerThread(config)
         await asyncio.to_thread(self.sim.start)
@@ -271,11 +340,24 @@ class Bench:
             audit = self.audit
             await self.on_exchange(lambda server: _attach(audit, server))
 
+    def cycle_setup(self, limits: RiskLimits = LIMITS) -> CycleSetup:
+        """Where the bench's place-orders cycles trade: this exchange, the database through the proxy."""
+        return CycleSetup(
+            self.sim.rest_url,
+            self.sim.ws_url,
+            self.sim.api_key,
+            self.sim.api_secret,
+            self.monitor_database.engine.url.render_as_string(hide_password=False),
+            limits,
+        )
+
     async def after_run(self) -> None:
         """Wait for what a run left going (a restart), so that the next run starts whole."""
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
             self.background.clear()
+        while self.disarm:
+            self.disarm.pop()()
         for process in self.processes:
             if not process.alive():
                 process.start()
@@ -319,11 +401,11 @@ async def bench(database: Database, *, processes: int = 0) -> AsyncIterator[Benc
 # ------------------------------------------------------------------------------------------- one run
 
 
-def _open(p: Position) -> bool:
+def is_open(p: Position) -> bool:
     return p.phase in (Phase.OPEN, Phase.TP1_DONE)
 
 
-def _closed(p: Position) -> bool:
+def is_closed(p: Position) -> bool:
     return p.is_terminal
 
 
@@ -342,6 +424,19 @@ AT_EXIT = Moment("at_exit")
 Inject = Callable[[Bench, random.Random], Awaitable[int]]
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a scenario whose runs are not one position's lifecycle (several positions, racing cycles)."""
+
+    index: int
+    symbols: list[str]  # the symbols it may use (none spoiled by a failed run)
+    rng: random.Random
+    figures: Figures
+
+
+RunBody = Callable[[Bench, Run], Awaitable[list[str]]]  # returns the symbols it traded (each settled after it)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -352,24 +447,29 @@ class Scenario:
     exits: tuple[str, ...] = ("tp2", "breakeven", "stop")
     processes: int = 0  # real `ats monitor` processes (1, or 2 with a standby) for kill and freeze scenarios
     slow: bool = False  # waits out a whole minute: the benchmark runs it, make test does not
+    by_cycle: bool = False  # the entry is sent by a place-orders cycle (tests/chaos/placement.py), not the desk
+    vanishes: bool = False  # the fault makes the exchange forget the position: the run ends when the database does
+    body: RunBody | None = None  # a run of its own instead of one position's lifecycle (moment and inject unused)
 
 
 async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: random.Random) -> int:
     """Open, protect, TP1, exit; the fault at its moment. Returns the faults injected."""
     injected = 0
-    p = await bench.desk.wait(key, _open, "open and protected", timeout_s=RUN_TIMEOUT_S)
+    p = await bench.desk.wait(key, is_open, "open and protected", timeout_s=RUN_TIMEOUT_S)
     assert p.levels is not None
     assert p.stop_price is not None
     tick = p.policy.rules.tick_size
     sign = p.direction.sign
     if scenario.moment is PROTECTED:
         injected += await scenario.inject(bench, rng)
+        if scenario.vanishes:
+            return injected + await _vanished(bench, key)
     if exit_ == "stop":  # the stop is this run's first crossing: faults meant for TP1 come here
         if scenario.moment in (AT_TP1, AT_EXIT):
             injected += await scenario.inject(bench, rng)
         await bench.set_price(p.symbol, p.stop_price - sign * 2 * tick)
         async with reaction(bench, "stop"):
-            await bench.desk.wait(key, _closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
+            await bench.desk.wait(key, is_closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
         return injected
     if scenario.moment is AT_TP1:
         injected += await scenario.inject(bench, rng)
@@ -380,16 +480,34 @@ async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: ran
     assert p.stop_price is not None
     if scenario.moment is AT_EXIT:
         injected += await scenario.inject(bench, rng)
+        if scenario.vanishes:
+            return injected + await _vanished(bench, key)
     if exit_ == "close":  # closed on request (close-all, an operator): the lifecycle cancels and sells at market
         async with reaction(bench, exit_):
             await _retried(bench, key, lambda: bench.desk.executor.handle(key, CloseRequested("chaos", _now_ms())))
-            await bench.desk.wait(key, _closed, "closed on request", timeout_s=RUN_TIMEOUT_S)
+            await bench.desk.wait(key, is_closed, "closed on request", timeout_s=RUN_TIMEOUT_S)
         return injected
     exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick
     await bench.set_price(p.symbol, exit_price)
     async with reaction(bench, exit_):
-        await bench.desk.wait(key, _closed, f"closed by {exit_}", timeout_s=RUN_TIMEOUT_S)
+        await bench.desk.wait(key, is_closed, f"closed by {exit_}", timeout_s=RUN_TIMEOUT_S)
     return injected
+
+
+async def _vanished(bench: Bench, key: str) -> int:
+    """The exchange forgot the position: the database must follow it (closed, marked vanished) without sending
+    anything for it; counts what was sent anyway."""
+    async with reaction(bench, "vanished"):
+        p = await bench.desk.wait(key, is_closed, "closed as vanished", timeout_s=RUN_TIMEOUT_S)
+    if not p.vanished:
+        raise AssertionError(f"{key} closed without being marked vanished: {p.phase.value} {p.close_note}")
+    await asyncio.sleep(1.0)  # what a confused system would send comes now: a stop for nothing, a close
+    prefix = f"ats_{key}_"
+    engine = bench.engine
+    sent = [o.client_order_id for o in engine.orders.values() if o.client_order_id.startswith(prefix)]
+    sent += [a.client_algo_id for a in engine.algo_orders.values() if a.client_algo_id.startswith(prefix)]
+    bench.orders_after_vanish += len(sent)
+    return 0
 
 
 @asynccontextmanager
@@ -400,9 +518,11 @@ async def reaction(bench: Bench, what: str) -> AsyncIterator[None]:
     bench.reactions.append((what, time.monotonic() - started))
 
 
-async def _entry(bench: Bench, symbol: str, direction: Direction) -> str:
+async def _entry(bench: Bench, symbol: str, direction: Direction, scenario: Scenario, run: int) -> str:
     """Send the entry like the place-orders task: a transient failure is retried by re-driving the position,
     which looks the entry up by client id before anything is sent again."""
+    if scenario.by_cycle:
+        return await _cycle_entry(bench, symbol, direction, run)
     position = await bench.desk.record(symbol, direction)
     await bench.exchange.set_margin_type(symbol, MarginType.ISOLATED)
     await bench.exchange.set_leverage(symbol, position.leverage)
@@ -411,6 +531,20 @@ async def _entry(bench: Bench, symbol: str, direction: Direction) -> str:
     action = action_for_leg(position, entry)
     await _retried(bench, position.key, lambda: bench.desk.executor.execute(position.key, [action] if action else []))
     return position.key
+
+
+async def _cycle_entry(bench: Bench, symbol: str, direction: Direction, run: int) -> str:
+    """The entry sent by a place-orders cycle over one stored signal. The cycle may fail (its flow run would):
+    the monitor and reconciliation must still protect what it opened."""
+    marks = {m.symbol: m.mark_price for m in await bench.exchange.premium_index(symbol)}
+    s = placement.signal(symbol, direction, placement.bar_of_run(bench.server.server_time_ms(), run), marks[symbol])
+    ids = placement.record_scan_signals(bench.database, [s])
+    result = await placement.run_cycle(bench.cycle_setup(), ids)
+    if result.refused:
+        raise AssertionError(f"the cycle refused {symbol}: {result.refused}")
+    if result.failure:
+        bench.cycle_failures.append(result.failure)
+    return placement.key_of(s)
 
 
 async def _retried(bench: Bench, key: str, attempt: Callable[[], Awaitable[object]]) -> None:
@@ -432,7 +566,7 @@ def _now_ms() -> int:
     return WallClock().now_ms()
 
 
-async def _settle(bench: Bench, symbol: str) -> None:
+async def settle(bench: Bench, symbol: str) -> None:
     """The run's symbol flat on the exchange with none of our orders left, and every fill recorded (the monitor's
     last writes land). Other symbols are not this run's: one that a failed run left open spoils only itself."""
 
@@ -442,7 +576,7 @@ async def _settle(bench: Bench, symbol: str) -> None:
         return (
             (position is None or not position.amount)
             and not any(a.symbol == symbol and is_own_client_id(a.client_algo_id) for a in engine.open_algos.values())
-            and lost_events(engine, bench.database) == 0
+            and lost_events(engine, bench.database, bench.trades_before_restart) == 0
         )
 
     await wait_for(settled, timeout_s=RUN_TIMEOUT_S, what=f"{symbol} flat on the exchange and every fill recorded")
@@ -461,7 +595,6 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
     audit = await bench.on_exchange(_audit)
     bench.audit = audit
     started = time.monotonic()
-    keys: list[str] = []
     spoiled: set[str] = set()
     try:
         for run in range(runs):
@@ -471,30 +604,40 @@ async def _runs(bench: Bench, scenario: Scenario, runs: int, rng: random.Random,
                 break
             symbol = usable[run % len(usable)]
             bench.current_symbol = symbol
+            bench.run_symbols = [symbol]
             direction = Direction.LONG if rng.random() < 0.5 else Direction.SHORT
             exit_ = scenario.exits[(first_exit + run) % len(scenario.exits)]
             figures.runs += 1
             try:
+                if scenario.body is not None:
+                    # Several positions at once: the symbols from this run's place in the list on, wrapping.
+                    start = run % len(usable)
+                    symbols = usable[start:] + usable[:start]
+                    for traded in await scenario.body(bench, Run(run, symbols, rng, figures)):
+                        await settle(bench, traded)
+                    continue
                 if scenario.moment is BEFORE_ENTRY:
                     figures.faults_injected += await scenario.inject(bench, rng)
-                    key = await _entry(bench, symbol, direction)
-                    keys.append(key)
+                    key = await _entry(bench, symbol, direction, scenario, run)
+                    bench.keys.append(key)
                     figures.faults_injected += await _walk(bench, key, exit_, _after_entry(scenario), rng)
                 else:
-                    key = await _entry(bench, symbol, direction)
-                    keys.append(key)
+                    key = await _entry(bench, symbol, direction, scenario, run)
+                    bench.keys.append(key)
                     figures.faults_injected += await _walk(bench, key, exit_, scenario, rng)
-                await _settle(bench, symbol)
+                await settle(bench, symbol)
             except Exception as error:  # a run that fails is a figure, not the end of the bench
                 figures.errors += 1
-                spoiled.add(symbol)
+                spoiled.update(bench.run_symbols)
                 figures.notes.append(f"run {run} ({symbol} {direction.value} {exit_}): {error}"[:300])
             finally:
                 await bench.after_run()
                 if scenario.heal is not None:
                     await scenario.heal(bench)
-        figures.duplicates = duplicate_orders(bench.engine) + bench.duplicates_before_restart + _overfilled(bench, keys)
-        figures.lost_events = lost_events(bench.engine, bench.database)
+        figures.duplicates = duplicate_orders(bench.engine) + bench.duplicates_before_restart + _overfilled(bench)
+        figures.orders_after_vanish = bench.orders_after_vanish
+        figures.notes.extend(f"a cycle failed (expected under this fault): {f}" for f in bench.cycle_failures[:2])
+        figures.lost_events = lost_events(bench.engine, bench.database, bench.trades_before_restart)
         spans = audit.spans + audit.open_spans()
         figures.unprotected_seconds_max = max((seconds for _, seconds in spans), default=0.0)
         figures.unprotected_seconds_total = sum(seconds for _, seconds in spans)
@@ -533,7 +676,7 @@ async def _nothing(_bench: Bench, _rng: random.Random) -> int:
     return 0
 
 
-def _overfilled(bench: Bench, keys: list[str]) -> int:
+def _overfilled(bench: Bench) -> int:
     """Positions whose entry filled more than the approved quantity (a duplicate the client ids did not catch)."""
-    positions = [bench.desk.journal.position(key) for key in keys]
+    positions = [bench.desk.journal.position(key) for key in bench.keys]
     return sum(1 for p in positions if p is not None and p.entry_qty > p.requested_qty)

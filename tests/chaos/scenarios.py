@@ -5,13 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
+
+from ats.config import RiskLimits
+from ats.domain import Direction, Signal
 from ats.sim.faults import FaultKind, FaultRule
-from ats.sim.server import SimServer
+from ats.sim.server import SimConfig, SimServer
+from db.models import OrderIntentRow
 from db.rate_limits import PostgresBudgetStore
-from tests.chaos.bench import AT_EXIT, AT_TP1, BEFORE_ENTRY, PROTECTED, Bench, Inject, Scenario
+from tests.chaos import placement
+from tests.chaos.bench import (
+    AT_EXIT,
+    AT_TP1,
+    BEFORE_ENTRY,
+    PROTECTED,
+    RUN_TIMEOUT_S,
+    Bench,
+    DayLoss,
+    Inject,
+    Run,
+    RunBody,
+    Scenario,
+    is_closed,
+    is_open,
+    reaction,
+    settle,
+)
 from tests.integration.monitor.harness import client
 from tests.integration.monitor.test_budget import use_the_normal_share
 
@@ -148,8 +171,40 @@ async def database_back(bench: Bench) -> None:
     bench.proxy.heal()
 
 
+def database_down_at_next_fill(seconds: float) -> Inject:
+    """PostgreSQL stops the instant the exchange fills the run's next order (the entry a cycle sent, TP1, the exit):
+    the answer or the event is in flight and its transition cannot be written; the process that sent the order
+    meets a dead connection, for `seconds`."""
+
+    async def inject(bench: Bench, _rng: random.Random) -> int:
+        symbol = bench.current_symbol
+        proxy = bench.proxy
+        fired = False
+
+        def on_event(event: dict[str, Any]) -> None:
+            nonlocal fired
+            order = event.get("o", {})
+            filled = event.get("e") == "ORDER_TRADE_UPDATE" and order.get("x") == "TRADE"
+            if filled and order.get("s") == symbol and not fired:
+                fired = True
+                proxy.cut(seconds)
+
+        async def arm(server: SimServer) -> None:
+            bench.disarm.append(server.engine.subscribe(on_event))
+
+        await bench.on_exchange(arm)
+        return 1
+
+    return inject
+
+
 async def restart_exchange(bench: Bench, _rng: random.Random) -> int:
     await bench.restart_exchange()
+    return 1
+
+
+async def restart_exchange_without_state(bench: Bench, _rng: random.Random) -> int:
+    await bench.restart_exchange(keep_state=False)
     return 1
 
 
@@ -311,14 +366,190 @@ LIMITS = [
     Scenario("clock_skew_minus_3s", AT_TP1, clock_skew(-3_000), heal=clear_faults),
 ]
 
+# The exchange that comes back without the position: the database follows it (closed, marked vanished, its exit
+# estimated) and a person is told; nothing is sent for it.
+VANISHED = ("vanished from the exchange",)
+
 EXCHANGE = [
     Scenario("exchange_restart_when_protected", PROTECTED, restart_exchange),
     Scenario("exchange_restart_at_exit", AT_EXIT, restart_exchange),
+    Scenario(
+        "exchange_restart_without_state_when_protected",
+        PROTECTED,
+        restart_exchange_without_state,
+        vanishes=True,
+        expected_alerts=VANISHED,
+    ),
+    Scenario(
+        "exchange_restart_without_state_after_tp1",
+        AT_EXIT,
+        restart_exchange_without_state,
+        vanishes=True,
+        expected_alerts=VANISHED,
+    ),
 ]
 
 DATABASE = [
     Scenario("database_down_at_tp1", AT_TP1, database_outage(3.0), heal=database_back),
     Scenario("database_down_at_exit", AT_EXIT, database_outage(3.0), heal=database_back),
+    Scenario(
+        "database_down_mid_cycle_at_entry_fill",
+        BEFORE_ENTRY,
+        database_down_at_next_fill(3.0),
+        heal=database_back,
+        by_cycle=True,
+    ),
+    Scenario("database_down_mid_transition_tp1", AT_TP1, database_down_at_next_fill(3.0), heal=database_back),
+    Scenario(
+        "database_down_mid_transition_exit",
+        AT_EXIT,
+        database_down_at_next_fill(3.0),
+        heal=database_back,
+        exits=("tp2", "breakeven"),
+    ),
+]
+
+
+# ------------------------------------------------------------------------------------- several positions at once
+
+# The daily loss cap: 20 USDT, each entry sized to lose at most 8 USDT (0.08 % of the sim's 10,000) or what is left
+# of the 20 once the open risk of the positions already decided is counted; small positions (2,000 USDT at most)
+# so that several fit the account at once.
+CAP = RiskLimits(
+    max_concurrent_positions=5,
+    max_position_size_usdt=Decimal(2000),
+    max_daily_loss_usdt=Decimal(20),
+    risk_per_trade_pct=Decimal("0.08"),
+)
+TAKER_FEE = SimConfig().taker_fee
+# Racing runs: three slots for two cycles and two manual signals wanting seven.
+RACE = CAP.model_copy(update={"max_concurrent_positions": 3})
+
+
+async def _wallet(bench: Bench) -> Decimal:
+    async def read(server: SimServer) -> Decimal:
+        return server.engine.wallet
+
+    wallet: Decimal = await bench.on_exchange(read)
+    return wallet
+
+
+async def _signals(bench: Bench, run: Run, symbols: list[str]) -> list[Signal]:
+    marks = {m.symbol: m.mark_price for m in await bench.exchange.premium_index()}
+    bar = placement.bar_of_run(bench.server.server_time_ms(), run.index)
+    return [
+        placement.signal(symbol, run.rng.choice(list(Direction)), bar, marks[symbol], run.rng.uniform(75, 95))
+        for symbol in symbols
+    ]
+
+
+async def _stop_out(bench: Bench, keys: list[str], gap: Decimal) -> tuple[list[str], Decimal]:
+    """Every position through its stop at once (`gap`: how far past it the price jumps, as a fraction); returns
+    the symbols and the slippage no cap can size: stops further from the entry's fill than planned from the price
+    the entry was sized at, and exits beyond their stops' triggers."""
+    positions = [await bench.desk.wait(key, is_open, "open and protected", timeout_s=RUN_TIMEOUT_S) for key in keys]
+    seen = {t["id"] for t in bench.engine.trades}
+    for p in positions:
+        assert p.stop_price is not None
+        tick = p.policy.rules.tick_size
+        beyond = 2 * tick + (p.stop_price * gap / tick).to_integral_value() * tick
+        await bench.set_price(p.symbol, p.stop_price - p.direction.sign * beyond)
+    for p in positions:
+        async with reaction(bench, "stop"):
+            await bench.desk.wait(p.key, is_closed, "stopped out", timeout_s=RUN_TIMEOUT_S)
+    symbols = [p.symbol for p in positions]
+    for symbol in symbols:
+        await settle(bench, symbol)
+    with bench.database.session() as session:
+        sized = {
+            row.intent_key: (row.reference_price, row.stop_price)
+            for row in session.scalars(select(OrderIntentRow).where(OrderIntentRow.intent_key.in_(keys)))
+        }
+    slippage = Decimal(0)
+    for p in positions:
+        assert p.stop_price is not None
+        # The entry filled at the book, not at the price it was sized at, and its stop was placed from the fill:
+        # what that moved the stop away from the entry is slippage too.
+        reference, planned_stop = sized[p.key]
+        wider = p.direction.sign * ((p.entry_price - p.stop_price) - (reference - planned_stop))
+        slippage += max(wider, Decimal(0)) * p.entry_qty * (1 + TAKER_FEE)  # the fee is paid on the price paid
+        closing = "SELL" if p.direction is Direction.LONG else "BUY"
+        for t in bench.engine.trades:
+            if t["id"] not in seen and t["symbol"] == p.symbol and t["side"] == closing:
+                beyond_stop = p.direction.sign * (p.stop_price - Decimal(t["price"]))
+                slippage += max(beyond_stop, Decimal(0)) * Decimal(t["qty"]) * (1 + TAKER_FEE)
+    return symbols, slippage
+
+
+def several_stopped_out(gap: Decimal) -> RunBody:
+    """Four signals under the cap, placed by one cycle; every position it opened stopped out together."""
+
+    async def body(bench: Bench, run: Run) -> list[str]:
+        bench.run_symbols = run.symbols[:4]
+        placement.new_day(bench.database)
+        wallet = await _wallet(bench)
+        ids = placement.record_scan_signals(bench.database, await _signals(bench, run, bench.run_symbols))
+        result = await placement.run_cycle(bench.cycle_setup(CAP), ids)
+        if result.failure:
+            raise AssertionError(f"the cycle failed: {result.failure}")
+        keys = [key for key, _ in result.approved]
+        bench.keys.extend(keys)
+        if len(keys) < 2:
+            raise AssertionError(f"the cap scenario needs several positions open: {result}")
+        run.figures.faults_injected += 1
+        symbols, slippage = await _stop_out(bench, keys, gap)
+        loss = wallet - await _wallet(bench)
+        run.figures.day_losses.append(DayLoss(loss, CAP.max_daily_loss_usdt, slippage, len(keys)))
+        return symbols
+
+    return body
+
+
+async def racing_cycles_and_manual_signals(bench: Bench, run: Run) -> list[str]:
+    """Two cycles over overlapping signals and two manual signals (one on a symbol a cycle wants, the other way
+    round), all started together for three slots and a 20 USDT day; then every position stopped out."""
+    bench.run_symbols = run.symbols[:7]
+    placement.new_day(bench.database)
+    wallet = await _wallet(bench)
+    scanned = await _signals(bench, run, bench.run_symbols[:6])
+    ids = placement.record_scan_signals(bench.database, scanned)
+    first = scanned[0]
+    (extra,) = await _signals(bench, run, bench.run_symbols[6:7])
+    against = placement.signal(
+        first.symbol,
+        Direction.SHORT if first.direction is Direction.LONG else Direction.LONG,
+        first.bar_open_time_ms,
+        first.price,
+    )
+    results = await placement.race(bench.cycle_setup(RACE), [ids[:4], ids[2:]], [extra, against])
+    run.figures.faults_injected += 1
+    failures = [r.failure for r in results if r.failure]
+    if failures:
+        raise AssertionError(f"a racing run failed: {failures}")
+    approved = [pair for r in results for pair in r.approved]
+    keys = [key for key, _ in approved]
+    bench.keys.extend(keys)
+    symbols = [symbol for _, symbol in approved]
+    held = [s for s, p in bench.engine.positions.items() if p.amount != 0 and s in bench.run_symbols]
+    if max(len(keys), len(held)) > RACE.max_concurrent_positions or len(set(symbols)) < len(symbols):
+        run.figures.limits_exceeded += 1
+        run.figures.notes.append(f"run {run.index}: approved {symbols}, held on the exchange {held}")
+    if not keys:
+        raise AssertionError("the racing runs opened nothing")
+    traded, slippage = await _stop_out(bench, keys, Decimal(0))
+    loss = wallet - await _wallet(bench)
+    run.figures.day_losses.append(DayLoss(loss, RACE.max_daily_loss_usdt, slippage, len(keys)))
+    return traded
+
+
+def _unused(_bench: Bench, _rng: random.Random) -> Awaitable[int]:
+    raise AssertionError("a scenario with a run body injects in it")
+
+
+SEVERAL = [
+    Scenario("daily_cap_stops_hit_together", BEFORE_ENTRY, _unused, body=several_stopped_out(Decimal(0))),
+    Scenario("daily_cap_gap_through_stops", BEFORE_ENTRY, _unused, body=several_stopped_out(Decimal("0.01"))),
+    Scenario("racing_cycles_and_manual_signals", BEFORE_ENTRY, _unused, body=racing_cycles_and_manual_signals),
 ]
 
 # A frozen or killed leader is a real outage until the standby (or the restarted process) leads: told, then its end.
@@ -333,4 +564,13 @@ PROCESS = [
     Scenario("monitor_sigstop_at_exit", AT_EXIT, freeze_monitor(6.0), processes=2, expected_alerts=LEADER_GONE),
 ]
 
-SCENARIOS: list[Scenario] = [*_lost_answer_scenarios(), *MALFORMED, *STREAMS, *LIMITS, *EXCHANGE, *DATABASE, *PROCESS]
+SCENARIOS: list[Scenario] = [
+    *_lost_answer_scenarios(),
+    *MALFORMED,
+    *STREAMS,
+    *LIMITS,
+    *EXCHANGE,
+    *DATABASE,
+    *PROCESS,
+    *SEVERAL,
+]

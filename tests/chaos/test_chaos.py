@@ -11,6 +11,7 @@ from tests.chaos.bench import run_scenario
 from tests.chaos.scenarios import SCENARIOS, Scenario
 
 UNPROTECTED_BOUND_S = 10.0
+DAY_LOSS_ROUNDING_USDT = 0.0
 FAST_SCENARIOS = [s for s in SCENARIOS if not s.slow]
 
 
@@ -26,3 +27,7 @@ async def test_the_promises_hold_under(scenario: Scenario, db: Database) -> None
     assert figures.lost_events == 0, report
     assert figures.false_alerts == 0, report
     assert figures.unprotected_seconds_max < UNPROTECTED_BOUND_S, report
+    assert figures.limits_exceeded == 0, report
+    assert figures.orders_after_vanish == 0, report  # nothing is sent for a position the exchange forgot
+    # The daily loss cap: the day never loses more than the limit plus what the fills slipped past their prices.
+    assert figures.day_loss_beyond_slippage_max <= DAY_LOSS_ROUNDING_USDT, report

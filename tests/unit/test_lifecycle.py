@@ -705,7 +705,11 @@ def test_vanished_position_closes_with_an_estimate() -> None:
     assert result.result.estimated
     assert result.result.exit_price == D("95.00")
     assert "vanished on the exchange" in result.result.detail
-    assert len(only_notes(actions)) == 1
+    # The result is an estimate and the cause unknown: a person is alerted to look at the account, once.
+    (alert,) = [n.note for n in only_notes(actions) if isinstance(n.note, AlertNote)]
+    assert alert.severity == "critical"
+    assert "vanished from the exchange" in alert.title
+    assert len(only_notes(actions)) == 2
     assert d.p.exit_qty == d.p.entry_qty
     assert d.vanish("95.00") == []
 
