@@ -372,14 +372,15 @@ class SymbolStatsSeries:
     flow_imbalance: list[float | None]
     pinned: list[str | None]
     anomaly: list[float]
-    anomaly_label: list[int]  # index in ANOMALY_LABELS of the winning score, -1 for none
+    anomaly_label: list[int]  # index in ANOMALY_LABELS of the winning score, or _NO_LABEL, or _OWN_TEXT
     anomaly_ratio: list[float]
     quality: list[float]
     traded: list[float]
     complete: list[float]
     quote_estimated: list[bool]
-    anomaly_of_row: dict[int, tuple[float, str]]  # rows measured one by one (a non-finite bar range in the window)
+    anomaly_text: dict[int, str]  # rows measured one by one (a non-finite bar range in the window)
     _caveats: dict[int, tuple[str, ...]] = field(default_factory=dict)  # by usable-bar count, filled on demand
+    _quality_details: dict[tuple[float, float], str] = field(default_factory=dict)  # by (traded, complete)
 
     def __len__(self) -> int:
         return len(self.usable)
@@ -389,31 +390,39 @@ class SymbolStatsSeries:
         n = self.usable[i]
         if n < 2:
             return None
-        special = self.anomaly_of_row.get(i % len(self.usable))
-        if special is not None:
-            anomaly, anomaly_detail = special
+        label = self.anomaly_label[i]
+        anomaly = self.anomaly[i]
+        if label == _NO_LABEL:
+            anomaly_detail = NO_ANOMALY
+        elif label == _OWN_TEXT:
+            anomaly_detail = self.anomaly_text[i % len(self.usable)]
         else:
-            label = self.anomaly_label[i]
-            anomaly = self.anomaly[i]
-            anomaly_detail = NO_ANOMALY if label < 0 else _anomaly_detail(ANOMALY_LABELS[label], self.anomaly_ratio[i])
+            anomaly_detail = _anomaly_detail(ANOMALY_LABELS[label], self.anomaly_ratio[i])
         key = min(n, self.covering)
         caveats = self._caveats.get(key)
         if caveats is None:
             caveats = self._caveats[key] = _caveats(key, self.interval, self.config)
+        activity = (self.traded[i], self.complete[i])
+        quality_detail = self._quality_details.get(activity)
+        if quality_detail is None:
+            quality_detail = self._quality_details[activity] = _quality_detail(*activity)
         return SymbolStats(
-            move_1h=self.move_1h[i],
-            max_move_1h=self.max_move_1h[i],
-            volume_ratio=self.volume_ratio[i],
-            volume_surge=self.volume_surge[i],
-            flow_imbalance=self.flow_imbalance[i],
-            pinned=self.pinned[i],
-            anomaly=anomaly,
-            anomaly_detail=anomaly_detail,
-            quality=self.quality[i],
-            quality_detail=_quality_detail(self.traded[i], self.complete[i]),
-            caveats=caveats,
-            quote_estimated=self.quote_estimated[i],
+            self.move_1h[i],
+            self.max_move_1h[i],
+            self.volume_ratio[i],
+            self.volume_surge[i],
+            self.flow_imbalance[i],
+            self.pinned[i],
+            anomaly,
+            anomaly_detail,
+            self.quality[i],
+            quality_detail,
+            caveats,
+            self.quote_estimated[i],
         )
+
+
+_NO_LABEL, _OWN_TEXT = -1, -2  # anomaly_label: no anomaly; the row's text is in anomaly_text
 
 
 def measure_series(bars: Bars, config: UniverseConfig, *, max_bars: int | None = None) -> SymbolStatsSeries:
@@ -475,7 +484,7 @@ def measure_series(bars: Bars, config: UniverseConfig, *, max_bars: int | None =
     pinned_low = _window_max(close, end, pin_bars) <= low * (1 + config.pin_tolerance)
 
     inspect = window(config.anomaly_window_hours)
-    anomaly, label, ratio, one_by_one = _anomaly_series(b, end, inspect, config)
+    anomaly, label, ratio, texts = _anomaly_series(b, end, inspect, config)
     first = end - inspect + 1
     complete = inspect / ((b.open_time[end] - b.open_time[first]) // step + 1)
     active = _counts((quote > 0) & (b.high > b.low))
@@ -504,21 +513,22 @@ def measure_series(bars: Bars, config: UniverseConfig, *, max_bars: int | None =
         flow_imbalance=[f if k else None for f, k in zip(spread(flow, np.nan), known_flow, strict=True)],
         pinned=[(None, "high", "low")[p] for p in pinned_at],
         anomaly=spread(anomaly, np.nan),
-        anomaly_label=spread(label, -1),
+        anomaly_label=spread(label, _NO_LABEL),
         anomaly_ratio=spread(ratio, np.nan),
         quality=spread(quality, np.nan),
         traded=spread(traded_share, np.nan),
         complete=spread(complete, np.nan),
         quote_estimated=spread(estimates[end + 1] - estimates[end + 1 - n] > 0, False),
-        anomaly_of_row={int(rows[r]): found for r, found in one_by_one.items()},
+        anomaly_text={int(rows[r]): text for r, text in texts.items()},
     )
 
 
 def _anomaly_series(
     b: Bars, end: IntArray, inspect: IntArray, config: UniverseConfig
-) -> tuple[FloatArray, IntArray, FloatArray, dict[int, tuple[float, str]]]:
-    """`_anomaly` of the last `inspect` bars up to each end: the score, the winning label's index (-1: none) and its
-    ratio; windows holding a non-finite bar range (or move) are measured by `_anomaly` itself, returned apart."""
+) -> tuple[FloatArray, IntArray, FloatArray, dict[int, str]]:
+    """`_anomaly` of the last `inspect` bars up to each end: the score, the winning label's index in ANOMALY_LABELS
+    (or _NO_LABEL) and its ratio. Windows holding a non-finite bar range (or move) are measured by `_anomaly` itself:
+    their label is _OWN_TEXT and their text is returned apart, by row."""
     with np.errstate(divide="ignore", invalid="ignore"):
         moves = np.concatenate([[np.nan], np.abs(np.diff(np.log(b.close)))])
         ranges = np.log(np.maximum(b.high, b.close) / np.minimum(b.low, b.close))
@@ -529,7 +539,7 @@ def _anomaly_series(
         bad = _counts(~np.isfinite(values))
         clean &= bad[end + 1] == bad[end + 1 - length]
     best = np.zeros(end.size)
-    label = np.full(end.size, -1)
+    label = np.full(end.size, _NO_LABEL)
     best_ratio = np.full(end.size, np.nan)
     span = config.anomaly_extreme_ratio - config.anomaly_normal_ratio
     for index, (values, length) in enumerate(windows):
@@ -543,22 +553,33 @@ def _anomaly_series(
         wins = score > best[rows]  # the first of equal scores wins, as max() picks it
         rows, score, ratio = rows[wins], score[wins], ratio[wins]
         best[rows], label[rows], best_ratio[rows] = score, index, ratio
-    one_by_one = {
-        int(r): _anomaly(b.slice(int(end[r] - inspect[r] + 1), int(end[r] + 1)), config) for r in np.flatnonzero(~clean)
-    }
-    return best, label, best_ratio, one_by_one
+    texts: dict[int, str] = {}
+    for row in np.flatnonzero(~clean).tolist():
+        best[row], texts[row] = _anomaly(b.slice(int(end[row] - inspect[row] + 1), int(end[row] + 1)), config)
+        label[row] = _OWN_TEXT
+    return best, label, best_ratio, texts
 
 
 def _windows(values: FloatArray, end: IntArray, length: IntArray, reduce: Callable[..., FloatArray]) -> FloatArray:
-    """reduce(values[e - l + 1 : e + 1]) for each (e, l), run on 2-D blocks of slices of one length: NumPy reduces
-    each row as it reduces that slice alone (pairwise sums depend on the length), so the results are measure's."""
+    """reduce(values[e - l + 1 : e + 1]) for each (e, l). Slices of one length are reduced as rows of one 2-D block,
+    which NumPy reduces each as it reduces that slice alone (a pairwise sum's order depends on the length only), so
+    the results are measure's; lengths shared by few slices (the first bars of a history) are reduced one by one."""
     out = np.empty(end.size)
-    for size in np.unique(length).tolist():
-        rows = np.flatnonzero(length == size)
+    order = np.argsort(length, kind="stable")
+    sizes, starts, counts = np.unique(length[order], return_index=True, return_counts=True)
+    for size, start, count in zip(sizes.tolist(), starts.tolist(), counts.tolist(), strict=True):
+        rows = order[start : start + count]
+        if count < _FEW_ROWS:
+            for row, last in zip(rows.tolist(), end[rows].tolist(), strict=True):
+                out[row] = reduce(values[last - size + 1 : last + 1])
+            continue
         view = sliding_window_view(values, size)
         for part in _blocks(rows, size):
             out[part] = reduce(view[end[part] - (size - 1)], axis=1)
     return out
+
+
+_FEW_ROWS = 16  # below this many slices of one length, reducing them one by one is quicker than gathering a block
 
 
 def _padded_windows(
@@ -566,7 +587,9 @@ def _padded_windows(
 ) -> Iterator[tuple[IntArray, FloatArray]]:
     """Blocks of rows of the longest window's width, `fill` before each row's own window: for reductions that an
     extra `fill` cannot change (max, min, the order statistics), one pass whatever the lengths."""
-    width = int(length.max(initial=1))
+    if end.size == 0:
+        return
+    width = int(length.max())
     view = sliding_window_view(np.concatenate([np.full(width - 1, fill), values]), width)
     columns = np.arange(width)
     for part in _blocks(np.arange(end.size), width):
