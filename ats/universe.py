@@ -18,15 +18,16 @@ yields nothing. Every excluded symbol carries a human reason (for the Prefect ar
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ats.clock import format_utc
-from ats.domain import BAR_FIELDS, Bars, FloatArray, SymbolRules, interval_ms
+from ats.domain import BAR_FIELDS, Bars, FloatArray, IntArray, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
 
 HOUR_MS = 3_600_000
@@ -253,39 +254,29 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
     step = interval_ms(bars.interval)
     closed = bars.closed_by(now_ms)
     all_quote, all_estimated = quote_volume(closed)
-    with np.errstate(invalid="ignore"):
-        usable = np.isfinite(closed.close) & (closed.close > 0) & np.isfinite(all_quote)
-    keep = np.flatnonzero(usable)
+    keep = np.flatnonzero(_usable(closed, all_quote))
     if keep.size < 2:
         return None
     b = Bars(closed.symbol, closed.interval, closed.open_time[keep], *(getattr(closed, n)[keep] for n in BAR_FIELDS))
     quote_known, estimated = all_quote[keep], all_estimated[keep]
     n = len(b)
-    caveats: list[str] = []
 
-    def window(hours: float, label: str) -> int:
-        wanted = bars_for(hours, b.interval)
-        if wanted > n:
-            caveats.append(f"{label} {hours:g}h ({n} of {wanted} bars)")
-        return min(wanted, n)
+    def window(hours: float) -> int:
+        return min(bars_for(hours, b.interval), n)
 
     hour = bars_for(1.0, b.interval)
-    if step > HOUR_MS:
-        caveats.append(f"1h windows measured over one {b.interval} bar")
-    if hour >= n:
-        caveats.append(f"1h move ({n} of {hour + 1} bars)")
     lag = min(hour, n - 1)
     close, quote = b.close, quote_known
     moves = close[lag:] / close[:-lag] - 1.0
-    lookback = window(config.extreme_move_lookback_hours, "extreme-move lookback")
+    lookback = window(config.extreme_move_lookback_hours)
     recent_moves = moves[-lookback:]
 
-    recent = window(config.collapse_recent_hours, "collapse recent")
-    base = window(config.collapse_base_hours, "collapse base")
+    recent = window(config.collapse_recent_hours)
+    base = window(config.collapse_base_hours)
     earlier = quote[-base:-recent] if base > recent else quote[-base:]
     volume_ratio = _ratio(quote[-recent:].mean(), earlier.mean())
 
-    surge_base = window(config.surge_base_hours, "surge base")
+    surge_base = window(config.surge_base_hours)
     last_hour = min(hour, n)
     volume_surge = _ratio(quote[-last_hour:].mean(), quote[-surge_base:].mean())
     bought = b.taker_buy_quote_volume[-last_hour:].sum()
@@ -294,7 +285,7 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
         None if not np.isfinite(bought + traded) else abs(2.0 * _ratio(bought, traded) - 1.0) if traded > 0 else 0.0
     )
 
-    pin_window = window(config.pin_window_hours, "pin window")
+    pin_window = window(config.pin_window_hours)
     pin_bars = min(bars_for(config.pin_hours, b.interval), n)
     high, low = b.high[-pin_window:].max(), b.low[-pin_window:].min()
     tail = close[-pin_bars:]
@@ -303,7 +294,7 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
         "low" if (tail <= low * (1 + config.pin_tolerance)).all() else None
     )  # fmt: skip
 
-    inspect = window(config.anomaly_window_hours, "anomaly window")
+    inspect = window(config.anomaly_window_hours)
     anomaly, anomaly_detail = _anomaly(b.slice(n - inspect, n), config)
     quality, quality_detail = _activity(b.slice(n - inspect, n), quote[n - inspect :], step)
     return SymbolStats(
@@ -317,9 +308,358 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
         anomaly_detail=anomaly_detail,
         quality=quality,
         quality_detail=quality_detail,
-        caveats=tuple(caveats),
+        caveats=_caveats(n, b.interval, config),
         quote_estimated=bool(estimated.any()),
     )
+
+
+def _usable(bars: Bars, quote: FloatArray) -> npt.NDArray[np.bool_]:
+    """The bars the stats read: a positive close and a known (or estimated) quote volume."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(bars.close) & (bars.close > 0) & np.isfinite(quote)
+
+
+def _caveats(n: int, interval: str, config: UniverseConfig) -> tuple[str, ...]:
+    """The windows that `n` usable bars of `interval` do not cover (what exists is used), in the order read."""
+    found: list[str] = []
+    hour = bars_for(1.0, interval)
+    if interval_ms(interval) > HOUR_MS:
+        found.append(f"1h windows measured over one {interval} bar")
+    if hour >= n:
+        found.append(f"1h move ({n} of {hour + 1} bars)")
+    for hours, label in _windows_read(config):
+        wanted = bars_for(hours, interval)
+        if wanted > n:
+            found.append(f"{label} {hours:g}h ({n} of {wanted} bars)")
+    return tuple(found)
+
+
+def _windows_read(config: UniverseConfig) -> tuple[tuple[float, str], ...]:
+    """The windows whose shortening `_caveats` reports, with their names."""
+    return (
+        (config.extreme_move_lookback_hours, "extreme-move lookback"),
+        (config.collapse_recent_hours, "collapse recent"),
+        (config.collapse_base_hours, "collapse base"),
+        (config.surge_base_hours, "surge base"),
+        (config.pin_window_hours, "pin window"),
+        (config.anomaly_window_hours, "anomaly window"),
+    )
+
+
+def _bars_covering(interval: str, config: UniverseConfig) -> int:
+    """Usable bars from which `_caveats` no longer changes (every window it reports on is covered)."""
+    return max(bars_for(1.0, interval) + 1, *(bars_for(hours, interval) for hours, _ in _windows_read(config)))
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolStatsSeries:
+    """`measure` at the close of every bar of one symbol's history, from one vectorised pass (the backtest reads it).
+
+    `at(i)` equals measure(bars, open_time[i] + interval, config), or with `max_bars` the measure of the last
+    max_bars bars up to bar i (a caller slicing a window first), exactly: each window is reduced by the NumPy
+    function measure calls on an equal-length slice (so sums keep its order), and the texts come from the same
+    helpers. Values are held as Python lists: `at` is called once per symbol and hour.
+    """
+
+    interval: str
+    config: UniverseConfig
+    covering: int  # usable bars from which no window is shortened (the caveats stop changing)
+    usable: list[int]  # usable bars bar i's measure reads (fewer than 2: no stats)
+    move_1h: list[float]
+    max_move_1h: list[float]
+    volume_ratio: list[float]
+    volume_surge: list[float]
+    flow_imbalance: list[float | None]
+    pinned: list[str | None]
+    anomaly: list[float]
+    anomaly_label: list[int]  # index in ANOMALY_LABELS of the winning score, or _NO_LABEL, or _OWN_TEXT
+    anomaly_ratio: list[float]
+    quality: list[float]
+    traded: list[float]
+    complete: list[float]
+    quote_estimated: list[bool]
+    anomaly_text: dict[int, str]  # rows measured one by one (a non-finite bar range in the window)
+    _caveats: dict[int, tuple[str, ...]] = field(default_factory=dict)  # by usable-bar count, filled on demand
+    _quality_details: dict[tuple[float, float], str] = field(default_factory=dict)  # by (traded, complete)
+
+    def __len__(self) -> int:
+        return len(self.usable)
+
+    def at(self, i: int) -> SymbolStats | None:
+        """The stats at the close of bar i (None where measure gives None)."""
+        n = self.usable[i]
+        if n < 2:
+            return None
+        label = self.anomaly_label[i]
+        anomaly = self.anomaly[i]
+        if label == _NO_LABEL:
+            anomaly_detail = NO_ANOMALY
+        elif label == _OWN_TEXT:
+            anomaly_detail = self.anomaly_text[i % len(self.usable)]
+        else:
+            anomaly_detail = _anomaly_detail(ANOMALY_LABELS[label], self.anomaly_ratio[i])
+        key = min(n, self.covering)
+        caveats = self._caveats.get(key)
+        if caveats is None:
+            caveats = self._caveats[key] = _caveats(key, self.interval, self.config)
+        activity = (self.traded[i], self.complete[i])
+        quality_detail = self._quality_details.get(activity)
+        if quality_detail is None:
+            quality_detail = self._quality_details[activity] = _quality_detail(*activity)
+        return SymbolStats(
+            self.move_1h[i],
+            self.max_move_1h[i],
+            self.volume_ratio[i],
+            self.volume_surge[i],
+            self.flow_imbalance[i],
+            self.pinned[i],
+            anomaly,
+            anomaly_detail,
+            self.quality[i],
+            quality_detail,
+            caveats,
+            self.quote_estimated[i],
+        )
+
+
+_NO_LABEL, _OWN_TEXT = -1, -2  # anomaly_label: no anomaly; the row's text is in anomaly_text
+
+
+def measure_series(bars: Bars, config: UniverseConfig, *, max_bars: int | None = None) -> SymbolStatsSeries:
+    """`measure` at every bar close of `bars` in one pass (see SymbolStatsSeries): what a replay hour by hour needs,
+    at the cost of a few measure calls instead of one per bar."""
+    if len(bars) > 1 and not bool(np.all(np.diff(bars.open_time) > 0)):
+        raise ValueError(f"{bars.symbol}: bars must be in time order without duplicates")
+    if max_bars is not None and max_bars < 1:
+        raise ValueError("max_bars must be positive")
+    step = interval_ms(bars.interval)
+    all_quote, all_estimated = quote_volume(bars)
+    usable = _usable(bars, all_quote)
+    keep = np.flatnonzero(usable)
+    seen = np.cumsum(usable, dtype=np.int64)  # usable bars up to and including each bar
+    usable_count = seen.copy()
+    if max_bars is not None and max_bars < len(bars):
+        usable_count[max_bars:] -= seen[:-max_bars]
+    rows = np.flatnonzero(usable_count >= 2)
+    end = seen[rows] - 1  # each row's last usable bar, in the usable bars' numbering
+    n = usable_count[rows]
+    b = Bars(bars.symbol, bars.interval, bars.open_time[keep], *(getattr(bars, f)[keep] for f in BAR_FIELDS))
+    close, quote, estimated = b.close, all_quote[keep], all_estimated[keep]
+
+    def window(hours: float) -> IntArray:
+        return np.minimum(bars_for(hours, b.interval), n)
+
+    hour = bars_for(1.0, b.interval)
+    lag = np.minimum(hour, n - 1)
+    move = close[end] / close[end - lag] - 1.0
+    # The extreme-move lookback reads the last `lookback` 1h moves, of which n - hour exist.
+    max_move = np.abs(move)
+    long = np.flatnonzero(n > hour)
+    if long.size:
+        moves = np.full(len(b), np.nan)
+        moves[hour:] = np.abs(close[hour:] / close[:-hour] - 1.0)
+        lookback = np.minimum(window(config.extreme_move_lookback_hours), n - hour)
+        max_move[long] = _window_max(moves, end[long], lookback[long])
+
+    recent, base = window(config.collapse_recent_hours), window(config.collapse_base_hours)
+    split = base > recent
+    earlier = _windows(quote, np.where(split, end - recent, end), np.where(split, base - recent, base), np.mean)
+    volume_ratio = _ratios(_windows(quote, end, recent, np.mean), earlier)
+
+    last_hour = np.minimum(hour, n)
+    volume_surge = _ratios(
+        _windows(quote, end, last_hour, np.mean), _windows(quote, end, window(config.surge_base_hours), np.mean)
+    )
+    bought = _windows(b.taker_buy_quote_volume, end, last_hour, np.sum)
+    traded = _windows(b.quote_volume, end, last_hour, np.sum)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        flow_known = np.isfinite(bought + traded)
+        flow = np.where(traded > 0, np.abs(2.0 * (bought / traded) - 1.0), 0.0)
+
+    pin_window = window(config.pin_window_hours)
+    pin_bars = np.minimum(bars_for(config.pin_hours, b.interval), n)
+    high = _window_max(b.high, end, pin_window)
+    low = _window_min(b.low, end, pin_window)
+    pinned_high = _window_min(close, end, pin_bars) >= high * (1 - config.pin_tolerance)
+    pinned_low = _window_max(close, end, pin_bars) <= low * (1 + config.pin_tolerance)
+
+    inspect = window(config.anomaly_window_hours)
+    anomaly, label, ratio, texts = _anomaly_series(b, end, inspect, config)
+    first = end - inspect + 1
+    complete = inspect / ((b.open_time[end] - b.open_time[first]) // step + 1)
+    active = _counts((quote > 0) & (b.high > b.low))
+    traded_share = (active[end + 1] - active[first]) / inspect
+    quality = 100.0 * traded_share * complete
+    estimates = _counts(estimated)
+
+    size = len(bars)
+
+    def spread(values: npt.NDArray[Any], fill: Any) -> list[Any]:
+        out = np.full(size, fill, dtype=values.dtype)
+        out[rows] = values
+        return out.tolist()  # type: ignore[no-any-return]
+
+    known_flow = spread(flow_known, False)
+    pinned_at = spread(np.where(pinned_high, 1, np.where(pinned_low, 2, 0)), 0)
+    return SymbolStatsSeries(
+        interval=bars.interval,
+        config=config,
+        covering=_bars_covering(bars.interval, config),
+        usable=usable_count.tolist(),
+        move_1h=spread(move, np.nan),
+        max_move_1h=spread(max_move, np.nan),
+        volume_ratio=spread(volume_ratio, np.nan),
+        volume_surge=spread(volume_surge, np.nan),
+        flow_imbalance=[f if k else None for f, k in zip(spread(flow, np.nan), known_flow, strict=True)],
+        pinned=[(None, "high", "low")[p] for p in pinned_at],
+        anomaly=spread(anomaly, np.nan),
+        anomaly_label=spread(label, _NO_LABEL),
+        anomaly_ratio=spread(ratio, np.nan),
+        quality=spread(quality, np.nan),
+        traded=spread(traded_share, np.nan),
+        complete=spread(complete, np.nan),
+        quote_estimated=spread(estimates[end + 1] - estimates[end + 1 - n] > 0, False),
+        anomaly_text={int(rows[r]): text for r, text in texts.items()},
+    )
+
+
+def _anomaly_series(
+    b: Bars, end: IntArray, inspect: IntArray, config: UniverseConfig
+) -> tuple[FloatArray, IntArray, FloatArray, dict[int, str]]:
+    """`_anomaly` of the last `inspect` bars up to each end: the score, the winning label's index in ANOMALY_LABELS
+    (or _NO_LABEL) and its ratio. Windows holding a non-finite bar range (or move) are measured by `_anomaly` itself:
+    their label is _OWN_TEXT and their text is returned apart, by row."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moves = np.concatenate([[np.nan], np.abs(np.diff(np.log(b.close)))])
+        ranges = np.log(np.maximum(b.high, b.close) / np.minimum(b.low, b.close))
+    # moves[k] is the move into bar k: a window of `inspect` bars holds inspect - 1 of them
+    windows = ((moves, inspect - 1), (ranges, inspect))
+    clean = np.ones(end.size, dtype=bool)
+    for values, length in windows:
+        bad = _counts(~np.isfinite(values))
+        clean &= bad[end + 1] == bad[end + 1 - length]
+    best = np.zeros(end.size)
+    label = np.full(end.size, _NO_LABEL)
+    best_ratio = np.full(end.size, np.nan)
+    span = config.anomaly_extreme_ratio - config.anomaly_normal_ratio
+    for index, (values, length) in enumerate(windows):
+        rows = np.flatnonzero(clean & (length >= 2))
+        top = _window_max(values, end[rows], length[rows])
+        rows, top = rows[top > 0], top[top > 0]  # a perfectly flat window: a quality matter, not an anomaly
+        median = _window_median(values, end[rows], length[rows])
+        with np.errstate(divide="ignore"):
+            ratio = np.where(median > 0, top / median, np.inf)
+        score = 100.0 * np.clip((ratio - config.anomaly_normal_ratio) / span, 0.0, 1.0)
+        wins = score > best[rows]  # the first of equal scores wins, as max() picks it
+        rows, score, ratio = rows[wins], score[wins], ratio[wins]
+        best[rows], label[rows], best_ratio[rows] = score, index, ratio
+    texts: dict[int, str] = {}
+    for row in np.flatnonzero(~clean).tolist():
+        best[row], texts[row] = _anomaly(b.slice(int(end[row] - inspect[row] + 1), int(end[row] + 1)), config)
+        label[row] = _OWN_TEXT
+    return best, label, best_ratio, texts
+
+
+def _windows(values: FloatArray, end: IntArray, length: IntArray, reduce: Callable[..., FloatArray]) -> FloatArray:
+    """reduce(values[e - l + 1 : e + 1]) for each (e, l). Slices of one length are reduced as rows of one 2-D block,
+    which NumPy reduces each as it reduces that slice alone (a pairwise sum's order depends on the length only), so
+    the results are measure's; lengths shared by few slices (the first bars of a history) are reduced one by one."""
+    out = np.empty(end.size)
+    order = np.argsort(length, kind="stable")
+    sizes, starts, counts = np.unique(length[order], return_index=True, return_counts=True)
+    for size, start, count in zip(sizes.tolist(), starts.tolist(), counts.tolist(), strict=True):
+        rows = order[start : start + count]
+        if count < _FEW_ROWS:
+            for row, last in zip(rows.tolist(), end[rows].tolist(), strict=True):
+                out[row] = reduce(values[last - size + 1 : last + 1])
+            continue
+        view = sliding_window_view(values, size)
+        for part in _blocks(rows, size):
+            out[part] = reduce(view[end[part] - (size - 1)], axis=1)
+    return out
+
+
+_FEW_ROWS = 16  # below this many slices of one length, reducing them one by one is quicker than gathering a block
+
+
+def _padded_windows(
+    values: FloatArray, end: IntArray, length: IntArray, fill: float
+) -> Iterator[tuple[IntArray, FloatArray]]:
+    """Blocks of rows of the longest window's width, `fill` before each row's own window: for reductions that an
+    extra `fill` cannot change (max, min, the order statistics), one pass whatever the lengths."""
+    if end.size == 0:
+        return
+    width = int(length.max())
+    view = sliding_window_view(np.concatenate([np.full(width - 1, fill), values]), width)
+    columns = np.arange(width)
+    for part in _blocks(np.arange(end.size), width):
+        block = view[end[part]]
+        short = np.flatnonzero(length[part] < width)
+        if short.size:
+            rows = block[short]
+            rows[columns < (width - length[part][short])[:, None]] = fill
+            block[short] = rows
+        yield part, block
+
+
+def _window_max(values: FloatArray, end: IntArray, length: IntArray) -> FloatArray:
+    return _window_extreme(values, end, length, np.maximum, -np.inf)
+
+
+def _window_min(values: FloatArray, end: IntArray, length: IntArray) -> FloatArray:
+    return _window_extreme(values, end, length, np.minimum, np.inf)
+
+
+def _window_extreme(values: FloatArray, end: IntArray, length: IntArray, pick: np.ufunc, fill: float) -> FloatArray:
+    """The max (or min) of each window, NaN if it holds one as ndarray.max gives: windows of the longest length by the
+    van Herk/Gil-Werman running extremes (a few passes whatever the width), the shorter ones gathered."""
+    out = np.empty(end.size)
+    width = int(length.max(initial=1))
+    full = length == width
+    if full.any():
+        blocks = np.concatenate([values, np.full(-values.size % width, fill)]).reshape(-1, width)
+        ahead = pick.accumulate(blocks, axis=1).ravel()  # from the start of each block of `width` values
+        behind = pick.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()  # to the end of each block
+        ends = end[full]
+        out[full] = pick(behind[ends - (width - 1)], ahead[ends])
+    short = np.flatnonzero(~full)
+    for part, block in _padded_windows(values, end[short], length[short], fill):
+        out[short[part]] = pick.reduce(block, axis=1)
+    return out
+
+
+def _window_median(values: FloatArray, end: IntArray, length: IntArray) -> FloatArray:
+    """np.median of each window of finite values: the middle of the sorted window (the fill sorts after it), the two
+    middle values averaged as np.median averages them."""
+    out = np.empty(end.size)
+    for part, block in _padded_windows(values, end, length, np.inf):
+        block.sort(axis=1)  # a gathered copy: sorted in place
+        size = length[part]
+        rows = np.arange(size.size)
+        lower, upper = block[rows, (size - 1) // 2], block[rows, size // 2]
+        out[part] = np.where(size % 2 == 1, lower, (0.0 + lower + upper) / 2.0)
+    return out
+
+
+def _blocks(rows: IntArray, width: int) -> Iterator[IntArray]:
+    """`rows` in runs that gather at most _BLOCK_VALUES values of `width` each."""
+    per_block = max(1, _BLOCK_VALUES // width)
+    for start in range(0, rows.size, per_block):
+        yield rows[start : start + per_block]
+
+
+_BLOCK_VALUES = 1 << 20  # values gathered at once (8 MB)
+
+
+def _counts(flags: npt.NDArray[np.bool_]) -> IntArray:
+    """Running count with a leading 0: flags in [a, b) number counts[b] - counts[a]."""
+    return np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+
+
+def _ratios(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
+    """`_ratio` element by element."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((denominator > 0) & np.isfinite(denominator), numerator / denominator, 0.0)
 
 
 ESTIMATE_MARK = " (quote volume estimated from volume x price)"
@@ -337,21 +677,25 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator > 0 and np.isfinite(denominator) else 0.0
 
 
+NO_ANOMALY = "no anomaly"
+ANOMALY_LABELS = ("bar move", "bar range")
+
+
 def _anomaly(b: Bars, config: UniverseConfig) -> tuple[float, str]:
     """0..100 from the largest bar move and the widest bar range, each against its window median."""
     with np.errstate(divide="ignore", invalid="ignore"):
         moves = np.abs(np.diff(np.log(b.close)))
         ranges = np.log(np.maximum(b.high, b.close) / np.minimum(b.low, b.close))
-    found = [(0.0, "no anomaly")]
+    found = [(0.0, NO_ANOMALY)]
     span = config.anomaly_extreme_ratio - config.anomaly_normal_ratio
-    for label, values in (("bar move", moves), ("bar range", ranges)):
+    for label, values in zip(ANOMALY_LABELS, (moves, ranges), strict=True):
         values = values[np.isfinite(values)]
         if values.size < 2 or values.max() <= 0:
             continue  # too short or perfectly flat: a quality matter, not an anomaly
         median = float(np.median(values))
         ratio = float(values.max() / median) if median > 0 else float("inf")
         score = 100.0 * float(np.clip((ratio - config.anomaly_normal_ratio) / span, 0.0, 1.0))
-        found.append((score, f"largest {label} {ratio:.1f}x the median"))
+        found.append((score, _anomaly_detail(label, ratio)))
     return max(found, key=lambda item: item[0])
 
 
@@ -360,7 +704,15 @@ def _activity(b: Bars, quote: FloatArray, step: int) -> tuple[float, str]:
     span = int((b.open_time[-1] - b.open_time[0]) // step) + 1
     complete = len(b) / span
     traded = float(((quote > 0) & (b.high > b.low)).mean())
-    return 100.0 * traded * complete, f"{traded:.0%} of bars traded, {complete:.0%} of bars present"
+    return 100.0 * traded * complete, _quality_detail(traded, complete)
+
+
+def _anomaly_detail(label: str, ratio: float) -> str:
+    return f"largest {label} {ratio:.1f}x the median"
+
+
+def _quality_detail(traded: float, complete: float) -> str:
+    return f"{traded:.0%} of bars traded, {complete:.0%} of bars present"
 
 
 def _tick_penalty(rules: SymbolRules, price: float, config: UniverseConfig) -> float:
@@ -404,8 +756,13 @@ def build_elite(
     now_ms: int,
     config: UniverseConfig | None = None,
     previous: PoolResult | None = None,
+    stats: Mapping[str, SymbolStats | None] | None = None,
 ) -> PoolResult:
-    """The Elite pool from exchange info, 24h tickers and recent closed bars of the candidates."""
+    """The Elite pool from exchange info, 24h tickers and recent closed bars of the candidates.
+
+    `stats` replaces measuring the bars: each symbol's measure at now_ms, computed beforehand (the backtest reads
+    them from measure_series); `bars` is then not read.
+    """
     config = config or UniverseConfig()
     if not tickers or not rules:
         return fall_back("elite", previous, "no exchange info or 24h tickers to build from", now_ms)
@@ -415,16 +772,15 @@ def build_elite(
     estimated: set[str] = set()
     for ticker in passed:
         symbol = ticker.symbol
-        series = bars.get(symbol)
-        stats = None if series is None else measure(series, now_ms, config)
-        if stats is None:
+        measured = _measured(symbol, bars, stats, now_ms, config)
+        if measured is None:
             excluded[symbol] = "no recent closed bars to check"
             continue
-        if stats.caveats:
-            caveats[symbol] = stats.caveats
-        if stats.quote_estimated:
+        if measured.caveats:
+            caveats[symbol] = measured.caveats
+        if measured.quote_estimated:
             estimated.add(symbol)
-        why = _elite_exclusion(stats, _tick_penalty(rules[symbol], float(ticker.last_price), config), config)
+        why = _elite_exclusion(measured, _tick_penalty(rules[symbol], float(ticker.last_price), config), config)
         if why is not None:
             excluded[symbol] = why
             continue
@@ -494,11 +850,12 @@ def build_overlay(
     now_ms: int,
     config: UniverseConfig | None = None,
     previous: PoolResult | None = None,
+    stats: Mapping[str, SymbolStats | None] | None = None,
 ) -> PoolResult:
     """The Overlay pool: new listings (newest first), then movers (strongest first), anti-chase applied.
 
     An Overlay with nothing new and nothing moving is a valid empty result, not a failure; only missing
-    exchange data falls back to the previous pool.
+    exchange data falls back to the previous pool. `stats` replaces measuring the bars, as for build_elite.
     """
     config = config or UniverseConfig()
     if not tickers or not rules:
@@ -511,34 +868,33 @@ def build_overlay(
     for ticker in passed:
         symbol = ticker.symbol
         day_move = float(ticker.price_change_percent) / 100.0
-        series = bars.get(symbol)
-        stats = None if series is None else measure(series, now_ms, config)
-        if stats is not None and stats.caveats:
-            caveats[symbol] = stats.caveats
-        if stats is not None and stats.quote_estimated:
+        measured = _measured(symbol, bars, stats, now_ms, config)
+        if measured is not None and measured.caveats:
+            caveats[symbol] = measured.caveats
+        if measured is not None and measured.quote_estimated:
             estimated.add(symbol)
-        chase = _chase(stats, day_move, config)
+        chase = _chase(measured, day_move, config)
         onboard = rules[symbol].onboard_date_ms
         is_new = onboard > 0 and now_ms - onboard <= config.new_listing_hours * HOUR_MS
-        if chase is not None and (is_new or (stats is not None and _mover_score(stats, config) >= 1)):
+        if chase is not None and (is_new or (measured is not None and _mover_score(measured, config) >= 1)):
             excluded[symbol] = chase
         elif is_new:
             listings.append((onboard, symbol))
-        elif stats is not None and (score := _mover_score(stats, config)) >= 1:
-            quality = stats.quality * _tick_penalty(rules[symbol], float(ticker.last_price), config)
+        elif measured is not None and (score := _mover_score(measured, config)) >= 1:
+            quality = measured.quality * _tick_penalty(rules[symbol], float(ticker.last_price), config)
             if quality < config.min_quality:
                 excluded[symbol] = (
-                    f"mover with quality {quality:.0f} < {config.min_quality:.0f} ({stats.quality_detail})"
+                    f"mover with quality {quality:.0f} < {config.min_quality:.0f} ({measured.quality_detail})"
                 )
             else:
                 movers.append((score, symbol))
-        elif stats is None:
+        elif measured is None:
             excluded[symbol] = "no recent closed bars to look for moves"
         else:
-            imbalance = "unknown" if stats.flow_imbalance is None else f"{stats.flow_imbalance:.2f}"
+            imbalance = "unknown" if measured.flow_imbalance is None else f"{measured.flow_imbalance:.2f}"
             excluded[symbol] = (
-                f"not new and not moving (1h {stats.move_1h:+.1%}, volume x{stats.volume_surge:.1f}, "
-                f"flow imbalance {imbalance}){ESTIMATE_MARK if stats.quote_estimated else ''}"
+                f"not new and not moving (1h {measured.move_1h:+.1%}, volume x{measured.volume_surge:.1f}, "
+                f"flow imbalance {imbalance}){ESTIMATE_MARK if measured.quote_estimated else ''}"
             )
     ranked = [s for _, s in sorted(listings, reverse=True)] + [s for _, s in sorted(movers, reverse=True)]
     chosen = ranked[: config.overlay_size]
@@ -614,6 +970,20 @@ def _ticker_screen(
         else:
             passed.append(ticker)
     return passed, excluded
+
+
+def _measured(
+    symbol: str,
+    bars: Mapping[str, Bars],
+    stats: Mapping[str, SymbolStats | None] | None,
+    now_ms: int,
+    config: UniverseConfig,
+) -> SymbolStats | None:
+    """A candidate's stats: the precomputed ones when given, else measured from its bars (None without)."""
+    if stats is not None:
+        return stats.get(symbol)
+    series = bars.get(symbol)
+    return None if series is None else measure(series, now_ms, config)
 
 
 def _caveat_notes(caveats: Mapping[str, tuple[str, ...]], chosen: Sequence[str]) -> tuple[str, ...]:

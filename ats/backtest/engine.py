@@ -29,7 +29,7 @@ from ats.journal import MemoryJournal
 from ats.lifecycle import FundingPaid, Position, ReversalSignal
 from ats.placement import Candidate, LedgerDay, account_view, decide_entries, exposure_of, halt_reason, open_approved
 from ats.risk import DEFAULT_TAKER_FEE_RATE
-from ats.universe import PoolResult, bars_for, build_elite, build_overlay, combine
+from ats.universe import PoolResult, bars_for, build_elite, build_overlay, combine, measure_series
 
 ZERO = Decimal(0)
 ACCOUNT = "backtest"
@@ -90,6 +90,16 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         scorer.warm(warm, as_of_ms=start_ms)
     position = dict(first)
     window = _universe_window(settings)
+    # The pool rules read each symbol's last `window` bars: measured at every bar close of the run in one pass.
+    origin = {s: max(first[s] - window, 0) for s in symbols}
+    measured = {
+        s: measure_series(
+            history.bars[s].slice(origin[s], int(np.searchsorted(history.bars[s].open_time, end_ms))),
+            settings.universe,
+            max_bars=window,
+        )
+        for s in symbols
+    }
     elite: PoolResult | None = None
     overlay: PoolResult | None = None
     notes: set[str] = set()
@@ -106,14 +116,13 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
             continue
         scan = scorer.update_many(fresh, as_of_ms=as_of)
         tickers = [t for t in (ticker_of(history.bars[b.symbol], position[b.symbol]) for b in fresh) if t]
-        recent = {
-            b.symbol: history.bars[b.symbol].slice(max(position[b.symbol] - window, 0), position[b.symbol])
-            for b in fresh
-        }
+        stats = {b.symbol: measured[b.symbol].at(position[b.symbol] - 1 - origin[b.symbol]) for b in fresh}
         if elite is None or elite.is_due(as_of, settings.universe):
-            elite = build_elite(rules, tickers, recent, now_ms=as_of, config=settings.universe, previous=elite)
+            elite = build_elite(rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=elite, stats=stats)
             notes.update(elite.notes)
-        overlay = build_overlay(rules, tickers, recent, now_ms=as_of, config=settings.universe, previous=overlay)
+        overlay = build_overlay(
+            rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=overlay, stats=stats
+        )
         universe = combine(elite, overlay).symbols
         rows = {r.symbol: r for r in scan.rows if r.scored and r.direction is not None}
         directions = {s: (r.direction, r.strength) for s, r in rows.items() if r.direction is not None}

@@ -6,8 +6,10 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ats.domain import Bars, SymbolRules
+from ats.domain import BAR_FIELDS, Bars, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
 from ats.universe import (
     HOUR_MS,
@@ -20,6 +22,7 @@ from ats.universe import (
     elite_candidates,
     fall_back,
     measure,
+    measure_series,
     normalise_symbols,
     overlay_candidates,
     unknown_symbols_reason,
@@ -379,3 +382,109 @@ def test_unknown_quote_volume_is_estimated_from_volume_and_price_and_marked_so()
     overlay = build_overlay(all_rules, tickers, history, now_ms=NOW, config=CFG)
     assert "flow imbalance unknown" in overlay.excluded["AUSDT"]
     assert overlay.excluded["AUSDT"].endswith("(quote volume estimated from volume x price)")
+
+
+# ---------------------------------------------------------------------------------------------- the series
+
+
+@st.composite
+def rough_bars(draw: st.DrawFn) -> Bars:
+    """A history with what real and imported bars hold: unknown volumes (quote, base or taker), missing hours, bad
+    closes, spikes, flat stretches, a price pinned at its high, zero-volume hours."""
+    n = draw(st.integers(0, 160))
+    interval = draw(st.sampled_from(["1h", "1h", "15m", "4h", "1m"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def some(share: float) -> np.ndarray:
+        return rng.random(n) < share * draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
+
+    step = interval_ms(interval)
+    hours = START_MS + step * np.cumsum(np.where(some(1.0), rng.integers(2, 5, n), 1))
+    close = 50.0 * np.exp(np.cumsum(rng.normal(0.0, draw(st.sampled_from([0.0, 0.002, 0.02])), n)))
+    close = np.where(some(1.0), close * rng.choice([0.7, 1.3], n), close)  # spikes
+    if n > 5 and draw(st.booleans()):
+        close[-rng.integers(1, 6) :] = close.max()  # pinned at the high
+    high = close * (1 + rng.uniform(0, 0.01, n))
+    low = close * (1 - rng.uniform(0, 0.01, n))
+    volume = rng.uniform(1e3, 1e4, n)
+    quote = np.where(some(1.0), 0.0, volume * close)
+    taker = quote * rng.uniform(0.2, 0.8, n)
+    return Bars(
+        "XUSDT",
+        interval,
+        hours.astype(np.int64),
+        close,
+        np.where(some(0.5), np.nan, high),
+        np.where(some(0.5), 0.0, low),
+        np.where(some(0.5), np.nan, np.where(some(0.5), -1.0, close)),
+        np.where(some(1.0), np.nan, volume),
+        np.where(some(1.0), np.nan, quote),  # unknown quote volume: estimated from volume x price
+        np.full(n, 10.0),
+        volume / 2,
+        np.where(some(1.0), np.nan, taker),
+    )
+
+
+def assert_series_is_measure(b: Bars, config: UniverseConfig, max_bars: int | None) -> None:
+    series = measure_series(b, config, max_bars=max_bars)
+    assert len(series) == len(b)
+    step = interval_ms(b.interval)
+    for i in range(len(b)):
+        measured = b if max_bars is None else b.slice(max(i + 1 - max_bars, 0), i + 1)
+        expected = measure(measured, int(b.open_time[i]) + step, config)
+        assert repr(series.at(i)) == repr(expected), i  # repr: every float to its last bit, every text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    b=rough_bars(),
+    scale=st.sampled_from([1.0, 1.0, 0.25, 1 / 60]),
+    max_bars=st.none() | st.integers(1, 100),
+)
+def test_the_series_is_measure_at_every_bar_close(b: Bars, scale: float, max_bars: int | None) -> None:
+    assert_series_is_measure(b, UniverseConfig().time_scaled(scale), max_bars)
+
+
+@pytest.mark.parametrize("max_bars", [None, 75])
+def test_the_series_is_measure_over_a_long_rough_history(max_bars: int | None) -> None:
+    """Every window full and every branch taken: a spike (anomaly), a hole in the volumes longer than the windows,
+    unknown quote volumes, missing hours, a collapse, a pinned close."""
+    b = make_bars("XUSDT", 500, seed=11, volatility=0.004)
+    close, quote, volume = b.close.copy(), b.quote_volume.copy(), b.volume.copy()
+    close[200:] *= 1.08
+    close[420:424] = close[:420].max() * 1.001
+    quote[100:110] = np.nan
+    volume[100:108] = np.nan  # eight bars without any volume: not usable
+    quote[300:] *= np.where(np.arange(200) > 150, 0.05, 1.0)
+    keep = np.ones(500, dtype=bool)
+    keep[250:260] = False  # ten missing hours
+    b = edit(b, close=close, high=np.maximum(b.high, close), quote_volume=quote, volume=volume)
+    b = Bars(b.symbol, b.interval, b.open_time[keep], *(getattr(b, f)[keep] for f in BAR_FIELDS))
+    series = measure_series(b, CFG, max_bars=max_bars)
+    stats = [series.at(i) for i in range(len(b))]
+    assert any(s is not None and s.anomaly >= CFG.max_anomaly for s in stats)
+    assert any(s is not None and s.pinned == "high" for s in stats)
+    assert any(s is not None and s.volume_ratio < CFG.collapse_ratio for s in stats)
+    assert any(s is not None and "of bars present" in s.quality_detail and s.quality < 100 for s in stats)
+    assert_series_is_measure(b, CFG, max_bars)
+
+
+def test_the_series_refuses_bars_out_of_order() -> None:
+    b = calm("XUSDT", seed=1)
+    backwards = Bars(b.symbol, b.interval, b.open_time[::-1].copy(), *(getattr(b, f)[::-1] for f in BAR_FIELDS))
+    with pytest.raises(ValueError, match="time order"):
+        measure_series(backwards, CFG)
+
+
+def test_pools_from_precomputed_stats_are_the_pools_from_bars() -> None:
+    """The backtest hands the pools stats from measure_series; the pools are the ones the live path builds."""
+    all_rules, tickers, bars = market()
+    stats = {s: measure_series(b, CFG).at(-1) for s, b in bars.items()}
+    assert build_elite(all_rules, tickers, {}, now_ms=NOW, config=CFG, stats=stats) == build_elite(
+        all_rules, tickers, bars, now_ms=NOW, config=CFG
+    )
+    rules_o, tickers_o, bars_o = overlay_market()
+    stats_o = {s: measure_series(b, CFG).at(-1) for s, b in bars_o.items()}
+    assert build_overlay(rules_o, tickers_o, {}, now_ms=NOW, config=CFG, stats=stats_o) == build_overlay(
+        rules_o, tickers_o, bars_o, now_ms=NOW, config=CFG
+    )
