@@ -19,12 +19,12 @@ from decimal import Decimal
 
 import numpy as np
 
-from ats.backtest.history import DAY_MS, History, ticker_of
+from ats.backtest.history import DAY_MS, History, TickerSeries
 from ats.backtest.paper import Bar, PaperExchange
 from ats.config import Settings
 from ats.domain import Direction, Signal, SymbolRules, interval_ms
 from ats.exchange.base import AccountInfo
-from ats.factors import IncrementalScorer
+from ats.factors.series import score_series
 from ats.journal import MemoryJournal
 from ats.lifecycle import FundingPaid, Position, ReversalSignal
 from ats.placement import Candidate, LedgerDay, account_view, decide_entries, exposure_of, halt_reason, open_approved
@@ -83,21 +83,18 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
     if not symbols:
         raise ValueError("no bars to backtest")
     rules = {s: history.rules_of(s) for s in symbols}
-    scorer = IncrementalScorer(interval)
     first = {s: int(np.searchsorted(history.bars[s].open_time, start_ms)) for s in symbols}
-    warm = [history.bars[s].slice(0, first[s]) for s in symbols if first[s] > 0]
-    if warm:
-        scorer.warm(warm, as_of_ms=start_ms)
+    last = {s: int(np.searchsorted(history.bars[s].open_time, end_ms)) for s in symbols}
+    # Every symbol scored at every bar in one pass: at each bar exactly the cold scan of the history up to it.
+    scores = score_series([history.bars[s].slice(0, last[s]) for s in symbols], as_of_ms=end_ms)
+    row_of = {s: i for i, s in enumerate(scores.symbols)}
+    tickers_of = {s: TickerSeries(history.bars[s]) for s in symbols}
     position = dict(first)
     window = _universe_window(settings)
     # The pool rules read each symbol's last `window` bars: measured at every bar close of the run in one pass.
     origin = {s: max(first[s] - window, 0) for s in symbols}
     measured = {
-        s: measure_series(
-            history.bars[s].slice(origin[s], int(np.searchsorted(history.bars[s].open_time, end_ms))),
-            settings.universe,
-            max_bars=window,
-        )
+        s: measure_series(history.bars[s].slice(origin[s], last[s]), settings.universe, max_bars=window)
         for s in symbols
     }
     elite: PoolResult | None = None
@@ -110,13 +107,13 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         for s in symbols:
             series, i = history.bars[s], position[s]
             if i < len(series) and int(series.open_time[i]) == bar_open:
-                fresh.append(series.slice(i, i + 1))
+                fresh.append(s)
                 position[s] = i + 1
         if not fresh:
             continue
-        scan = scorer.update_many(fresh, as_of_ms=as_of)
-        tickers = [t for t in (ticker_of(history.bars[b.symbol], position[b.symbol]) for b in fresh) if t]
-        stats = {b.symbol: measured[b.symbol].at(position[b.symbol] - 1 - origin[b.symbol]) for b in fresh}
+        column = int(np.searchsorted(scores.open_time, bar_open))
+        tickers = [t for t in (tickers_of[s].at(position[s]) for s in fresh) if t]
+        stats = {s: measured[s].at(position[s] - 1 - origin[s]) for s in fresh}
         if elite is None or elite.is_due(as_of, settings.universe):
             elite = build_elite(rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=elite, stats=stats)
             notes.update(elite.notes)
@@ -124,12 +121,18 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
             rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=overlay, stats=stats
         )
         universe = combine(elite, overlay).symbols
-        rows = {r.symbol: r for r in scan.rows if r.scored and r.direction is not None}
-        directions = {s: (r.direction, r.strength) for s, r in rows.items() if r.direction is not None}
+        directions: dict[str, tuple[Direction, float]] = {}
+        for s in fresh:
+            i = row_of[s]
+            if scores.scored[i, column] and scores.direction[i, column] != 0:
+                side = Direction.LONG if scores.direction[i, column] > 0 else Direction.SHORT
+                directions[s] = (side, float(scores.strength[i, column]))
         chosen = sorted(
-            (rows[s] for s in universe if s in rows and rows[s].strength >= floor), key=lambda r: -r.strength
+            (s for s in universe if s in directions and directions[s][1] >= floor), key=lambda s: -directions[s][1]
         )
-        signals = tuple(TapeSignal(r.to_signal(), _move_24h(history, r.symbol, position[r.symbol])) for r in chosen)
+        signals = tuple(
+            TapeSignal(scores.row(s, column).to_signal(), _move_24h(history, s, position[s])) for s in chosen
+        )
         hours.append(Hour(bar_open, universe, signals, directions))
     return Tape(interval, start_ms, end_ms, tuple(hours), tuple(sorted(notes)))
 

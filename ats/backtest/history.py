@@ -104,29 +104,46 @@ def derived_rules(symbol: str, bars: Bars) -> SymbolRules:
     )
 
 
-def ticker_of(bars: Bars, end: int) -> Ticker24h | None:
-    """The 24 h ticker at the close of bar `end - 1`, rebuilt from the bars (quote volume estimated where unknown,
-    trade count unknown); None without a day of bars."""
-    step = interval_ms(bars.interval)
-    size = max(DAY_MS // step, 1)
-    if end < size:
-        return None
-    day = bars.slice(end - size, end)
-    quote, _ = quote_volume(day)
-    last = float(day.close[-1])
-    first = float(day.open[0])
-    if not (math.isfinite(last) and math.isfinite(first) and first > 0):
-        return None
-    volume = float(np.nansum(day.volume))
-    return Ticker24h(
-        symbol=bars.symbol,
-        last_price=Decimal(repr(last)),
-        price_change_percent=Decimal(repr(round((last / first - 1.0) * 100.0, 6))),
-        high=Decimal(repr(float(day.high.max()))),
-        low=Decimal(repr(float(day.low.min()))),
-        volume=Decimal(repr(volume)),
-        quote_volume=Decimal(repr(float(np.nansum(quote)))),
-        trade_count=None,
-        open_time_ms=int(day.open_time[0]),
-        close_time_ms=int(day.open_time[-1]) + step - 1,
-    )
+class TickerSeries:
+    """The 24 h ticker at every bar close of a symbol, rebuilt from its bars (quote volume estimated where unknown,
+    trade count unknown): the day's sums and extremes computed once for the whole history."""
+
+    def __init__(self, bars: Bars) -> None:
+        self.symbol = bars.symbol
+        self.step = interval_ms(bars.interval)
+        self.size = max(DAY_MS // self.step, 1)
+        self.open_time = bars.open_time
+        self.close = bars.close
+        self.open = bars.open
+        n = len(bars)
+        if n < self.size:
+            self.quote = self.volume = self.high = self.low = np.zeros(0)
+            return
+        quote, _ = quote_volume(bars)
+        window = self.size
+        view = np.lib.stride_tricks.sliding_window_view
+        self.quote = np.nansum(view(quote, window), axis=1)  # row k: the day ending at bar k + size - 1
+        self.volume = np.nansum(view(bars.volume, window), axis=1)
+        self.high = view(bars.high, window).max(axis=1)
+        self.low = view(bars.low, window).min(axis=1)
+
+    def at(self, end: int) -> Ticker24h | None:
+        """The ticker at the close of bar `end - 1`; None without a day of bars."""
+        if end < self.size or end > len(self.open_time):
+            return None
+        k = end - self.size
+        last, first = float(self.close[end - 1]), float(self.open[k])
+        if not (math.isfinite(last) and math.isfinite(first) and first > 0):
+            return None
+        return Ticker24h(
+            symbol=self.symbol,
+            last_price=Decimal(repr(last)),
+            price_change_percent=Decimal(repr(round((last / first - 1.0) * 100.0, 6))),
+            high=Decimal(repr(float(self.high[k]))),
+            low=Decimal(repr(float(self.low[k]))),
+            volume=Decimal(repr(float(self.volume[k]))),
+            quote_volume=Decimal(repr(float(self.quote[k]))),
+            trade_count=None,
+            open_time_ms=int(self.open_time[k]),
+            close_time_ms=int(self.open_time[end - 1]) + self.step - 1,
+        )

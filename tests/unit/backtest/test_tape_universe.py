@@ -3,10 +3,13 @@ measures each symbol once for the whole run (ats.universe.measure_series) instea
 
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
+
 import numpy as np
 
 from ats.backtest.engine import _universe_window, record_tape
-from ats.backtest.history import History, ticker_of
+from ats.backtest.history import History, TickerSeries
 from ats.config import Settings
 from ats.domain import BAR_FIELDS, Bars
 from ats.universe import PoolResult, UniverseConfig, build_elite, build_overlay, combine, measure
@@ -84,7 +87,7 @@ def pools_from_bars(
             if stop > len(series) or int(series.open_time[stop - 1]) != bar_open:
                 continue
             recent[symbol] = series.slice(max(stop - window, 0), stop)
-            ticker = ticker_of(series, stop)
+            ticker = TickerSeries(series).at(stop)
             if ticker is not None:
                 tickers.append(ticker)
         if not recent:
@@ -120,3 +123,24 @@ def test_the_tape_universe_is_the_pools_built_from_bars_at_every_hour() -> None:
     stats = measure(hole, T0 + 315 * H, config)
     assert stats is not None
     assert "collapse base 72h (60 of 72 bars)" in stats.caveats  # the hole in the volumes shortens the windows
+
+
+def test_the_ticker_series_is_the_day_of_bars_it_ends() -> None:
+    series = walk("AAAUSDT", 200, 3, 2.0)
+    volume = series.volume.copy()
+    volume[50:60] = np.nan  # unknown volumes count as nothing, as in a ticker summed from known bars
+    series = dataclasses.replace(series, volume=volume)
+    tickers = TickerSeries(series)
+    assert tickers.at(23) is None
+    for end in (24, 55, 61, 200):
+        day = series.slice(end - 24, end)
+        ticker = tickers.at(end)
+        assert ticker is not None
+        typical = day.volume * (day.high + day.low + day.close) / 3.0
+        assert ticker.quote_volume == Decimal(repr(float(np.nansum(typical))))
+        assert ticker.volume == Decimal(repr(float(np.nansum(day.volume))))
+        assert (ticker.high, ticker.low) == (Decimal(repr(float(day.high.max()))), Decimal(repr(float(day.low.min()))))
+        change = round((float(day.close[-1]) / float(day.open[0]) - 1.0) * 100.0, 6)
+        assert ticker.price_change_percent == Decimal(repr(change))
+        assert ticker.trade_count is None
+        assert ticker.close_time_ms == int(day.open_time[-1]) + 3_600_000 - 1
