@@ -13,7 +13,8 @@ from prefect.runtime import flow_run
 from ats.backtest import TradeSettings
 from ats.clock import parse_utc_ms
 from ats.config import load_settings
-from tasks.backtest import BacktestRequest, NoHistory, run_backtest, symbols_of
+from ats.universe import normalise_symbols
+from tasks.backtest import BacktestRequest, NoHistory, run_backtest
 from tasks.flow_runs import ats_flow
 from tasks.runtime import RunFailed, prepare_logging, run_logger, shared_database
 
@@ -59,7 +60,9 @@ async def backtest(
         slippage=Decimal(repr(slippage)),
         min_score=settings.min_score if min_score is None else min_score,
     )
-    request = BacktestRequest(tuple(symbols_of(symbols)), start_ms, end_ms, options, random_draws, seed)
+    request = BacktestRequest(
+        tuple(normalise_symbols((symbols or "").split(","))), start_ms, end_ms, options, random_draws, seed
+    )
     try:
         result = run_backtest(shared_database(settings), settings, request)
     except NoHistory as exc:

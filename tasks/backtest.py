@@ -124,7 +124,3 @@ def write_files(result: Backtest, folder: Path) -> list[Path]:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-def symbols_of(text: str | None) -> Sequence[str]:
-    return tuple(s.strip().upper() for s in (text or "").split(",") if s.strip())

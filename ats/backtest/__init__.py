@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
-from ats.backtest.engine import Run, Tape, TradeSettings, baseline_rules, record_tape, trade
+from ats.backtest.engine import Closes, Run, Tape, TradeSettings, baseline_rules, record_tape, trade
 from ats.backtest.history import RULES_NOTE, History
 from ats.backtest.report import (
     Baselines,
@@ -67,8 +66,7 @@ def backtest(
     if tape is None:
         tape = record_tape(window, settings, start_ms, end_ms, floor=min(options.min_score, 60.0))
     run = trade(tape, window, settings, options)
-    last = {s: b.close[-1] for s, b in window.bars.items() if len(b)}
-    closes = {s: Decimal(repr(float(v))) for s, v in last.items()}
+    closes = Closes(window, end_ms)
     trades = trades_of(run, closes)
     stats = stats_of(run, trades, options.balance)
     baselines = None

@@ -166,7 +166,6 @@ class Book:
     ledger: LedgerDay
     booked: dict[str, Decimal] = field(default_factory=dict)  # key -> net realised already in the wallet
     references: dict[str, Decimal] = field(default_factory=dict)  # key -> price the entry was sized at
-    halts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +241,7 @@ def trade(
         day = bar_open - bar_open % DAY_MS
         if day != book.ledger.day_start_ms:
             book.ledger = LedgerDay(day)
-        closes = _Closes(history, bar_open)
+        closes = Closes(history, as_of)
         # 1. the bar that just closed, for the symbols with a position or an order: funding at its open, then fills
         busy = {journal.positions[k].symbol for k in active} | paper.symbols_with_orders()
         for symbol in sorted(busy):
@@ -336,19 +335,20 @@ def trade(
     )
 
 
-class _Closes(Mapping[str, Decimal]):
-    """Each symbol's last close at or before a bar, converted only when asked (most symbols never are)."""
+class Closes(Mapping[str, Decimal]):
+    """Each symbol's last close of a bar opened before `before_ms`, converted only when asked (most symbols never
+    are): the marks of a cycle, and where positions still open at the end of a run are valued."""
 
-    def __init__(self, history: History, bar_open_ms: int) -> None:
+    def __init__(self, history: History, before_ms: int) -> None:
         self._history = history
-        self._bar_open_ms = bar_open_ms
+        self._before_ms = before_ms
         self._known: dict[str, Decimal] = {}
 
     def __getitem__(self, symbol: str) -> Decimal:
         known = self._known.get(symbol)
         if known is None:
             series = self._history.bars[symbol]
-            i = int(np.searchsorted(series.open_time, self._bar_open_ms, side="right")) - 1
+            i = int(np.searchsorted(series.open_time, self._before_ms)) - 1
             if i < 0:
                 raise KeyError(symbol)
             known = self._known[symbol] = _dec(series.close[i])

@@ -11,11 +11,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 
-import numpy as np
-
-from ats.backtest.engine import DirectionRule, Tape, TradeSettings, baseline_rules, trade
+from ats.backtest.engine import Closes, DirectionRule, Tape, TradeSettings, baseline_rules, trade
 from ats.backtest.history import History
 from ats.backtest.report import Baselines, Stats, stats_of, trades_of
 from ats.clock import format_utc
@@ -39,21 +36,11 @@ def tape_between(tape: Tape, start_ms: int, end_ms: int) -> Tape:
     return replace(tape, start_ms=start_ms, end_ms=end_ms, hours=hours)
 
 
-def closes_at(history: History, end_ms: int) -> dict[str, Decimal]:
-    """Each symbol's last close before `end_ms` (where positions still open at a window's end are valued)."""
-    out = {}
-    for symbol, bars in history.bars.items():
-        i = int(np.searchsorted(bars.open_time, end_ms)) - 1
-        if i >= 0:
-            out[symbol] = Decimal(repr(float(bars.close[i])))
-    return out
-
-
 def _stats(
     tape: Tape, history: History, settings: Settings, options: TradeSettings, rule: DirectionRule | None = None
 ) -> Stats:
     run = trade(tape, history, settings, options, direction_rule=rule)
-    return stats_of(run, trades_of(run, closes_at(history, tape.end_ms)), options.balance)
+    return stats_of(run, trades_of(run, Closes(history, tape.end_ms)), options.balance)
 
 
 def choose(tape: Tape, history: History, settings: Settings, options: TradeSettings, grid: Sequence[float]) -> float:

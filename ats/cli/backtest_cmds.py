@@ -46,7 +46,8 @@ def backtest_command(
     """Replay stored history hour by hour through the live universe rules, factors, risk checks, sizing, levels and
     position lifecycle; print the statistics beside the baselines and write the files (same input, same bytes)."""
     from ats.backtest import TradeSettings
-    from tasks.backtest import BacktestRequest, NoHistory, run_backtest, symbols_of, write_files
+    from ats.universe import normalise_symbols
+    from tasks.backtest import BacktestRequest, NoHistory, run_backtest, write_files
 
     settings = settings_or_exit()
     start_ms, end_ms = parse_utc_ms(start), parse_utc_ms(end)
@@ -60,7 +61,9 @@ def backtest_command(
     )
     if options.balance <= 0 or options.slippage >= 1:
         fail("--balance must be above 0 and --slippage below 1")
-    request = BacktestRequest(tuple(symbols_of(symbols)), start_ms, end_ms, options, random_draws, seed)
+    request = BacktestRequest(
+        tuple(normalise_symbols((symbols or "").split(","))), start_ms, end_ms, options, random_draws, seed
+    )
     database = open_database(settings)
     try:
         with console.status("replaying history ..."):
@@ -121,7 +124,8 @@ def walk_forward_command(
     windows' results (out of sample) beside the baselines on the same hours."""
     from ats.backtest import TradeSettings
     from ats.backtest.walkforward import folds_table, summary
-    from tasks.backtest import BacktestRequest, NoHistory, run_walk_forward, symbols_of
+    from ats.universe import normalise_symbols
+    from tasks.backtest import BacktestRequest, NoHistory, run_walk_forward
 
     settings = settings_or_exit()
     start_ms, end_ms = parse_utc_ms(start), parse_utc_ms(end)
@@ -134,7 +138,9 @@ def walk_forward_command(
     if end_ms - start_ms < (train_days + test_days) * 86_400_000:
         fail(f"--from to --to must cover at least one training and one test window ({train_days + test_days} days)")
     options = TradeSettings(balance=_decimal(balance, "--balance"), slippage=_decimal(slippage, "--slippage"))
-    request = BacktestRequest(tuple(symbols_of(symbols)), start_ms, end_ms, options, random_draws, seed)
+    request = BacktestRequest(
+        tuple(normalise_symbols((symbols or "").split(","))), start_ms, end_ms, options, random_draws, seed
+    )
     database = open_database(settings)
     try:
         with console.status("scoring every hour, then the folds ..."):
