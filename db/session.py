@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ats.config import POSTGRES_DRIVERS, Settings
-from ats.log import get_logger, register_secret
+from ats.log import get_logger, redact, register_secret
 from db import migrate
 
 log = get_logger(__name__)
@@ -55,6 +56,24 @@ def resolve_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return normalise_url(settings.database_url.get_secret_value())
     return start_embedded(settings.data_dir)
+
+
+def database_error_line(exc: SQLAlchemyError) -> str:
+    """The first line of the driver's message, secrets redacted: what an operator needs, without the traceback."""
+    cause = str(getattr(exc, "orig", None) or exc).strip()
+    return redact(cause.splitlines()[0])[:300] if cause else type(exc).__name__
+
+
+def database_outage(exc: BaseException) -> str | None:
+    """One line when `exc` says the database could not be reached or dropped the connection (an outage, a
+    failover, or PostgreSQL ending the transaction of a process frozen inside it); None for any other error.
+
+    Long-lived workers expect outages and say so in one line; anything else is a bug and keeps its traceback."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return database_error_line(exc)
+    return None
 
 
 def lock_key(name: str) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -89,10 +90,23 @@ from ats.reconcile import (
     recovered_fills,
     sync_funding,
 )
+from db.session import database_outage
 from monitor.metrics import MonitorMetrics
 from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 
 log = get_logger(__name__)
+
+
+def _log_failure(message: str, **fields: Any) -> None:
+    """Inside an except block: a database outage (the bench cuts it; PostgreSQL ends the transaction of a process
+    frozen inside it) is expected and logged in one line; anything else keeps its traceback."""
+    error = sys.exc_info()[1]
+    outage = None if error is None else database_outage(error)
+    if outage is not None:
+        log.warning(message, database=outage, **fields)
+    else:
+        log.exception(message, **fields)
+
 
 CONDITIONAL = frozenset(
     {
@@ -340,7 +354,7 @@ class Monitor:
             try:
                 self._on_user_event(event, self._clock.monotonic())
             except Exception:  # e.g. the database is down: the event is lost, the exchange still has it
-                log.exception("skipping a user event that failed to dispatch", kind=type(event).__name__)
+                _log_failure("skipping a user event that failed to dispatch", kind=type(event).__name__)
                 self.request_reconcile(f"a {type(event).__name__} failed to dispatch")
 
     def _on_user_event(self, event: UserEvent, received: float) -> None:
@@ -464,7 +478,7 @@ class Monitor:
             self._refresh(key)
             return
         except Exception:
-            log.exception("handling an event failed; reconciliation will repair it", key=key, kind=kind)
+            _log_failure("handling an event failed; reconciliation will repair it", key=key, kind=kind)
             self.request_reconcile(f"failed to handle a {kind} event of {key}")
             return
         self._metrics.event_to_action.labels(kind).observe(self._clock.monotonic() - received)
@@ -483,7 +497,7 @@ class Monitor:
                 self._exchange, self._journal, self._executor, self._clock, start_ms=start, guard=self._lock
             )
         except Exception:
-            log.exception("reading funding payments failed; the next reconciliation reads them")
+            _log_failure("reading funding payments failed; the next reconciliation reads them")
 
     async def _flat_check_later(self, symbol: str) -> None:
         if await self._pause(self._tuning.flat_check_s):
@@ -506,7 +520,7 @@ class Monitor:
                         self._metrics.events.labels("market_gap").inc()
                         log.warning("market stream reconnected", reason=event.reason)
             except Exception:
-                log.exception("skipping a market event that failed to dispatch", kind=type(event).__name__)
+                _log_failure("skipping a market event that failed to dispatch", kind=type(event).__name__)
 
     def _on_mark(self, update: MarkPriceUpdate, received: float) -> None:
         self._marks[update.symbol] = update.mark_price
@@ -541,7 +555,7 @@ class Monitor:
         except ExecutionDeferred as exc:
             log.warning("exchange unreachable while supervising a stop", key=key, error=str(exc))
         except Exception:
-            log.exception("supervising a stop failed", key=key)
+            _log_failure("supervising a stop failed", key=key)
         finally:
             self._mark_busy.discard(key)
 
@@ -594,7 +608,7 @@ class Monitor:
             return
         except Exception:
             self._metrics.fill_checks.labels(trigger, "failed").inc()
-            log.exception("reconciling a symbol failed; the next pass will", symbols=sorted(symbols))
+            _log_failure("reconciling a symbol failed; the next pass will", symbols=sorted(symbols))
             return
         after = {p.key: self._journal.position(p.key) for p in before}
         self._refresh_all()
@@ -724,7 +738,7 @@ class Monitor:
             return False
         except Exception:
             self._metrics.reconciles.labels("failed").inc()
-            log.exception("reconciliation failed; retrying")
+            _log_failure("reconciliation failed; retrying")
             return False
         self._metrics.reconciles.labels("clean" if report.clean else "repaired").inc()
         if not report.errors and not report.deferred:
@@ -745,7 +759,7 @@ class Monitor:
                         if due_for_redrive(watch.pending, ages, self._tuning.pending_age_s):
                             await self._redrive(watch)
             except Exception:
-                log.exception("checking pending legs failed")
+                _log_failure("checking pending legs failed")
 
     def _redrive_due(self, key: str) -> bool:
         not_before, _ = self._redrive_after.get(key, (0.0, 0.0))
@@ -770,7 +784,7 @@ class Monitor:
             log.warning("exchange unreachable: re-drive postponed", key=watch.key, error=str(exc))
             deferred = True
         except Exception:  # one position's trouble must not hold up the re-drives of the others
-            log.exception("re-driving failed; retried later", key=watch.key)
+            _log_failure("re-driving failed; retried later", key=watch.key)
             deferred = True
         still = self._book.get(watch.key)
         _, backoff = self._redrive_after.get(watch.key, (0.0, 0.0))
@@ -813,7 +827,7 @@ class Monitor:
             try:
                 await self._watchdog_once()
             except Exception:
-                log.exception("watchdog check failed")
+                _log_failure("watchdog check failed")
             if await self._pause(interval):
                 return
             late = self._clock.monotonic() - started - interval
@@ -873,7 +887,7 @@ class Monitor:
             try:
                 sent = await self._outbox()
             except Exception:
-                log.exception("delivering notifications failed; retrying")
+                _log_failure("delivering notifications failed; retrying")
                 continue
             if sent:
                 log.info("notifications sent", count=sent)

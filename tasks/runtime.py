@@ -39,10 +39,10 @@ from ats.exchange.errors import (
     UnknownOutcome,
 )
 from ats.execution import ExecutionDeferred, Executor
-from ats.log import install_redaction, redact, register_secret
+from ats.log import install_redaction, register_secret
 from db.journal import PostgresJournal
 from db.rate_limits import PostgresBudgetStore
-from db.session import Database
+from db.session import Database, database_error_line
 from tasks.secrets import with_secret_blocks
 
 P = ParamSpec("P")
@@ -170,9 +170,7 @@ def describe_failure(exc: BaseException) -> str | None:
     if isinstance(exc, ConfigError):
         return str(exc)
     if isinstance(exc, SQLAlchemyError):
-        cause = getattr(exc, "orig", None) or exc
-        first_line = redact(str(cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        return f"database error: {first_line[:300]}"
+        return f"database error: {database_error_line(exc)}"
     return None
 
 

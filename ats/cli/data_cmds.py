@@ -19,7 +19,6 @@ from ats.clock import WallClock, format_utc
 from ats.config import Settings
 from ats.data import DataFile, Kind, MalformedData, find_data_files
 from ats.domain import BINANCE_INTERVALS
-from ats.log import redact
 
 if TYPE_CHECKING:
     from db.session import Database
@@ -38,15 +37,14 @@ def open_database(settings: Settings) -> Database:
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.migrate import SchemaOutOfDate
-    from db.session import Database
+    from db.session import Database, database_error_line
 
     try:
         return Database.open(settings)
     except SchemaOutOfDate as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:  # a database that cannot be reached: one readable line, no traceback
-        cause = str(getattr(exc, "orig", None) or exc).strip()
-        fail(f"database error: {redact(cause.splitlines()[0]) if cause else type(exc).__name__}")
+        fail(f"database error: {database_error_line(exc)}")
 
 
 def _rate(rows: int, seconds: float) -> str:

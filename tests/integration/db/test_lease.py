@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ats.leadership import Held, NotLeader
 from db.lease import FROZEN_AFTER_MS, claim, hold, release
-from db.session import Database
+from db.session import Database, database_outage
 
 A, B = "monitor:main:a:1", "monitor:main:b:2"
 
@@ -41,6 +41,17 @@ def test_a_frozen_transaction_holding_the_lease_is_ended_so_a_standby_takes_over
         assert takeover.result(timeout=30) == Held(2, acquired=True)
         waited = time.monotonic() - started
         assert FROZEN_AFTER_MS / 1000 - 0.5 < waited < 15
-        with pytest.raises(DBAPIError, match="idle-in-transaction timeout"):
+        with pytest.raises(DBAPIError, match="idle-in-transaction timeout") as woken:
             session.execute(text("SELECT 1"))  # woken: its connection is gone, nothing it did is committed
         session.close()
+    outage = database_outage(woken.value)  # what the woken monitor logs: one line, no traceback
+    assert outage is not None
+    assert "idle-in-transaction timeout" in outage
+    assert "\n" not in outage
+
+
+def test_only_a_lost_connection_counts_as_a_database_outage(db: Database) -> None:
+    with pytest.raises(DBAPIError) as bad_sql, db.session() as session:
+        session.execute(text("SELECT no_such_column FROM monitor_lease"))
+    assert database_outage(bad_sql.value) is None  # a bug keeps its traceback
+    assert database_outage(ValueError("not a database error")) is None
