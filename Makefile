@@ -24,14 +24,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy ats db tasks flows monitor
+	$(BIN)/mypy ats db tasks flows monitor cli sim
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy ats db tasks flows monitor
+	$(BIN)/mypy ats db tasks flows monitor cli sim
 	$(BIN)/pytest -q -n 3 --dist loadgroup
 
 # Known vulnerabilities in the exact versions installed (constraints.txt), from PyPI's advisory data. A package

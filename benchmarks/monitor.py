@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ats.domain import Direction
 from ats.lifecycle import Phase, Role
-from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db import migrate
 from db.session import Database
 from monitor.view import Watch
+from sim.server import SimConfig, SimServer, SimServerThread
 from tests.fixtures.db import DEFAULT_SERVER, DatabaseFactory, truncate_all
 from tests.integration.monitor.harness import Desk, breakeven_up, client, start_monitor
 from tests.integration.monitor.processes import MonitorProcess, detail, monitor_env, wait_role

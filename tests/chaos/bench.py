@@ -45,11 +45,11 @@ from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures
 from ats.execution import action_for_leg
 from ats.lifecycle import CloseRequested, Phase, Position
-from ats.sim.engine import Engine
-from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db.models import NotificationRow
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
+from sim.engine import Engine
+from sim.server import SimConfig, SimServer, SimServerThread
 from tasks.runtime import TRANSIENT
 from tests.chaos import placement
 from tests.chaos.pgproxy import PgProxy

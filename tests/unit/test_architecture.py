@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ATS = Path(__file__).resolve().parents[2] / "ats"
+ROOT = Path(__file__).resolve().parents[2]
+ATS = ROOT / "ats"
 FORBIDDEN = ("prefect", "sqlalchemy", "psycopg", "alembic", "db", "flows", "tasks", "monitor")
 
 
@@ -32,7 +33,7 @@ def test_domain_module_imports_no_shell_packages(path: Path) -> None:
 
 
 def test_cli_reaches_shell_packages_only_lazily() -> None:
-    for path in sorted((ATS / "cli").rglob("*.py")):
+    for path in sorted((ROOT / "cli").rglob("*.py")):
         tree = ast.parse(path.read_text())
         top_level = {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)} | {
             alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names

@@ -18,11 +18,11 @@ from ats.exchange.binance import BinanceFutures
 from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, OrderOutcome, action_for_leg
 from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
-from ats.sim.engine import SimError
-from ats.sim.server import SimServer
 from db.journal import PostgresJournal, record_new_position
 from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, PositionRow
 from db.session import Database
+from sim.engine import SimError
+from sim.server import SimServer
 
 SYMBOL = "BTCUSDT"
 FAST = ExecutionSettings(

@@ -13,10 +13,10 @@ from ats.clock import FakeClock, WallClock
 from ats.execution import Executor
 from ats.leadership import Fence, Held, LeaseTiming, NotLeader
 from ats.lifecycle import CancelOrder, MarkPrice, Phase, Role
-from ats.sim.server import SimServer
 from db.journal import PostgresJournal
 from db.lease import claim
 from db.session import Database
+from sim.server import SimServer
 from tests.integration.monitor.harness import ACCOUNT, FAST_EXECUTION, Desk, client
 
 ME = "monitor:main:test:1"

@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 import tasks.market
 import tasks.placement
-from ats.sim.server import SimControl, SimServer, SimServerThread
 from db.models import PositionRow
 from db.session import Database
+from sim.server import SimControl, SimServer, SimServerThread
 from tasks.runtime import close_databases, retry_when_transient
 from tests.fixtures.monitor import MonitorStandIn
 

@@ -19,11 +19,11 @@ from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import BudgetLimits, Priority, reserve
 from ats.exchange.errors import RateLimited
 from ats.lifecycle import Phase
-from ats.sim.faults import FaultKind
-from ats.sim.server import SimServer
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from monitor.worker import Tuning
+from sim.faults import FaultKind
+from sim.server import SimServer
 from tests.integration.monitor.harness import FAST, Desk, RunningMonitor, breakeven_up, client, start_monitor, wait_for
 
 SYMBOL = "BTCUSDT"

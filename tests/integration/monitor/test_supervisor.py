@@ -13,13 +13,13 @@ from sqlalchemy import text
 from ats.clock import WallClock
 from ats.health import HealthPolicy
 from ats.leadership import Fence, NotLeader
-from ats.sim.server import SimServer
 from db.lease import lease_holder
 from db.outbox import deliver_pending
 from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
 from monitor.worker import Monitor
+from sim.server import SimServer
 from tests.integration.monitor.harness import ACCOUNT, Desk, build_monitor, client, sim_settings, wait_for
 
 

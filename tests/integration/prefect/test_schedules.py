@@ -40,10 +40,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 from sqlalchemy import select
 
-from ats.sim.server import SimConfig, SimServerThread
 from db import migrate
 from db.models import NotificationRow
 from db.session import Database
+from sim.server import SimConfig, SimServerThread
 from tests.fixtures.db import DatabaseFactory
 
 # The limit covers the server start and real time passing; the group puts it first (tests/conftest.py), so under
@@ -195,7 +195,7 @@ def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFa
             "PYTHONPATH": str(ROOT),
         }
         deployed = subprocess.run(
-            [sys.executable, "-c", "from ats.cli import main; main()", "deploy", "--zombie-after", str(ZOMBIE_AFTER_S)],
+            [sys.executable, "-c", "from cli import main; main()", "deploy", "--zombie-after", str(ZOMBIE_AFTER_S)],
             env=worker_env,
             cwd=ROOT,
             capture_output=True,

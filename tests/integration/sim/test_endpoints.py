@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ats.sim.server import SimServer
+from sim.server import SimServer
 from tests.integration.sim.wire import Client
 
 

@@ -16,8 +16,8 @@ import pytest
 import websockets
 
 from ats.clock import FakeClock
-from ats.sim.faults import FaultRule
-from ats.sim.server import SimConfig, SimServer, SimServerThread
+from sim.faults import FaultRule
+from sim.server import SimConfig, SimServer, SimServerThread
 from tests.integration.sim.wire import FORM, Client, signed
 
 

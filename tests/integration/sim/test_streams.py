@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import websockets
 
-from ats.sim.market import TickInfo
-from ats.sim.server import SimConfig, SimServer
-from ats.sim.streams import StreamBook
+from sim.market import TickInfo
+from sim.server import SimConfig, SimServer
+from sim.streams import StreamBook
 
 
 async def _collect(ws: Any, wanted: set[str], wait_s: float = 5.0) -> dict[str, Any]:
