@@ -468,7 +468,7 @@ async def _telegram_check(settings: Settings) -> tuple[str, bool, str]:
 def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a command, not a test)
     """Check the exchange (server time, keys and balance, BTC price, position mode, open positions), the database
     and notifications; exit 1 on a failure. Sends no order."""
-    from tasks.secrets import with_secret_blocks
+    from db.secrets import with_secret_blocks
 
     try:  # the keys and the bot token as the flows and the monitor will see them (perhaps from Prefect blocks)
         settings = asyncio.run(with_secret_blocks(settings_or_exit(venue=venue)))
