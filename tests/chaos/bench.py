@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -281,7 +281,7 @@ class Bench:
     def engine(self) -> Engine:
         return self.server.engine
 
-    async def on_exchange(self, action: Callable[[SimServer], Awaitable[Any]]) -> Any:
+    async def on_exchange(self, action: Callable[[SimServer], Coroutine[Any, Any, Any]]) -> Any:
         """Run `action` on the exchange's own event loop (without blocking this one)."""
         return await asyncio.to_thread(self.sim.call, action)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal as D
+from typing import Any
 
 from ats.domain import Band, Direction
 from ats.exchange.base import KlineUpdate
@@ -14,7 +15,7 @@ from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 from tests.unit.lifecycle.harness import KEY, RULES, Driver
 
 
-def opened(direction: Direction = Direction.LONG, **policy: object) -> Driver:
+def opened(direction: Direction = Direction.LONG, **policy: Any) -> Driver:
     driver = Driver(direction, **policy)
     driver.open_fully()
     return driver

@@ -31,7 +31,7 @@ async def test_a_lapsed_fence_sends_nothing_and_a_taken_lease_records_nothing(si
     assert stop.trigger is not None
 
     assert claim(db, ACCOUNT, ME, None, 30) == Held(1, acquired=True)
-    mono, lapses = FakeClock(), []
+    mono, lapses = FakeClock(), list[str]()
     fence = Fence(ME, LeaseTiming(10), mono.monotonic, on_lapse=lapses.append)
     fence.begin(1, mono.monotonic())
     exchange = client(sim.rest_url, sim.api_key, sim.api_secret, fence=fence)

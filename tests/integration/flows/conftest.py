@@ -105,6 +105,13 @@ async def run(flow: Any, **parameters: Any) -> State[Any]:
     return await cast(Awaitable[State[Any]], flow(**parameters, return_state=True))
 
 
+def run_id(state: State[Any]) -> UUID:
+    """The id of the flow run that ended in `state` (a flow run's final state always names it)."""
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    return flow_run_id
+
+
 async def subflow_runs(parent: UUID) -> dict[str, FlowRun]:
     """The child flow runs of a run, by flow name."""
     async with get_client() as client:

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine
@@ -62,7 +63,7 @@ async def monitor(sim: SimServer, db: Database, shared: PostgresBudgetStore) -> 
     await running.shutdown()
 
 
-async def open_position(desk: Desk) -> tuple[str, object]:
+async def open_position(desk: Desk) -> tuple[str, Decimal]:
     key = await desk.open(SYMBOL)
     position = await desk.wait(key, lambda p: p.phase is Phase.OPEN, "protected")
     assert position.levels is not None

@@ -85,6 +85,7 @@ async def test_tp1_moves_the_stop_to_breakeven_then_tp2_closes(
     assert algos[client_id(key, "S2")].trigger_price == p.stop_price
     assert algos[client_id(key, "S2")].quantity == p.open_qty
 
+    assert p.levels is not None
     await sim.set_price(SYMBOL, p.levels.tp2 + tick)
     p = await desk.wait(key, _closed, "closed by TP2")
     assert p.exit_reason is ExitReason.TP2
@@ -142,7 +143,8 @@ async def test_supervision_closes_when_the_exchange_stop_does_not_fire(
     p = await desk.wait(key, _closed, "closed by supervision")
     assert p.exit_reason is ExitReason.SUPERVISION
     assert any("did not fire" in text for text in _alerts(db))
-    observed = monitor.metrics.tick_to_action.collect()[0].samples
+    (histogram,) = monitor.metrics.tick_to_action.collect()
+    observed = histogram.samples
     assert next(s.value for s in observed if s.name.endswith("_count")) > 0  # the ticks' latency was measured
     assert await exchange.positions() == []
 

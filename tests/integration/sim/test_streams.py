@@ -52,7 +52,7 @@ async def test_a_4h_kline_closes_only_when_its_fourth_hour_ends(sim: SimServer) 
     async with websockets.connect(f"{sim.ws_url}/market/ws/btcusdt@kline_4h") as ws:
         to_boundary = (4 * 3_600_000 - sim.market.now_ms % (4 * 3_600_000)) / 1000
         await sim.advance(to_boundary + 1, tick_s=60)
-        closed = []
+        closed: list[dict[str, Any]] = []
         while not closed:
             event = json.loads(await asyncio.wait_for(ws.recv(), 5))
             if event["k"]["x"]:

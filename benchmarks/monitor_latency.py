@@ -10,7 +10,7 @@
   of the frozen one to it standing by again.
 
 Needs PostgreSQL (ATS_TEST_DATABASE_URL, else 127.0.0.1:5432); a scratch database is created and dropped.
-Prints one JSON object. Run from the repository root: `.venv/bin/python benchmarks/monitor.py`.
+Prints one JSON object. Run from the repository root: `.venv/bin/python benchmarks/monitor_latency.py`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ async def in_process(database: Database) -> dict[str, Any]:
                     await sim.advance(1)
                 await desk.wait(p.key, lambda p: p.phase is Phase.CLOSED, "closed by supervision", timeout_s=20)
                 sim.stall_websockets(0, path="/private/*")
-            samples = running.metrics.tick_to_action.collect()[0].samples
+            (histogram,) = running.metrics.tick_to_action.collect()
+            samples = histogram.samples
             count = next(s.value for s in samples if s.name.endswith("_count"))
             total = next(s.value for s in samples if s.name.endswith("_sum"))
             return {
