@@ -153,7 +153,7 @@ async def close_managed_positions(em: Emergency, database: Database, reason: str
     deferred: dict[str, str] = {}
     for position in PostgresJournal(database, em.account).open_positions():
         try:
-            await executor.handle(position.key, CloseRequested(reason, em.clock.now_ms()))
+            await executor.apply(position.key, [CloseRequested(reason, em.clock.now_ms())])
         except ExecutionDeferred as exc:
             deferred[position.symbol] = str(exc)
             continue

@@ -484,7 +484,7 @@ async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: ran
             return injected + await _vanished(bench, key)
     if exit_ == "close":  # closed on request (close-all, an operator): the lifecycle cancels and sells at market
         async with reaction(bench, exit_):
-            await _retried(bench, key, lambda: bench.desk.executor.handle(key, CloseRequested("chaos", _now_ms())))
+            await _retried(bench, key, lambda: bench.desk.executor.apply(key, [CloseRequested("chaos", _now_ms())]))
             await bench.desk.wait(key, is_closed, "closed on request", timeout_s=RUN_TIMEOUT_S)
         return injected
     exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick

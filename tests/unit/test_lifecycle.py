@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from ats.codec import from_jsonable, to_jsonable
 from ats.domain import Direction
 from ats.lifecycle import (
     CancelOrder,
@@ -40,9 +41,7 @@ from ats.lifecycle import (
     event_from_jsonable,
     event_to_jsonable,
     exit_triggers,
-    from_jsonable,
     open_risk,
-    to_jsonable,
     triggers_reached,
 )
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render

@@ -54,13 +54,13 @@ async def test_a_lapsed_fence_sends_nothing_and_a_taken_lease_records_nothing(si
             session.execute(text("UPDATE monitor_lease SET holder = 'monitor:main:other:2', epoch = 2"))
         beyond = MarkPrice(stop.trigger - Decimal(100), WallClock().now_ms())
         with pytest.raises(NotLeader, match="the lease of epoch 1 is no longer monitor:main:test:1's"):
-            await executor.execute(key, [], outcomes=[beyond])
+            await executor.apply(key, [beyond])
         assert desk.position(key).stop_crossed_ms is None
 
         # The lease back under this very epoch: the same event is recorded.
         with db.session() as session:
             session.execute(text(f"UPDATE monitor_lease SET holder = '{ME}', epoch = 1"))  # noqa: S608
-        await executor.execute(key, [], outcomes=[beyond])
+        await executor.apply(key, [beyond])
         assert desk.position(key).stop_crossed_ms == beyond.time_ms
     finally:
         await exchange.aclose()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from ats.domain import Direction, Side, client_id
-from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType
+from ats.exchange.base import AlgoOrderRequest, AlgoUpdate, OrderRequest, OrderType, OrderUpdate
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import Phase, Position, Role
 from ats.notify import ExitReason
@@ -347,16 +347,17 @@ async def test_a_user_event_that_fails_to_dispatch_is_repaired_by_reconciliation
     key = await desk.open(SYMBOL)
     p = await desk.wait(key, _open, "protected")
     assert p.levels is not None
-    record = monitor.monitor._record_order
+    executor = monitor.monitor._executor
+    record = executor.record_update
     lost: list[str] = []
 
-    def database_down_once(cid: str, update: Any) -> None:
-        if update.execution_type == "TRADE" and not lost:
+    def database_down_once(cid: str, update: OrderUpdate | AlgoUpdate) -> None:
+        if isinstance(update, OrderUpdate) and update.execution_type == "TRADE" and not lost:
             lost.append(cid)
             raise RuntimeError("the database is unreachable")
         record(cid, update)
 
-    monkeypatch.setattr(monitor.monitor, "_record_order", database_down_once)
+    monkeypatch.setattr(executor, "record_update", database_down_once)
     await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1's fill cannot be dispatched
     p = await desk.wait(key, breakeven_up, "breakeven stop once reconciliation found the lost fill")
     assert lost == [client_id(key, "T1")]
