@@ -79,7 +79,8 @@ class Watch:
     def wants_mark(self, mark: Decimal, time_ms: int) -> bool:
         """Whether this mark changes the position, asked of the lifecycle itself (in memory, no transaction)."""
         after, actions = transition(self.position, MarkPrice(mark, time_ms))
-        return bool(actions) or after != self.position
+        # A no-op returns the same object: identity first, the journal's equality only for a new one.
+        return bool(actions) or (after is not self.position and after != self.position)
 
     def reached(self, mark: Decimal) -> tuple[ExitTrigger, ...]:
         """The live stops and take-profits this mark has reached: the exchange is firing them now."""
