@@ -15,6 +15,8 @@ COPY db ./db
 COPY flows ./flows
 COPY tasks ./tasks
 COPY monitor ./monitor
+COPY cli ./cli
+COPY sim ./sim
 COPY prefect.yaml ./
 RUN pip install -c constraints.txt .
 

@@ -3,7 +3,7 @@
 Precedence (highest first): explicit arguments, environment (ATS_*, nested with "__", e.g.
 ATS_LIMITS__MAX_LEVERAGE), the TOML file named by ATS_CONFIG, then defaults. Secrets are SecretStr and can
 also come from files (ATS_EXCHANGE__API_SECRET_FILE) or from Prefect Secret blocks (ATS_EXCHANGE__API_SECRET_BLOCK),
-which the shell (tasks/secrets.py) resolves: this module does not import Prefect.
+which the shell (db/secrets.py) resolves: this module does not import Prefect.
 Invalid values fail at load with `ConfigError`, whose message names each field, its variable and the rule.
 """
 

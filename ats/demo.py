@@ -1,4 +1,4 @@
-"""The demo's script: the decisions of `ats demo`, pure (the runner in ats.cli.demo_runner does the I/O).
+"""The demo's script: the decisions of `ats demo`, pure (the runner in cli.demo_runner does the I/O).
 
 The demo drives time instead of racing it. The simulated exchange runs in manual mode on hourly bars: its market
 moves only when the demo says so, and the demo says so only once the system has reacted to the last move. So the

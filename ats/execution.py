@@ -26,7 +26,7 @@ transaction, under a row lock, so the flow and the monitor can both drive the sa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol, TypeVar
@@ -42,6 +42,7 @@ from ats.exchange.base import (
     OrderStatus,
     OrderUpdate,
     Trade,
+    is_liquidation_client_id,
 )
 from ats.exchange.budget import Priority, protective, request_priority
 from ats.exchange.errors import (
@@ -267,6 +268,60 @@ def key_of(client_id: str) -> str | None:
     return parsed[0] if parsed else None
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose execution an exchange order is: the position it changes and the client id to report it under."""
+
+    key: str
+    client_id: str
+    ours: bool  # placed by us; else someone else's order (a liquidation, a manual trade) on the symbol held
+
+
+def owner(
+    client_id: str,
+    order_id: int,
+    symbol: str,
+    *,
+    recorded: Callable[[int], str | None],
+    holders: Mapping[str, str],
+) -> Owner | None:
+    """Whose execution this is, for the monitor's stream and reconciliation's replay alike; None: nobody's here.
+
+    Ours by our client id, or by the order id we recorded (the order a triggered stop or target created carries
+    a client id the exchange made up; `recorded` looks it up, never for a liquidation). Anyone else's order
+    changed the position that holds its symbol (`holders`: symbol -> key; one position per symbol).
+    """
+    cid, key = client_id, key_of(client_id)
+    if key is None and not is_liquidation_client_id(client_id):
+        mapped = recorded(order_id)
+        if mapped is not None:
+            cid, key = mapped, key_of(mapped)
+    if key is not None:
+        return Owner(key, cid, ours=True)
+    holder = holders.get(symbol)
+    return None if holder is None else Owner(holder, cid, ours=False)
+
+
+def outcome_of_update(update: OrderUpdate | AlgoUpdate) -> OrderOutcome:
+    """What a stream update says for the orders table (ids, status, executed quantity), as a REST answer does."""
+    if isinstance(update, AlgoUpdate):
+        # The order id it triggered lets the fills that follow be reported under this algo's client id.
+        return OrderOutcome(
+            status=update.status.value,
+            algo_id=update.algo_id,
+            actual_order_id=update.actual_order_id,
+            error=update.reject_reason or None,
+        )
+    triggered = update.is_triggered  # the order an algo order created when it triggered
+    return OrderOutcome(
+        status=update.status.value if update.status.is_final or not triggered else "TRIGGERED",
+        exchange_order_id=None if triggered else update.order_id,
+        actual_order_id=update.order_id if triggered else None,
+        executed_qty=update.cum_filled_qty,
+        avg_price=update.avg_price if update.cum_filled_qty > 0 else None,
+    )
+
+
 def _describe(action: PlaceEntry | PlaceStop | PlaceTakeProfit | CancelOrder | MarketClose) -> str:
     match action:
         case PlaceEntry():
@@ -317,33 +372,37 @@ class Executor:
         self._source = source
         self._settings = settings or ExecutionSettings()
 
-    async def handle(self, key: str, event: Event) -> list[RequestReconcile]:
-        """Apply one event to a position and carry out whatever it asks for."""
-        _, actions = self._journal.apply(key, event, source=self._source)
-        return await self.execute(key, actions)
+    async def apply(self, key: str, events: Sequence[Event]) -> list[RequestReconcile]:
+        """Apply events to a position (fills, order outcomes, marks, requests), then carry out what they ask for."""
+        return await self.execute(key, self._applied(key, events))
+
+    def record_update(self, client_id: str, update: OrderUpdate | AlgoUpdate) -> None:
+        """Keep the orders table current from the user stream, as every REST answer does."""
+        self._journal.record_outcome(client_id, outcome_of_update(update))
 
     @protective
-    async def execute(
-        self, key: str, actions: Sequence[Action], *, outcomes: Sequence[Event] = ()
-    ) -> list[RequestReconcile]:
-        """Apply known outcomes, then carry out actions in order, applying each outcome at once (which may ask
-        for more).
+    async def execute(self, key: str, actions: Sequence[Action]) -> list[RequestReconcile]:
+        """Carry out actions in order, applying each outcome at once (which may ask for more).
 
         Records and notifications were persisted with the transition that produced them; requests to reconcile
         are returned for the caller to schedule. Raises ExecutionDeferred when the exchange cannot be reached.
         """
         pending: deque[Action] = deque(actions)
-        for event in outcomes:
-            pending.extend(self._journal.apply(key, event, source=self._source)[1])
         reconciles: list[RequestReconcile] = []
         while pending:
             action = pending.popleft()
             if isinstance(action, RequestReconcile):
                 reconciles.append(action)
                 continue
-            for event in await self._perform(action):
-                pending.extend(self._journal.apply(key, event, source=self._source)[1])
+            pending.extend(self._applied(key, await self._perform(action)))
         return reconciles
+
+    def _applied(self, key: str, events: Sequence[Event]) -> list[Action]:
+        """Each event through the journal (one transaction each), in order; the actions they ask for."""
+        actions: list[Action] = []
+        for event in events:
+            actions.extend(self._journal.apply(key, event, source=self._source)[1])
+        return actions
 
     @protective
     async def redrive(self, key: str, *, resend_entries: bool = True) -> list[RequestReconcile]:
@@ -374,7 +433,9 @@ class Executor:
                     outcomes.extend(await self._entry_if_placed(action))
                     continue
             actions.append(action)
-        return await self.execute(key, actions, outcomes=outcomes)
+        # The outcomes are applied before anything is sent; what they ask for follows the re-sends.
+        follow_ups = self._applied(key, outcomes)
+        return await self.execute(key, [*actions, *follow_ups])
 
     @protective
     async def refresh(self, key: str, legs: Sequence[LegOrder]) -> list[RequestReconcile]:
@@ -392,7 +453,7 @@ class Executor:
         for leg in legs:
             outcomes.extend(await self._lookup(position.symbol, leg))
         outcomes.sort(key=lambda event: isinstance(event, OrderCanceled))  # stable: each leg's order is kept
-        return await self.execute(key, [], outcomes=outcomes)
+        return await self.apply(key, outcomes)
 
     # ------------------------------------------------------------------------------------------ actions
 

@@ -40,11 +40,12 @@ from typing import Any, Protocol
 from ats.clock import Clock
 from ats.config import Settings
 from ats.domain import Band, Signal, SymbolRules, is_own_client_id
-from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade
+from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade, is_liquidation_client_id
 from ats.exchange.budget import protective
-from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of
+from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, owner
 from ats.lifecycle import (
     Action,
+    Event,
     Fill,
     FundingPaid,
     LegOrder,
@@ -54,6 +55,7 @@ from ats.lifecycle import (
     Position,
     PositionHeld,
     PositionVanished,
+    RequestReconcile,
     adopt_position,
 )
 from ats.log import get_logger
@@ -65,8 +67,6 @@ log = get_logger(__name__)
 ZERO = Decimal(0)
 OVERLAP_MS = 60_000  # windows reach this far before the last pass and a position's opening (clock skew, late rows)
 PENDING_AGE_S = 5.0  # a placement this old without an outcome was abandoned by whoever decided it
-LIQUIDATION_PREFIX = "autoclose-"
-ADL_CLIENT_ID = "adl_autoclose"
 
 Guard = Callable[[str], AbstractAsyncContextManager[object]]
 
@@ -124,11 +124,6 @@ class Plan:
     vanished: tuple[str, ...]  # keys of positions the exchange does not hold (candidates; confirmed later)
     unknown: tuple[PositionInfo, ...]  # exchange positions nobody recorded (candidates for adoption)
     trade_windows: dict[str, int]  # symbol -> first time (ms) of fills to read
-
-
-def is_liquidation_client_id(cid: str) -> bool:
-    """Binance's own closing orders: liquidations (autoclose-...) and auto-deleveraging."""
-    return cid.startswith(LIQUIDATION_PREFIX) or cid == ADL_CLIENT_ID
 
 
 def window_start(opened_ms: int, since_ms: int | None) -> int:
@@ -552,9 +547,11 @@ class _Pass:
             if order is None:
                 log.warning("fills of an order the exchange does not know", symbol=symbol, order_id=order_id)
                 continue
-            cid = self.journal.client_id_for_order(order_id) or order.client_order_id
-            key = key_of(cid) if is_own_client_id(cid) else holders.get(symbol)
-            if key is None or key not in open_keys:
+            found = owner(
+                order.client_order_id, order_id, symbol, recorded=self.journal.client_id_for_order, holders=holders
+            )
+            cid = order.client_order_id if found is None else found.client_id
+            if found is None or found.key not in open_keys:
                 log.warning(
                     "fills that no open position accounts for",
                     symbol=symbol,
@@ -564,6 +561,7 @@ class _Pass:
                 )
                 self.report.mismatches.append(f"{symbol}: fills of {cid} (order {order_id}) belong to no open position")
                 continue
+            key = found.key
             fills = fills_for_order(cid, order, order_trades, recorded)
             log.warning(
                 "replaying fills the streams missed",
@@ -587,8 +585,8 @@ class _Pass:
             self.report.funding_applied += len(events)
             await self.on_position(key, "applying funding", self.apply, key, events)
 
-    async def apply(self, key: str, events: Sequence[Any]) -> Any:
-        return await self.executor.execute(key, [], outcomes=events)
+    async def apply(self, key: str, events: Sequence[Event]) -> list[RequestReconcile]:
+        return await self.executor.apply(key, events)
 
     async def cancel_orphan(self, orphan: Orphan) -> None:
         log.warning("cancelling an orphaned order of ours", symbol=orphan.symbol, client_id=orphan.client_id)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db import migrate
 from db.session import Database
-from tests.chaos.bench import Figures, run_scenario
-from tests.chaos.scenarios import SCENARIOS, Scenario
+from tests.chaos.bench import Figures, Scenario, run_scenario
+from tests.chaos.scenarios import SCENARIOS
 from tests.fixtures.db import DEFAULT_SERVER, DatabaseFactory
 
 

@@ -51,7 +51,7 @@ def run_demo(work_dir: Path, number: int, timeout_s: float) -> dict[str, Any]:
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", "from ats.cli import main; main()", "demo", "--summary-json", str(summary_path)],
+            [sys.executable, "-c", "from cli import main; main()", "demo", "--summary-json", str(summary_path)],
             env=env,
             capture_output=True,
             text=True,

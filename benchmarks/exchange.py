@@ -29,7 +29,7 @@ from ats.exchange import parse
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.streams import BinanceMarketStream
-from ats.sim.server import SimConfig, SimServer, SimServerThread
+from sim.server import SimConfig, SimServer, SimServerThread
 
 REST_CALLS = 300
 WS_SECONDS = 240  # simulated seconds of market data to push

@@ -11,7 +11,7 @@ import sys
 from common import ROOT, load_average, report, summary
 
 RUNS = 10
-IMPORTS = "import ats.cli; " + "; ".join(
+IMPORTS = "import cli; " + "; ".join(
     f"import flows.{name}"
     for name in (
         "account_status", "build_pools", "close_all", "daily_report", "factor_scan", "manual_signal",

@@ -19,7 +19,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FIGURES = ("factor_cold", "factor_update", "factor_series", "process_start")  # one figure each (common.report)
-OTHERS = ("exchange", "monitor", "backtest")  # several figures in one JSON object each
+OTHERS = ("exchange", "monitor_latency", "backtest")  # several figures in one JSON object each
 OPT_IN = ("chaos", "demo_under_load")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ats.clock import ms_to_datetime, utc_day_start_ms
+from ats.codec import from_jsonable, to_jsonable
 from ats.domain import parse_client_id
 from ats.execution import OrderOutcome, UnknownPosition
 from ats.leadership import Fence
@@ -41,8 +42,6 @@ from ats.lifecycle import (
     RequestReconcile,
     Role,
     event_to_jsonable,
-    from_jsonable,
-    to_jsonable,
     transition,
 )
 from ats.notify import Notification, render

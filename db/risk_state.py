@@ -20,8 +20,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
+from ats.codec import from_jsonable
 from ats.exchange.base import AccountInfo, PositionInfo
-from ats.lifecycle import Position, from_jsonable
+from ats.lifecycle import Position
 from ats.placement import LedgerDay, ManagedExposure, RiskView, account_view, exposure_of
 from db.models import OrderIntentRow, PositionRow, RiskLedgerRow
 

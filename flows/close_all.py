@@ -13,10 +13,10 @@ from prefect.cache_policies import NONE
 
 from ats.config import load_settings
 from ats.emergency import CloseAllReport, close_all_markdown
+from db.secrets import with_secret_blocks
 from tasks.emergency import close_everything, open_emergency
 from tasks.flow_runs import ats_flow
 from tasks.runtime import RunFailed, prepare_logging, run_logger
-from tasks.secrets import with_secret_blocks
 
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ from ats.clock import WallClock, ms_to_datetime
 from ats.config import load_settings
 from ats.health import health_policy
 from db.health import check_health
+from db.secrets import with_secret_blocks
 from tasks.flow_runs import ats_flow, deliver_outbox, report_unfinished_runs
 from tasks.runtime import prepare_logging, run_logger, shared_database
-from tasks.secrets import with_secret_blocks
 
 WATCHDOG_TIMEOUT_S = 50  # it runs every minute: a hung one must not hold the next
 

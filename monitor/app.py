@@ -25,12 +25,12 @@ from ats.notify import make_notifier
 from db.journal import PostgresJournal
 from db.outbox import deliver_pending
 from db.rate_limits import PostgresBudgetStore
+from db.secrets import with_secret_blocks
 from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
 from monitor.systemd import SystemdNotifier
 from monitor.worker import ListenKeyTracker, Monitor, Tuning
-from tasks.secrets import with_secret_blocks
 
 log = get_logger(__name__)
 

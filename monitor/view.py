@@ -1,10 +1,11 @@
 """The monitor's in-memory view of the open positions: what it must watch and when a tick matters.
 
 Mark prices arrive every second per symbol; most of them cannot change anything. The view keeps, per open
-position, just enough (stop, direction, quantity, whether the stop was already seen crossed, the live stops' and
-take-profits' triggers) to decide without a database transaction whether a tick must go to the lifecycle: only
-when the stop is crossed, or was crossed and the lifecycle's supervision clock must be reset; and which levels a
-tick reached, whose fills the user stream must then deliver. The journal stays the truth; the view is refreshed
+position, the position itself and what the hot path reads of it (stop, direction, quantity, the live stops' and
+take-profits' triggers), to decide without a database transaction whether a tick must go to the journal: the
+lifecycle runs on the position in memory, and only a tick that changes it (the stop crossed, crossed past the
+grace, or no longer crossed) is sent; and which levels a tick reached, whose fills the user stream must then
+deliver. The journal stays the truth; the view is refreshed
 from it after every change the monitor makes and every few seconds for changes others make.
 """
 
@@ -20,8 +21,18 @@ from ats.config import OnReversal
 from ats.domain import Bars, Direction
 from ats.exchange.base import KlineUpdate
 from ats.factors import FactorRow
-from ats.lifecycle import ExitTrigger, OrderState, Phase, Position, ReversalSignal, exit_triggers, triggers_reached
-from ats.risk import ReversalResponse, reversal_response, stop_crossed
+from ats.lifecycle import (
+    ExitTrigger,
+    MarkPrice,
+    OrderState,
+    Phase,
+    Position,
+    ReversalSignal,
+    exit_triggers,
+    transition,
+    triggers_reached,
+)
+from ats.risk import ReversalResponse, reversal_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +50,8 @@ class Watch:
     pending: tuple[str, ...]  # legs whose placement or cancel outcome is unknown
     on_reversal: OnReversal
     reversal_score: float
-    triggers: tuple[ExitTrigger, ...] = ()  # live stops and take-profits
+    triggers: tuple[ExitTrigger, ...]  # live stops and take-profits
+    position: Position  # as the journal had it when the view was refreshed
 
     @staticmethod
     def of(position: Position) -> Watch | None:
@@ -61,13 +73,14 @@ class Watch:
             on_reversal=position.policy.on_reversal,
             reversal_score=position.policy.reversal_score,
             triggers=exit_triggers(position),
+            position=position,
         )
 
-    def wants_mark(self, mark: Decimal) -> bool:
-        """Whether this mark can change the position: the stop is crossed now, or was and may no longer be."""
-        if self.closing or self.stop_price is None or self.open_qty <= 0:
-            return False
-        return self.stop_crossed_ms is not None or stop_crossed(self.stop_price, mark, self.direction)
+    def wants_mark(self, mark: Decimal, time_ms: int) -> bool:
+        """Whether this mark changes the position, asked of the lifecycle itself (in memory, no transaction)."""
+        after, actions = transition(self.position, MarkPrice(mark, time_ms))
+        # A no-op returns the same object: identity first, the journal's equality only for a new one.
+        return bool(actions) or (after is not self.position and after != self.position)
 
     def reached(self, mark: Decimal) -> tuple[ExitTrigger, ...]:
         """The live stops and take-profits this mark has reached: the exchange is firing them now."""

@@ -47,7 +47,6 @@ from ats.exchange.base import (
     ListenKeyExpired,
     MarketStream,
     MarkPriceUpdate,
-    OrderType,
     OrderUpdate,
     StreamGap,
     UserEvent,
@@ -58,12 +57,12 @@ from ats.exchange.streams import ListenKeyApi
 from ats.execution import (
     ExecutionDeferred,
     Executor,
-    OrderOutcome,
     UnknownPosition,
     events_from_algo_update,
     events_from_order_update,
     fill_from_update,
     key_of,
+    owner,
 )
 from ats.factors import IncrementalScorer
 from ats.lifecycle import (
@@ -106,17 +105,6 @@ def _log_failure(message: str, **fields: Any) -> None:
         log.warning(message, database=outage, **fields)
     else:
         log.exception(message, **fields)
-
-
-CONDITIONAL = frozenset(
-    {
-        OrderType.STOP_MARKET,
-        OrderType.TAKE_PROFIT_MARKET,
-        OrderType.STOP,
-        OrderType.TAKE_PROFIT,
-        OrderType.TRAILING_STOP_MARKET,
-    }
-)
 
 
 class ListenKeyTracker:
@@ -377,26 +365,30 @@ class Monitor:
                 log.warning("listenKey expired: the user stream reconnects with a new one")
 
     def _on_order_update(self, update: OrderUpdate, received: float) -> None:
-        cid = update.client_order_id
-        key = key_of(cid)
-        if key is None and not update.is_liquidation:
-            mapped = self._journal.client_id_for_order(update.order_id)
-            if mapped is not None:
-                cid, key = mapped, key_of(mapped)
-        if key is not None:
-            self._record_order(cid, update)
+        watch = self._book.on_symbol(update.symbol)
+        found = owner(
+            update.client_order_id,
+            update.order_id,
+            update.symbol,
+            recorded=self._journal.client_id_for_order,
+            holders={} if watch is None else {watch.symbol: watch.key},
+        )
+        if found is None:
+            return
+        key, cid = found.key, found.client_id
+        if found.ours:
+            self._executor.record_update(cid, update)
             events = events_from_order_update(update, cid)
         else:
             fill = fill_from_update(update, cid)
-            watch = self._book.on_symbol(update.symbol)
-            if fill is None or watch is None:
+            if fill is None:
                 return
-            if update.original_type in CONDITIONAL and not update.is_liquidation:
+            if update.is_triggered and not update.is_liquidation:
                 # Probably one of our stops or targets whose ALGO_UPDATE (naming this order) has not been seen:
                 # reconciliation looks the legs up first, so the fill is reported under the right leg.
                 self.request_reconcile(f"{update.symbol}: fill of triggered order {update.order_id} not attributed")
                 return
-            key, events = watch.key, [fill]
+            events = [fill]
             log.warning(
                 "fill by an order that is not ours",
                 symbol=update.symbol,
@@ -413,36 +405,12 @@ class Monitor:
             self._metrics.events.labels(kind).inc()
             self._spawn(self._handle(key, events, kind, received), f"monitor-{kind}-{key}")
 
-    def _record_order(self, cid: str, update: OrderUpdate) -> None:
-        """Keep the orders table current from the stream (ids, status, executed quantity)."""
-        triggered = update.original_type in CONDITIONAL  # the order an algo order created when it triggered
-        status = update.status.value if update.status.is_final or not triggered else "TRIGGERED"
-        self._journal.record_outcome(
-            cid,
-            OrderOutcome(
-                status=status,
-                exchange_order_id=None if triggered else update.order_id,
-                actual_order_id=update.order_id if triggered else None,
-                executed_qty=update.cum_filled_qty,
-                avg_price=update.avg_price if update.cum_filled_qty > 0 else None,
-            ),
-        )
-
     def _on_algo_update(self, update: AlgoUpdate, received: float) -> None:
         cid = update.client_algo_id
         key = key_of(cid)
         if key is None:
             return
-        # The order id it triggered lets the fills that follow be reported under this algo's client id.
-        self._journal.record_outcome(
-            cid,
-            OrderOutcome(
-                status=update.status.value,
-                algo_id=update.algo_id,
-                actual_order_id=update.actual_order_id,
-                error=update.reject_reason or None,
-            ),
-        )
+        self._executor.record_update(cid, update)
         parsed = parse_client_id(cid)
         log.info(
             "algo order update",
@@ -468,7 +436,7 @@ class Monitor:
     async def _handle(self, key: str, events: Sequence[Event], kind: str, received: float) -> None:
         try:
             async with self._lock(key):
-                requests = await self._executor.execute(key, [], outcomes=events)
+                requests = await self._executor.apply(key, events)
                 self._refresh(key)
         except UnknownPosition:
             log.warning("event for a position this account never recorded: ignored", key=key, kind=kind)
@@ -528,7 +496,7 @@ class Monitor:
         if watch is None:
             return
         self._watch_levels(watch, update.mark_price)
-        if watch.key in self._mark_busy or not watch.wants_mark(update.mark_price):
+        if watch.key in self._mark_busy or not watch.wants_mark(update.mark_price, update.event_time_ms):
             return
         self._mark_busy.add(watch.key)
         self._spawn(self._handle_mark(watch.key, update, received), f"monitor-mark-{watch.key}")
@@ -537,7 +505,7 @@ class Monitor:
         try:
             async with self._lock(key):
                 watch = self._book.get(key)
-                if watch is None or not watch.wants_mark(update.mark_price):
+                if watch is None or not watch.wants_mark(update.mark_price, update.event_time_ms):
                     return
                 if watch.stop_crossed_ms is None:
                     log.info(
@@ -548,7 +516,7 @@ class Monitor:
                         stop=watch.stop_price,
                     )
                 event = MarkPrice(update.mark_price, update.event_time_ms)
-                requests = await self._executor.execute(key, [], outcomes=[event])
+                requests = await self._executor.apply(key, [event])
                 self._refresh(key)
             self._metrics.tick_to_action.observe(self._clock.monotonic() - received)
             self._follow_up(requests)

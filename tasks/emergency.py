@@ -153,7 +153,7 @@ async def close_managed_positions(em: Emergency, database: Database, reason: str
     deferred: dict[str, str] = {}
     for position in PostgresJournal(database, em.account).open_positions():
         try:
-            await executor.handle(position.key, CloseRequested(reason, em.clock.now_ms()))
+            await executor.apply(position.key, [CloseRequested(reason, em.clock.now_ms())])
         except ExecutionDeferred as exc:
             deferred[position.symbol] = str(exc)
             continue
@@ -326,7 +326,7 @@ async def with_secret_blocks_if_reachable(settings: Settings, wait_s: float = PR
         if prefect_api_url() is None:
             reason = "PREFECT_API_URL is not set, and close-all does not start a Prefect server"
         else:
-            from tasks.secrets import with_secret_blocks
+            from db.secrets import with_secret_blocks
 
             return await asyncio.wait_for(with_secret_blocks(settings), wait_s), ""
     except ConfigError as exc:

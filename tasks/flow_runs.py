@@ -39,9 +39,9 @@ from ats.notify import AlertNote, flow_run_alert, make_notifier, render
 from db.health import FinishedRun, record_flow_run
 from db.journal import enqueue_notification
 from db.outbox import deliver_pending
+from db.secrets import with_secret_blocks
 from db.session import Database
 from tasks.runtime import prepare_logging, readable_failures, shared_database
-from tasks.secrets import with_secret_blocks
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -249,7 +249,7 @@ async def open_on_exchange(rt: Runtime, key: str, symbol: str, leverage: int) ->
         refused = None if _sent(rt, cid) else await _margin_and_leverage(rt, symbol, leverage)
         if refused is not None:
             journal.record_outcome(cid, OrderOutcome("REJECTED", error=refused))
-            await executor.handle(key, OrderRejected(cid, rt.clock.now_ms(), None, refused))
+            await executor.apply(key, [OrderRejected(cid, rt.clock.now_ms(), None, refused)])
         elif task_run.run_count <= 1:
             entry = position.entry_order
             action = (

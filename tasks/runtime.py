@@ -42,8 +42,8 @@ from ats.execution import ExecutionDeferred, Executor
 from ats.log import install_redaction, register_secret
 from db.journal import PostgresJournal
 from db.rate_limits import PostgresBudgetStore
+from db.secrets import with_secret_blocks
 from db.session import Database, database_error_line
-from tasks.secrets import with_secret_blocks
 
 P = ParamSpec("P")
 R = TypeVar("R")

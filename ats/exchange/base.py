@@ -329,6 +329,23 @@ class ForceOrder:
     event_time_ms: int
 
 
+# What a triggered algo order becomes on the order book.
+CONDITIONAL_ORDER_TYPES = frozenset(
+    {
+        OrderType.STOP_MARKET,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.STOP,
+        OrderType.TAKE_PROFIT,
+        OrderType.TRAILING_STOP_MARKET,
+    }
+)
+
+
+def is_liquidation_client_id(cid: str) -> bool:
+    """Binance's own closing orders: liquidations (autoclose-...) and auto-deleveraging (adl_autoclose)."""
+    return cid.startswith("autoclose-") or cid == "adl_autoclose"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """ORDER_TRADE_UPDATE."""
@@ -360,7 +377,12 @@ class OrderUpdate:
 
     @property
     def is_liquidation(self) -> bool:
-        return self.client_order_id.startswith("autoclose-") or self.client_order_id == "adl_autoclose"
+        return is_liquidation_client_id(self.client_order_id)
+
+    @property
+    def is_triggered(self) -> bool:
+        """The order a conditional (algo) order created when it triggered; its client id is the exchange's."""
+        return self.original_type in CONDITIONAL_ORDER_TYPES
 
 
 @dataclass(frozen=True, slots=True)

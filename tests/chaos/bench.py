@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -45,11 +45,11 @@ from ats.exchange.base import MarginType
 from ats.exchange.binance import BinanceFutures
 from ats.execution import action_for_leg
 from ats.lifecycle import CloseRequested, Phase, Position
-from ats.sim.engine import Engine
-from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db.models import NotificationRow
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
+from sim.engine import Engine
+from sim.server import SimConfig, SimServer, SimServerThread
 from tasks.runtime import TRANSIENT
 from tests.chaos import placement
 from tests.chaos.pgproxy import PgProxy
@@ -281,7 +281,7 @@ class Bench:
     def engine(self) -> Engine:
         return self.server.engine
 
-    async def on_exchange(self, action: Callable[[SimServer], Awaitable[Any]]) -> Any:
+    async def on_exchange(self, action: Callable[[SimServer], Coroutine[Any, Any, Any]]) -> Any:
         """Run `action` on the exchange's own event loop (without blocking this one)."""
         return await asyncio.to_thread(self.sim.call, action)
 
@@ -484,7 +484,7 @@ async def _walk(bench: Bench, key: str, exit_: str, scenario: Scenario, rng: ran
             return injected + await _vanished(bench, key)
     if exit_ == "close":  # closed on request (close-all, an operator): the lifecycle cancels and sells at market
         async with reaction(bench, exit_):
-            await _retried(bench, key, lambda: bench.desk.executor.handle(key, CloseRequested("chaos", _now_ms())))
+            await _retried(bench, key, lambda: bench.desk.executor.apply(key, [CloseRequested("chaos", _now_ms())]))
             await bench.desk.wait(key, is_closed, "closed on request", timeout_s=RUN_TIMEOUT_S)
         return injected
     exit_price = p.levels.tp2 + sign * 2 * tick if exit_ == "tp2" else p.stop_price - sign * 2 * tick

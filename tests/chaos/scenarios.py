@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from ats.config import RiskLimits
 from ats.domain import Direction, Signal
-from ats.sim.faults import FaultKind, FaultRule
-from ats.sim.server import SimConfig, SimServer
 from db.models import OrderIntentRow
 from db.rate_limits import PostgresBudgetStore
+from sim.faults import FaultKind, FaultRule
+from sim.server import SimConfig, SimServer
 from tests.chaos import placement
 from tests.chaos.bench import (
     AT_EXIT,
@@ -42,7 +42,7 @@ ORDER = "/fapi/v1/order"
 ALGO = "/fapi/v1/algoOrder"
 HOLD_S = 4.0  # longer than the client's 3 s timeout: the answer never comes in time
 
-# How an answer gets lost: the fault kind and its options (see ats.sim.faults).
+# How an answer gets lost: the fault kind and its options (see sim.faults).
 LOST_ANSWERS: dict[str, dict[str, Any]] = {
     "held": {"kind": FaultKind.DROP_RESPONSE, "mode": "hold", "hold_s": HOLD_S},
     "cut": {"kind": FaultKind.DROP_RESPONSE, "mode": "close"},

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from db.session import Database
-from tests.chaos.bench import run_scenario
-from tests.chaos.scenarios import SCENARIOS, Scenario
+from tests.chaos.bench import Scenario, run_scenario
+from tests.chaos.scenarios import SCENARIOS
 
 UNPROTECTED_BOUND_S = 10.0
 DAY_LOSS_ROUNDING_USDT = 0.0

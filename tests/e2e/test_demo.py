@@ -45,7 +45,7 @@ def test_the_demo_shows_the_whole_mission(data_dir: Path) -> None:
     env |= {"ATS_DATA_DIR": str(data_dir), "COLUMNS": "100"}
     summary_path = data_dir / "summary.json"
     done = subprocess.run(
-        [sys.executable, "-c", "from ats.cli import main; main()", "demo", "--summary-json", str(summary_path)],
+        [sys.executable, "-c", "from cli import main; main()", "demo", "--summary-json", str(summary_path)],
         env=env,
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-ATS = [sys.executable, "-c", "from ats.cli import main; main()"]
+ATS = [sys.executable, "-c", "from cli import main; main()"]
 LONG_RUNNING = (("sim", "serve"), ("monitor",))
 
 
@@ -124,7 +124,7 @@ def test_the_paper_trading_session_runs_as_written(session_env: dict[str, str], 
 def test_every_command_in_the_table_exists() -> None:
     from typer.testing import CliRunner
 
-    from ats.cli import app
+    from cli import app
 
     listed = re.findall(r"^\| `ats ([a-z][a-z -]*?)(?: SYMBOL)?` \|", README, re.MULTILINE)
     assert len(listed) >= 10

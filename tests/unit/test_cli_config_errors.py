@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ats.cli import app
+from cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = "sentinel-7f3a9"
@@ -65,7 +65,7 @@ def test_the_real_command_exits_2_with_the_reason_and_no_traceback(case: str, tm
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
     environment.update(env, PYTHONPATH=str(ROOT), ATS_DATA_DIR=str(tmp_path / "data"))
     done = subprocess.run(
-        [sys.executable, "-c", "from ats.cli import main; main()", *command],
+        [sys.executable, "-c", "from cli import main; main()", *command],
         env=environment,
         capture_output=True,
         text=True,

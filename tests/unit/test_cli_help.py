@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ats.cli import app
+from cli import app
 
 
 def _command_paths() -> list[list[str]]:

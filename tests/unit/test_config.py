@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,11 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.limits.max_daily_loss_usdt == 2000
     assert settings.limits.max_leverage == 10
     assert settings.limits.min_order_size_usdt == 10
-    assert (settings.levels.stop_pct, settings.levels.tp1_pct, settings.levels.tp2_pct) == (2, 4, 8)
+    assert (settings.levels.stop_pct, settings.levels.tp1_pct, settings.levels.tp2_pct) == (
+        Decimal(2),
+        Decimal(4),
+        Decimal(8),
+    )
     assert settings.min_score == 75
     assert settings.bar_interval == "1h"
     assert settings.rest_url == "http://127.0.0.1:8765"

@@ -178,7 +178,7 @@ def test_the_market_starts_on_the_next_bar_boundary_never_behind_the_clock() -> 
 
 
 def test_the_command_exits_1_and_names_what_did_not_show(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ats.cli import app, demo_runner
+    from cli import app, demo_runner
 
     summary = demo_runner.DemoSummary(pools=["BTCUSDT"], symbols_scored=1, signals=1, protected=1, longs=1)
     summary.stalled = "timed out after 60 s waiting for WIFUSDT: TP1 filled and the stop moved to breakeven"
@@ -192,7 +192,7 @@ def test_the_command_exits_1_and_names_what_did_not_show(monkeypatch: pytest.Mon
 
 
 def test_a_complete_mission_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ats.cli import app, demo_runner
+    from cli import app, demo_runner
 
     summary = demo_runner.DemoSummary(
         pools=["A"], symbols_scored=1, signals=1, protected=1, longs=1, shorts=1, breakeven_moves=1, tp2=1, stops=1
@@ -205,9 +205,9 @@ def test_a_complete_mission_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_the_market_is_built_on_its_bar_boundary_and_is_the_same_every_time() -> None:
     import numpy as np
 
-    from ats.cli.demo_runner import HeldClock
     from ats.demo import BAR_INTERVAL, SEED
-    from ats.sim.server import OffsetClock, SimConfig, SimServer
+    from cli.demo_runner import HeldClock
+    from sim.server import OffsetClock, SimConfig, SimServer
 
     start = market_start_ms(1_767_225_600_000 + 1_234_567)
     markets = []

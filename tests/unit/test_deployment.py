@@ -33,8 +33,8 @@ from prefect.settings import Settings as PrefectSettings
 from prefect.settings.legacy import _get_valid_setting_names
 from pydantic import BaseModel
 
-from ats.cli import app
 from ats.config import ENV_PREFIX, NESTED_DELIMITER, Settings
+from cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -151,7 +151,7 @@ def test_prefect_server_uses_the_pinned_version_and_postgres() -> None:
 
 def test_dockerfile_builds_what_the_services_run() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("ats", "db", "flows", "tasks", "monitor"):
+    for package in ("ats", "db", "flows", "tasks", "monitor", "cli", "sim"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "pip install -c constraints.txt ." in dockerfile
     assert "COPY prefect.yaml" in dockerfile
@@ -444,7 +444,7 @@ def test_dockerignore_keeps_secrets_caches_and_local_state_out() -> None:
 
 def test_dockerignore_keeps_everything_the_dockerfile_copies() -> None:
     sources = _copied_sources()
-    assert {"ats", "db", "flows", "tasks", "monitor", "pyproject.toml", "prefect.yaml"} <= set(sources)
+    assert {"ats", "db", "flows", "tasks", "monitor", "cli", "sim", "pyproject.toml", "prefect.yaml"} <= set(sources)
     for source in sources:
         files = _files_under(source)
         assert files, f"COPY {source}: nothing there"

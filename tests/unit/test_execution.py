@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ats.domain import Side
-from ats.execution import ExecutionSettings, Resend, after_not_found
+from ats.execution import ExecutionSettings, Owner, Resend, after_not_found, owner
 from ats.lifecycle import PlaceStop, PlaceTakeProfit
 
 SETTINGS = ExecutionSettings(protective_resends=3, protective_resend_delay_s=0.25)
@@ -28,3 +28,35 @@ def test_a_target_is_resent_the_same_way_but_left_for_the_next_redrive_in_the_en
 
 def test_without_resends_a_stop_is_given_up_after_the_first_look_up() -> None:
     assert after_not_found(STOP, 0, ExecutionSettings(protective_resends=0)) == "give_up"
+
+
+# ---------------------------------------------------------------------------------------------- whose execution
+
+
+OURS = "ats_0123456789abcdef_S1"
+HOLDERS = {"BTCUSDT": "0123456789abcdef"}
+
+
+def _never(order_id: int) -> str | None:
+    raise AssertionError(f"order {order_id} looked up")
+
+
+def _unknown(order_id: int) -> str | None:
+    return None
+
+
+def test_our_client_id_names_the_position_without_a_lookup() -> None:
+    assert owner(OURS, 7, "ETHUSDT", recorded=_never, holders={}) == Owner("0123456789abcdef", OURS, ours=True)
+
+
+def test_a_triggered_order_is_ours_by_the_order_id_we_recorded() -> None:
+    found = owner("x9f3k", 7, "BTCUSDT", recorded={7: OURS}.get, holders=HOLDERS)
+    assert found == Owner("0123456789abcdef", OURS, ours=True)
+
+
+def test_someone_elses_order_changes_the_position_holding_its_symbol() -> None:
+    manual = owner("web_1", 8, "BTCUSDT", recorded=_unknown, holders=HOLDERS)
+    assert manual == Owner("0123456789abcdef", "web_1", ours=False)
+    liquidation = owner("autoclose-1700000000", 9, "BTCUSDT", recorded=_never, holders=HOLDERS)
+    assert liquidation == Owner("0123456789abcdef", "autoclose-1700000000", ours=False)
+    assert owner("web_1", 8, "ETHUSDT", recorded=_unknown, holders=HOLDERS) is None  # no position there

@@ -52,7 +52,7 @@ def _fence(clock: FakeClock, lapses: list[str]) -> Fence:
 
 
 def test_the_fence_holds_for_three_quarters_of_a_lease_after_the_renewal_was_asked_for() -> None:
-    clock, lapses = FakeClock(), []
+    clock, lapses = FakeClock(), list[str]()
     fence = _fence(clock, lapses)
     with pytest.raises(NotLeader, match="not the leader"):
         fence.check("placing a stop")  # no term yet
@@ -68,7 +68,7 @@ def test_the_fence_holds_for_three_quarters_of_a_lease_after_the_renewal_was_ask
 
 
 def test_a_fence_found_lapsed_refuses_ends_the_term_and_says_so_once() -> None:
-    clock, lapses = FakeClock(), []
+    clock, lapses = FakeClock(), list[str]()
     fence = _fence(clock, lapses)
     fence.begin(2, clock.monotonic())
     clock.advance(61)  # SIGSTOP: the monotonic clock ran on
@@ -84,7 +84,7 @@ def test_a_fence_found_lapsed_refuses_ends_the_term_and_says_so_once() -> None:
 
 
 def test_the_write_guard_fences_orders_cancels_and_settings_but_not_the_listen_key() -> None:
-    clock, lapses = FakeClock(), []
+    clock, lapses = FakeClock(), list[str]()
     fence = _fence(clock, lapses)
     fence.check_write("PUT", "/fapi/v1/listenKey")
     for method, path in (("POST", "/fapi/v1/order"), ("DELETE", "/fapi/v1/algoOrder"), ("POST", "/fapi/v1/leverage")):

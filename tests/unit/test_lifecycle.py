@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from decimal import Decimal as D
 
 import pytest
 
+from ats.codec import from_jsonable, to_jsonable
 from ats.domain import Direction
 from ats.lifecycle import (
     CancelOrder,
     CloseRequested,
+    Event,
     Fill,
     FundingPaid,
     MarketClose,
@@ -38,9 +41,7 @@ from ats.lifecycle import (
     event_from_jsonable,
     event_to_jsonable,
     exit_triggers,
-    from_jsonable,
     open_risk,
-    to_jsonable,
     triggers_reached,
 )
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render
@@ -51,12 +52,17 @@ from tests.unit.test_notify import NOTES
 LONG, SHORT = Direction.LONG, Direction.SHORT
 
 
-def kinds(actions: list[object]) -> list[str]:
+def kinds(actions: Sequence[object]) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 
-def only_notes(actions: list[object]) -> list[Notify]:
+def only_notes(actions: Sequence[object]) -> list[Notify]:
     return [a for a in actions if isinstance(a, Notify)]
+
+
+def alert_of(notify: Notify) -> AlertNote:
+    assert isinstance(notify.note, AlertNote)
+    return notify.note
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -64,21 +70,21 @@ def only_notes(actions: list[object]) -> list[Notify]:
 
 def test_open_position_sends_a_deterministic_market_entry() -> None:
     d = Driver()
-    assert d.p.phase is Phase.PENDING_ENTRY
+    assert d.phase() is Phase.PENDING_ENTRY
     (entry,) = d.actions
     assert isinstance(entry, PlaceEntry)
     assert entry.client_id == f"ats_{KEY}_E"
     assert entry.quantity == D("1.000")
     assert entry.request().reduce_only is False
     assert d.accept("E") == []
-    assert d.p.phase is Phase.PENDING_ENTRY
+    assert d.phase() is Phase.PENDING_ENTRY
     assert d.leg("E").state is OrderState.ACTIVE
 
 
 def test_entry_rejected_fails_once_with_an_alert() -> None:
     d = Driver()
     actions = d.reject("E", -2019, "Margin is insufficient.")
-    assert d.p.phase is Phase.FAILED
+    assert d.phase() is Phase.FAILED
     (note,) = only_notes(actions)
     assert isinstance(note.note, AlertNote)
     assert "-2019" in note.note.detail
@@ -89,8 +95,8 @@ def test_entry_expired_without_fill_fails() -> None:
     d = Driver()
     d.accept("E")
     actions = d.cancel("E", expired=True, filled="0")
-    assert d.p.phase is Phase.FAILED
-    assert "expired" in only_notes(actions)[0].note.detail  # type: ignore[union-attr]
+    assert d.phase() is Phase.FAILED
+    assert "expired" in alert_of(only_notes(actions)[0]).detail
 
 
 def test_complete_entry_fill_places_stop_first_then_targets_and_notifies_once() -> None:
@@ -112,13 +118,13 @@ def test_complete_entry_fill_places_stop_first_then_targets_and_notifies_once() 
     entry_note = only_notes(actions)[0]
     assert entry_note.key == f"{KEY}:entry"
     assert isinstance(entry_note.note, EntryNote)
-    assert d.p.phase is Phase.PROTECTING
+    assert d.phase() is Phase.PROTECTING
 
 
 def test_all_protection_acknowledged_is_open() -> None:
     d = Driver()
     d.open_fully()
-    assert d.p.phase is Phase.OPEN
+    assert d.phase() is Phase.OPEN
     assert d.p.levels is not None
     assert d.p.levels.stop == D("98.00")
 
@@ -141,7 +147,8 @@ def test_entry_fills_out_of_order_wait_for_the_missing_fill() -> None:
     late = d.make_fill("E", "0.400", "100.00", done=False, cum="0.400", trade_id=11)
     final = d.make_fill("E", "0.600", "100.00", done=True, cum="1.000", trade_id=12)
     d.send(final)
-    assert not d.p.entry_done  # the exchange says 1.000 in total, 0.600 seen
+    before = d.p
+    assert not before.entry_done  # the exchange says 1.000 in total, 0.600 seen
     assert not of_type(d.actions, PlaceTakeProfit)
     assert len(of_type(d.actions, PlaceStop)) == 1
     d.send(late)
@@ -172,7 +179,7 @@ def test_expiry_reporting_a_fill_before_the_fill_itself_waits_for_it() -> None:
     d = Driver()
     d.accept("E")
     assert d.cancel("E", expired=True, filled="0.300") == []
-    assert d.p.phase is Phase.PENDING_ENTRY  # the exchange said 0.300 filled: not a failure
+    assert d.phase() is Phase.PENDING_ENTRY  # the exchange said 0.300 filled: not a failure
     actions = d.fill("E", "0.300", "100.00", done=False)
     assert of_type(actions, PlaceStop)
     assert [t.quantity for t in of_type(actions, PlaceTakeProfit)] == [D("0.150"), D("0.150")]
@@ -189,9 +196,9 @@ def test_close_requested_while_the_entry_looked_failed_applies_to_a_late_fill() 
 def test_fill_after_reported_failure_reopens_and_protects() -> None:
     d = Driver()
     d.cancel("E", expired=True, filled="0")
-    assert d.p.phase is Phase.FAILED
+    assert d.phase() is Phase.FAILED
     actions = d.fill("E", "1.000", "100.00", done=True)
-    assert d.p.phase is Phase.PROTECTING
+    assert d.phase() is Phase.PROTECTING
     assert d.p.closed_ms is None
     assert of_type(actions, PlaceStop)
     assert any(n.key.endswith("late_entry") for n in only_notes(actions))
@@ -203,8 +210,8 @@ def test_close_requested_before_the_fill_cancels_the_entry() -> None:
     actions = d.close()
     assert of_type(actions, CancelOrder) == [CancelOrder(d.cid("E"), "TESTUSDT", False)]
     actions = d.cancel("E", filled="0")
-    assert d.p.phase is Phase.FAILED
-    assert only_notes(actions)[0].note.title == "Entry canceled on request"  # type: ignore[union-attr]
+    assert d.phase() is Phase.FAILED
+    assert alert_of(only_notes(actions)[0]).title == "Entry canceled on request"
 
 
 def test_close_requested_before_the_fill_closes_a_late_fill_at_market() -> None:
@@ -215,7 +222,7 @@ def test_close_requested_before_the_fill_closes_a_late_fill_at_market() -> None:
     (close,) = of_type(actions, MarketClose)
     assert (close.client_id, close.quantity, close.reason) == (d.cid("X1"), D("1.000"), ExitReason.MANUAL)
     assert close.request().reduce_only
-    assert d.p.phase is Phase.CLOSING
+    assert d.phase() is Phase.CLOSING
 
 
 # ---------------------------------------------------------------------------------------------- protection failures
@@ -233,10 +240,10 @@ def test_any_stop_rejection_closes_at_market_and_alerts(code: int | None, messag
     assert close.reason is ExitReason.STOP_FAILED
     assert close.quantity == D("1.000")
     (alert,) = only_notes(actions)
-    assert alert.note.severity == "critical"  # type: ignore[union-attr]
-    assert d.p.phase is Phase.CLOSING
+    assert alert_of(alert).severity == "critical"
+    assert d.phase() is Phase.CLOSING
     done = d.fill("X1", "1.000", "97.50")
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.STOP_FAILED
     cancels = {c.client_id for c in of_type(done, CancelOrder)}
     assert cancels == {d.cid("T1"), d.cid("T2")}  # S1 was rejected, nothing to cancel there
@@ -250,7 +257,7 @@ def test_stop_canceled_on_the_exchange_is_replaced_and_alerted() -> None:
     assert stop.client_id == d.cid("S2")
     assert stop.trigger == D("98.00")
     assert stop.quantity is None  # S1 is gone, so closePosition is allowed again
-    assert "replacing" in only_notes(actions)[0].note.title  # type: ignore[union-attr]
+    assert "replacing" in alert_of(only_notes(actions)[0]).title
     assert d.cancel("S1") == []
 
 
@@ -273,7 +280,7 @@ def test_target_that_would_trigger_immediately_is_taken_at_market() -> None:
     assert (take.client_id, take.quantity, take.reason) == (d.cid("T1M"), D("0.500"), ExitReason.TP1)
     assert not only_notes(actions)
     actions = d.fill("T1M", "0.500", "104.20")
-    assert d.p.phase is Phase.TP1_DONE
+    assert d.phase() is Phase.TP1_DONE
     assert of_type(actions, PlaceStop)  # breakeven stop for the rest
 
 
@@ -283,7 +290,7 @@ def test_target_rejected_otherwise_only_alerts() -> None:
     d.fill("E", "1.000", "100.00", done=True)
     actions = d.reject("T2", -2022, "ReduceOnly Order is rejected.")
     assert kinds(actions) == ["Notify"]
-    assert "T2" in only_notes(actions)[0].note.title  # type: ignore[union-attr]
+    assert "T2" in alert_of(only_notes(actions)[0]).title
 
 
 def test_target_canceled_on_the_exchange_alerts_without_replacing() -> None:
@@ -309,7 +316,7 @@ def test_tp1_places_the_breakeven_stop_first_and_cancels_the_old_only_after_its_
     d = Driver()
     d.open_fully()
     actions = d.fill("T1", "0.500", "104.00")
-    assert d.p.phase is Phase.TP1_DONE
+    assert d.phase() is Phase.TP1_DONE
     (stop,) = of_type(actions, PlaceStop)
     # costs: entry fee 0.05 + TP1 fee 0.026; (100 * 0.5 + 0.076) / (0.5 * 0.9995) = 100.2021 -> 100.21
     assert stop.trigger == D("100.21")
@@ -322,19 +329,21 @@ def test_tp1_places_the_breakeven_stop_first_and_cancels_the_old_only_after_its_
     actions = d.accept("S2")
     assert of_type(actions, CancelOrder) == [CancelOrder(d.cid("S1"), "TESTUSDT", True)]
     assert d.cancel("S1") == []
-    assert d.p.current_order(Role.STOP).client_id == d.cid("S2")
+    live_stop = d.p.current_order(Role.STOP)
+    assert live_stop is not None
+    assert live_stop.client_id == d.cid("S2")
 
 
 def test_partial_tp1_does_not_move_the_stop_until_complete() -> None:
     d = Driver()
     d.open_fully()
     assert d.fill("T1", "0.200", "104.00", done=False) == [
-        RecordFill(KEY, "T1", "tp1", d.actions[-1].fill)  # type: ignore[attr-defined]
+        RecordFill(KEY, "T1", "tp1", of_type(d.actions, RecordFill)[-1].fill)
     ]
-    assert d.p.phase is Phase.OPEN
+    assert d.phase() is Phase.OPEN
     actions = d.fill("T1", "0.300", "104.00")
     assert of_type(actions, PlaceStop)
-    assert d.p.phase is Phase.TP1_DONE
+    assert d.phase() is Phase.TP1_DONE
 
 
 def test_tp1_waits_for_a_fill_that_arrives_after_the_final_one() -> None:
@@ -344,7 +353,9 @@ def test_tp1_waits_for_a_fill_that_arrives_after_the_final_one() -> None:
     final = d.make_fill("T1", "0.300", "104.00", done=True, cum="0.500", trade_id=51)
     d.send(final)
     assert not d.p.tp1_done
-    assert d.p.current_order(Role.STOP).client_id == d.cid("S1")
+    live_stop = d.p.current_order(Role.STOP)
+    assert live_stop is not None
+    assert live_stop.client_id == d.cid("S1")
     actions = d.send(early)
     (stop,) = of_type(actions, PlaceStop)
     assert stop.quantity == D("0.500")
@@ -355,7 +366,7 @@ def test_tp2_before_the_breakeven_stop_is_acknowledged_closes_and_cancels_both_s
     d.open_fully()
     d.fill("T1", "0.500", "104.00")
     actions = d.fill("T2", "0.500", "108.00")
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.TP2
     assert {c.client_id for c in of_type(actions, CancelOrder)} == {d.cid("S1"), d.cid("S2")}
     (result,) = of_type(actions, RecordResult)
@@ -373,7 +384,7 @@ def test_stop_fires_after_tp1_before_the_breakeven_ack() -> None:
     d.open_fully()
     d.fill("T1", "0.500", "104.00")
     actions = d.fill("S1", "0.500", "97.95", done=True)
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.BREAKEVEN_STOP
     assert {c.client_id for c in of_type(actions, CancelOrder)} == {d.cid("S2"), d.cid("T2")}
 
@@ -394,7 +405,7 @@ def test_stop_fill_closes_the_position_and_cancels_the_targets() -> None:
     d = Driver()
     d.open_fully()
     actions = d.fill("S1", "1.000", "97.98", done=True)
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.STOP
     assert {c.client_id for c in of_type(actions, CancelOrder)} == {d.cid("T1"), d.cid("T2")}
     assert all(c.algo for c in of_type(actions, CancelOrder))
@@ -411,11 +422,11 @@ def test_stop_filling_in_parts_is_closing_until_done() -> None:
     d = Driver()
     d.open_fully()
     d.fill("S1", "0.600", "97.98", done=False)
-    assert d.p.phase is Phase.CLOSING
+    assert d.phase() is Phase.CLOSING
     d.mark("97.00", after_ms=60_000)  # the stop is executing: no supervision close
     assert not of_type(d.actions, MarketClose)
     d.fill("S1", "0.400", "97.90", done=True)
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
 
 
 def test_stop_and_target_racing_conserve_quantity() -> None:
@@ -423,7 +434,7 @@ def test_stop_and_target_racing_conserve_quantity() -> None:
     d.open_fully()
     d.fill("T1", "0.200", "104.00", done=False)
     d.fill("S1", "0.800", "97.98", done=True)
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_qty == d.p.entry_qty
     assert d.p.exit_reason is ExitReason.STOP
 
@@ -452,9 +463,9 @@ def test_mark_beyond_the_stop_without_a_fill_closes_after_the_grace() -> None:
     assert not only_notes(actions)  # told once the exchange takes the close: the stop may have fired unseen
     assert d.mark("97.00", after_ms=10_000) == []  # one close only
     (alert,) = only_notes(d.accept("X1"))
-    assert alert.note.severity == "critical"  # type: ignore[union-attr]
-    assert alert.note.title == "Exchange stop did not fire: closing at market"  # type: ignore[union-attr]
-    assert "without a stop fill" in alert.note.detail  # type: ignore[union-attr]
+    assert alert_of(alert).severity == "critical"
+    assert alert_of(alert).title == "Exchange stop did not fire: closing at market"
+    assert "without a stop fill" in alert_of(alert).detail
     assert [n.key for n in only_notes(d.fill("X1", "1.000", "97.70"))] == [f"{KEY}:result"]  # told once
 
 
@@ -541,8 +552,9 @@ def test_manual_close_retries_with_new_ids_then_asks_for_a_human() -> None:
     d.reject("X2", -1008, "throttled")
     actions = d.reject("X3", -1008, "throttled")
     assert not of_type(actions, MarketClose)
-    assert d.p.needs_attention
-    assert only_notes(actions)[0].note.title == "Cannot close the position: act now"  # type: ignore[union-attr]
+    refused = d.p
+    assert refused.needs_attention
+    assert alert_of(only_notes(actions)[0]).title == "Cannot close the position: act now"
     assert d.reject("X3", -1008, "throttled") == []
     # the operator asks again: a new round of attempts, and a new alert if it fails too; a replay is no request
     request = CloseRequested("operator", d.tick())
@@ -554,7 +566,7 @@ def test_manual_close_retries_with_new_ids_then_asks_for_a_human() -> None:
     assert len(only_notes(d.reject("X6", -1008, "throttled"))) == 1
     d.close("operator")
     d.fill("X7", "1.000", "99.00")
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
 
 
 def test_a_close_that_reduced_nothing_waits_for_the_exchange_instead_of_retrying() -> None:
@@ -570,9 +582,9 @@ def test_a_close_that_reduced_nothing_waits_for_the_exchange_instead_of_retrying
     assert not of_type(actions, MarketClose)  # no retry before the exchange was asked
     assert not only_notes(actions)
     assert d.p.close_paused
-    assert d.p.phase is Phase.CLOSING
+    assert d.phase() is Phase.CLOSING
     actions = d.fill("S1", "1.000", "97.98", done=True)  # the replayed stop fill
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.STOP
     assert [n.key for n in d.notes()] == [f"{KEY}:entry", f"{KEY}:result"]  # no alert at all
 
@@ -594,7 +606,7 @@ def test_a_paused_close_goes_ahead_when_the_exchange_still_holds_the_position() 
     actions = d.send(PositionHeld(d.tick(), D("1.000")))
     assert not of_type(actions, MarketClose)
     assert d.p.needs_attention  # three closes refused while the exchange holds it: a human must look
-    assert only_notes(actions)[0].note.title == "Cannot close the position: act now"  # type: ignore[union-attr]
+    assert alert_of(only_notes(actions)[0]).title == "Cannot close the position: act now"
 
 
 def test_the_levels_a_mark_reaches_are_the_live_stops_and_targets_it_fires() -> None:
@@ -632,7 +644,7 @@ def test_market_close_expiring_partly_filled_closes_the_rest() -> None:
     (close,) = of_type(actions, MarketClose)
     assert (close.client_id, close.quantity) == (d.cid("X2"), D("0.600"))
     d.fill("X2", "0.600", "98.90")
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.MANUAL
 
 
@@ -662,7 +674,7 @@ def test_liquidation_fill_closes_with_a_critical_alert() -> None:
         "autoclose-123", 99, d.direction.exit_side, D("1.000"), D("80.00"), D("0.5"), d.tick(), liquidation=True
     )
     actions = d.send(fill)
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.LIQUIDATION
     (note,) = only_notes(actions)  # one message: the result says LIQUIDATED
     assert note.key == f"{KEY}:result"
@@ -678,8 +690,8 @@ def test_partial_liquidation_alerts_and_keeps_managing_the_rest() -> None:
     (record, alert) = d.send(fill)
     assert isinstance(record, RecordFill)
     assert isinstance(alert, Notify)
-    assert alert.note.title == "Position partly liquidated"  # type: ignore[union-attr]
-    assert d.p.phase is Phase.CLOSING
+    assert alert_of(alert).title == "Position partly liquidated"
+    assert d.phase() is Phase.CLOSING
     d.fill("S1", "0.600", "97.00", done=True)
     assert d.p.exit_reason is ExitReason.LIQUIDATION
 
@@ -690,7 +702,7 @@ def test_manual_reduction_on_the_exchange_is_tracked() -> None:
     fill = Fill("web_abc", 77, d.direction.exit_side, D("0.300"), D("101.00"), D("0.01"), d.tick())
     actions = d.send(fill)
     assert d.p.open_qty == D("0.700")
-    assert d.p.phase is Phase.OPEN  # the stop (closePosition) and the targets still manage the rest
+    assert d.phase() is Phase.OPEN  # the stop (closePosition) and the targets still manage the rest
     assert of_type(actions, RecordFill)[0].leg == "EXT"
     assert d.send(fill) == []
 
@@ -699,7 +711,7 @@ def test_vanished_position_closes_with_an_estimate() -> None:
     d = Driver()
     d.open_fully()
     actions = d.vanish("95.00")
-    assert d.p.phase is Phase.CLOSED
+    assert d.phase() is Phase.CLOSED
     assert d.p.exit_reason is ExitReason.EXTERNAL
     (result,) = of_type(actions, RecordResult)
     assert result.result.estimated
@@ -838,7 +850,7 @@ def test_position_survives_a_json_round_trip_at_every_step() -> None:
 
 def test_events_round_trip_for_the_event_log() -> None:
     d = Driver()
-    events = [
+    events: list[Event] = [
         d.make_fill("E", "1.000", "100.00", done=True),
         d.make_fill("S1", "0.5", "98", done=False),
         PositionHeld(5, D("-0.250")),
@@ -925,11 +937,11 @@ def _in_phase(phase: Phase) -> Driver:
             d.close()
         if phase is Phase.CLOSED:
             d.fill("T2", "0.500", "108.00")
-    assert d.p.phase is phase
+    assert d.phase() is phase
     return d
 
 
-EVENT_MAKERS = {
+EVENT_MAKERS: dict[str, Callable[[Driver], Event]] = {
     "entry fill": lambda d: d.make_fill("E", "0.100", "100.00", done=False),
     "stop fill": lambda d: d.make_fill("S1", "0.100", "98.00", done=False),
     "target fill": lambda d: d.make_fill("T2", "0.100", "108.00", done=False),

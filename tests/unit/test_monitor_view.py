@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal as D
+from typing import Any
 
 from ats.domain import Band, Direction
 from ats.exchange.base import KlineUpdate
@@ -14,10 +15,13 @@ from monitor.view import Book, Watch, bar_of, market_streams, reversal_signal
 from tests.unit.lifecycle.harness import KEY, RULES, Driver
 
 
-def opened(direction: Direction = Direction.LONG, **policy: object) -> Driver:
+def opened(direction: Direction = Direction.LONG, **policy: Any) -> Driver:
     driver = Driver(direction, **policy)
     driver.open_fully()
     return driver
+
+
+NOW = 10**9  # a mark's event time (ms), later than anything the driver did
 
 
 def watch_of(driver: Driver) -> Watch:
@@ -29,22 +33,26 @@ def watch_of(driver: Driver) -> Watch:
 def test_only_ticks_at_or_beyond_the_stop_reach_the_lifecycle() -> None:
     long = watch_of(opened())
     assert long.stop_price == D("98.00")
-    assert not long.wants_mark(D("98.01"))
-    assert long.wants_mark(D("98.00"))
+    assert not long.wants_mark(D("98.01"), NOW)
+    assert long.wants_mark(D("98.00"), NOW)
     short = watch_of(opened(Direction.SHORT))
     assert short.stop_price == D("102.00")
-    assert not short.wants_mark(D("101.99"))
-    assert short.wants_mark(D("102.50"))
+    assert not short.wants_mark(D("101.99"), NOW)
+    assert short.wants_mark(D("102.50"), NOW)
 
 
-def test_after_a_crossing_every_tick_goes_through_until_it_is_reset() -> None:
+def test_after_a_crossing_a_tick_goes_through_once_the_grace_ran_out_or_to_reset_the_clock() -> None:
     d = opened()
     d.mark("97.50")  # the lifecycle starts its supervision clock
     watch = watch_of(d)
-    assert watch.stop_crossed_ms is not None
-    assert watch.wants_mark(D("99.00"))  # back above: the lifecycle must reset the clock
+    crossed = watch.stop_crossed_ms
+    assert crossed is not None
+    grace = d.p.policy.supervision_grace_ms
+    assert not watch.wants_mark(D("97.40"), crossed + grace - 1)  # still within the grace: nothing changes
+    assert watch.wants_mark(D("97.40"), crossed + grace)  # the exchange stop did not fire: close at market
+    assert watch.wants_mark(D("99.00"), crossed + 1)  # back above: the lifecycle must reset the clock
     d.mark("99.00")
-    assert not watch_of(d).wants_mark(D("99.00"))
+    assert not watch_of(d).wants_mark(D("99.00"), crossed + 2)
 
 
 def test_a_tick_tells_which_live_levels_it_reached() -> None:
@@ -62,7 +70,7 @@ def test_a_position_closing_at_market_ignores_ticks() -> None:
     d.close()
     watch = watch_of(d)
     assert watch.closing
-    assert not watch.wants_mark(D("90"))
+    assert not watch.wants_mark(D("90"), NOW)
 
 
 def test_pending_legs_are_those_without_an_outcome() -> None:

@@ -20,6 +20,7 @@ from ats.exchange.base import (
     PositionInfo,
     Trade,
     WorkingType,
+    is_liquidation_client_id,
 )
 from ats.lifecycle import Notify, OrderState, PlaceStop, PlaceTakeProfit, Position
 from ats.reconcile import (
@@ -31,7 +32,6 @@ from ats.reconcile import (
     fills_for_order,
     funding_events,
     held_closes,
-    is_liquidation_client_id,
     mismatched_symbols,
     orders_with_unseen_trades,
     plan,

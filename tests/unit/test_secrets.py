@@ -8,9 +8,9 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.config import ConfigError, load_settings
 from ats.log import configure_logging, get_logger, redact
+from cli import app
 
 SENTINEL_SECRET = "SENTINEL-secret-7f3a9c2e1b"
 SENTINEL_KEY = "SENTINEL-key-0d4e8b6a5c"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,8 +60,8 @@ def ticker(symbol: str, quote_volume: float = 50e6, trades: int = 100_000, chang
     )  # fmt: skip
 
 
-def calm(symbol: str, seed: int, **kwargs: float) -> Bars:
-    return make_bars(symbol, N_BARS, seed=seed, volatility=0.004, **kwargs)
+def calm(symbol: str, seed: int) -> Bars:
+    return make_bars(symbol, N_BARS, seed=seed, volatility=0.004)
 
 
 def edit(b: Bars, **arrays: np.ndarray) -> Bars:
@@ -102,7 +104,7 @@ def dead(b: Bars) -> Bars:
 
 
 def market() -> tuple[dict[str, SymbolRules], list[Ticker24h], dict[str, Bars]]:
-    specs = {
+    specs: dict[str, tuple[dict[str, Any], dict[str, Any], Callable[[Bars], Bars] | None]] = {
         # symbol: (ticker kwargs, rule kwargs, bars transform)
         "AUSDT": ({"quote_volume": 900e6, "trades": 900_000}, {}, None),
         "BUSDT": ({"quote_volume": 500e6, "trades": 800_000}, {}, None),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ats.cli import app
+from cli import app
 from tests.unit.backtest.series import kline_csv, walk
 from tests.unit.factors.market_data import BINANCE_DIR
 

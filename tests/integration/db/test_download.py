@@ -10,15 +10,15 @@ import numpy as np
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.clock import format_utc
 from ats.data import Kind
 from ats.domain import interval_ms
 from ats.exchange.budget import BudgetLimits
-from ats.sim.faults import FaultKind, FaultRule
-from ats.sim.server import SimServer, SimServerThread
+from cli import app
 from db import market
 from db.session import Database
+from sim.faults import FaultKind, FaultRule
+from sim.server import SimServer, SimServerThread
 from tasks.history import Download, download_history, market_data_client
 
 NOT_SERVED = FaultRule(FaultKind.NOT_FOUND, path="/fapi/v1/markPriceKlines")  # the sim serves them otherwise

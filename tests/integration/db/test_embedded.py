@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.config import load_settings
+from cli import app
 from db import migrate
 from db.session import Database
 

@@ -15,12 +15,12 @@ from ats.exchange.budget import RequestBudget
 from ats.exchange.errors import IpBanned
 from ats.health import Check, HealthPolicy
 from ats.leadership import Busy, Held
-from ats.sim.server import SimServer
 from db.health import check_health, entry_refusal
 from db.lease import claim, lease_holder
 from db.models import HealthCheckRow, NotificationRow
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
+from sim.server import SimServer
 from tests.fixtures.monitor import MonitorStandIn
 
 POLICY = HealthPolicy(heartbeat_stale_s=30, unready_alert_s=60, cycle_overdue_s=None)

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.data import FundingRates, Kind, find_data_files, identify, read_data_file
 from ats.domain import interval_ms
 from ats.factors import scan
+from cli import app
 from db import history, market
 from db.session import Database
 from tests.unit.factors.market_data import BINANCE_DIR

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from ats.exchange.binance import BinanceFutures
-from ats.sim.server import SimServer
+from sim.server import SimServer
 
 
 class SimTime:

@@ -26,8 +26,8 @@ from ats.exchange.errors import (
     UnknownOutcome,
     UseAlgoEndpoint,
 )
-from ats.sim.faults import FaultKind
-from ats.sim.server import SimServer
+from sim.faults import FaultKind
+from sim.server import SimServer
 
 from .conftest import Connect, CountingTransport, SimTime
 

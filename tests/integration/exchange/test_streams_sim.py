@@ -29,7 +29,7 @@ from ats.exchange.base import (
 )
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.streams import BinanceMarketStream, BinanceUserStream
-from ats.sim.server import SimServer
+from sim.server import SimServer
 
 FAST: dict[str, Any] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "ping_interval_s": 5.0}
 

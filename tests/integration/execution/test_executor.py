@@ -18,11 +18,11 @@ from ats.exchange.binance import BinanceFutures
 from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, OrderOutcome, action_for_leg
 from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
 from ats.risk import AccountSnapshot, Approved, check_entry
-from ats.sim.engine import SimError
-from ats.sim.server import SimServer
 from db.journal import PostgresJournal, record_new_position
 from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, PositionRow
 from db.session import Database
+from sim.engine import SimError
+from sim.server import SimServer
 
 SYMBOL = "BTCUSDT"
 FAST = ExecutionSettings(
@@ -83,9 +83,9 @@ async def test_entry_fills_and_protection_is_placed(sim: SimServer, exchange: Bi
         assert row.state == "open"
         assert row.quantity == position.entry_qty
         assert row.stop_client_id == client_id(key, "S1")
-        statuses = dict(session.execute(select(OrderRow.leg, OrderRow.status)).all())
+        statuses = dict(session.execute(select(OrderRow.leg, OrderRow.status)).tuples().all())
         assert statuses == {"E": "FILLED", "S1": "NEW", "T1": "NEW", "T2": "NEW"}
-        assert session.scalar(select(func.count()).select_from(FillRow)) >= 1
+        assert session.execute(select(func.count()).select_from(FillRow)).scalar_one() >= 1
         kinds = session.scalars(select(NotificationRow.kind)).all()
         assert kinds == ["entry"]
 

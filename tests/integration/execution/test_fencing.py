@@ -13,10 +13,10 @@ from ats.clock import FakeClock, WallClock
 from ats.execution import Executor
 from ats.leadership import Fence, Held, LeaseTiming, NotLeader
 from ats.lifecycle import CancelOrder, MarkPrice, Phase, Role
-from ats.sim.server import SimServer
 from db.journal import PostgresJournal
 from db.lease import claim
 from db.session import Database
+from sim.server import SimServer
 from tests.integration.monitor.harness import ACCOUNT, FAST_EXECUTION, Desk, client
 
 ME = "monitor:main:test:1"
@@ -31,7 +31,7 @@ async def test_a_lapsed_fence_sends_nothing_and_a_taken_lease_records_nothing(si
     assert stop.trigger is not None
 
     assert claim(db, ACCOUNT, ME, None, 30) == Held(1, acquired=True)
-    mono, lapses = FakeClock(), []
+    mono, lapses = FakeClock(), list[str]()
     fence = Fence(ME, LeaseTiming(10), mono.monotonic, on_lapse=lapses.append)
     fence.begin(1, mono.monotonic())
     exchange = client(sim.rest_url, sim.api_key, sim.api_secret, fence=fence)
@@ -54,13 +54,13 @@ async def test_a_lapsed_fence_sends_nothing_and_a_taken_lease_records_nothing(si
             session.execute(text("UPDATE monitor_lease SET holder = 'monitor:main:other:2', epoch = 2"))
         beyond = MarkPrice(stop.trigger - Decimal(100), WallClock().now_ms())
         with pytest.raises(NotLeader, match="the lease of epoch 1 is no longer monitor:main:test:1's"):
-            await executor.execute(key, [], outcomes=[beyond])
+            await executor.apply(key, [beyond])
         assert desk.position(key).stop_crossed_ms is None
 
         # The lease back under this very epoch: the same event is recorded.
         with db.session() as session:
             session.execute(text(f"UPDATE monitor_lease SET holder = '{ME}', epoch = 1"))  # noqa: S608
-        await executor.execute(key, [], outcomes=[beyond])
+        await executor.apply(key, [beyond])
         assert desk.position(key).stop_crossed_ms == beyond.time_ms
     finally:
         await exchange.aclose()

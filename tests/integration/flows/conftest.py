@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 import tasks.market
 import tasks.placement
-from ats.sim.server import SimControl, SimServer, SimServerThread
 from db.models import PositionRow
 from db.session import Database
+from sim.server import SimControl, SimServer, SimServerThread
 from tasks.runtime import close_databases, retry_when_transient
 from tests.fixtures.monitor import MonitorStandIn
 
@@ -103,6 +103,13 @@ def flow_env(prefect_server: str, exchange_env: FlowEnv) -> FlowEnv:
 async def run(flow: Any, **parameters: Any) -> State[Any]:
     """Run a flow on the Prefect engine and return its final state (never raises for a failed run)."""
     return await cast(Awaitable[State[Any]], flow(**parameters, return_state=True))
+
+
+def run_id(state: State[Any]) -> UUID:
+    """The id of the flow run that ended in `state` (a flow run's final state always names it)."""
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    return flow_run_id
 
 
 async def subflow_runs(parent: UUID) -> dict[str, FlowRun]:

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
+from cli import app
 from db.models import BarRow, FlowRunRow, NotificationRow, ScanRow, SignalRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_cycle import LIQUID
@@ -129,7 +129,7 @@ def test_run_cycle_returns_only_when_what_it_opened_is_protected(flow_env: FlowE
 
 
 def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ats.cli.app import console
+    from cli.app import console
 
     monkeypatch.setattr(console, "width", 160)  # a wide terminal: every column shows in full, in one table
     args = ["scan", "--venue", "sim", "--symbols", ",".join(LIQUID), "--min-score", "0"]

@@ -22,7 +22,7 @@ from flows.manual_signal import manual_signal
 from flows.place_orders import place_orders
 from flows.trading_cycle import trading_cycle
 from tasks.runtime import close_databases
-from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, subflow_runs, task_runs_of
+from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, run_id, subflow_runs, task_runs_of
 
 # Liquid symbols of the simulated catalogue; at min_score 0 every one with a direction is a signal.
 LIQUID = ["BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "AVAXUSDT", "LINKUSDT", "DOTUSDT", "LTCUSDT"]
@@ -68,7 +68,7 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
 
     with flow_env.database.session() as session:
         assert session.scalar(select(func.count()).select_from(PoolRow)) == 2
-        assert session.scalar(select(func.count()).select_from(ScanResultRow)) > 10
+        assert session.execute(select(func.count()).select_from(ScanResultRow)).scalar_one() > 10
         kinds = session.execute(select(NotificationRow.kind, NotificationRow.status)).all()
     assert sorted(k for k, _ in kinds if k == "entry") == ["entry", "entry"]
     assert {status for _, status in kinds} == {"sent"}
@@ -77,7 +77,7 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
         told = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "signal")).all()
     assert all("Plan: stop " in text and " · TP2 " in text and " · x" in text for text in told)  # levels, leverage
 
-    runs = await subflow_runs(state.state_details.flow_run_id)
+    runs = await subflow_runs(run_id(state))
     assert set(runs) == {"build-pools", "factor-scan", "place-orders"}
     for name, flow_run in runs.items():
         assert flow_run.state is not None
@@ -92,13 +92,13 @@ async def test_a_cycle_opens_the_strongest_signals_with_stop_and_targets(flow_en
     assert "opened" in str(placement.data)
     for name, label in (("build-pools", "pools "), ("factor-scan", "scan "), ("place-orders", "placement ")):
         assert runs[name].name.startswith(label), runs[name].name  # named for what they are, not at random
-    (summary,) = await artifacts_of(state.state_details.flow_run_id)
+    (summary,) = await artifacts_of(run_id(state))
     assert summary.key == "trading-cycle"
     content = str(summary.data)
     for position in positions:  # the cycle's own page holds the signals and placements, and links each step's run
         assert f"| {position.symbol} |" in content
-    for run_id in (r.id for r in runs.values()):
-        assert str(run_id) in content
+    for subflow_id in (r.id for r in runs.values()):
+        assert str(subflow_id) in content
 
     # The next cycle on the same bar: pools reused, no bar fetched again, nothing placed twice.
     again = await run(trading_cycle, max_new_positions=2)
@@ -244,7 +244,7 @@ async def test_a_lost_entry_answer_is_adopted_by_the_task_retry(
     with flow_env.database.session() as session:
         attempts = session.scalar(select(OrderRow.attempts).where(OrderRow.client_id == client_id(position.key, "E")))
     assert attempts == 2
-    place = (await subflow_runs(state.state_details.flow_run_id))["place-orders"]
+    place = (await subflow_runs(run_id(state)))["place-orders"]
     (open_task,) = [t for t in await task_runs_of(place.id) if t.name.startswith("open-")]
     assert open_task.run_count == 2
 
@@ -259,7 +259,7 @@ async def test_an_unknown_leverage_answer_is_retried_not_a_failed_entry(flow_env
     assert position.state == "open"
     assert flow_env.entry_orders(client_id(position.key, "E")) == 1
     assert set(protection_of(flow_env, position.key)) == {"S1", "T1", "T2"}
-    place = (await subflow_runs(state.state_details.flow_run_id))["place-orders"]
+    place = (await subflow_runs(run_id(state)))["place-orders"]
     (open_task,) = [t for t in await task_runs_of(place.id) if t.name.startswith("open-")]
     assert open_task.run_count == 2
 
@@ -295,7 +295,7 @@ async def test_an_unreachable_exchange_fails_the_run_with_the_reason(
     assert state.message is not None
     assert state.message.startswith("build-pools failed: exchange unreachable: GET /fapi/v1/exchangeInfo")
     assert "could not connect" in state.message
-    runs = await subflow_runs(state.state_details.flow_run_id)
+    runs = await subflow_runs(run_id(state))
     assert runs["build-pools"].state is not None
     assert runs["build-pools"].state.message == state.message.removeprefix("build-pools failed: ")
 
@@ -306,7 +306,7 @@ async def test_a_deployment_run_given_an_unknown_symbol_fails_at_once_naming_it(
     cycle = await run(trading_cycle, symbols=["SOLUSDT", "nopeusdt"], min_score=0)
     assert cycle.is_failed()
     assert (cycle.message or "").startswith("NOPEUSDT is not a trading USDT perpetual on this exchange")
-    assert await subflow_runs(cycle.state_details.flow_run_id) == {}
+    assert await subflow_runs(run_id(cycle)) == {}
     scan = await run(factor_scan, symbols=["SOLUSDT", "NOPEUSDT", "XRPUSTD"])
     assert scan.is_failed()
     assert (scan.message or "").startswith("NOPEUSDT, XRPUSTD are not trading USDT perpetuals on this exchange")
@@ -335,9 +335,9 @@ async def test_a_dry_run_decides_but_records_and_sends_nothing(flow_env: FlowEnv
     assert (await later.aresult()).decided.decisions == []
     assert flow_env.control.state()["positions"] == {}
     # Its pages say so, under keys of their own: the latest `placements` is always what really happened.
-    (summary,) = await artifacts_of(cycle.state_details.flow_run_id)
+    (summary,) = await artifacts_of(run_id(cycle))
     assert summary.key == "trading-cycle-dry-run"
     assert "dry run: nothing recorded, no order sent" in str(summary.data)
-    runs = await subflow_runs(cycle.state_details.flow_run_id)
+    runs = await subflow_runs(run_id(cycle))
     assert [a.key for a in await artifacts_of(runs["place-orders"].id)] == ["placements-dry-run"]
     assert runs["factor-scan"].name.endswith("(dry run)")

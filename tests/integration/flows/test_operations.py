@@ -22,7 +22,7 @@ from flows.daily_report import daily_report
 from flows.manual_signal import manual_signal
 from flows.reconcile import reconcile_positions
 from flows.trading_cycle import trading_cycle
-from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, task_runs_of
+from tests.integration.flows.conftest import FlowEnv, artifacts_of, run, run_id, task_runs_of
 from tests.integration.flows.test_cycle import LIQUID, protection_of
 
 
@@ -81,13 +81,13 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     assert {p.symbol for p in report.positions} == {*managed, "TRXUSDT"}
     assert {p.symbol for p in report.positions if p.managed} == managed
     assert all(p.tp1 == "waiting" for p in report.positions if p.managed)
-    markdown = next(a for a in await artifacts_of(status.state_details.flow_run_id) if a.type == "markdown")
+    markdown = next(a for a in await artifacts_of(run_id(status)) if a.type == "markdown")
     assert "3/5" in str(markdown.data)
 
     state = await run(close_all, reason="test emergency")
     assert state.is_completed(), state.message
     result = await state.aresult()
-    steps = {t.name.rsplit("-", 1)[0] for t in await task_runs_of(state.state_details.flow_run_id)}
+    steps = {t.name.rsplit("-", 1)[0] for t in await task_runs_of(run_id(state))}
     assert {"record-halt", "close-managed-positions", "cancel-all-orders", "close-remaining-positions"} <= steps
     assert sorted(result.managed_closed) == sorted(managed)
     assert result.unmanaged_closed == ["TRXUSDT"]
@@ -164,7 +164,7 @@ async def test_close_all_closes_everything_without_the_database(
     assert report.unmanaged_closed == ["TRXUSDT"]
     assert report.not_recorded is not None
     assert flow_env.control.state()["positions"] == {}
-    markdown = next(a for a in await artifacts_of(state.state_details.flow_run_id) if a.type == "markdown")
+    markdown = next(a for a in await artifacts_of(run_id(state)) if a.type == "markdown")
     assert "Nothing was recorded in the database" in str(markdown.data)
 
 
@@ -183,7 +183,7 @@ async def test_reconcile_adopts_and_protects_a_position_nobody_recorded(
     (position,) = flow_env.open_positions()
     assert position.symbol == "LINKUSDT"
     assert "S1" in protection_of(flow_env, position.key)
-    markdown = next(a for a in await artifacts_of(state.state_details.flow_run_id) if a.type == "markdown")
+    markdown = next(a for a in await artifacts_of(run_id(state)) if a.type == "markdown")
     assert "Adopted" in str(markdown.data)
 
 

@@ -13,10 +13,10 @@ import pytest
 from prefect.blocks.system import Secret
 from typer.testing import CliRunner
 
-from ats.cli import app
 from ats.config import SIM_API_KEY, SIM_API_SECRET, ConfigError, load_settings
+from cli import app
+from db.secrets import with_secret_blocks
 from flows.account_status import account_status
-from tasks.secrets import with_secret_blocks
 from tests.integration.flows.conftest import FlowEnv, run
 
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ats.exchange.binance import BinanceFutures
-from ats.sim.server import SimServer
 from db.session import Database
+from sim.server import SimServer
 from tests.integration.monitor.harness import Desk, RunningMonitor, client, start_monitor
 
 

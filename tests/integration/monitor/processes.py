@@ -19,12 +19,12 @@ from db.session import Database
 # The same serve() as `ats monitor`, with the short timings of tests/integration/monitor/harness.py.
 FAST_SERVE = """
 import asyncio
-from ats.cli.app import settings_or_exit
+from cli.app import settings_or_exit
 from monitor.app import serve
 from tests.integration.monitor.harness import FAST
 asyncio.run(serve(settings_or_exit(), tuning=FAST))
 """
-ATS_CLI = "from ats.cli import main; main()"
+ATS_CLI = "from cli import main; main()"
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine
@@ -19,11 +20,11 @@ from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import BudgetLimits, Priority, reserve
 from ats.exchange.errors import RateLimited
 from ats.lifecycle import Phase
-from ats.sim.faults import FaultKind
-from ats.sim.server import SimServer
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from monitor.worker import Tuning
+from sim.faults import FaultKind
+from sim.server import SimServer
 from tests.integration.monitor.harness import FAST, Desk, RunningMonitor, breakeven_up, client, start_monitor, wait_for
 
 SYMBOL = "BTCUSDT"
@@ -62,7 +63,7 @@ async def monitor(sim: SimServer, db: Database, shared: PostgresBudgetStore) -> 
     await running.shutdown()
 
 
-async def open_position(desk: Desk) -> tuple[str, object]:
+async def open_position(desk: Desk) -> tuple[str, Decimal]:
     key = await desk.open(SYMBOL)
     position = await desk.wait(key, lambda p: p.phase is Phase.OPEN, "protected")
     assert position.levels is not None

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from ats.domain import Direction, is_own_client_id
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import OrderState, Phase, Position, Role
-from ats.sim.server import SimConfig, SimServer, SimServerThread
 from db.session import Database
+from sim.server import SimConfig, SimServer, SimServerThread
 from tests.integration.monitor.harness import Desk, client, fills_in_db, fills_on_exchange, wait_for
 from tests.integration.monitor.processes import MonitorProcess, monitor_env, wait_role
 

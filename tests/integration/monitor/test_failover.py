@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from ats.sim.server import SimServerThread
 from db.session import Database
+from sim.server import SimServerThread
 from tests.integration.monitor.processes import MonitorProcess, detail, heartbeat, monitor_env, wait_role
 
 

@@ -26,8 +26,8 @@ from sqlalchemy import text
 
 from ats.domain import is_own_client_id
 from ats.lifecycle import Phase
-from ats.sim.server import SimServer, SimServerThread
 from db.session import Database
+from sim.server import SimServer, SimServerThread
 from tests.integration.monitor.harness import Desk, breakeven_up, client, wait_for
 from tests.integration.monitor.processes import MonitorProcess, detail, heartbeat, monitor_env, wait_role
 

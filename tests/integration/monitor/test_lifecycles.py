@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from ats.domain import Direction, Side, client_id
-from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType
+from ats.exchange.base import AlgoOrderRequest, AlgoUpdate, OrderRequest, OrderType, OrderUpdate
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import Phase, Position, Role
 from ats.notify import ExitReason
-from ats.sim.server import SimServer
 from db.models import NotificationRow
 from db.session import Database
+from sim.server import SimServer
 from tests.integration.monitor.harness import (
     Desk,
     RunningMonitor,
@@ -85,6 +85,7 @@ async def test_tp1_moves_the_stop_to_breakeven_then_tp2_closes(
     assert algos[client_id(key, "S2")].trigger_price == p.stop_price
     assert algos[client_id(key, "S2")].quantity == p.open_qty
 
+    assert p.levels is not None
     await sim.set_price(SYMBOL, p.levels.tp2 + tick)
     p = await desk.wait(key, _closed, "closed by TP2")
     assert p.exit_reason is ExitReason.TP2
@@ -142,7 +143,8 @@ async def test_supervision_closes_when_the_exchange_stop_does_not_fire(
     p = await desk.wait(key, _closed, "closed by supervision")
     assert p.exit_reason is ExitReason.SUPERVISION
     assert any("did not fire" in text for text in _alerts(db))
-    observed = monitor.metrics.tick_to_action.collect()[0].samples
+    (histogram,) = monitor.metrics.tick_to_action.collect()
+    observed = histogram.samples
     assert next(s.value for s in observed if s.name.endswith("_count")) > 0  # the ticks' latency was measured
     assert await exchange.positions() == []
 
@@ -345,16 +347,17 @@ async def test_a_user_event_that_fails_to_dispatch_is_repaired_by_reconciliation
     key = await desk.open(SYMBOL)
     p = await desk.wait(key, _open, "protected")
     assert p.levels is not None
-    record = monitor.monitor._record_order
+    executor = monitor.monitor._executor
+    record = executor.record_update
     lost: list[str] = []
 
-    def database_down_once(cid: str, update: Any) -> None:
-        if update.execution_type == "TRADE" and not lost:
+    def database_down_once(cid: str, update: OrderUpdate | AlgoUpdate) -> None:
+        if isinstance(update, OrderUpdate) and update.execution_type == "TRADE" and not lost:
             lost.append(cid)
             raise RuntimeError("the database is unreachable")
         record(cid, update)
 
-    monkeypatch.setattr(monitor.monitor, "_record_order", database_down_once)
+    monkeypatch.setattr(executor, "record_update", database_down_once)
     await sim.set_price(SYMBOL, p.levels.tp1 + p.policy.rules.tick_size)  # TP1's fill cannot be dispatched
     p = await desk.wait(key, breakeven_up, "breakeven stop once reconciliation found the lost fill")
     assert lost == [client_id(key, "T1")]

@@ -13,9 +13,9 @@ from ats.domain import Direction
 from ats.exchange.binance import BinanceFutures
 from ats.factors import FactorRow, IncrementalScorer
 from ats.lifecycle import Phase
-from ats.sim.server import SimConfig, SimServer
 from db.session import Database
 from monitor.view import Watch, reversal_signal
+from sim.server import SimConfig, SimServer
 from tests.integration.monitor.harness import Desk, client, start_monitor, wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "LINKUSDT")

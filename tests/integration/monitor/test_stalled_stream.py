@@ -22,9 +22,9 @@ from ats.exchange.base import OrderRequest, OrderType, PositionInfo
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import OrderState, Phase, Position, Role
 from ats.notify import ExitReason
-from ats.sim.server import SimServer
 from db.models import NotificationRow
 from db.session import Database
+from sim.server import SimServer
 from tests.integration.monitor.harness import (
     FAST,
     Desk,

@@ -14,8 +14,8 @@ from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import Phase, Position
 from ats.notify import ExitReason
-from ats.sim.server import SimConfig, SimServer
 from db.session import Database
+from sim.server import SimConfig, SimServer
 from tests.integration.monitor.harness import Desk, RunningMonitor, fills_in_db, fills_on_exchange, wait_for
 
 SYMBOL = "BTCUSDT"

@@ -13,13 +13,13 @@ from sqlalchemy import text
 from ats.clock import WallClock
 from ats.health import HealthPolicy
 from ats.leadership import Fence, NotLeader
-from ats.sim.server import SimServer
 from db.lease import lease_holder
 from db.outbox import deliver_pending
 from db.session import Database
 from monitor.metrics import MonitorMetrics
 from monitor.supervisor import Supervisor
 from monitor.worker import Monitor
+from sim.server import SimServer
 from tests.integration.monitor.harness import ACCOUNT, Desk, build_monitor, client, sim_settings, wait_for
 
 
@@ -67,7 +67,8 @@ async def test_a_leader_whose_lease_is_taken_steps_down_at_once_and_leads_again_
         # Another process took the lease (this one was cut off from the database long enough, say).
         _set_lease(db, "holder = 'monitor:main:elsewhere:9', epoch = epoch + 1, expires_at = now() + interval '1 h'")
         await wait_for(lambda: metrics.state.role == "standby", what="stepping down")
-        assert supervisor.fence.epoch is None
+        standby_epoch = supervisor.fence.epoch
+        assert standby_epoch is None
         with pytest.raises(NotLeader):
             supervisor.fence.check("placing a stop")
         assert len(built) == 1

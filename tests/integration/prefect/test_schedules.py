@@ -20,11 +20,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import httpx
@@ -40,10 +40,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 from sqlalchemy import select
 
-from ats.sim.server import SimConfig, SimServerThread
 from db import migrate
 from db.models import NotificationRow
 from db.session import Database
+from sim.server import SimConfig, SimServerThread
 from tests.fixtures.db import DatabaseFactory
 
 # The limit covers the server start and real time passing; the group puts it first (tests/conftest.py), so under
@@ -51,6 +51,7 @@ from tests.fixtures.db import DatabaseFactory
 pytestmark = [pytest.mark.timeout(360), pytest.mark.xdist_group("prefect-stack")]
 
 ROOT = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
 SCHEDULED = (
     "trading-cycle/hourly-trading",
     "reconcile/repair-every-5-minutes",
@@ -195,7 +196,7 @@ def stack(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFa
             "PYTHONPATH": str(ROOT),
         }
         deployed = subprocess.run(
-            [sys.executable, "-c", "from ats.cli import main; main()", "deploy", "--zombie-after", str(ZOMBIE_AFTER_S)],
+            [sys.executable, "-c", "from cli import main; main()", "deploy", "--zombie-after", str(ZOMBIE_AFTER_S)],
             env=worker_env,
             cwd=ROOT,
             capture_output=True,
@@ -238,11 +239,11 @@ async def _events_of(run_id: UUID) -> list[tuple[str, str, str, str | None]]:
     return [(e["occurred"], e["event"], e["id"], e.get("follows")) for e in response.json().get("events", [])]
 
 
-def _wait_for(what: str, check: Any, timeout_s: float, stack: Stack) -> Any:
+def _wait_for(what: str, check: Callable[[], Coroutine[Any, Any, T | None]], timeout_s: float, stack: Stack) -> T:
     """Poll `check()` (an async callable) until it returns something truthy; fail with the logs when it does not."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = run_coro_as_sync(check())
+        found: T | None = run_coro_as_sync(check())
         if found:
             return found
         if time.monotonic() > deadline:
@@ -311,6 +312,7 @@ def the_scheduler_creates_the_runs_and_a_worker_completes_a_scheduled_cycle(stac
         assert cycle.global_concurrency_limit is not None
         assert cycle.global_concurrency_limit.limit == 1
         assert [s.schedule.model_dump().get("cron") for s in cycle.schedules] == ["1 * * * *"]
+        assert cycle.parameter_openapi_schema is not None
         assert cycle.parameter_openapi_schema["properties"]["require_monitor"]["description"]
         assert reconcile.schedules[0].schedule.model_dump()["interval"] == timedelta(minutes=5)
         assert (close_all.work_queue_name, queue.priority) == ("emergency", 1)

@@ -9,7 +9,7 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from ats.sim.server import SimServer, SimServerThread
+from sim.server import SimServer, SimServerThread
 
 
 @pytest.fixture

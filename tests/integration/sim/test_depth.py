@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import websockets
 
-from ats.sim.server import SimServer
+from sim.server import SimServer
 
 Book = dict[str, dict[Decimal, Decimal]]
 

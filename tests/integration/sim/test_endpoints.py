@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ats.sim.server import SimServer
+from sim.server import SimServer
 from tests.integration.sim.wire import Client
 
 
@@ -122,12 +122,13 @@ async def test_countdown_cancel_all_cancels_open_orders_unless_renewed(sim: SimS
 async def test_market_history_endpoints_answer_in_binance_shapes(sim: SimServer, client: Client) -> None:
     await sim.advance(5)
     http = client.http
-    for path, params in (
+    histories: list[tuple[str, dict[str, str | int]]] = [
         ("/fapi/v1/markPriceKlines", {"symbol": "BTCUSDT", "interval": "4h", "limit": 10}),
         ("/fapi/v1/indexPriceKlines", {"pair": "BTCUSDT", "interval": "1h", "limit": 10}),
         ("/fapi/v1/premiumIndexKlines", {"symbol": "BTCUSDT", "interval": "1d", "limit": 10}),
         ("/fapi/v1/continuousKlines", {"pair": "BTCUSDT", "contractType": "PERPETUAL", "interval": "1M", "limit": 2}),
-    ):
+    ]
+    for path, params in histories:
         rows = (await http.get(path, params=params)).json()
         assert len(rows) == params["limit"], path
         assert all(len(r) == 12 and r[6] > r[0] for r in rows), path

@@ -16,8 +16,8 @@ import pytest
 import websockets
 
 from ats.clock import FakeClock
-from ats.sim.faults import FaultRule
-from ats.sim.server import SimConfig, SimServer, SimServerThread
+from sim.faults import FaultRule
+from sim.server import OffsetClock, SimConfig, SimServer, SimServerThread
 from tests.integration.sim.wire import FORM, Client, signed
 
 
@@ -111,12 +111,13 @@ async def test_weight_limit_gives_429_then_418_ban() -> None:
 
 
 async def test_a_storm_announces_its_retry_after_and_bans_only_a_client_that_does_not_wait() -> None:
-    async with SimServer(SimConfig(bans_after_429=2)) as sim, httpx.AsyncClient(base_url=sim.rest_url) as http:
+    clock = OffsetClock()
+    async with SimServer(SimConfig(bans_after_429=2), clock) as sim, httpx.AsyncClient(base_url=sim.rest_url) as http:
         sim.faults.add("rate_limit", path="/fapi/*", retry_after_s=2)
         for _ in range(5):  # each Retry-After waited out: never banned, however long the storm
             response = await http.get("/fapi/v1/ping")
             assert (response.status_code, response.headers["Retry-After"]) == (429, "2")
-            sim.clock.advance(2)
+            clock.advance(2)
         statuses = [(await http.get("/fapi/v1/ping")).status_code for _ in range(4)]  # one that does not wait
         assert statuses == [429, 429, 429, 418]
     with pytest.raises(ValueError, match="retry_after_s"):
@@ -221,7 +222,7 @@ async def _combined_streams(sim: SimServer) -> None:
         assert book["e"] == "bookTicker"
         assert Decimal(book["b"]) < Decimal(book["a"])
         await sim.advance(5)
-        closed = []
+        closed: list[dict[str, Any]] = []
         while len(closed) < 1:
             message = await receive(market)
             if message["stream"] == "ethusdt@kline_1h" and message["data"]["k"]["x"]:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import websockets
 
-from ats.sim.market import TickInfo
-from ats.sim.server import SimConfig, SimServer
-from ats.sim.streams import StreamBook
+from sim.market import TickInfo
+from sim.server import SimConfig, SimServer
+from sim.streams import StreamBook
 
 
 async def _collect(ws: Any, wanted: set[str], wait_s: float = 5.0) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def test_a_4h_kline_closes_only_when_its_fourth_hour_ends(sim: SimServer) 
     async with websockets.connect(f"{sim.ws_url}/market/ws/btcusdt@kline_4h") as ws:
         to_boundary = (4 * 3_600_000 - sim.market.now_ms % (4 * 3_600_000)) / 1000
         await sim.advance(to_boundary + 1, tick_s=60)
-        closed = []
+        closed: list[dict[str, Any]] = []
         while not closed:
             event = json.loads(await asyncio.wait_for(ws.recv(), 5))
             if event["k"]["x"]:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ats.sim.server import SimServer
+from sim.server import SimServer
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -41,6 +41,5 @@ def test_the_tape_holds_what_the_live_scan_scores_at_each_hour() -> None:
 
 
 def test_the_trade_pass_calls_the_functions_the_order_placement_flow_calls() -> None:
-    assert engine.decide_entries is tasks.placement.decide_entries
-    assert engine.halt_reason is tasks.placement.halt_reason
-    assert engine.open_approved is tasks.placement.open_approved
+    for name in ("decide_entries", "halt_reason", "open_approved"):
+        assert vars(engine)[name] is vars(tasks.placement)[name], name

@@ -591,11 +591,12 @@ async def test_listen_key_lifecycle(fake: FakeBinance) -> None:
     async with make_client(fake) as client:
         assert await client.create_listen_key() == "key-1"
         await client.keepalive_listen_key()
-        assert client.listen_key == "key-1"
+        held = [client.listen_key]
         await client.keepalive_listen_key()  # -1125: replaced
-        assert client.listen_key == "key-2"
+        held.append(client.listen_key)
         await client.close_listen_key()
-        assert client.listen_key is None
+        held.append(client.listen_key)
+        assert held == ["key-1", "key-2", None]
     for request in fake.requests:
         if request.url.path == "/fapi/v1/listenKey":
             assert request.headers["X-MBX-APIKEY"] == KEY

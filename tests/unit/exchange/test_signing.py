@@ -17,6 +17,7 @@ from ats.domain import Side
 from ats.exchange.signing import (
     Ed25519Signer,
     HmacSigner,
+    ParamValue,
     encode_params,
     format_decimal,
     make_signer,
@@ -37,7 +38,7 @@ def test_hmac_matches_the_official_worked_example() -> None:
 
 
 def test_signed_query_rebuilds_the_official_example_byte_for_byte() -> None:
-    params = {
+    params: dict[str, ParamValue] = {
         "symbol": "BTCUSDT",
         "side": Side.BUY,
         "type": "LIMIT",

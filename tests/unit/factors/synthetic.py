@@ -70,7 +70,7 @@ def make_open_interest(bars: Bars, *, seed: int = 0, trend: float = 0.0) -> Open
 
 def make_book(mid: float = 100.0, *, spread: float = 0.0002, levels: int = 20, qty: float = 500.0) -> BookSnapshot:
     half = mid * spread / 2
-    offsets = mid * 0.0005 * np.arange(levels)
+    offsets = mid * 0.0005 * np.arange(levels, dtype=np.float64)
     return BookSnapshot(
         bid_price=mid - half - offsets,
         bid_qty=np.full(levels, qty),

@@ -205,7 +205,9 @@ def test_large_trades_of_several_symbols_at_once() -> None:
 
 def walk(prices: list[float], threshold: float = 1.5) -> dict[str, np.ndarray]:
     n = len(prices)
-    zz, _ = zigzag_advance(zigzag_state(1), np.ones((1, n), bool), row(prices), row([threshold] * n), row(range(n)))
+    zz, _ = zigzag_advance(
+        zigzag_state(1), np.ones((1, n), bool), row(prices), row([threshold] * n), row(list(range(n)))
+    )
     return zz
 
 

@@ -206,7 +206,8 @@ def test_malformed_bars_are_skipped() -> None:
     b = make_bars(n=300, seed=11)
 
     def every(m: int) -> np.ndarray:
-        return (np.arange(300) % m == 0) & (np.arange(300) < 299)  # the newest bar stays intact
+        mask: np.ndarray = (np.arange(300) % m == 0) & (np.arange(300) < 299)
+        return mask  # the newest bar stays intact
 
     broken = Bars(
         b.symbol,
@@ -272,7 +273,8 @@ def arbitrary_extras(draw: st.DrawFn) -> SymbolExtras:
         draw(hnp.arrays(np.float64, m, elements=amounts)),
     )
     levels = draw(st.integers(0, 5))
-    book = BookSnapshot(*(draw(hnp.arrays(np.float64, levels, elements=prices)) for _ in range(4)), START_MS)
+    bid_price, bid_qty, ask_price, ask_qty = (draw(hnp.arrays(np.float64, levels, elements=prices)) for _ in range(4))
+    book = BookSnapshot(bid_price, bid_qty, ask_price, ask_qty, START_MS)
     t = draw(st.integers(0, 30))
     trades = TradeFlow(
         START_MS + draw(hnp.arrays(np.int64, t, elements=st.integers(0, 80 * 3_600_000))),

@@ -5,6 +5,7 @@ cold scan."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -88,14 +89,14 @@ def walk(prices: np.ndarray, thresholds: np.ndarray) -> tuple[list[tuple[float, 
 def test_zigzag_in_any_chunks_equals_the_bar_by_bar_rules(seed: int) -> None:
     rng = np.random.default_rng(seed)
     rows, bars = 5, 240
-    prices = np.round(np.cumsum(rng.normal(0, 1, (rows, bars)), axis=1), 1)  # rounded: ties happen
+    prices = np.cumsum(rng.normal(0, 1, (rows, bars)), axis=1).round(1)  # rounded: ties happen
     thresholds = np.where(rng.random((rows, bars)) < 0.05, 0.0, rng.uniform(1.0, 4.0, (rows, bars)))
     if seed % 2:  # gaps
         valid = rng.random((rows, bars)) > 0.1
         valid[0] = True
     else:  # late starts only (read in place, no reordering)
         valid = np.arange(bars) >= rng.integers(0, bars // 2, rows)[:, None]
-    index = np.cumsum(valid, axis=1) - 1.0
+    index = np.cumsum(valid, axis=1, dtype=np.float64) - 1.0
     zz = zigzag_state(rows)
     for start, stop in chunks(bars, seed):
         zz, _ = zigzag_advance(
@@ -116,6 +117,11 @@ def test_zigzag_in_any_chunks_equals_the_bar_by_bar_rules(seed: int) -> None:
 
 def test_a_span_of_one_is_refused() -> None:
     """alpha = 1 leaves c = 0, where the blocked form has no meaning (and an EMA of span 1 smooths nothing)."""
-    for field in ("trend_ema_fast", "volume_long_ema", "atr_period"):
+    spans_of_one: list[Callable[[], FactorConfig]] = [
+        lambda: FactorConfig(trend_ema_fast=1),
+        lambda: FactorConfig(volume_long_ema=1),
+        lambda: FactorConfig(atr_period=1),
+    ]
+    for config in spans_of_one:
         with pytest.raises(ValueError, match="must be >= 2"):
-            FactorConfig(**{field: 1})
+            config()

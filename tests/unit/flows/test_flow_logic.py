@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from prefect.client.schemas.objects import State
 from prefect.states import Crashed, Failed
 
 from ats.config import LevelSettings, RiskLimits
@@ -186,9 +187,7 @@ def test_an_approved_entry_spends_its_margin_its_risk_and_takes_a_slot() -> None
     after = with_entry(SNAPSHOT, order, D("0.0005"))
     assert after.exposures == (Exposure("AAAUSDT", order.notional, pending=True, risk=order.risk_usdt),)
     assert after.committed_pnl == -order.risk_usdt
-    assert after.available_balance == SNAPSHOT.available_balance - decision.order.margin - (
-        decision.order.notional * D("0.0005")
-    )
+    assert after.available_balance == SNAPSHOT.available_balance - order.margin - (order.notional * D("0.0005"))
 
 
 # ---------------------------------------------------------------------------------------------- the day
@@ -280,12 +279,14 @@ def test_the_status_and_close_all_reports() -> None:
 
 
 async def test_a_failed_placement_task_reads_as_a_sentence() -> None:
-    deferred = Failed(data=ExecutionDeferred("ats_abc_E: GET /fapi/v1/order: could not connect (ConnectError)"))
+    deferred: State[Placement] = Failed(
+        data=ExecutionDeferred("ats_abc_E: GET /fapi/v1/order: could not connect (ConnectError)")
+    )
     assert await why_placement_failed(deferred) == (
         "exchange unreachable: ats_abc_E: GET /fapi/v1/order: could not connect (ConnectError) "
         "(reconciliation looks the entry up again)"
     )
-    bug = Failed(data=KeyError("AAAUSDT"))
+    bug: State[Placement] = Failed(data=KeyError("AAAUSDT"))
     assert (await why_placement_failed(bug)).startswith("KeyError: 'AAAUSDT'")
     assert (await why_placement_failed(Crashed(message="the worker died"))).startswith("CrashedRun: the worker died")
 

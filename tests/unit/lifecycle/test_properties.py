@@ -233,34 +233,33 @@ def arbitrary_event(draw: st.DrawFn) -> Event:
         st.decimals(min_value=D("-2"), max_value=D("3"), places=3), st.sampled_from([D("NaN"), D("Infinity")])
     )
     price = st.decimals(min_value=D("50"), max_value=D("150"), places=2)
-    return draw(
-        st.one_of(
-            st.builds(
-                Fill,
-                client_id=st.one_of(st.just(cid), st.just("autoclose-1"), st.just("web_1")),
-                trade_id=st.integers(1, 40),
-                side=st.sampled_from(Side),
-                qty=amount,
-                price=price,
-                fee=st.just(D("0.01")),
-                time_ms=st.just(now),
-                order_done=st.booleans(),
-                order_filled_qty=st.one_of(st.none(), amount),
-                liquidation=st.booleans(),
-            ),
-            st.builds(OrderAccepted, st.just(cid), st.just(now)),
-            st.builds(OrderRejected, st.just(cid), st.just(now), st.sampled_from([-2021, -2022, -4130, None])),
-            st.builds(OrderCanceled, st.just(cid), st.just(now), st.booleans(), st.one_of(st.none(), amount)),
-            st.builds(MarkPrice, price, st.just(now)),
-            st.builds(FundingPaid, amount, st.just(now), st.sampled_from(["a", "b"])),
-            st.builds(PositionVanished, st.just(now), st.one_of(st.none(), price)),
-            st.builds(PositionHeld, st.just(now), amount),
-            st.builds(
-                ReversalSignal, st.sampled_from(Direction), st.floats(0, 100), price, st.integers(0, 5), st.just(now)
-            ),
-            st.builds(CloseRequested, st.just("manual"), st.just(now)),
-        )
+    events: st.SearchStrategy[Event] = st.one_of(
+        st.builds(
+            Fill,
+            client_id=st.one_of(st.just(cid), st.just("autoclose-1"), st.just("web_1")),
+            trade_id=st.integers(1, 40),
+            side=st.sampled_from(Side),
+            qty=amount,
+            price=price,
+            fee=st.just(D("0.01")),
+            time_ms=st.just(now),
+            order_done=st.booleans(),
+            order_filled_qty=st.one_of(st.none(), amount),
+            liquidation=st.booleans(),
+        ),
+        st.builds(OrderAccepted, st.just(cid), st.just(now)),
+        st.builds(OrderRejected, st.just(cid), st.just(now), st.sampled_from([-2021, -2022, -4130, None])),
+        st.builds(OrderCanceled, st.just(cid), st.just(now), st.booleans(), st.one_of(st.none(), amount)),
+        st.builds(MarkPrice, price, st.just(now)),
+        st.builds(FundingPaid, amount, st.just(now), st.sampled_from(["a", "b"])),
+        st.builds(PositionVanished, st.just(now), st.one_of(st.none(), price)),
+        st.builds(PositionHeld, st.just(now), amount),
+        st.builds(
+            ReversalSignal, st.sampled_from(Direction), st.floats(0, 100), price, st.integers(0, 5), st.just(now)
+        ),
+        st.builds(CloseRequested, st.just("manual"), st.just(now)),
     )
+    return draw(events)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from ats.clock import FakeClock
-from ats.sim.engine import Engine, EngineOptions, SimError, as_params
-from ats.sim.market import Market, SyntheticSource
+from sim.engine import Engine, EngineOptions, SimError, as_params
+from sim.market import Market, SyntheticSource
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

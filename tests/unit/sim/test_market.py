@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ats.domain import Bars
-from ats.sim.market import CLOSE, HIGH, LOW, OPEN, TAKER_BUY, VOLUME, Market, ReplaySource, SyntheticSource
-from ats.sim.specs import CATALOGUE
+from sim.market import CLOSE, HIGH, LOW, OPEN, TAKER_BUY, VOLUME, Market, ReplaySource, SyntheticSource
+from sim.specs import CATALOGUE
 
 START_MS = 1_767_225_600_000 + 1_234_567  # not aligned to a bar: a forming bar exists at start
 

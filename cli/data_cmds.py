@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ats import clock
-from ats.cli.app import app, console, err_console, fail, settings_or_exit
 from ats.clock import WallClock, format_utc
 from ats.config import Settings
 from ats.data import DataFile, Kind, MalformedData, find_data_files
 from ats.domain import BINANCE_INTERVALS
+from cli.app import app, console, err_console, fail, settings_or_exit
 
 if TYPE_CHECKING:
     from db.session import Database

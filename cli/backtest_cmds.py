@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ats.cli.app import app, console, fail, settings_or_exit
-from ats.cli.data_cmds import open_database, parse_utc_ms
+from cli.app import app, console, fail, settings_or_exit
+from cli.data_cmds import open_database, parse_utc_ms
 
 
 def _decimal(text: str, name: str) -> Decimal:

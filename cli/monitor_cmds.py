@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from ats.cli.app import VenueOption, app, fail, settings_or_exit
+from cli.app import VenueOption, app, fail, settings_or_exit
 
 
 @app.command("monitor")

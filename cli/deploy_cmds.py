@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ats.cli.app import app, console, fail
+from cli.app import app, console, fail
 
 
 @app.command("deploy")

@@ -27,8 +27,8 @@ from typing import Any
 
 from ats.clock import Clock
 from ats.log import get_logger
-from ats.sim.market import BookLevel, Market, Quote, TickInfo
-from ats.sim.specs import Bracket, FilterSet, SymbolSpec, decimals_of, filters_for
+from sim.market import BookLevel, Market, Quote, TickInfo
+from sim.specs import Bracket, FilterSet, SymbolSpec, decimals_of, filters_for
 
 log = get_logger(__name__)
 

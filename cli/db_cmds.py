@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ats.cli.app import app, console, fail, settings_or_exit
 from ats.log import redact
+from cli.app import app, console, fail, settings_or_exit
 
 db_app = typer.Typer(help="Manage the PostgreSQL schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")

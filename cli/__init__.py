@@ -6,7 +6,7 @@ and `monitor`, and it does so lazily inside command functions so that `import at
 
 from __future__ import annotations
 
-from ats.cli import (  # noqa: F401  (each module registers its commands on `app`)
+from cli import (  # noqa: F401  (each module registers its commands on `app`)
     backtest_cmds,
     config_cmds,
     data_cmds,
@@ -17,6 +17,6 @@ from ats.cli import (  # noqa: F401  (each module registers its commands on `app
     monitor_cmds,
     sim_cmds,
 )
-from ats.cli.app import app, main
+from cli.app import app, main
 
 __all__ = ["app", "main"]

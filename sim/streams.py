@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ats.sim.market import KLINE_INTERVALS, BookArrays, Market, TickInfo
+from sim.market import KLINE_INTERVALS, BookArrays, Market, TickInfo
 
 DEPTH_SPEEDS_MS = {"": 250, "@100ms": 100, "@500ms": 500}
 PARTIAL_LEVELS = ("5", "10", "20")

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from ats.cli.app import app, console, settings_or_exit
+from cli.app import app, console, settings_or_exit
 
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")

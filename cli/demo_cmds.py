@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ats.cli.app import app, console, fail, settings_or_exit
+from cli.app import app, console, fail, settings_or_exit
 
 
 @app.command("demo")
@@ -27,7 +27,7 @@ def demo(
     mission did not show. Logs: <data dir>/demo/demo.log and monitor.log.
     """
     settings_or_exit()
-    from ats.cli.demo_runner import run_demo
+    from cli.demo_runner import run_demo
 
     summary = run_demo(console, summary_json=summary_json)
     if not summary.mission_complete:

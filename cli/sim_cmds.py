@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from ats.cli.app import app, console, fail
 from ats.config import SIM_API_KEY
 from ats.domain import BINANCE_INTERVALS
 from ats.log import configure_logging
+from cli.app import app, console, fail
 
 sim_app = typer.Typer(help="Run the simulated Binance USDⓈ-M futures exchange.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
@@ -36,7 +36,7 @@ def serve(
     ),
 ) -> None:
     """Serve REST and WebSocket on Binance's paths until interrupted (Ctrl-C)."""
-    from ats.sim.server import SimConfig, SimServer
+    from sim.server import SimConfig, SimServer
 
     if interval not in BINANCE_INTERVALS:
         fail(f"--interval must be one of {', '.join(BINANCE_INTERVALS)}")

@@ -1,7 +1,9 @@
 """Secrets kept in Prefect Secret blocks (ATS_EXCHANGE__API_KEY_BLOCK, ..._API_SECRET_BLOCK, ATS_TELEGRAM__TOKEN_BLOCK).
 
 The settings model names the blocks; reading them needs Prefect, so it happens here, in the shell, for the flows,
-the monitor and the CLI alike. A secret also given directly (environment or file) wins over its block.
+the monitor and the CLI alike. A secret also given directly (environment or file) wins over its block. It lives in
+db/, the shell's ground floor, because Prefect keeps the blocks in its database and because both tasks/ and the
+monitor (which imports no tasks/) read them.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ats.domain import BINANCE_INTERVALS, FloatArray, IntArray, interval_ms
-from ats.sim.specs import CATALOGUE, SymbolSpec
+from sim.specs import CATALOGUE, SymbolSpec
 
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
 

@@ -68,7 +68,7 @@ from ats.domain import Direction
 from ats.lifecycle import OrderState, Phase, Position
 from ats.log import ConsoleFormatter, RedactingFilter
 from ats.notify import ExitReason, to_plain_text
-from ats.sim.server import OffsetClock, SimConfig, SimServer, SimServerThread
+from sim.server import OffsetClock, SimConfig, SimServer, SimServerThread
 
 T = TypeVar("T")
 
@@ -549,7 +549,7 @@ class Demo:
         port = _free_port()
         log = (self.root / "monitor.log").open("ab")
         process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-            [sys.executable, "-c", "from ats.cli import main; main()", "monitor", "--health-port", str(port)],
+            [sys.executable, "-c", "from cli import main; main()", "monitor", "--health-port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
@@ -586,7 +586,7 @@ class Demo:
             self._next_bar(missing)
 
     def _cycle(self, number: int) -> None:
-        from ats.cli.flow_cmds import run_flow
+        from cli.flow_cmds import run_flow
         from flows.trading_cycle import trading_cycle
 
         started = time.monotonic()
@@ -910,7 +910,7 @@ def run_demo(console: Console, *, summary_json: Path | None) -> DemoSummary:
 
 
 def _run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
-    from ats.cli.flow_cmds import run_flow
+    from cli.flow_cmds import run_flow
 
     return run_flow(flow, **parameters)
 

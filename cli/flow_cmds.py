@@ -19,10 +19,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ats.cli.app import VenueOption, app, console, err_console, fail, settings_or_exit
 from ats.config import ConfigError, Settings
 from ats.domain import SymbolRules
 from ats.log import redact
+from cli.app import VenueOption, app, console, err_console, fail, settings_or_exit
 
 PROTECTION_WAIT_S = 60.0
 
@@ -329,7 +329,7 @@ def close_all(
     from ats.exchange.errors import ExchangeError, ExchangeUnavailable, RateLimited, Throttled
     from tasks.emergency import close_everything, open_emergency, record_in_prefect, with_secret_blocks_if_reachable
 
-    log = logging.getLogger("ats.cli.close_all")
+    log = logging.getLogger("cli.close_all")
 
     async def run() -> CloseAllReport:
         resolved, warning = await with_secret_blocks_if_reachable(settings)
@@ -468,7 +468,7 @@ async def _telegram_check(settings: Settings) -> tuple[str, bool, str]:
 def test_connection(venue: VenueOption = None) -> None:  # noqa: PT028  (a command, not a test)
     """Check the exchange (server time, keys and balance, BTC price, position mode, open positions), the database
     and notifications; exit 1 on a failure. Sends no order."""
-    from tasks.secrets import with_secret_blocks
+    from db.secrets import with_secret_blocks
 
     try:  # the keys and the bot token as the flows and the monitor will see them (perhaps from Prefect blocks)
         settings = asyncio.run(with_secret_blocks(settings_or_exit(venue=venue)))

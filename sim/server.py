@@ -45,12 +45,12 @@ from ats.clock import Clock, WallClock
 from ats.config import SIM_API_KEY, SIM_API_SECRET
 from ats.domain import BINANCE_INTERVALS
 from ats.log import get_logger
-from ats.sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
-from ats.sim.faults import FaultKind, FaultRule, Faults, StreamStall
-from ats.sim.market import KLINE_INTERVALS, OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
-from ats.sim.streams import Stream, StreamBook, StreamError, wire_levels
-from ats.sim.streams import family as stream_family
-from ats.sim.streams import parse as parse_stream
+from sim.engine import Engine, EngineOptions, SimError, int_param, limit_param, param, required
+from sim.faults import FaultKind, FaultRule, Faults, StreamStall
+from sim.market import KLINE_INTERVALS, OI_PERIODS, Market, PriceSource, ReplaySource, SyntheticSource, TickInfo
+from sim.streams import Stream, StreamBook, StreamError, wire_levels
+from sim.streams import family as stream_family
+from sim.streams import parse as parse_stream
 
 log = get_logger(__name__)
 
@@ -1456,7 +1456,7 @@ class SimControl:
 
     def set_faults(self, rules: list[dict[str, Any]] | None = None, *, clock_skew_ms: int | None = None,
                    replace: bool = True) -> dict[str, Any]:  # fmt: skip
-        """Install fault rules (see ats.sim.faults.FaultRule for the fields); replaces the current ones."""
+        """Install fault rules (see sim.faults.FaultRule for the fields); replaces the current ones."""
         body: dict[str, Any] = {"rules": rules or [], "replace": replace}
         if clock_skew_ms is not None:
             body["clock_skew_ms"] = clock_skew_ms
