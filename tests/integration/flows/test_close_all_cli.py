@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,7 +34,6 @@ from tests.integration.monitor.harness import ACCOUNT, Desk, client
 from tests.integration.monitor.processes import ATS_CLI, ROOT, monitor_env
 
 MANAGED = {"BNBUSDT": Direction.LONG, "SOLUSDT": Direction.SHORT}
-QUICK_S = 20.0  # the whole command, Python's start included; a temporary Prefect server alone took ~13 s
 
 
 def closed_port() -> int:
@@ -90,16 +88,15 @@ async def busy_account(exchange_env: FlowEnv, exchange: BinanceFutures) -> Accou
     return Account(keys)
 
 
-def close_all(env: FlowEnv, tmp_path: Path, *args: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def close_all(env: FlowEnv, tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     """`ats close-all --yes ...` in its own process, the environment pointing at the sim, the test database and
-    a Prefect server that is not there (`extra` overrides); the finished process and how long it took."""
+    a Prefect server that is not there (`extra` overrides): the finished process."""
     sim = env.sim
     extra = {"PREFECT_API_URL": f"http://127.0.0.1:{closed_port()}/api", **extra}
     environment = monitor_env(
         sim.rest_url, sim.ws_url, env.database, tmp_path / "data", PREFECT_HOME=str(tmp_path / "prefect"), **extra
     )
-    started = time.monotonic()
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", ATS_CLI, "close-all", "--yes", *args],
         env=environment,
         cwd=ROOT,
@@ -108,7 +105,6 @@ def close_all(env: FlowEnv, tmp_path: Path, *args: str, **extra: str) -> tuple[s
         timeout=120,
         check=False,
     )
-    return done, time.monotonic() - started
 
 
 def assert_flat(env: FlowEnv) -> None:
@@ -119,10 +115,9 @@ def assert_flat(env: FlowEnv) -> None:
 
 
 async def test_close_all_needs_no_prefect_server(exchange_env: FlowEnv, busy_account: Account, tmp_path: Path) -> None:
-    done, took = close_all(exchange_env, tmp_path, "--reason", "test emergency")
+    done = close_all(exchange_env, tmp_path, "--reason", "test emergency")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert took < QUICK_S, output
     assert "Traceback" not in output
     assert_flat(exchange_env)
     assert "Managed positions closed: BNBUSDT, SOLUSDT" in output
@@ -148,10 +143,9 @@ async def test_close_all_needs_no_database(
     exchange_env: FlowEnv, busy_account: Account, exchange: BinanceFutures, tmp_path: Path
 ) -> None:
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/ats"
-    done, took = close_all(exchange_env, tmp_path, "--reason", "test emergency", ATS_DATABASE_URL=dead)
+    done = close_all(exchange_env, tmp_path, "--reason", "test emergency", ATS_DATABASE_URL=dead)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert took < QUICK_S, output
     assert "Traceback" not in output
     assert_flat(exchange_env)
     # Without the journal, the managed positions are closed like any other, and nothing is recorded.
@@ -177,7 +171,7 @@ async def test_close_all_leaves_its_report_in_prefect_when_it_answers(
     flow_env: FlowEnv, exchange: BinanceFutures, prefect_server: str, tmp_path: Path
 ) -> None:
     await exchange.new_order(OrderRequest("TRXUSDT", Side.BUY, OrderType.MARKET, Decimal(100), "by-hand-1"))
-    done, _ = close_all(flow_env, tmp_path, PREFECT_API_URL=prefect_server)
+    done = close_all(flow_env, tmp_path, PREFECT_API_URL=prefect_server)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recorded in Prefect" in done.stdout
     assert_flat(flow_env)
@@ -192,17 +186,16 @@ async def test_close_all_leaves_its_report_in_prefect_when_it_answers(
 def test_close_all_with_keys_in_unreachable_secret_blocks_says_how_to_fix_it(
     exchange_env: FlowEnv, tmp_path: Path
 ) -> None:
-    done, took = close_all(
+    done = close_all(
         exchange_env, tmp_path, ATS_EXCHANGE__API_KEY_BLOCK="key", ATS_EXCHANGE__API_SECRET_BLOCK="s"
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "ATS_EXCHANGE__API_KEY_FILE" in done.stderr
-    assert took < QUICK_S
 
 
 def test_close_all_against_an_unreachable_exchange_says_so_and_fails(exchange_env: FlowEnv, tmp_path: Path) -> None:
-    done, _ = close_all(exchange_env, tmp_path, ATS_EXCHANGE__REST_URL=f"http://127.0.0.1:{closed_port()}")
+    done = close_all(exchange_env, tmp_path, ATS_EXCHANGE__REST_URL=f"http://127.0.0.1:{closed_port()}")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "close-all stopped, exchange unreachable: GET /fapi/v1/time" in done.stderr
