@@ -225,10 +225,10 @@ def test_random_exchange_behaviour_keeps_every_promise(
 LEGS = ["E", "S1", "S2", "S3", "T1", "T2", "T1M", "X1", "X2", "X3", "ZZ"]
 
 
-@st.composite
-def arbitrary_event(draw: st.DrawFn) -> Event:
-    cid = Driver.cid(draw(st.sampled_from(LEGS)))
-    now = draw(st.integers(0, 10**7))
+def _arbitrary_event() -> st.SearchStrategy[Event]:
+    """Built once: a strategy built inside each draw costs Hypothesis its validation every time (20 s a run)."""
+    cid = st.sampled_from(LEGS).map(Driver.cid)
+    now = st.integers(0, 10**7)
     amount = st.one_of(
         st.decimals(min_value=D("-2"), max_value=D("3"), places=3), st.sampled_from([D("NaN"), D("Infinity")])
     )
@@ -236,34 +236,35 @@ def arbitrary_event(draw: st.DrawFn) -> Event:
     events: st.SearchStrategy[Event] = st.one_of(
         st.builds(
             Fill,
-            client_id=st.one_of(st.just(cid), st.just("autoclose-1"), st.just("web_1")),
+            client_id=st.one_of(cid, st.just("autoclose-1"), st.just("web_1")),
             trade_id=st.integers(1, 40),
             side=st.sampled_from(Side),
             qty=amount,
             price=price,
             fee=st.just(D("0.01")),
-            time_ms=st.just(now),
+            time_ms=now,
             order_done=st.booleans(),
             order_filled_qty=st.one_of(st.none(), amount),
             liquidation=st.booleans(),
         ),
-        st.builds(OrderAccepted, st.just(cid), st.just(now)),
-        st.builds(OrderRejected, st.just(cid), st.just(now), st.sampled_from([-2021, -2022, -4130, None])),
-        st.builds(OrderCanceled, st.just(cid), st.just(now), st.booleans(), st.one_of(st.none(), amount)),
-        st.builds(MarkPrice, price, st.just(now)),
-        st.builds(FundingPaid, amount, st.just(now), st.sampled_from(["a", "b"])),
-        st.builds(PositionVanished, st.just(now), st.one_of(st.none(), price)),
-        st.builds(PositionHeld, st.just(now), amount),
-        st.builds(
-            ReversalSignal, st.sampled_from(Direction), st.floats(0, 100), price, st.integers(0, 5), st.just(now)
-        ),
-        st.builds(CloseRequested, st.just("manual"), st.just(now)),
+        st.builds(OrderAccepted, cid, now),
+        st.builds(OrderRejected, cid, now, st.sampled_from([-2021, -2022, -4130, None])),
+        st.builds(OrderCanceled, cid, now, st.booleans(), st.one_of(st.none(), amount)),
+        st.builds(MarkPrice, price, now),
+        st.builds(FundingPaid, amount, now, st.sampled_from(["a", "b"])),
+        st.builds(PositionVanished, now, st.one_of(st.none(), price)),
+        st.builds(PositionHeld, now, amount),
+        st.builds(ReversalSignal, st.sampled_from(Direction), st.floats(0, 100), price, st.integers(0, 5), now),
+        st.builds(CloseRequested, st.just("manual"), now),
     )
-    return draw(events)
+    return events
+
+
+ARBITRARY_EVENT = _arbitrary_event()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(direction=st.sampled_from(Direction), events=st.lists(arbitrary_event(), max_size=30))
+@given(direction=st.sampled_from(Direction), events=st.lists(ARBITRARY_EVENT, max_size=30))
 def test_any_event_in_any_state_is_handled(direction: Direction, events: list[Event]) -> None:
     """Nonsense included: never raises, never loosens the stop, never repeats a notification or a client id,
     never leaves quantity without a stop or a market close in flight."""
