@@ -34,7 +34,7 @@ unit: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
-	$(BIN)/pytest -q -n 3 --dist loadgroup
+	$(BIN)/pytest -q -n 4 --dist loadgroup
 
 # Known vulnerabilities in the exact versions installed (constraints.txt), from PyPI's advisory data. A package
 # whose advisories the index cannot give is listed as skipped, never counted as clean.
