@@ -15,7 +15,7 @@ from ats.factors import FactorRow, IncrementalScorer
 from ats.lifecycle import Phase
 from db.session import Database
 from monitor.view import Watch, reversal_signal
-from sim.server import SimConfig, SimServer
+from sim.server import OffsetClock, SimConfig, SimServer
 from tests.integration.monitor.harness import Desk, client, start_monitor, wait_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "LINKUSDT")
@@ -27,7 +27,12 @@ WIDE = LevelSettings(stop_pct=Decimal(20), tp1_pct=Decimal(40), tp2_pct=Decimal(
 
 @pytest.fixture
 async def sim_1m() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(seed=7, mode="manual", port=0, bar_interval="1m")) as server:
+    """In manual mode the market stands still but the server's clock runs with wall time: started mid-bar, the
+    clock stays inside the market's forming bar for 30 s, so every client tells the same bars closed (starting at a
+    random phase, a slow setup let the clock pass the bar's end and the warm-ups disagreed)."""
+    clock = OffsetClock()
+    clock.advance((30_000 - clock.now_ms() % 60_000) % 60_000 / 1000)
+    async with SimServer(SimConfig(seed=7, mode="manual", port=0, bar_interval="1m"), clock=clock) as server:
         yield server
 
 
