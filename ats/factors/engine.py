@@ -247,7 +247,8 @@ class IncrementalScorer:
             targets = rows[members]
             state = {name: value[targets] for name, value in self._state.items()}
             windows = {name: value[targets] for name, value in self._windows.items()}
-            state, windows = advance(state, windows, chunk.select(members, stop + 1), self.config)
+            whole = members.size == rows.size and stop + 1 == chunk.open_time.size  # the usual case: no copy
+            state, windows = advance(state, windows, chunk if whole else chunk.select(members, stop + 1), self.config)
             for name, value in state.items():
                 self._state[name][targets] = value
             for name, value in windows.items():
