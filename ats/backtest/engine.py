@@ -105,8 +105,8 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         as_of = bar_open + step
         fresh = []
         for s in symbols:
-            series, i = history.bars[s], position[s]
-            if i < len(series) and int(series.open_time[i]) == bar_open:
+            opens, i = tickers_of[s].open_time, position[s]
+            if i < len(opens) and opens[i] == bar_open:
                 fresh.append(s)
                 position[s] = i + 1
         if not fresh:
@@ -122,11 +122,13 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         )
         universe = combine(elite, overlay).symbols
         directions: dict[str, tuple[Direction, float]] = {}
+        scored = scores.scored[:, column].tolist()
+        sides = scores.direction[:, column].tolist()
+        strengths = scores.strength[:, column].tolist()
         for s in fresh:
             i = row_of[s]
-            if scores.scored[i, column] and scores.direction[i, column] != 0:
-                side = Direction.LONG if scores.direction[i, column] > 0 else Direction.SHORT
-                directions[s] = (side, float(scores.strength[i, column]))
+            if scored[i] and sides[i] != 0:
+                directions[s] = (Direction.LONG if sides[i] > 0 else Direction.SHORT, strengths[i])
         chosen = sorted(
             (s for s in universe if s in directions and directions[s][1] >= floor), key=lambda s: -directions[s][1]
         )

@@ -112,38 +112,41 @@ class TickerSeries:
         self.symbol = bars.symbol
         self.step = interval_ms(bars.interval)
         self.size = max(DAY_MS // self.step, 1)
-        self.open_time = bars.open_time
-        self.close = bars.close
-        self.open = bars.open
-        n = len(bars)
-        if n < self.size:
-            self.quote = self.volume = self.high = self.low = np.zeros(0)
+        # Python lists: `at` runs once per symbol and hour, and reading a list beats reading a NumPy scalar
+        self.open_time: list[int] = bars.open_time.tolist()
+        self.close: list[float] = bars.close.tolist()
+        self.open: list[float] = bars.open.tolist()
+        self.quote: list[float] = []
+        self.volume: list[float] = []
+        self.high: list[float] = []
+        self.low: list[float] = []
+        if len(bars) < self.size:
             return
         quote, _ = quote_volume(bars)
         window = self.size
         view = np.lib.stride_tricks.sliding_window_view
-        self.quote = np.nansum(view(quote, window), axis=1)  # row k: the day ending at bar k + size - 1
-        self.volume = np.nansum(view(bars.volume, window), axis=1)
-        self.high = view(bars.high, window).max(axis=1)
-        self.low = view(bars.low, window).min(axis=1)
+        self.quote = np.nansum(view(quote, window), axis=1).tolist()  # row k: the day ending at bar k + size - 1
+        self.volume = np.nansum(view(bars.volume, window), axis=1).tolist()
+        self.high = view(bars.high, window).max(axis=1).tolist()
+        self.low = view(bars.low, window).min(axis=1).tolist()
 
     def at(self, end: int) -> Ticker24h | None:
         """The ticker at the close of bar `end - 1`; None without a day of bars."""
         if end < self.size or end > len(self.open_time):
             return None
         k = end - self.size
-        last, first = float(self.close[end - 1]), float(self.open[k])
+        last, first = self.close[end - 1], self.open[k]
         if not (math.isfinite(last) and math.isfinite(first) and first > 0):
             return None
         return Ticker24h(
             symbol=self.symbol,
             last_price=Decimal(repr(last)),
             price_change_percent=Decimal(repr(round((last / first - 1.0) * 100.0, 6))),
-            high=Decimal(repr(float(self.high[k]))),
-            low=Decimal(repr(float(self.low[k]))),
-            volume=Decimal(repr(float(self.volume[k]))),
-            quote_volume=Decimal(repr(float(self.quote[k]))),
+            high=Decimal(repr(self.high[k])),
+            low=Decimal(repr(self.low[k])),
+            volume=Decimal(repr(self.volume[k])),
+            quote_volume=Decimal(repr(self.quote[k])),
             trade_count=None,
-            open_time_ms=int(self.open_time[k]),
-            close_time_ms=int(self.open_time[end - 1]) + self.step - 1,
+            open_time_ms=self.open_time[k],
+            close_time_ms=self.open_time[end - 1] + self.step - 1,
         )

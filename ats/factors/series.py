@@ -12,6 +12,7 @@ as in a scan without those extras).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +57,11 @@ class ScoreSeries:
         scored = bool(self.scored[i, bar])
         side, strength = float(self.direction[i, bar]), float(self.strength[i, bar])
         f = [float(self.factors[name][i, bar]) for name in FACTOR_NAMES]
+        close = float(self.close[i, bar])
         return FactorRow(
             symbol=symbol,
             bar_open_time_ms=int(self.open_time[bar]),
-            close=float(np.nan_to_num(self.close[i, bar])),
+            close=close if math.isfinite(close) else float(np.nan_to_num(close)),
             direction=None if side == 0 else (Direction.LONG if side > 0 else Direction.SHORT),
             strength=strength,
             band=Band.of(strength) if side != 0 else Band.NONE,
