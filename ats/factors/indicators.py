@@ -29,9 +29,8 @@ def span_alpha(span: int) -> float:
 def safe_div(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
     """numerator / denominator, 0 where the denominator is (nearly) zero or the result is not finite."""
     ok = np.abs(denominator) > TINY
-    out = np.zeros(np.broadcast_shapes(np.shape(numerator), np.shape(denominator)))
-    with np.errstate(invalid="ignore", over="ignore"):
-        np.divide(numerator, denominator, out=out, where=ok)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.where(ok, numerator / np.where(ok, denominator, 1.0), 0.0)
     return np.where(np.isfinite(out), out, 0.0)
 
 
