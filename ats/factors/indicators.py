@@ -203,6 +203,20 @@ def _slices(table: FloatArray, kind: IntArray, shift: IntArray, *, zero_at_0: bo
     return view[kind[:, None], np.clip(SMOOTH_BLOCK + 1 - shift, 0, SMOOTH_BLOCK + 1)]
 
 
+ACROSS = 512  # (row, block) pairs from which a block's running sums are faster column by column
+
+
+def _running_sums(terms: FloatArray) -> FloatArray:
+    """np.cumsum(terms, axis=2), computed in place. Many rows: one addition per bar of the block, across all rows
+    and blocks at once (a cumulative sum along a short last axis runs row by row, several times slower); the same
+    additions in the same order, so the same values."""
+    if terms[:, :, 0].size < ACROSS:
+        return np.cumsum(terms, axis=2, out=terms)
+    for j in range(1, terms.shape[2]):
+        np.add(terms[:, :, j - 1], terms[:, :, j], out=terms[:, :, j])
+    return terms
+
+
 def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTables) -> tuple[FloatArray, Smoothing]:
     """Feed inputs (rows, bars) through EMAs y <- y + alpha * (x - y), skipping NaN inputs (the EMA holds).
 
@@ -252,7 +266,8 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     terms = np.empty((rows, blocks, SMOOTH_BLOCK + 1))
     terms[:, :, 0] = 0.0
     terms[:, 0, 0] = np.where(seeded, partial, 0.0)
-    gapless = (np.count_nonzero(known, axis=1) == np.where(anything, offset + bars - first, 0)).all()
+    every = bool(known.all())
+    gapless = every or bool((np.count_nonzero(known, axis=1) == np.where(anything, offset + bars - first, 0)).all())
     if gapless:
         # no gaps after a row's first input (the usual case): block b's bar j is its (j + 1 - shift)-th input, so
         # its weights are one slice of the table: the same slice for every block a row entered before it began
@@ -274,7 +289,7 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
         at = (kind * (SMOOTH_BLOCK + 1))[:, None, None] + np.maximum(count, 0)
         taken = np.maximum(count[:, np.arange(blocks), last_bar], 0)  # inputs per block
         np.multiply(np.take(tables.weight, at) * (count > 0), xs, out=terms[:, :, 1:])
-    sums = np.cumsum(terms, axis=2)
+    sums = _running_sums(terms)
 
     bases = np.empty((rows, blocks))
     bases[:, 0] = np.where(seed_block == 0, seed_value, base)
@@ -284,13 +299,15 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     end_partial = sums[:, -1, -1].copy()
     value = sums[:, :, 1:]  # computed in place: the sums are not needed any more
     value += bases[:, :, None]
+    out = np.empty((rows, blocks, SMOOTH_BLOCK))
     if gapless:
-        started = value[own] * _slices(tables.power, own_kind, own_shift, zero_at_0=False)[:, 0]
-        value *= tables.power[kind, 1:][:, None, :]
-        value[own] = started
+        np.multiply(value, tables.power[kind, 1:][:, None, :], out=out)
+        out[own] = value[own] * _slices(tables.power, own_kind, own_shift, zero_at_0=False)[:, 0]
     else:
-        value *= np.take(tables.power, at)
-    path = np.where(known, value.reshape(rows, -1)[:, offset : offset + bars], np.nan)
+        np.multiply(value, np.take(tables.power, at), out=out)
+    path = out.reshape(rows, -1)[:, offset : offset + bars]
+    if not every:
+        np.copyto(path, np.nan, where=~known)
     new = Smoothing(
         bases[:, -1],
         np.where(np.isfinite(bases[:, -1]), end_partial, 0.0),
