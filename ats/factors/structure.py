@@ -9,9 +9,10 @@ price not over-extended from its slow EMA.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ats.domain import FloatArray, IntArray
 from ats.factors.config import FactorConfig
@@ -141,6 +142,7 @@ def zigzag_advance(
         pos[rows] += at + 1
         rows = rows[(direction[rows] == 0) & (pos[rows] < limit[rows])]
 
+    swings: list[tuple[npt.NDArray[Any], ...]] = []  # per pass: hit, row, bar, pivot price, pivot bar, new side
     rows = np.flatnonzero(pos < limit)
     while rows.size:  # in a swing: find where price comes back `threshold` from the running extreme
         picks = np.arange(rows.size)
@@ -160,11 +162,17 @@ def zigzag_advance(
         direction[rows] = np.where(hit, -side, side)
         ext[rows] = np.where(hit, p[at, picks], extreme)
         ext_i[rows] = np.where(hit, ix[at, picks], extreme_i)
-        if hit.any():
-            found.append((rows[hit], pos[rows[hit]] + at[hit], extreme[hit], extreme_i[hit], -side[hit]))
+        # every pass kept; the reversals among them are picked once, after the last pass
+        swings.append((np.asarray(hit), rows, pos[rows] + at, extreme, extreme_i, -side))
         pos[rows] += at + 1
         rows = rows[pos[rows] < limit[rows]]
 
+    hit = np.concatenate([swing[0] for swing in swings]) if swings else np.zeros(0, dtype=bool)
+    if hit.any():
+        turned_row, at_bar, pivot_price, pivot_bar, turned_to = (
+            np.concatenate(parts)[hit] for parts in zip(*(swing[1:] for swing in swings), strict=True)
+        )
+        found.append((turned_row, at_bar, pivot_price, pivot_bar, turned_to))
     if not found:
         return out, none
     row, place, pivot, pivot_i, turned = (np.concatenate(parts) for parts in zip(*found, strict=True))
