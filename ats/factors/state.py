@@ -200,6 +200,7 @@ def shift_in(window: FloatArray, newer: FloatArray) -> FloatArray:
 def _true_range(chunk: Panel, valid: BoolArray, last_close: FloatArray) -> FloatArray:
     """True range of log prices against the previous valid close (the bar's own range when there is none)."""
     log_close = chunk.log_close
+    previous: FloatArray
     if valid.all():  # the usual case: each bar's previous valid close is the bar before it
         previous = np.concatenate([last_close[:, None], log_close[:, :-1]], axis=1)
     else:
