@@ -385,6 +385,23 @@ class SymbolStatsSeries:
     def __len__(self) -> int:
         return len(self.usable)
 
+    def columns(self, rows: IntArray) -> tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, FloatArray, FloatArray]:
+        """What overlay_verdicts reads of `at(i)` for many rows at once: whether there are stats, then move_1h,
+        volume_surge, flow_imbalance (NaN where unknown) and quality (NaN where there are no stats)."""
+        measured = np.asarray(self.usable, dtype=np.int64)[rows] >= 2
+
+        def column(values: Sequence[float | None]) -> FloatArray:
+            picked = np.array([np.nan if v is None else v for v in values], dtype=np.float64)[rows]
+            return np.where(measured, picked, np.nan)
+
+        return (
+            measured,
+            column(self.move_1h),
+            column(self.volume_surge),
+            column(self.flow_imbalance),
+            column(self.quality),
+        )
+
     def at(self, i: int) -> SymbolStats | None:
         """The stats at the close of bar i (None where measure gives None)."""
         n = self.usable[i]
@@ -979,6 +996,64 @@ def overlay_ranking(listings: Iterable[tuple[int, str]], movers: Iterable[tuple[
     return [s for _, s in sorted(listings, reverse=True)] + [s for _, s in sorted(movers, reverse=True)]
 
 
+def overlay_series(
+    symbols: Sequence[str],
+    rules: Mapping[str, SymbolRules],
+    *,
+    has_ticker: npt.NDArray[np.bool_],
+    quote_volume: FloatArray,
+    day_move: FloatArray,
+    last_price: FloatArray,
+    measured: npt.NDArray[np.bool_],
+    move_1h: FloatArray,
+    volume_surge: FloatArray,
+    flow_imbalance: FloatArray,
+    quality: FloatArray,
+    now_ms: IntArray,
+    config: UniverseConfig,
+) -> list[tuple[str, ...] | None]:
+    """build_overlay's symbols at many hours at once (what a backtest replays): arrays (symbols, hours) of each
+    symbol's 24 h ticker (`has_ticker` False where build_overlay would get none from it; `day_move` is the
+    price change percent / 100) and stats (as overlay_verdicts reads them), `now_ms` per hour. The same ticker
+    screen, overlay_verdicts and overlay_ranking as build_overlay; None at an hour without any ticker, where
+    build_overlay falls back to the previous pool."""
+    known = [rules.get(s) for s in symbols]
+    tradable = np.array([r is not None and r.is_tradable_perpetual for r in known], dtype=bool)[:, None]
+    tick = np.array([float(r.tick_size) if r is not None else 0.0 for r in known])[:, None]
+    onboard = np.array([r.onboard_date_ms if r is not None else 0 for r in known], dtype=np.int64)[:, None]
+    verdict, score = overlay_verdicts(
+        day_move=day_move,
+        measured=measured,
+        move_1h=move_1h,
+        volume_surge=volume_surge,
+        flow_imbalance=flow_imbalance,
+        quality=quality,
+        tick_penalty=tick_penalties(tick, last_price, config),
+        onboard_ms=onboard,
+        now_ms=now_ms[None, :],
+        config=config,
+    )
+    candidate = has_ticker & tradable & ~_thin(quote_volume, config.overlay_min_quote_volume)
+    listing = (candidate & (verdict == LISTING)).T
+    mover = (candidate & (verdict == MOVER)).T
+    scores = score.T
+    any_ticker: list[bool] = np.any(has_ticker, axis=0).tolist()
+    out: list[tuple[str, ...] | None] = []
+    for hour, ticked in enumerate(any_ticker):
+        if not ticked:
+            out.append(None)
+            continue
+        listings = [(int(onboard[r, 0]), symbols[r]) for r in np.flatnonzero(listing[hour]).tolist()]
+        movers = [(float(scores[hour, r]), symbols[r]) for r in np.flatnonzero(mover[hour]).tolist()]
+        out.append(tuple(overlay_ranking(listings, movers)[: config.overlay_size]))
+    return out
+
+
+def _thin(quote_volume: Any, min_quote_volume: float) -> Any:
+    """The ticker screen's liquidity rule: 24 h quote volume below the minimum (a float or an array)."""
+    return quote_volume < min_quote_volume
+
+
 def _stat_column(found: Sequence[SymbolStats | None], value: Callable[[SymbolStats], float | None]) -> FloatArray:
     """One stat of each candidate, NaN where it has no stats (or the stat is unknown)."""
     column = [None if m is None else value(m) for m in found]
@@ -1014,7 +1089,7 @@ def _ticker_screen(
             excluded[ticker.symbol] = (
                 f"not a trading USDT perpetual ({rule.status} {rule.contract_type} {rule.quote_asset})"
             )
-        elif float(ticker.quote_volume) < min_quote_volume:
+        elif _thin(float(ticker.quote_volume), min_quote_volume):
             excluded[ticker.symbol] = (
                 f"24h quote volume {_money(float(ticker.quote_volume))} < {_money(min_quote_volume)} USDT"
             )

@@ -16,8 +16,9 @@ from decimal import Decimal
 import numpy as np
 
 from ats.data.series import FundingRates
-from ats.domain import Bars, SymbolRules, interval_ms
+from ats.domain import Bars, FloatArray, IntArray, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
+from ats.factors.indicators import BoolArray
 from ats.universe import quote_volume
 
 DAY_MS = 86_400_000
@@ -129,6 +130,25 @@ class TickerSeries:
         self.volume = np.nansum(view(bars.volume, window), axis=1).tolist()
         self.high = view(bars.high, window).max(axis=1).tolist()
         self.low = view(bars.low, window).min(axis=1).tolist()
+
+    def columns(self, ends: IntArray) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray]:
+        """What build_overlay reads of `at(end)` for many ends at once: whether there is a ticker, its quote
+        volume, price change percent / 100 and last price (NaN where there is none), the same floats."""
+        count = len(self.open_time)
+        k = ends - self.size
+        inside = (ends >= self.size) & (ends <= count)
+        nan = np.full(ends.shape, np.nan)
+        if not inside.any():
+            return inside, nan, nan.copy(), nan.copy()
+        last = np.asarray(self.close)[np.where(inside, ends - 1, 0)]
+        first = np.asarray(self.open)[np.where(inside, k, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            there = inside & np.isfinite(last) & np.isfinite(first) & (first > 0)
+            change = (last / first - 1.0) * 100.0
+        percent = nan.copy()
+        percent[there] = [round(v, 6) for v in change[there].tolist()]  # as `at` rounds it
+        quote = np.where(there, np.asarray(self.quote)[np.where(there, k, 0)], np.nan)
+        return there, quote, percent / 100.0, np.where(there, last, np.nan)
 
     def at(self, end: int) -> Ticker24h | None:
         """The ticker at the close of bar `end - 1`; None without a day of bars."""
