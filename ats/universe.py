@@ -385,6 +385,23 @@ class SymbolStatsSeries:
     def __len__(self) -> int:
         return len(self.usable)
 
+    def columns(self, rows: IntArray) -> tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, FloatArray, FloatArray]:
+        """What overlay_verdicts reads of `at(i)` for many rows at once: whether there are stats, then move_1h,
+        volume_surge, flow_imbalance (NaN where unknown) and quality (NaN where there are no stats)."""
+        measured = np.asarray(self.usable, dtype=np.int64)[rows] >= 2
+
+        def column(values: Sequence[float | None]) -> FloatArray:
+            picked = np.array([np.nan if v is None else v for v in values], dtype=np.float64)[rows]
+            return np.where(measured, picked, np.nan)
+
+        return (
+            measured,
+            column(self.move_1h),
+            column(self.volume_surge),
+            column(self.flow_imbalance),
+            column(self.quality),
+        )
+
     def at(self, i: int) -> SymbolStats | None:
         """The stats at the close of bar i (None where measure gives None)."""
         n = self.usable[i]
@@ -717,11 +734,15 @@ def _quality_detail(traded: float, complete: float) -> str:
 
 def _tick_penalty(rules: SymbolRules, price: float, config: UniverseConfig) -> float:
     """1 for a fine tick, falling to 0 as tick / price approaches coarse_tick_fraction."""
-    if price <= 0 or rules.tick_size <= 0:
-        return 1.0
-    fraction = float(rules.tick_size) / price
+    return float(tick_penalties(np.array(float(rules.tick_size)), np.array(price), config))
+
+
+def tick_penalties(tick_size: FloatArray, price: FloatArray, config: UniverseConfig) -> FloatArray:
+    """_tick_penalty elementwise (1 where the price or the tick is not positive)."""
     span = config.coarse_tick_fraction - config.fine_tick_fraction
-    return float(np.clip((config.coarse_tick_fraction - fraction) / span, 0.0, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        penalty = np.clip((config.coarse_tick_fraction - tick_size / price) / span, 0.0, 1.0)
+    return np.where((price <= 0) | (tick_size <= 0), 1.0, penalty)
 
 
 def _percent_rank(values: FloatArray) -> FloatArray:
@@ -856,38 +877,53 @@ def build_overlay(
 
     An Overlay with nothing new and nothing moving is a valid empty result, not a failure; only missing
     exchange data falls back to the previous pool. `stats` replaces measuring the bars, as for build_elite.
+    The rules themselves are `overlay_verdicts` (which the backtest runs over every hour at once).
     """
     config = config or UniverseConfig()
     if not tickers or not rules:
         return fall_back("overlay", previous, "no exchange info or 24h tickers to build from", now_ms)
     passed, excluded = _ticker_screen(rules, tickers, now_ms, config.overlay_min_quote_volume, config, elite=False)
+    found = [_measured(t.symbol, bars, stats, now_ms, config) for t in passed]
+    day_moves = [float(t.price_change_percent) / 100.0 for t in passed]
+    penalties = tick_penalties(
+        np.array([float(rules[t.symbol].tick_size) for t in passed]),
+        np.array([float(t.last_price) for t in passed]),
+        config,
+    )
+    verdicts, scores = overlay_verdicts(
+        day_move=np.array(day_moves),
+        measured=np.array([m is not None for m in found], dtype=bool),
+        move_1h=_stat_column(found, lambda m: m.move_1h),
+        volume_surge=_stat_column(found, lambda m: m.volume_surge),
+        flow_imbalance=_stat_column(found, lambda m: m.flow_imbalance),
+        quality=_stat_column(found, lambda m: m.quality),
+        tick_penalty=penalties,
+        onboard_ms=np.array([rules[t.symbol].onboard_date_ms for t in passed], dtype=np.int64),
+        now_ms=now_ms,
+        config=config,
+    )
     listings: list[tuple[int, str]] = []
     movers: list[tuple[float, str]] = []
     caveats: dict[str, tuple[str, ...]] = {}
     estimated: set[str] = set()
-    for ticker in passed:
+    rows = zip(passed, found, verdicts.tolist(), scores.tolist(), strict=True)
+    for i, (ticker, measured, verdict, score) in enumerate(rows):
         symbol = ticker.symbol
-        day_move = float(ticker.price_change_percent) / 100.0
-        measured = _measured(symbol, bars, stats, now_ms, config)
         if measured is not None and measured.caveats:
             caveats[symbol] = measured.caveats
         if measured is not None and measured.quote_estimated:
             estimated.add(symbol)
-        chase = _chase(measured, day_move, config)
-        onboard = rules[symbol].onboard_date_ms
-        is_new = onboard > 0 and now_ms - onboard <= config.new_listing_hours * HOUR_MS
-        if chase is not None and (is_new or (measured is not None and _mover_score(measured, config) >= 1)):
-            excluded[symbol] = chase
-        elif is_new:
-            listings.append((onboard, symbol))
-        elif measured is not None and (score := _mover_score(measured, config)) >= 1:
-            quality = measured.quality * _tick_penalty(rules[symbol], float(ticker.last_price), config)
-            if quality < config.min_quality:
-                excluded[symbol] = (
-                    f"mover with quality {quality:.0f} < {config.min_quality:.0f} ({measured.quality_detail})"
-                )
-            else:
-                movers.append((score, symbol))
+        if verdict == CHASED:
+            excluded[symbol] = _chase_reason(measured, day_moves[i], config)
+        elif verdict == LISTING:
+            listings.append((rules[symbol].onboard_date_ms, symbol))
+        elif verdict == WEAK_MOVER and measured is not None:
+            quality = measured.quality * float(penalties[i])
+            excluded[symbol] = (
+                f"mover with quality {quality:.0f} < {config.min_quality:.0f} ({measured.quality_detail})"
+            )
+        elif verdict == MOVER:
+            movers.append((score, symbol))
         elif measured is None:
             excluded[symbol] = "no recent closed bars to look for moves"
         else:
@@ -896,12 +932,12 @@ def build_overlay(
                 f"not new and not moving (1h {measured.move_1h:+.1%}, volume x{measured.volume_surge:.1f}, "
                 f"flow imbalance {imbalance}){ESTIMATE_MARK if measured.quote_estimated else ''}"
             )
-    ranked = [s for _, s in sorted(listings, reverse=True)] + [s for _, s in sorted(movers, reverse=True)]
+    ranked = overlay_ranking(listings, movers)
     chosen = ranked[: config.overlay_size]
     for place, symbol in enumerate(ranked[config.overlay_size :], config.overlay_size + 1):
         excluded[symbol] = f"ranked {place} among new listings and movers (the pool holds {config.overlay_size})"
-    scores = {s: round(score, 6) for score, s in movers if s in chosen}
-    scores |= {s: 1.0 for _, s in listings if s in chosen}
+    scores_of = {s: round(score, 6) for score, s in movers if s in chosen}
+    scores_of |= {s: 1.0 for _, s in listings if s in chosen}
     reason = (
         f"{sum(1 for _, s in listings if s in chosen)} new listings and "
         f"{sum(1 for _, s in movers if s in chosen)} movers selected"
@@ -910,25 +946,124 @@ def build_overlay(
     )
     return PoolResult(
         "overlay", tuple(chosen), now_ms, reason, excluded=excluded,
-        notes=_caveat_notes(caveats, chosen) + _estimate_notes(estimated, chosen), scores=scores,
+        notes=_caveat_notes(caveats, chosen) + _estimate_notes(estimated, chosen), scores=scores_of,
     )  # fmt: skip
 
 
-def _mover_score(stats: SymbolStats, config: UniverseConfig) -> float:
-    """>= 1 when any of the three mover conditions holds; larger for stronger movers."""
-    return max(
-        abs(stats.move_1h) / config.mover_move,
-        stats.volume_surge / config.mover_volume_surge,
-        0.0 if stats.flow_imbalance is None else stats.flow_imbalance / config.mover_flow_surge,
+LISTING, MOVER, CHASED, WEAK_MOVER, NO_BARS, STILL = range(6)  # overlay_verdicts: what the rules say of a candidate
+
+
+def overlay_verdicts(
+    *,
+    day_move: FloatArray,
+    measured: npt.NDArray[np.bool_],
+    move_1h: FloatArray,
+    volume_surge: FloatArray,
+    flow_imbalance: FloatArray,
+    quality: FloatArray,
+    tick_penalty: FloatArray,
+    onboard_ms: IntArray,
+    now_ms: int | IntArray,
+    config: UniverseConfig,
+) -> tuple[IntArray, FloatArray]:
+    """The Overlay's rules for candidates that passed the ticker screen, elementwise over arrays of one shape (a
+    build passes one hour's candidates, the backtest every symbol at every hour): each one's verdict (LISTING,
+    MOVER, CHASED, WEAK_MOVER, NO_BARS, STILL) and its mover score (>= 1: a mover). The stats arrays are read only
+    where `measured`; `flow_imbalance` is NaN where unknown.
+
+    The anti-chase rule comes first for a listing or a mover, then a listing, then a mover of enough quality (the
+    tick penalty applied); the score is the largest of the three mover ratios, taken as Python's max takes it.
+    """
+    with np.errstate(invalid="ignore"):
+        score = np.abs(move_1h) / config.mover_move
+        flow = np.where(np.isnan(flow_imbalance), 0.0, flow_imbalance / config.mover_flow_surge)
+        for ratio in (volume_surge / config.mover_volume_surge, flow):
+            score = np.where(ratio > score, ratio, score)  # max(a, b, c): a later one wins only when greater
+        moving = measured & (score >= 1)
+        chased = (measured & (np.abs(move_1h) > config.chase_move)) | (np.abs(day_move) > config.chase_day_move)
+        weak = quality * tick_penalty < config.min_quality
+        is_new = (onboard_ms > 0) & (now_ms - onboard_ms <= config.new_listing_hours * HOUR_MS)
+    verdict: IntArray = np.select(
+        [chased & (is_new | moving), is_new, moving & weak, moving, ~measured],
+        [CHASED, LISTING, WEAK_MOVER, MOVER, NO_BARS],
+        STILL,
     )
+    return verdict, score
 
 
-def _chase(stats: SymbolStats | None, day_move: float, config: UniverseConfig) -> str | None:
+def overlay_ranking(listings: Iterable[tuple[int, str]], movers: Iterable[tuple[float, str]]) -> list[str]:
+    """New listings (newest first, by onboard time), then movers (strongest first): the pool is its head."""
+    return [s for _, s in sorted(listings, reverse=True)] + [s for _, s in sorted(movers, reverse=True)]
+
+
+def overlay_series(
+    symbols: Sequence[str],
+    rules: Mapping[str, SymbolRules],
+    *,
+    has_ticker: npt.NDArray[np.bool_],
+    quote_volume: FloatArray,
+    day_move: FloatArray,
+    last_price: FloatArray,
+    measured: npt.NDArray[np.bool_],
+    move_1h: FloatArray,
+    volume_surge: FloatArray,
+    flow_imbalance: FloatArray,
+    quality: FloatArray,
+    now_ms: IntArray,
+    config: UniverseConfig,
+) -> list[tuple[str, ...] | None]:
+    """build_overlay's symbols at many hours at once (what a backtest replays): arrays (symbols, hours) of each
+    symbol's 24 h ticker (`has_ticker` False where build_overlay would get none from it; `day_move` is the
+    price change percent / 100) and stats (as overlay_verdicts reads them), `now_ms` per hour. The same ticker
+    screen, overlay_verdicts and overlay_ranking as build_overlay; None at an hour without any ticker, where
+    build_overlay falls back to the previous pool."""
+    known = [rules.get(s) for s in symbols]
+    tradable = np.array([r is not None and r.is_tradable_perpetual for r in known], dtype=bool)[:, None]
+    tick = np.array([float(r.tick_size) if r is not None else 0.0 for r in known])[:, None]
+    onboard = np.array([r.onboard_date_ms if r is not None else 0 for r in known], dtype=np.int64)[:, None]
+    verdict, score = overlay_verdicts(
+        day_move=day_move,
+        measured=measured,
+        move_1h=move_1h,
+        volume_surge=volume_surge,
+        flow_imbalance=flow_imbalance,
+        quality=quality,
+        tick_penalty=tick_penalties(tick, last_price, config),
+        onboard_ms=onboard,
+        now_ms=now_ms[None, :],
+        config=config,
+    )
+    candidate = has_ticker & tradable & ~_thin(quote_volume, config.overlay_min_quote_volume)
+    listing = (candidate & (verdict == LISTING)).T
+    mover = (candidate & (verdict == MOVER)).T
+    scores = score.T
+    any_ticker: list[bool] = np.any(has_ticker, axis=0).tolist()
+    out: list[tuple[str, ...] | None] = []
+    for hour, ticked in enumerate(any_ticker):
+        if not ticked:
+            out.append(None)
+            continue
+        listings = [(int(onboard[r, 0]), symbols[r]) for r in np.flatnonzero(listing[hour]).tolist()]
+        movers = [(float(scores[hour, r]), symbols[r]) for r in np.flatnonzero(mover[hour]).tolist()]
+        out.append(tuple(overlay_ranking(listings, movers)[: config.overlay_size]))
+    return out
+
+
+def _thin(quote_volume: Any, min_quote_volume: float) -> Any:
+    """The ticker screen's liquidity rule: 24 h quote volume below the minimum (a float or an array)."""
+    return quote_volume < min_quote_volume
+
+
+def _stat_column(found: Sequence[SymbolStats | None], value: Callable[[SymbolStats], float | None]) -> FloatArray:
+    """One stat of each candidate, NaN where it has no stats (or the stat is unknown)."""
+    column = [None if m is None else value(m) for m in found]
+    return np.array([np.nan if v is None else v for v in column], dtype=np.float64)
+
+
+def _chase_reason(stats: SymbolStats | None, day_move: float, config: UniverseConfig) -> str:
     if stats is not None and abs(stats.move_1h) > config.chase_move:
         return f"already moved {stats.move_1h:+.1%} in 1h (anti-chase above {config.chase_move:.0%})"
-    if abs(day_move) > config.chase_day_move:
-        return f"already moved {day_move:+.1%} in 24h (anti-chase above {config.chase_day_move:.0%})"
-    return None
+    return f"already moved {day_move:+.1%} in 24h (anti-chase above {config.chase_day_move:.0%})"
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -954,7 +1089,7 @@ def _ticker_screen(
             excluded[ticker.symbol] = (
                 f"not a trading USDT perpetual ({rule.status} {rule.contract_type} {rule.quote_asset})"
             )
-        elif float(ticker.quote_volume) < min_quote_volume:
+        elif _thin(float(ticker.quote_volume), min_quote_volume):
             excluded[ticker.symbol] = (
                 f"24h quote volume {_money(float(ticker.quote_volume))} < {_money(min_quote_volume)} USDT"
             )

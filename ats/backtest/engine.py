@@ -1,9 +1,10 @@
 """The backtest: the live cycle's decisions replayed hour by hour over stored history.
 
 Two passes, so that a setting or a baseline can be traded again without scoring again:
-1. `record_tape` walks the hours: the Elite pool (rebuilt daily) and the Overlay (hourly) from the bars closed by
-   then (ats.universe), every symbol scored by the incremental factor engine (ats.factors), and what a cycle would
-   see: each universe symbol's signal and every symbol's direction (open positions read reversals from it).
+1. `record_tape` walks the hours: the Elite pool (rebuilt daily, build_elite) and the Overlay (hourly, the rules
+   of build_overlay run over every hour at once by ats.universe.overlay_series) from the bars closed by then, every
+   symbol scored by the factor engine (ats.factors.score_series: at each bar the cold scan's row), and what a
+   cycle would see: each universe symbol's signal and every symbol's direction (open positions read reversals).
 2. `trade` walks the same hours with an account: fills from the paper exchange (ats.backtest.paper), funding from
    stored rates, reversals to open positions, then the entry decision of the cycle (ats.placement, the code the
    order-placement flow runs) and each approved position opened and managed by ats.lifecycle through an
@@ -29,7 +30,16 @@ from ats.journal import MemoryJournal
 from ats.lifecycle import FundingPaid, Position, ReversalSignal
 from ats.placement import Candidate, LedgerDay, account_view, decide_entries, exposure_of, halt_reason, open_approved
 from ats.risk import DEFAULT_TAKER_FEE_RATE
-from ats.universe import PoolResult, bars_for, build_elite, build_overlay, combine, measure_series
+from ats.universe import (
+    PoolResult,
+    SymbolStatsSeries,
+    bars_for,
+    build_elite,
+    combine,
+    fall_back,
+    measure_series,
+    overlay_series,
+)
 
 ZERO = Decimal(0)
 ACCOUNT = "backtest"
@@ -97,36 +107,48 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         s: measure_series(history.bars[s].slice(origin[s], last[s]), settings.universe, max_bars=window)
         for s in symbols
     }
+    # The hours with a bar of any symbol, and each symbol's position after its bar of that hour (-1: none).
+    walked: list[tuple[int, list[str]]] = []
+    after: dict[str, list[tuple[int, int]]] = {s: [] for s in symbols}
+    for bar_open in range(start_ms - start_ms % step, end_ms, step):
+        fresh = []
+        for s in symbols:
+            opens, i = tickers_of[s].open_time, position[s]
+            if i < len(opens) and opens[i] == bar_open:
+                fresh.append(s)
+                position[s] = i + 1
+                after[s].append((len(walked), i + 1))
+        if fresh:
+            walked.append((bar_open, fresh))
+    overlays = _overlays(symbols, rules, tickers_of, measured, origin, after, walked, step, settings)
     elite: PoolResult | None = None
     overlay: PoolResult | None = None
     notes: set[str] = set()
     hours: list[Hour] = []
-    for bar_open in range(start_ms - start_ms % step, end_ms, step):
+    position = dict(first)
+    for (bar_open, fresh), chosen_overlay in zip(walked, overlays, strict=True):
         as_of = bar_open + step
-        fresh = []
-        for s in symbols:
-            series, i = history.bars[s], position[s]
-            if i < len(series) and int(series.open_time[i]) == bar_open:
-                fresh.append(s)
-                position[s] = i + 1
-        if not fresh:
-            continue
+        for s in fresh:
+            position[s] += 1
         column = int(np.searchsorted(scores.open_time, bar_open))
-        tickers = [t for t in (tickers_of[s].at(position[s]) for s in fresh) if t]
-        stats = {s: measured[s].at(position[s] - 1 - origin[s]) for s in fresh}
         if elite is None or elite.is_due(as_of, settings.universe):
+            tickers = [t for t in (tickers_of[s].at(position[s]) for s in fresh) if t]
+            stats = {s: measured[s].at(position[s] - 1 - origin[s]) for s in fresh}
             elite = build_elite(rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=elite, stats=stats)
             notes.update(elite.notes)
-        overlay = build_overlay(
-            rules, tickers, {}, now_ms=as_of, config=settings.universe, previous=overlay, stats=stats
-        )
+        if chosen_overlay is None:
+            overlay = fall_back("overlay", overlay, "no exchange info or 24h tickers to build from", as_of)
+        else:
+            overlay = PoolResult("overlay", chosen_overlay, as_of, "the Overlay rules at this hour (overlay_series)")
         universe = combine(elite, overlay).symbols
         directions: dict[str, tuple[Direction, float]] = {}
+        scored = scores.scored[:, column].tolist()
+        sides = scores.direction[:, column].tolist()
+        strengths = scores.strength[:, column].tolist()
         for s in fresh:
             i = row_of[s]
-            if scores.scored[i, column] and scores.direction[i, column] != 0:
-                side = Direction.LONG if scores.direction[i, column] > 0 else Direction.SHORT
-                directions[s] = (side, float(scores.strength[i, column]))
+            if scored[i] and sides[i] != 0:
+                directions[s] = (Direction.LONG if sides[i] > 0 else Direction.SHORT, strengths[i])
         chosen = sorted(
             (s for s in universe if s in directions and directions[s][1] >= floor), key=lambda s: -directions[s][1]
         )
@@ -135,6 +157,53 @@ def record_tape(history: History, settings: Settings, start_ms: int, end_ms: int
         )
         hours.append(Hour(bar_open, universe, signals, directions))
     return Tape(interval, start_ms, end_ms, tuple(hours), tuple(sorted(notes)))
+
+
+def _overlays(
+    symbols: Sequence[str],
+    rules: Mapping[str, SymbolRules],
+    tickers_of: Mapping[str, TickerSeries],
+    measured: Mapping[str, SymbolStatsSeries],
+    origin: Mapping[str, int],
+    after: Mapping[str, Sequence[tuple[int, int]]],
+    walked: Sequence[tuple[int, Sequence[str]]],
+    step: int,
+    settings: Settings,
+) -> list[tuple[str, ...] | None]:
+    """The Overlay at every walked hour (ats.universe.overlay_series): each symbol's ticker and stats at its bars,
+    laid out (symbols, hours), what build_overlay would read from the tickers and stats of that hour."""
+    shape = (len(symbols), len(walked))
+    has_ticker, measured_cell = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    columns = {
+        name: np.full(shape, np.nan)
+        for name in ("quote", "day_move", "last", "move_1h", "volume_surge", "flow_imbalance", "quality")
+    }
+    for row, s in enumerate(symbols):
+        if not after[s]:
+            continue
+        hour, end = (np.array(v, dtype=np.int64) for v in zip(*after[s], strict=True))
+        there, quote, day_move, last = tickers_of[s].columns(end)
+        has_ticker[row, hour] = there
+        columns["quote"][row, hour], columns["day_move"][row, hour], columns["last"][row, hour] = quote, day_move, last
+        stats = measured[s].columns(end - 1 - origin[s])
+        measured_cell[row, hour] = stats[0]
+        for name, values in zip(("move_1h", "volume_surge", "flow_imbalance", "quality"), stats[1:], strict=True):
+            columns[name][row, hour] = values
+    return overlay_series(
+        symbols,
+        rules,
+        has_ticker=has_ticker,
+        quote_volume=columns["quote"],
+        day_move=columns["day_move"],
+        last_price=columns["last"],
+        measured=measured_cell,
+        move_1h=columns["move_1h"],
+        volume_surge=columns["volume_surge"],
+        flow_imbalance=columns["flow_imbalance"],
+        quality=columns["quality"],
+        now_ms=np.array([bar_open + step for bar_open, _ in walked], dtype=np.int64),
+        config=settings.universe,
+    )
 
 
 def _move_24h(history: History, symbol: str, end: int) -> float:

@@ -16,8 +16,9 @@ from decimal import Decimal
 import numpy as np
 
 from ats.data.series import FundingRates
-from ats.domain import Bars, SymbolRules, interval_ms
+from ats.domain import Bars, FloatArray, IntArray, SymbolRules, interval_ms
 from ats.exchange.base import Ticker24h
+from ats.factors.indicators import BoolArray
 from ats.universe import quote_volume
 
 DAY_MS = 86_400_000
@@ -112,38 +113,60 @@ class TickerSeries:
         self.symbol = bars.symbol
         self.step = interval_ms(bars.interval)
         self.size = max(DAY_MS // self.step, 1)
-        self.open_time = bars.open_time
-        self.close = bars.close
-        self.open = bars.open
-        n = len(bars)
-        if n < self.size:
-            self.quote = self.volume = self.high = self.low = np.zeros(0)
+        # Python lists: `at` runs once per symbol and hour, and reading a list beats reading a NumPy scalar
+        self.open_time: list[int] = bars.open_time.tolist()
+        self.close: list[float] = bars.close.tolist()
+        self.open: list[float] = bars.open.tolist()
+        self.quote: list[float] = []
+        self.volume: list[float] = []
+        self.high: list[float] = []
+        self.low: list[float] = []
+        if len(bars) < self.size:
             return
         quote, _ = quote_volume(bars)
         window = self.size
         view = np.lib.stride_tricks.sliding_window_view
-        self.quote = np.nansum(view(quote, window), axis=1)  # row k: the day ending at bar k + size - 1
-        self.volume = np.nansum(view(bars.volume, window), axis=1)
-        self.high = view(bars.high, window).max(axis=1)
-        self.low = view(bars.low, window).min(axis=1)
+        self.quote = np.nansum(view(quote, window), axis=1).tolist()  # row k: the day ending at bar k + size - 1
+        self.volume = np.nansum(view(bars.volume, window), axis=1).tolist()
+        self.high = view(bars.high, window).max(axis=1).tolist()
+        self.low = view(bars.low, window).min(axis=1).tolist()
+
+    def columns(self, ends: IntArray) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray]:
+        """What build_overlay reads of `at(end)` for many ends at once: whether there is a ticker, its quote
+        volume, price change percent / 100 and last price (NaN where there is none), the same floats."""
+        count = len(self.open_time)
+        k = ends - self.size
+        inside = (ends >= self.size) & (ends <= count)
+        nan = np.full(ends.shape, np.nan)
+        if not inside.any():
+            return inside, nan, nan.copy(), nan.copy()
+        last = np.asarray(self.close)[np.where(inside, ends - 1, 0)]
+        first = np.asarray(self.open)[np.where(inside, k, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            there = inside & np.isfinite(last) & np.isfinite(first) & (first > 0)
+            change = (last / first - 1.0) * 100.0
+        percent = nan.copy()
+        percent[there] = [round(v, 6) for v in change[there].tolist()]  # as `at` rounds it
+        quote = np.where(there, np.asarray(self.quote)[np.where(there, k, 0)], np.nan)
+        return there, quote, percent / 100.0, np.where(there, last, np.nan)
 
     def at(self, end: int) -> Ticker24h | None:
         """The ticker at the close of bar `end - 1`; None without a day of bars."""
         if end < self.size or end > len(self.open_time):
             return None
         k = end - self.size
-        last, first = float(self.close[end - 1]), float(self.open[k])
+        last, first = self.close[end - 1], self.open[k]
         if not (math.isfinite(last) and math.isfinite(first) and first > 0):
             return None
         return Ticker24h(
             symbol=self.symbol,
             last_price=Decimal(repr(last)),
             price_change_percent=Decimal(repr(round((last / first - 1.0) * 100.0, 6))),
-            high=Decimal(repr(float(self.high[k]))),
-            low=Decimal(repr(float(self.low[k]))),
-            volume=Decimal(repr(float(self.volume[k]))),
-            quote_volume=Decimal(repr(float(self.quote[k]))),
+            high=Decimal(repr(self.high[k])),
+            low=Decimal(repr(self.low[k])),
+            volume=Decimal(repr(self.volume[k])),
+            quote_volume=Decimal(repr(self.quote[k])),
             trade_count=None,
-            open_time_ms=int(self.open_time[k]),
-            close_time_ms=int(self.open_time[end - 1]) + self.step - 1,
+            open_time_ms=self.open_time[k],
+            close_time_ms=self.open_time[end - 1] + self.step - 1,
         )

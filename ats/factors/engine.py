@@ -247,7 +247,8 @@ class IncrementalScorer:
             targets = rows[members]
             state = {name: value[targets] for name, value in self._state.items()}
             windows = {name: value[targets] for name, value in self._windows.items()}
-            state, windows = advance(state, windows, chunk.select(members, stop + 1), self.config)
+            whole = members.size == rows.size and stop + 1 == chunk.open_time.size  # the usual case: no copy
+            state, windows = advance(state, windows, chunk if whole else chunk.select(members, stop + 1), self.config)
             for name, value in state.items():
                 self._state[name][targets] = value
             for name, value in windows.items():
@@ -376,11 +377,12 @@ def _rows(
     close = np.nan_to_num(state["last_price"]).tolist()
     bar_time = np.where(newest >= 0, newest, end).tolist()
     neutral = tuple(NEUTRAL[n] for n in FACTOR_NAMES)
+    by_symbol = list(zip(*factor_columns, strict=True))
     rows = []
     for i, symbol in enumerate(symbols):
         reason = reasons[i]
         scored = reason is None
-        f = tuple(column[i] for column in factor_columns) if scored else neutral
+        f = by_symbol[i] if scored else neutral
         side = direction[i] if scored else 0.0
         rows.append(
             FactorRow(

@@ -18,6 +18,8 @@ from ats.factors.indicators import Reading, masked_linreg, rank_of_last, safe_di
 def flow(flow_history: FloatArray, delta: FloatArray, quote_volume: FloatArray, config: FactorConfig) -> Reading:
     """`flow_history`: window of EMA(delta) / EMA(quote volume); `delta`, `quote_volume`: recent bars (USDT)."""
     current = flow_history[:, -1]
+    if not np.isfinite(current).any():  # no taker flow at any row's newest bar (OHLCV-only history): unavailable
+        return Reading(np.zeros(current.shape), np.zeros(current.shape, dtype=bool))
     known = np.isfinite(flow_history)
     crowding = rank_of_last(np.abs(np.where(known, flow_history, 0.0)), known)
     start = config.flow_crowd_start

@@ -38,13 +38,14 @@ def independence(
     """`close`: log closes window; `last_open_ms`: open time of each symbol's newest window bar."""
     span = min(config.independence_window + 1, close.shape[1])
     offsets = interval_ms(interval) * np.arange(span - 1, -1, -1, dtype=np.int64)
-    times = last_open_ms[:, None] - offsets[None, :]
+    newest, row_of = np.unique(last_open_ms, return_inverse=True)  # symbols mostly share their newest bar
+    times = newest[:, None] - offsets[None, :]
     markets = [
-        aligned_log_close(market, times)
+        np.diff(aligned_log_close(market, times), axis=1)[row_of]
         for market in (context.btc, context.eth)
         if market is not None and market.interval == interval
     ]
-    return independence_of(np.diff(close[:, -span:], axis=1), [np.diff(m, axis=1) for m in markets], config)
+    return independence_of(np.diff(close[:, -span:], axis=1), markets, config)
 
 
 def independence_of(returns: FloatArray, markets: Sequence[FloatArray], config: FactorConfig) -> Reading:

@@ -203,6 +203,20 @@ def _slices(table: FloatArray, kind: IntArray, shift: IntArray, *, zero_at_0: bo
     return view[kind[:, None], np.clip(SMOOTH_BLOCK + 1 - shift, 0, SMOOTH_BLOCK + 1)]
 
 
+ACROSS = 512  # (row, block) pairs from which a block's running sums are faster column by column
+
+
+def _running_sums(terms: FloatArray) -> FloatArray:
+    """np.cumsum(terms, axis=2), computed in place. Many rows: one addition per bar of the block, across all rows
+    and blocks at once (a cumulative sum along a short last axis runs row by row, several times slower); the same
+    additions in the same order, so the same values."""
+    if terms[:, :, 0].size < ACROSS:
+        return np.cumsum(terms, axis=2, out=terms)
+    for j in range(1, terms.shape[2]):
+        np.add(terms[:, :, j - 1], terms[:, :, j], out=terms[:, :, j])
+    return terms
+
+
 def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTables) -> tuple[FloatArray, Smoothing]:
     """Feed inputs (rows, bars) through EMAs y <- y + alpha * (x - y), skipping NaN inputs (the EMA holds).
 
@@ -247,33 +261,36 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     padded[np.flatnonzero(seeding), first[seeding]] = 0.0  # the seed is the base, not a term of the sum
     xs = padded.reshape(rows, blocks, SMOOTH_BLOCK)
 
-    # count[r, b, j]: the inputs block b has taken up to its bar j (<= 0 before its first one)
-    if (np.count_nonzero(known, axis=1) == np.where(anything, offset + bars - first, 0)).all():
-        # no gaps after a row's first input (the usual case): the count is the distance from the block's
-        # first counted bar, and each block's weights are one slice of the table
+    last_bar = np.full(blocks, SMOOTH_BLOCK - 1)
+    last_bar[-1] = (offset + bars - 1) % SMOOTH_BLOCK
+    terms = np.empty((rows, blocks, SMOOTH_BLOCK + 1))
+    terms[:, :, 0] = 0.0
+    terms[:, 0, 0] = np.where(seeded, partial, 0.0)
+    every = bool(known.all())
+    gapless = every or bool((np.count_nonzero(known, axis=1) == np.where(anything, offset + bars - first, 0)).all())
+    if gapless:
+        # no gaps after a row's first input (the usual case): block b's bar j is its (j + 1 - shift)-th input, so
+        # its weights are one slice of the table: the same slice for every block a row entered before it began
+        # (shift 0); only the blocks where a row's inputs start part-way (`own`) take a slice of their own
         shift = np.maximum((first + seeding)[:, None], block_starts) - block_starts
         shift[:, 0] -= held
-        count = np.arange(1, SMOOTH_BLOCK + 1) - shift[:, :, None]
-        weights = _slices(tables.weight, kind, shift, zero_at_0=True)
-        powers = _slices(tables.power, kind, shift, zero_at_0=False)
+        taken = np.maximum(last_bar + 1 - shift, 0)  # inputs per block
+        own = np.nonzero(shift > 0)
+        own_kind, own_shift = kind[own[0]], shift[own][:, None]
+        np.multiply(tables.weight[kind, 1:][:, None, :], xs, out=terms[:, :, 1:])
+        terms[own[0], own[1], 1:] = _slices(tables.weight, own_kind, own_shift, zero_at_0=True)[:, 0] * xs[own]
     else:
+        # count[r, b, j]: the inputs block b has taken up to its bar j (<= 0 before its first one)
         counted = np.zeros((rows, blocks * SMOOTH_BLOCK), dtype=bool)
         counted[:, offset : offset + bars] = known
         counted[np.flatnonzero(seeding), first[seeding]] = False
         count = np.cumsum(counted.reshape(rows, blocks, SMOOTH_BLOCK), axis=2, dtype=np.int64)
         count[:, 0, :] += held[:, None]
         at = (kind * (SMOOTH_BLOCK + 1))[:, None, None] + np.maximum(count, 0)
-        weights = np.take(tables.weight, at) * (count > 0)
-        powers = np.take(tables.power, at)
-    terms = np.empty((rows, blocks, SMOOTH_BLOCK + 1))
-    terms[:, :, 0] = 0.0
-    terms[:, 0, 0] = np.where(seeded, partial, 0.0)
-    np.multiply(weights, xs, out=terms[:, :, 1:])
-    sums = np.cumsum(terms, axis=2)
+        taken = np.maximum(count[:, np.arange(blocks), last_bar], 0)  # inputs per block
+        np.multiply(np.take(tables.weight, at) * (count > 0), xs, out=terms[:, :, 1:])
+    sums = _running_sums(terms)
 
-    last_bar = np.full(blocks, SMOOTH_BLOCK - 1)
-    last_bar[-1] = (offset + bars - 1) % SMOOTH_BLOCK
-    taken = np.maximum(count[:, np.arange(blocks), last_bar], 0)  # inputs per block
     bases = np.empty((rows, blocks))
     bases[:, 0] = np.where(seed_block == 0, seed_value, base)
     for b in range(1, blocks):
@@ -282,8 +299,15 @@ def smooth(x: FloatArray, first_bar: int, state: Smoothing, tables: SmoothingTab
     end_partial = sums[:, -1, -1].copy()
     value = sums[:, :, 1:]  # computed in place: the sums are not needed any more
     value += bases[:, :, None]
-    value *= powers
-    path = np.where(known, value.reshape(rows, -1)[:, offset : offset + bars], np.nan)
+    out = np.empty((rows, blocks, SMOOTH_BLOCK))
+    if gapless:
+        np.multiply(value, tables.power[kind, 1:][:, None, :], out=out)
+        out[own] = value[own] * _slices(tables.power, own_kind, own_shift, zero_at_0=False)[:, 0]
+    else:
+        np.multiply(value, np.take(tables.power, at), out=out)
+    path = out.reshape(rows, -1)[:, offset : offset + bars]
+    if not every:
+        np.copyto(path, np.nan, where=~known)
     new = Smoothing(
         bases[:, -1],
         np.where(np.isfinite(bases[:, -1]), end_partial, 0.0),

@@ -316,12 +316,19 @@ def _place(
     arrays = {name: np.full(shape, np.nan) for name in ("high", "low", "close", "quote", "taker_buy_quote")}
     in_range = (times >= start) & (times <= end)
     on_grid = (times - start) % step == 0
-    prices = np.stack([fields["open"], fields["high"], fields["low"], fields["close"]])
+    o, h, lo, c = (fields[name] for name in ("open", "high", "low", "close"))
     quote, taker_buy = fields["quote_volume"], fields["taker_buy_quote_volume"]
+    # elementwise over the four prices: a reduction along the short axis of (4, bars) is several times slower
     with np.errstate(invalid="ignore"):
         sane = (
-            np.isfinite(prices).all(axis=0)
-            & (prices > 0).all(axis=0)
+            np.isfinite(o)
+            & np.isfinite(h)
+            & np.isfinite(lo)
+            & np.isfinite(c)
+            & (o > 0)
+            & (h > 0)
+            & (lo > 0)
+            & (c > 0)
             & (np.isnan(quote) | (np.isfinite(quote) & (quote >= 0)))  # NaN: unknown, still a bar
             & (np.isnan(taker_buy) | (np.isfinite(taker_buy) & (taker_buy >= 0)))
         )
@@ -331,15 +338,16 @@ def _place(
         for row, count in enumerate(np.bincount(rows[skipped], minlength=shape[0])):
             if count:
                 log.warning("bars skipped", symbol=names[row], count=int(count), reason="invalid or off the time grid")
-    at = (rows[keep], (times[keep] - start) // step)
-    # A repeated open time keeps its last copy (the freshest fetch).
-    # elementwise over the four prices: a reduction along the short axis of (4, bars) is ten times slower
-    o, h, lo, c = (fields[name][keep] for name in ("open", "high", "low", "close"))
-    arrays["high"][at] = np.maximum(np.maximum(o, h), np.maximum(lo, c))
-    arrays["low"][at] = np.minimum(np.minimum(o, h), np.minimum(lo, c))
-    arrays["close"][at] = fields["close"][keep]
-    arrays["quote"][at] = quote[keep]
-    arrays["taker_buy_quote"][at] = np.minimum(taker_buy[keep], quote[keep])
+    # One flat position per kept bar (a scatter through a flat index is several times faster than through a pair
+    # of indices); a repeated open time keeps its last copy (the freshest fetch).
+    at = rows[keep] * shape[1] + (times[keep] - start) // step
+    o, h, lo, c = o[keep], h[keep], lo[keep], c[keep]
+    kept_quote = quote[keep]
+    arrays["high"].reshape(-1)[at] = np.maximum(np.maximum(o, h), np.maximum(lo, c))
+    arrays["low"].reshape(-1)[at] = np.minimum(np.minimum(o, h), np.minimum(lo, c))
+    arrays["close"].reshape(-1)[at] = c
+    arrays["quote"].reshape(-1)[at] = kept_quote
+    arrays["taker_buy_quote"].reshape(-1)[at] = np.minimum(taker_buy[keep], kept_quote)
     return arrays
 
 

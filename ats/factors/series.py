@@ -12,6 +12,7 @@ as in a scan without those extras).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,13 +54,15 @@ class ScoreSeries:
         """The symbol's row at a bar (an index into open_time): for a scored entry exactly the row a cold scan as
         of that bar's close gives (a Signal is made from it the same way); an unscored one is neutral."""
         i = self.symbols.index(symbol)
-        scored = bool(self.scored[i, bar])
-        side, strength = float(self.direction[i, bar]), float(self.strength[i, bar])
-        f = [float(self.factors[name][i, bar]) for name in FACTOR_NAMES]
+        # .item reads a Python scalar without making a NumPy one (this runs for every signal of a backtest)
+        scored = bool(self.scored.item(i, bar))
+        side, strength = float(self.direction.item(i, bar)), float(self.strength.item(i, bar))
+        f = [float(self.factors[name].item(i, bar)) for name in FACTOR_NAMES]
+        close = float(self.close.item(i, bar))
         return FactorRow(
             symbol=symbol,
-            bar_open_time_ms=int(self.open_time[bar]),
-            close=float(np.nan_to_num(self.close[i, bar])),
+            bar_open_time_ms=int(self.open_time.item(bar)),
+            close=close if math.isfinite(close) else float(np.nan_to_num(close)),
             direction=None if side == 0 else (Direction.LONG if side > 0 else Direction.SHORT),
             strength=strength,
             band=Band.of(strength) if side != 0 else Band.NONE,
@@ -74,9 +77,9 @@ class ScoreSeries:
             liquidity=f[8],
             independence=f[9],
             fund_leading=f[10],
-            atr_pct=float(self.atr_pct[i, bar]),
-            coverage=float(self.coverage[i, bar]),
-            missing=missing_factors(int(self.missing[i, bar])),
+            atr_pct=float(self.atr_pct.item(i, bar)),
+            coverage=float(self.coverage.item(i, bar)),
+            missing=missing_factors(int(self.missing.item(i, bar))),
             insufficient=None if scored else NOT_SCORED,
         )
 

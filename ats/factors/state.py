@@ -200,11 +200,16 @@ def shift_in(window: FloatArray, newer: FloatArray) -> FloatArray:
 def _true_range(chunk: Panel, valid: BoolArray, last_close: FloatArray) -> FloatArray:
     """True range of log prices against the previous valid close (the bar's own range when there is none)."""
     log_close = chunk.log_close
-    bars = log_close.shape[1]
-    position = np.where(valid, np.arange(bars), -1)
-    latest = np.maximum.accumulate(position, axis=1)
-    before = np.concatenate([np.full((log_close.shape[0], 1), -1), latest[:, :-1]], axis=1)
-    previous = np.where(before >= 0, np.take_along_axis(log_close, np.maximum(before, 0), axis=1), last_close[:, None])
+    previous: FloatArray
+    if valid.all():  # the usual case: each bar's previous valid close is the bar before it
+        previous = np.concatenate([last_close[:, None], log_close[:, :-1]], axis=1)
+    else:
+        bars = log_close.shape[1]
+        position = np.where(valid, np.arange(bars), -1)
+        latest = np.maximum.accumulate(position, axis=1)
+        before = np.concatenate([np.full((log_close.shape[0], 1), -1), latest[:, :-1]], axis=1)
+        taken = np.take_along_axis(log_close, np.maximum(before, 0), axis=1)
+        previous = np.where(before >= 0, taken, last_close[:, None])
     high, low = chunk.log_high, chunk.log_low
     previous = np.where(np.isfinite(previous), previous, low)
     return np.maximum(high - low, np.maximum(np.abs(high - previous), np.abs(low - previous)))

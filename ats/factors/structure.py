@@ -9,9 +9,10 @@ price not over-extended from its slow EMA.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ats.domain import FloatArray, IntArray
 from ats.factors.config import FactorConfig
@@ -72,56 +73,56 @@ def zigzag_advance(
         return out, none
     n_valid = valid.sum(axis=1)
     first = np.where(n_valid > 0, np.argmax(valid, axis=1), bars)
-    pad = np.full((symbols, LOOKAHEAD), np.nan)
     if (n_valid == bars - first).all():  # no gaps after each row's first bar (the usual case): read in place
         order = None
         pos, limit = first.copy(), np.full(symbols, bars)
-        cp, cth, cix = (np.concatenate([np.where(valid, a, np.nan), pad], axis=1) for a in (price, threshold, index))
+        columns = [np.where(valid, a, np.nan) for a in (price, threshold, index)]
     else:  # each row's valid bars moved to its front, in time order
         order = np.argsort(~valid, axis=1, kind="stable")
         pos, limit = np.zeros(symbols, dtype=np.int64), n_valid
         after = np.arange(bars) >= n_valid[:, None]  # past each row's valid bars: NaN, so no pass reads them
-        cp, cth, cix = (
-            np.concatenate([np.where(after, np.nan, np.take_along_axis(a, order, axis=1)), pad], axis=1)
-            for a in (price, threshold, index)
-        )
+        columns = [np.where(after, np.nan, np.take_along_axis(a, order, axis=1)) for a in (price, threshold, index)]
+    # Bars down, symbols across, LOOKAHEAD bars of NaN below: a pass's windows of the three are one `take` of
+    # flat positions, and running extremes accumulate down the bars for all rows at once.
+    packed = np.full((3, bars + LOOKAHEAD, symbols), np.nan)
+    for k, column in enumerate(columns):
+        packed[k, :bars] = column.T
+    flat = packed.reshape(3, -1)
     direction, ext, ext_i = out["zz_dir"], out["zz_ext"], out["zz_ext_i"]
     hi, hi_i, lo, lo_i = out["zz_hi"], out["zz_hi_i"], out["zz_lo"], out["zz_lo_i"]
     # the symbol's first bar starts the running high and low
-    fresh = (n_valid > 0) & (cix[np.arange(symbols), np.minimum(pos, bars - 1)] == 0)
+    fresh = (n_valid > 0) & (columns[2][np.arange(symbols), np.minimum(pos, bars - 1)] == 0)
     hi[fresh], lo[fresh] = -np.inf, np.inf
-    steps = np.arange(LOOKAHEAD)
+    steps = np.arange(LOOKAHEAD)[:, None]
     found: list[tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray]] = []
 
-    def window(rows: IntArray) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray, IntArray]:
-        cols = pos[rows, None] + steps
-        inside = cols < limit[rows, None]
-        last = np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1
-        at = rows[:, None]
-        return inside, cp[at, cols], cth[at, cols], cix[at, cols], last
+    def window(rows: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(LOOKAHEAD, rows): the next bars of price, threshold and index from each row's position."""
+        p, th, ix = flat.take((pos[rows] + steps) * symbols + rows, axis=1)
+        return p, th, ix
 
     def running(start: FloatArray, start_i: FloatArray, x: FloatArray, ix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Running maximum of start, x[0..k] and the index of its first occurrence (ties keep the older)."""
-        run = np.maximum(start[:, None], np.maximum.accumulate(x, axis=1))
-        before = np.concatenate([start[:, None], run[:, :-1]], axis=1)
-        newest = np.maximum.accumulate(np.where(x > before, steps, -1), axis=1)
-        picked = np.take_along_axis(ix, np.maximum(newest, 0), axis=1)
-        return run, np.where(newest >= 0, picked, start_i[:, None])
-
-    def pick(a: FloatArray, at: IntArray) -> FloatArray:
-        return np.take_along_axis(a, at[:, None], axis=1)[:, 0]
+        run = np.maximum(start, np.maximum.accumulate(x, axis=0))
+        before = np.concatenate([start[None, :], run[:-1]], axis=0)
+        newest = np.maximum.accumulate(np.where(x > before, steps, -1), axis=0)
+        picked = np.take_along_axis(ix, np.maximum(newest, 0), axis=0)
+        return run, np.where(newest >= 0, picked, start_i)
 
     rows = np.flatnonzero((direction == 0) & (n_valid > 0))
     while rows.size:  # undecided: the first swing (once per symbol's history)
-        inside, p, th, ix, last = window(rows)
+        picks = np.arange(rows.size)
+        p, th, ix = window(rows)
+        inside = pos[rows] + steps < limit[rows]
+        last = np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1
         run_hi, run_hi_i = running(hi[rows], hi_i[rows], np.where(inside, p, -np.inf), ix)
         neg_lo, run_lo_i = running(-lo[rows], lo_i[rows], np.where(inside, -p, -np.inf), ix)
         run_lo = -neg_lo
         with np.errstate(invalid="ignore"):
             turn = inside & (th > 0) & (run_hi - run_lo >= th)
-        hit = turn.any(axis=1)
-        at = np.where(hit, turn.argmax(axis=1), last)
-        h, hx, lw, lx = pick(run_hi, at), pick(run_hi_i, at), pick(run_lo, at), pick(run_lo_i, at)
+        hit = turn.any(axis=0)
+        at = np.where(hit, turn.argmax(axis=0), last)
+        h, hx, lw, lx = run_hi[at, picks], run_hi_i[at, picks], run_lo[at, picks], run_lo_i[at, picks]
         hi[rows], hi_i[rows], lo[rows], lo_i[rows] = h, hx, lw, lx
         high_first = hx < lx
         new_dir = np.where(high_first, -1.0, 1.0)
@@ -141,32 +142,37 @@ def zigzag_advance(
         pos[rows] += at + 1
         rows = rows[(direction[rows] == 0) & (pos[rows] < limit[rows])]
 
-    packed = np.stack([cp, cth, cix], axis=2)  # one gather per pass for the three
+    swings: list[tuple[npt.NDArray[Any], ...]] = []  # per pass: hit, row, bar, pivot price, pivot bar, new side
     rows = np.flatnonzero(pos < limit)
     while rows.size:  # in a swing: find where price comes back `threshold` from the running extreme
         picks = np.arange(rows.size)
-        window_data = packed[rows[:, None], pos[rows, None] + steps]  # NaN past each row's last valid bar
-        p, th, ix = window_data[..., 0], window_data[..., 1], window_data[..., 2]
+        p, th, ix = window(rows)  # NaN past each row's last valid bar
         side = direction[rows]
         start = side * ext[rows]
-        q = side[:, None] * p  # the swing's side made upward: the extreme is a running maximum
-        run = np.maximum(start[:, None], np.maximum.accumulate(q, axis=1))
+        q = side * p  # the swing's side made upward: the extreme is a running maximum
+        run = np.maximum(start, np.maximum.accumulate(q, axis=0))
         with np.errstate(invalid="ignore"):
             turn = (th > 0) & (run - q >= th)
-        hit = turn.any(axis=1)
-        at = np.where(hit, turn.argmax(axis=1), np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1)
-        best = run[picks, at]
+        hit = turn.any(axis=0)
+        at = np.where(hit, turn.argmax(axis=0), np.minimum(limit[rows] - pos[rows], LOOKAHEAD) - 1)
+        best = run[at, picks]
         # the extreme's bar: its first occurrence in the window, or the one held if the window never passed it
-        first_best = ix[picks, np.argmax(q == best[:, None], axis=1)]
+        first_best = ix[np.argmax(q == best, axis=0), picks]
         extreme, extreme_i = side * best, np.where(best > start, first_best, ext_i[rows])
         direction[rows] = np.where(hit, -side, side)
-        ext[rows] = np.where(hit, p[picks, at], extreme)
-        ext_i[rows] = np.where(hit, ix[picks, at], extreme_i)
-        if hit.any():
-            found.append((rows[hit], pos[rows[hit]] + at[hit], extreme[hit], extreme_i[hit], -side[hit]))
+        ext[rows] = np.where(hit, p[at, picks], extreme)
+        ext_i[rows] = np.where(hit, ix[at, picks], extreme_i)
+        # every pass kept; the reversals among them are picked once, after the last pass
+        swings.append((np.asarray(hit), rows, pos[rows] + at, extreme, extreme_i, -side))
         pos[rows] += at + 1
         rows = rows[pos[rows] < limit[rows]]
 
+    hit = np.concatenate([swing[0] for swing in swings]) if swings else np.zeros(0, dtype=bool)
+    if hit.any():
+        turned_row, at_bar, pivot_price, pivot_bar, turned_to = (
+            np.concatenate(parts)[hit] for parts in zip(*(swing[1:] for swing in swings), strict=True)
+        )
+        found.append((turned_row, at_bar, pivot_price, pivot_bar, turned_to))
     if not found:
         return out, none
     row, place, pivot, pivot_i, turned = (np.concatenate(parts) for parts in zip(*found, strict=True))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ats.factors.config import FactorConfig
-from ats.factors.indicators import SMOOTH_BLOCK, initial_smoothing, smooth, smoothing_tables
+from ats.factors.indicators import ACROSS, SMOOTH_BLOCK, _running_sums, initial_smoothing, smooth, smoothing_tables
 from ats.factors.structure import PIVOTS, zigzag_advance, zigzag_state
 
 ALPHAS = np.array([2 / 13, 2 / 27, 1 / 14, 2 / 169])
@@ -125,3 +125,10 @@ def test_a_span_of_one_is_refused() -> None:
     for config in spans_of_one:
         with pytest.raises(ValueError, match="must be >= 2"):
             config()
+
+
+def test_running_sums_across_many_rows_are_the_cumulative_sums() -> None:
+    """Many (row, block) pairs take the column-by-column path; its values are np.cumsum's, bit for bit."""
+    terms = np.random.default_rng(3).normal(0, 1, (300, 3, SMOOTH_BLOCK + 1))
+    assert terms[:, :, 0].size >= ACROSS
+    assert np.array_equal(_running_sums(terms.copy()), np.cumsum(terms, axis=2))
