@@ -43,6 +43,11 @@ ENV_PREFIX = "ATS_"
 NESTED_DELIMITER = "__"
 
 
+# The walk-forward on real Binance data (README, "Backtests") found no setting that beats its baselines; its test
+# windows chose 85-90 most of the time. Until a model earns more, the default trades fewer, stronger signals.
+DEFAULT_MIN_SCORE = 85.0
+
+
 class Venue(StrEnum):
     SIM = "sim"
     TESTNET = "testnet"
@@ -235,7 +240,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(None, description="postgresql+psycopg://...; unset = embedded")
     data_dir: Path = Field(default_factory=_default_data_dir)
     bar_interval: str = Field("1h", description="primary kline interval")
-    min_score: float = Field(75, ge=0, le=100)
+    min_score: float = Field(DEFAULT_MIN_SCORE, ge=0, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
     exchange: ExchangeSettings = ExchangeSettings()

@@ -27,7 +27,7 @@ from cli.app import VenueOption, app, console, err_console, fail, settings_or_ex
 PROTECTION_WAIT_S = 60.0
 
 MinScore = Annotated[
-    float | None, typer.Option(min=0, max=100, help="Strength (0-100) a signal needs; default ATS_MIN_SCORE (75).")
+    float | None, typer.Option(min=0, max=100, help="Strength (0-100) a signal needs; default ATS_MIN_SCORE (85).")
 ]
 
 

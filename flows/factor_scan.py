@@ -31,7 +31,7 @@ async def factor_scan(
 
     Args:
         symbols: Scan these symbols instead of the stored Elite and Overlay pools, e.g. ["BTCUSDT", "SOLUSDT"].
-        min_score: Strength (0-100) a symbol needs to become a signal; default ATS_MIN_SCORE (75).
+        min_score: Strength (0-100) a symbol needs to become a signal; default ATS_MIN_SCORE (85).
         dry_run: Store the scan and its factors, but not the signals (nothing a later place-orders would act on),
             and announce nothing.
     """

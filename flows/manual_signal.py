@@ -34,7 +34,7 @@ async def manual_signal(
     Args:
         symbol: The perpetual to trade, e.g. "SOLUSDT".
         side: LONG or SHORT; default: the side the model finds.
-        min_score: Strength (0-100) the model must give that side; default ATS_MIN_SCORE (75); 0 trades regardless.
+        min_score: Strength (0-100) the model must give that side; default ATS_MIN_SCORE (85); 0 trades regardless.
         dry_run: Score and check the limits, but record nothing and send no order.
         require_monitor: Refuse while no monitor runs (the run ends Completed, saying so); untick to trade anyway.
     """

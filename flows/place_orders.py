@@ -108,7 +108,7 @@ async def place_orders(
 
     Args:
         signal_ids: The signals to act on; default: every new signal of the newest closed bar.
-        min_score: Ignore signals weaker than this (0-100); default ATS_MIN_SCORE (75).
+        min_score: Ignore signals weaker than this (0-100); default ATS_MIN_SCORE (85).
         max_new_positions: Open at most this many positions in this run (the limits apply anyway).
         dry_run: Decide and report, but record nothing and send no order.
         require_monitor: Refuse every entry while no monitor runs (nothing would move its stop or close it when

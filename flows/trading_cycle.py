@@ -82,7 +82,7 @@ async def trading_cycle(
     with that subflow's reason.
 
     Args:
-        min_score: Strength (0-100) a signal needs; default ATS_MIN_SCORE (75).
+        min_score: Strength (0-100) a signal needs; default ATS_MIN_SCORE (85).
         dry_run: Score and check the limits, but send no order (the artifacts show what would have been opened).
         symbols: Scan these symbols instead of building the pools, e.g. ["BTCUSDT", "SOLUSDT"]; one the exchange does
             not trade fails the run before it does anything.

@@ -22,7 +22,7 @@ import numpy as np
 
 from ats.backtest.history import DAY_MS, History, TickerSeries
 from ats.backtest.paper import Bar, PaperExchange
-from ats.config import Settings
+from ats.config import DEFAULT_MIN_SCORE, Settings
 from ats.domain import Direction, Signal, SymbolRules, interval_ms
 from ats.exchange.base import AccountInfo
 from ats.factors.series import score_series
@@ -224,7 +224,7 @@ class TradeSettings:
     balance: Decimal = Decimal(10_000)
     slippage: Decimal = Decimal("0.0005")  # a fraction of the price, against us on every market fill
     taker_fee_rate: Decimal = DEFAULT_TAKER_FEE_RATE
-    min_score: float = 75.0
+    min_score: float = DEFAULT_MIN_SCORE
 
 
 @dataclass(slots=True)

@@ -136,7 +136,7 @@ class ScanResult:
         """Scored rows with a direction, strongest first."""
         return sorted((r for r in self.rows if r.scored and r.direction is not None), key=lambda r: -r.strength)
 
-    def signals(self, min_score: float = 75.0) -> list[Signal]:
+    def signals(self, min_score: float) -> list[Signal]:
         """Signals for the rows at or above min_score, strongest first."""
         return [r.to_signal() for r in self.ranked() if r.strength >= min_score]
 

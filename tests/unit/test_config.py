@@ -33,7 +33,7 @@ def test_defaults_are_the_documented_ones() -> None:
         Decimal(4),
         Decimal(8),
     )
-    assert settings.min_score == 75
+    assert settings.min_score == 85
     assert settings.bar_interval == "1h"
     assert settings.rest_url == "http://127.0.0.1:8765"
     assert settings.api_credentials()[0].get_secret_value() == SIM_API_KEY

@@ -145,7 +145,7 @@ def test_signals_from_rows() -> None:
     source = next(b for b in bars if b.symbol == signal.symbol)
     assert float(signal.price) == float(source.close[-1])
     assert signal.bar_open_time_ms == int(source.open_time[-1])
-    assert all(s.strength >= 75 for s in result.signals())
+    assert all(s.strength >= 75 for s in result.signals(75))
     short = make_bars(n=10)
     with pytest.raises(ValueError, match="no signal"):
         scan([short], as_of_ms=as_of_after(short)).rows[0].to_signal()
