@@ -6,8 +6,10 @@ a price pinned at its 72h extreme). Overlay: new listings (by onboard date) and 
 volume surge, taker-flow surge), refusing symbols that already moved too far (anti-chase). The universe is
 Overlay first, then Elite, without duplicates.
 
-Windows are configured in hours and converted to bars of whatever interval the caller's bars have (1m in the
-demo, 1h in production); when a symbol's history is shorter, what exists is used and the result says so.
+Windows are configured in hours and converted to bars of the caller's interval. Below an hour a bar stands for an
+hour of trading (`UniverseConfig.for_interval`): the factor model counts bars whatever the interval, and the sim's
+fast markets move every bar like an hour, so there "72 hours" means 72 bars. When a symbol's history is shorter,
+what exists is used and the result says so.
 Bars whose quote volume is unknown (history holding only OHLCV) get an estimate, volume x typical price, marked
 as such in every reason and note it shapes; an unknown taker-buy volume leaves the flow imbalance unknown.
 Everything here is pure: fetching, caching (Elite 24 h, Overlay 1 h), scheduling and storage belong to the
@@ -52,6 +54,7 @@ class UniverseConfig:
     min_quality: float = 50.0  # quality score below this excludes
     coarse_tick_fraction: float = 0.001  # tick size / price at or above this: quality 0 (moves in big steps)
     fine_tick_fraction: float = 0.0001  # ... at or below this: no tick penalty
+    move_hours: float = 1.0  # the span of the "1h" move, volume surge and taker flow
     extreme_move: float = 0.15  # |1h move| above this within the lookback excludes
     extreme_move_lookback_hours: float = 24.0
     collapse_recent_hours: float = 6.0  # recent quote volume ...
@@ -83,12 +86,19 @@ class UniverseConfig:
             raise ValueError("invalid UniverseConfig: fine_tick_fraction must be below coarse_tick_fraction")
 
     def time_scaled(self, factor: float) -> UniverseConfig:
-        """The same rules with every window multiplied by `factor`: a compressed market (the demo's 1m bars
-        that move like hourly bars) uses factor 1/60, so "72 hours" means 72 of its bars."""
+        """The same rules with every window multiplied by `factor`: a compressed market (1m bars that move like
+        hourly bars) uses factor 1/60, so "72 hours" means 72 of its bars."""
         if factor <= 0:
             raise ValueError("the time factor must be positive")
         hours = {k: v * factor for k, v in _fields(self).items() if k.endswith("_hours")}
         return replace(self, **hours)
+
+    def for_interval(self, interval: str) -> UniverseConfig:
+        """The rules as the pools of a market of `interval` bars read them: below an hour every bar stands for an
+        hour (the factor model counts bars; the sim's `--interval 1m` market moves each bar like an hour), so the
+        windows, listing ages and refresh periods are scaled to bar / hour; hourly and coarser bars keep hours."""
+        step = interval_ms(interval)
+        return self if step >= HOUR_MS else self.time_scaled(step / HOUR_MS)
 
 
 def _fields(config: UniverseConfig) -> dict[str, Any]:
@@ -264,7 +274,7 @@ def measure(bars: Bars, now_ms: int, config: UniverseConfig) -> SymbolStats | No
     def window(hours: float) -> int:
         return min(bars_for(hours, b.interval), n)
 
-    hour = bars_for(1.0, b.interval)
+    hour = bars_for(config.move_hours, b.interval)
     lag = min(hour, n - 1)
     close, quote = b.close, quote_known
     moves = close[lag:] / close[:-lag] - 1.0
@@ -322,8 +332,8 @@ def _usable(bars: Bars, quote: FloatArray) -> npt.NDArray[np.bool_]:
 def _caveats(n: int, interval: str, config: UniverseConfig) -> tuple[str, ...]:
     """The windows that `n` usable bars of `interval` do not cover (what exists is used), in the order read."""
     found: list[str] = []
-    hour = bars_for(1.0, interval)
-    if interval_ms(interval) > HOUR_MS:
+    hour = bars_for(config.move_hours, interval)
+    if interval_ms(interval) > config.move_hours * HOUR_MS:
         found.append(f"1h windows measured over one {interval} bar")
     if hour >= n:
         found.append(f"1h move ({n} of {hour + 1} bars)")
@@ -348,7 +358,8 @@ def _windows_read(config: UniverseConfig) -> tuple[tuple[float, str], ...]:
 
 def _bars_covering(interval: str, config: UniverseConfig) -> int:
     """Usable bars from which `_caveats` no longer changes (every window it reports on is covered)."""
-    return max(bars_for(1.0, interval) + 1, *(bars_for(hours, interval) for hours, _ in _windows_read(config)))
+    windows = (bars_for(hours, interval) for hours, _ in _windows_read(config))
+    return max(bars_for(config.move_hours, interval) + 1, *windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +477,7 @@ def measure_series(bars: Bars, config: UniverseConfig, *, max_bars: int | None =
     def window(hours: float) -> IntArray:
         return np.minimum(bars_for(hours, b.interval), n)
 
-    hour = bars_for(1.0, b.interval)
+    hour = bars_for(config.move_hours, b.interval)
     lag = np.minimum(hour, n - 1)
     move = close[end] / close[end - lag] - 1.0
     # The extreme-move lookback reads the last `lookback` 1h moves, of which n - hour exist.

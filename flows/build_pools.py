@@ -7,6 +7,7 @@ from tasks.market import (
     PoolsDue,
     PoolsOutcome,
     fetch_tickers,
+    pool_config,
     pools_due,
     refresh_bars,
     select_pools,
@@ -35,10 +36,11 @@ async def build_pools(force_elite: bool = False) -> PoolsOutcome:
         tickers = await fetch_tickers(rt)
         now = await sync_time(rt)
         stored = stored_pools(rt)
-        due = pools_due(stored.elite, stored.overlay, now, rt.settings.universe, rt.settings.bar_interval)
+        config = pool_config(rt)
+        due = pools_due(stored.elite, stored.overlay, now, config, rt.settings.bar_interval)
         if force_elite:
             due = PoolsDue(elite=True, overlay=due.overlay)
-        wanted = symbols_for_pools(rules, tickers, now, rt.settings.universe, elite=stored.elite, due=due)
+        wanted = symbols_for_pools(rules, tickers, now, config, elite=stored.elite, due=due)
         bars = await refresh_bars(rt, wanted, now)
         outcome = await select_pools(rt, rules, tickers, stored, due, bars, now)
         await acreate_markdown_artifact(

@@ -1,7 +1,8 @@
 """The simulated exchange's matching engine and account: USDⓈ-M perpetuals, one-way mode, Decimal money.
 
-Hedge mode is refused (POST /fapi/v1/positionSide/dual with true answers -1002, as for an account that may not
-use it), so a client learns at the switch, not at its first order.
+Hedge mode is refused (POST /fapi/v1/positionSide/dual with true answers -1002 UNAUTHORIZED, "You are not
+authorized to execute this request."), so a client learns at the switch, not at its first order. Binance documents
+no code of its own for an account refused hedge mode; -1002 is its generic refusal (USDⓈ-M error-code page).
 
 One `Engine` is one account. Its order operations take Binance's request parameters (a mapping of strings,
 as they arrive over HTTP) and return Binance's response JSON, raising `SimError(code, msg)` with Binance's
@@ -1770,7 +1771,9 @@ class Engine:
         if amount <= 0:
             raise SimError(-4055, "Amount must be positive.")
         pos = self.position(symbol)
-        if pos.amount == 0 or not self._isolated(symbol):
+        if not self._isolated(symbol):
+            raise SimError(-4049, "Add margin only support for isolated position.")
+        if pos.amount == 0:
             raise SimError(-4054, "Cannot add position margin: position is 0.")
         if kind == 1 and amount > self.available_balance():
             raise SimError(-4050, "Cross balance insufficient.")
@@ -1889,6 +1892,7 @@ class Engine:
             "trades": list(self.trades),
             "income": list(self.income),
             "ids": [self._next_order_id, self._next_algo_id, self._next_trade_id, self._next_tran_id],
+            "countdowns": dict(self.countdowns),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -1927,6 +1931,9 @@ class Engine:
                 algo = decode(SimAlgoOrder, raw)
                 self.algo_orders[algo.algo_id] = algo
                 self.open_algos[algo.algo_id] = algo
+        # A countdown keeps its deadline: one that passed while the sim was down fires on the first tick, as Binance's
+        # would have fired meanwhile.
+        self.countdowns.update({s: int(t) for s, t in data.get("countdowns", {}).items() if s in known})
         self.trades.extend(data.get("trades", []))
         self.income.extend(data.get("income", []))
         ids = data.get("ids")

@@ -7,8 +7,11 @@ funding, open interest, the order book, aggregate trades and liquidations. It ad
 second of market time in normal operation) and calls back after each tick so the engine can run triggers
 and the server can push stream events.
 
-Volatility is per bar of the configured interval: with a 1m interval every bar moves like an hourly bar
-(the demo's compressed market). Prices are float64 internally; everything handed out is Decimal on the grid.
+Volatility is per bar of the configured interval: with a 1m interval every bar moves like an hourly bar (a
+compressed market). Its clock is compressed alike (`market_hour_ms`): a day of 24h statistics, the funding period
+and the listing age of old contracts are counted in market hours, so a 1m market's onboard dates, 24h tickers and
+funding times read as an hourly market's do, one bar per hour (what `UniverseConfig.for_interval` expects).
+Prices are float64 internally; everything handed out is Decimal on the grid.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from sim.specs import CATALOGUE, SymbolSpec
 
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BUY, TAKER_BUY_QUOTE = range(9)
 
-FUNDING_PERIOD_MS = 8 * 3_600_000
+HOUR_MS = 3_600_000
+FUNDING_PERIOD_HOURS = 8
 OI_SAMPLE_MS = 300_000  # open-interest history is kept on a 5-minute grid (Binance's finest period)
 OI_HISTORY_MS = 30 * 86_400_000  # Binance serves the last month only
 KLINE_INTERVALS = (*BINANCE_INTERVALS, "1M")
@@ -41,7 +45,7 @@ VOL_LEVELS = np.array([0.55, 1.0, 2.1])  # calm, normal, volatile
 MOVER_BARS = 30  # strong movers trend over their last 30 bars of history
 FORCE_ORDERS_KEPT = 1000
 TAPE_KEPT = 1000  # aggregate trades kept per symbol for /fapi/v1/aggTrades and /fapi/v1/trades
-ONBOARD_AGE_MS = 365 * 86_400_000  # contracts listed before the history began
+ONBOARD_AGE_HOURS = 365 * 24  # contracts listed before the history began
 BOOK_LEVELS = 100  # levels per side: the whole simulated book (REST depth and the diff stream cover all of it)
 BOOK_REFRESH = 8  # a resting level's quantity is redrawn every 8 book updates, levels staggered
 BOOK_ID_START = 1_000_000_000
@@ -552,6 +556,8 @@ class Market:
         self.seed = seed
         self.max_bars = max(max_bars, history_bars + 10)
         self.ticks_per_bar = self.interval_ms / 1000.0
+        self.market_hour_ms = min(self.interval_ms, HOUR_MS)  # every bar moves like an hour: a bar below it is one
+        self.funding_period_ms = FUNDING_PERIOD_HOURS * self.market_hour_ms
         s = len(self.specs)
         self.tick_size = np.array([float(spec.tick_size) for spec in self.specs])
         self.step_size = np.array([float(spec.step_size) for spec in self.specs])
@@ -569,10 +575,11 @@ class Market:
         for i in range(s):
             listed = np.flatnonzero(np.isfinite(history.bars[CLOSE, i]))
             self.listed_ms[i] = self.open_times[listed[0]] if len(listed) else bar_open
-        # A contract whose history starts with the first bar was listed before it: its onboard date is a year
-        # back whatever the bar interval, so a 1m market (1500 bars = 25 h) does not make everything "new".
+        # A contract whose history starts with the first bar was listed before it: its onboard date is a market year
+        # back, so a 1m market (1500 bars) does not make everything "new"; a newer one was listed at its first bar.
         complete = np.isfinite(history.bars[CLOSE, :, 0])
-        self.onboard_ms = np.where(complete, np.minimum(self.listed_ms, self.now_ms - ONBOARD_AGE_MS), self.listed_ms)
+        old = self.now_ms - ONBOARD_AGE_HOURS * self.market_hour_ms
+        self.onboard_ms = np.where(complete, np.minimum(self.listed_ms, old), self.listed_ms)
         closes = self.bars[CLOSE][:, -1]
         self.price = np.where(np.isfinite(closes), closes, np.array([spec.price for spec in self.specs]))
         self.last = self._on_grid(self.price)
@@ -610,7 +617,7 @@ class Market:
     def _seed_funding_history(self, history: BarHistory) -> None:
         times = self.open_times + self.interval_ms
         for position, t in enumerate(times):
-            if t % FUNDING_PERIOD_MS == 0:
+            if t % self.funding_period_ms == 0:
                 rates = self._funding_rates(history.basis[:, position])
                 for i in range(len(self.specs)):
                     close = history.bars[CLOSE, i, position]
@@ -701,7 +708,7 @@ class Market:
         self.basis = np.clip(self.basis, -0.01, 0.01)
         ema = min(1.0, seconds / 60.0)
         self.basis_ema += ema * (self.basis - self.basis_ema)
-        period_weight = min(1.0, seconds * 1000 / FUNDING_PERIOD_MS)
+        period_weight = min(1.0, seconds * 1000 / self.funding_period_ms)
         self.premium_avg += period_weight * (self.basis_ema - self.premium_avg)
         self.open_interest *= np.exp(
             0.5 * returns * np.sign(returns + 1e-12) * 0.5
@@ -727,8 +734,8 @@ class Market:
         self._record_trades(t_next, first_ids, range(len(self.specs)))
         self.book_id += 1
         self.book_time_ms = max(self.book_time_ms, t_next)
-        if (self.now_ms // FUNDING_PERIOD_MS) != (t_next // FUNDING_PERIOD_MS):
-            info.funding_time_ms = t_next - t_next % FUNDING_PERIOD_MS
+        if (self.now_ms // self.funding_period_ms) != (t_next // self.funding_period_ms):
+            info.funding_time_ms = t_next - t_next % self.funding_period_ms
             rates = self.funding_rates()
             marks = self.mark_prices()
             for i in range(len(self.specs)):
@@ -895,7 +902,7 @@ class Market:
         return np.clip(premium + np.clip(interest - premium, -0.0005, 0.0005), -0.0075, 0.0075)
 
     def next_funding_ms(self) -> int:
-        return self.now_ms - self.now_ms % FUNDING_PERIOD_MS + FUNDING_PERIOD_MS
+        return self.now_ms - self.now_ms % self.funding_period_ms + self.funding_period_ms
 
     def mark_decimals(self, i: int) -> int:
         return max(8, self.specs[i].price_precision + 2)
@@ -1227,9 +1234,9 @@ class Market:
 
     @property
     def day_ms(self) -> int:
-        """A market day. Every bar moves like an hour of trading, so with bars shorter than an hour (the
-        compressed demo market) a "day" is 24 bars: 24h statistics then agree with what the bars show."""
-        return 86_400_000 * min(self.interval_ms, 3_600_000) // 3_600_000
+        """A market day: 24 market hours, so with bars shorter than an hour a "day" is 24 bars and 24h
+        statistics agree with what the bars show."""
+        return 24 * self.market_hour_ms
 
     def ticker_24h(self, symbol: str) -> dict[str, Any]:
         i = self.index[symbol]

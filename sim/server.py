@@ -1028,7 +1028,10 @@ class SimServer:
             connection.streams.discard(stream)
 
     def _ws_request(self, connection: Connection, message: str) -> dict[str, Any] | None:
-        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS; malformed frames get Binance's error reply."""
+        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS; malformed frames get Binance's error reply (codes 2 and 3 and
+        their words from the "Live Subscribing/Unsubscribing" page's error table; "invalid stream" as Binance refuses
+        a malformed name). Binance acknowledges a well-formed name it has no stream for and stays silent; the sim
+        refuses every name it cannot serve, so a bot cannot mistake it for a stalled stream."""
         try:
             request = json.loads(message)
         except ValueError:
@@ -1044,7 +1047,7 @@ class SimServer:
             try:
                 self._check_streams(connection, params)
             except StreamError as exc:
-                return {"error": {"code": 2, "msg": str(exc)}, "id": request_id}
+                return {"error": {"code": 2, "msg": f"Invalid request: invalid stream ({exc})"}, "id": request_id}
             self._subscribe(connection, params)
             return {"result": None, "id": request_id}
         if method == "UNSUBSCRIBE":
@@ -1054,7 +1057,9 @@ class SimServer:
             return {"result": sorted(connection.streams), "id": request_id}
         if method in ("SET_PROPERTY", "GET_PROPERTY"):
             return {"result": None if method == "SET_PROPERTY" else False, "id": request_id}
-        return {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": request_id}
+        expected = "expected one of `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
+        unknown = f"Invalid request: unknown variant `{method}`, {expected}"
+        return {"error": {"code": 2, "msg": unknown}, "id": request_id}
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -34,7 +34,8 @@ _ALL_MARKET = ("!markPrice@arr", "!markPrice@arr@1s", "!forceOrder@arr", "!bookT
 
 
 class StreamError(ValueError):
-    """A stream name the sim does not serve (the reason is sent to the client)."""
+    """A stream name the sim does not serve; the reason goes to the client after Binance's own words for a refused
+    name, `{"code": 2, "msg": "Invalid request: invalid stream"}`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +55,20 @@ def parse(name: str, market: Market) -> Stream:
     """The stream behind a name, or StreamError saying why the sim refuses it."""
     if name.startswith("!"):
         if name not in _ALL_MARKET:
-            raise StreamError(f"Invalid request: unknown stream '{name}'")
+            raise StreamError(f"unknown stream '{name}'")
         return Stream(name, name)
     lowered = _normalise(name)
     continuous = _CONTINUOUS.match(lowered)
     if continuous is not None:
         symbol = continuous["pair"].upper()
         if continuous["contract"] != "perpetual":
-            raise StreamError(f"Invalid request: the sim lists perpetual contracts only ('{name}')")
+            raise StreamError(f"the sim lists perpetual contracts only ('{name}')")
         _known(symbol, market, name)
         interval = _interval(continuous["interval"], market, name)
         return Stream(lowered, "continuousKline", symbol, interval=interval)
     match = _SYMBOL_STREAM.match(lowered)
     if match is None:
-        raise StreamError(f"Invalid request: unknown stream '{name}'")
+        raise StreamError(f"unknown stream '{name}'")
     symbol = match["symbol"].upper()
     _known(symbol, market, name)
     kind = match["kind"]
@@ -89,16 +90,16 @@ def _normalise(name: str) -> str:
 
 def _known(symbol: str, market: Market, name: str) -> None:
     if symbol not in market.index:
-        raise StreamError(f"Invalid request: unknown symbol in stream '{name}'")
+        raise StreamError(f"unknown symbol in stream '{name}'")
 
 
 def _interval(interval: str, market: Market, name: str) -> str:
     if interval not in KLINE_INTERVALS:
-        raise StreamError(f"Invalid request: invalid interval in stream '{name}'")
+        raise StreamError(f"invalid interval in stream '{name}'")
     try:
         market.check_interval(interval)
     except ValueError as exc:
-        raise StreamError(f"Invalid request: {exc} (stream '{name}')") from None
+        raise StreamError(f"{exc} (stream '{name}')") from None
     return interval
 
 

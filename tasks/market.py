@@ -67,6 +67,11 @@ class PoolsDue:
     overlay: bool
 
 
+def pool_config(rt: Runtime) -> UniverseConfig:
+    """The pool rules for the configured bar interval (scaled below an hour, see UniverseConfig.for_interval)."""
+    return rt.settings.universe.for_interval(rt.settings.bar_interval)
+
+
 def pools_due(
     elite: PoolResult | None, overlay: PoolResult | None, now_ms: int, config: UniverseConfig, interval: str
 ) -> PoolsDue:
@@ -311,7 +316,7 @@ async def select_pools(
     now_ms: int,
 ) -> PoolsOutcome:
     """Rebuild the pools that are due from tickers and stored bars, keep the others, store what was built."""
-    config = rt.settings.universe
+    config = pool_config(rt)
     interval = rt.settings.bar_interval
     wanted: list[str] = []
     if due.elite:

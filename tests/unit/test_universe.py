@@ -490,3 +490,16 @@ def test_pools_from_precomputed_stats_are_the_pools_from_bars() -> None:
     assert build_overlay(rules_o, tickers_o, {}, now_ms=NOW, config=CFG, stats=stats_o) == build_overlay(
         rules_o, tickers_o, bars_o, now_ms=NOW, config=CFG
     )
+
+
+def test_windows_count_bars_below_an_hour() -> None:
+    """Below an hour a bar stands for an hour: every window, listing age and refresh period becomes bars."""
+    config = UniverseConfig()
+    assert config.for_interval("1h") == config
+    assert config.for_interval("4h") == config
+    fast = config.for_interval("1m")
+    assert fast.move_hours * 60 == 1.0
+    assert fast.new_listing_hours * 60 == config.new_listing_hours
+    assert bars_for(fast.anomaly_window_hours, "1m") == bars_for(config.anomaly_window_hours, "1h") == 72
+    assert fast.extreme_move == config.extreme_move
+    assert fast.elite_size == config.elite_size

@@ -87,9 +87,11 @@ async def test_modify_order_amends_price_and_quantity_and_fills_when_it_crosses(
 
 async def test_isolated_position_margin_can_be_added_and_removed_with_history(sim: SimServer, client: Client) -> None:
     await sim.set_price("BTCUSDT", Decimal(90000))
-    none = await client.post("/fapi/v1/positionMargin", symbol="BTCUSDT", amount="10", type=1)
-    assert none.json()["code"] == -4054
+    cross = await client.post("/fapi/v1/positionMargin", symbol="BTCUSDT", amount="10", type=1)
+    assert cross.json()["code"] == -4049  # ADD_ISOLATED_MARGIN_REJECT
     await client.post("/fapi/v1/marginType", symbol="BTCUSDT", marginType="ISOLATED")
+    none = await client.post("/fapi/v1/positionMargin", symbol="BTCUSDT", amount="10", type=1)
+    assert none.json()["code"] == -4054  # ADD_ISOLATED_MARGIN_NO_POSITION_REJECT
     await client.post("/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
     before = sim.engine.positions["BTCUSDT"].isolated_wallet
     added = await client.post("/fapi/v1/positionMargin", symbol="BTCUSDT", amount="25", type=1)

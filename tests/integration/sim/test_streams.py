@@ -61,6 +61,16 @@ async def test_a_4h_kline_closes_only_when_its_fourth_hour_ends(sim: SimServer) 
     assert [closed[0]["k"]["o"], closed[0]["k"]["h"], closed[0]["k"]["l"], closed[0]["k"]["c"]] == rows[0][1:5]
 
 
+async def test_malformed_requests_get_binances_error_replies(sim: SimServer) -> None:
+    async with websockets.connect(f"{sim.ws_url}/market/ws") as ws:
+        await ws.send(json.dumps({"method": "SUBSCRIB", "params": [], "id": 1}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply["error"]["code"] == 2
+        assert reply["error"]["msg"].startswith("Invalid request: unknown variant `SUBSCRIB`, expected one of")
+        await ws.send("{not json")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["error"]["code"] == 3
+
+
 @pytest.mark.parametrize(
     "stream", ["btcusdt@kline_1m", "btcusdt@kline_7m", "btcusdt@nonsense", "nopeusdt@aggTrade", "!everything"]
 )
@@ -70,6 +80,7 @@ async def test_streams_the_sim_cannot_serve_are_refused_with_an_error(sim: SimSe
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["id"] == 7
         assert reply["error"]["code"] == 2
+        assert reply["error"]["msg"].startswith("Invalid request: invalid stream (")  # Binance's words, then why
         assert stream in reply["error"]["msg"]
         await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 8}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"result": [], "id": 8}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 from typing import Any
 
@@ -422,6 +423,24 @@ def test_snapshot_round_trip_keeps_the_paper_account() -> None:
     assert restored.setting("BTCUSDT").margin_type == "ISOLATED"
     next_order = order(restored, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
     assert next_order["orderId"] > max(engine.orders)
+
+
+def test_a_countdown_survives_a_restart_with_state() -> None:
+    """countdownCancelAll keeps its deadline through snapshot and restore (and JSON): the orders go when it passes."""
+    engine, market, clock, _ = make()
+    price(engine, market, "ETHUSDT", "3000")
+    resting = order(engine, symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="1.000",
+                    price="2900")  # fmt: skip
+    engine.countdown_cancel_all(as_params(symbol="ETHUSDT", countdownTime=10_000))
+    restored = Engine(market, clock)
+    restored.restore(json.loads(json.dumps(engine.snapshot())))
+    clock.advance(5)
+    price(restored, market, "ETHUSDT", "3001")
+    assert resting["orderId"] in restored.open_orders
+    clock.advance(6)
+    price(restored, market, "ETHUSDT", "3002")
+    assert resting["orderId"] not in restored.open_orders
+    assert not restored.countdowns
 
 
 def test_history_is_capped() -> None:

@@ -219,13 +219,19 @@ def test_mark_index_and_premium_klines_follow_the_recorded_basis() -> None:
     assert month[-1][6] - month[-1][0] >= 27 * 86_400_000
 
 
-def test_onboard_dates_do_not_make_every_contract_new_in_a_one_minute_market() -> None:
-    m = market(interval="1m", history=1500)  # 25 hours of bars
-    new = {s.symbol for s in CATALOGUE if s.listed_bars}
-    recent = {s for s in m.symbols if m.now_ms - m.onboard_date_ms(s) <= 72 * 3_600_000}
-    assert recent == new
-    btc = m.onboard_date_ms("BTCUSDT")
-    assert m.now_ms - btc >= 365 * 86_400_000
+def test_a_one_minute_market_keeps_time_in_market_hours_of_one_bar() -> None:
+    """Every 1m bar moves like an hour, so listing ages, 24h windows and funding count one bar as an hour."""
+    m = market(interval="1m", history=1500)
+    bar = 60_000
+    ages = {s: (m.now_ms - m.onboard_date_ms(s)) // bar for s in m.symbols}
+    assert {s: ages[s] for s in ages if ages[s] < 1500} == {s.symbol: s.listed_bars for s in CATALOGUE if s.listed_bars}
+    assert ages["BTCUSDT"] >= 365 * 24
+    assert m.day_ms == 24 * bar
+    assert m.next_funding_ms() % (8 * bar) == 0
+    assert 0 < m.next_funding_ms() - m.now_ms <= 8 * bar
+    times = [t for t, _, _ in m.funding_history[m.index["BTCUSDT"]]]
+    assert len(times) > 100
+    assert {b - a for a, b in itertools.pairwise(times)} == {8 * bar}
 
 
 def test_replay_reads_binances_public_data_layout_with_empty_columns(tmp_path: Path) -> None:
