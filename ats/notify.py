@@ -45,6 +45,7 @@ class NoteKind(StrEnum):
     RESULT = "result"
     ALERT = "alert"
     REPORT = "report"
+    ANSWER = "answer"  # the bot's answer to a command
 
 
 class ExitReason(StrEnum):
@@ -264,7 +265,19 @@ class DailyReport:
         return self.realized_pnl - self.fees + self.funding
 
 
-Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote | DailyReport
+@dataclass(frozen=True, slots=True)
+class AnswerNote:
+    """The bot's answer to a person's command, rendered already (ats.operator builds it)."""
+
+    command: str
+    text: str
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.ANSWER
+
+
+Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote | DailyReport | AnswerNote
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -471,6 +484,8 @@ def render(note: Notification) -> str:
             return render_alert(note)
         case DailyReport():
             return render_daily_report(note)
+        case AnswerNote():
+            return note.text
 
 
 _TAG_RE = re.compile(r"</?[a-z]+>")
@@ -587,6 +602,28 @@ class TelegramNotifier:
         result = response.json().get("result")
         username = result.get("username") if isinstance(result, dict) else None
         return f"@{username}" if username else "a bot without a username"
+
+    async def updates(self, offset: int | None, wait_s: float) -> list[dict[str, Any]]:
+        """getUpdates, long-polling up to `wait_s`: the messages sent to the bot from `offset` on (each earlier
+        update is confirmed to Telegram and never comes again)."""
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getUpdates"
+        query: dict[str, Any] = {"timeout": int(wait_s), "allowed_updates": ["message"]}
+        if offset is not None:
+            query["offset"] = offset
+        failure: NotifyError | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.post(url, json=query, timeout=wait_s + 10)
+        except httpx.TimeoutException:
+            failure = NotifyUnavailable("telegram: getUpdates timed out")
+        except httpx.HTTPError as exc:
+            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
+        if failure is not None:  # raised outside the except blocks, as in send()
+            raise failure
+        assert response is not None
+        self._check(response)
+        result = response.json().get("result")
+        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     def _check(self, response: httpx.Response) -> None:
         try:

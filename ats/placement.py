@@ -66,8 +66,13 @@ class LedgerDay:
     realized_pnl: Decimal = ZERO  # gross, from fills
     fees: Decimal = ZERO
     funding: Decimal = ZERO  # signed: positive received
-    halted: bool = False
+    halted: bool = False  # new entries are halted now
     halted_reason: str | None = None
+    halted_by: str | None = None  # who or what halted them (ats.operator.LOSS_LIMIT, close-all (cli), a person)
+    halted_ms: int | None = None
+    until_resumed: bool = False  # a pause: it lasts past 00:00 UTC until someone resumes
+    resumed_by: str | None = None  # who lifted the day's last halt, and when
+    resumed_ms: int | None = None
 
     @property
     def net_realized(self) -> Decimal:

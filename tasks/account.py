@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,10 +11,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
-from ats.domain import Direction
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
+from ats.operator import AccountStatus, PositionLine
 from ats.placement import LedgerDay
 from db import market, risk_state
 from db.models import AccountSnapshotRow
@@ -43,42 +43,6 @@ async def send_notifications(rt: Runtime) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True, slots=True)
-class PositionLine:
-    symbol: str
-    direction: Direction
-    quantity: Decimal
-    entry_price: Decimal
-    mark_price: Decimal
-    unrealized_pnl: Decimal
-    leverage: int | None
-    stop: Decimal | None
-    tp1: str  # "waiting", "hit", "single target", "not placed yet" or "-" (not managed)
-    managed: bool
-    tick_size: Decimal | None = None  # the symbol's, for showing prices on its grid (None: not managed)
-
-    @property
-    def pnl_pct(self) -> Decimal:
-        """Unrealised PnL in percent of the entry notional."""
-        notional = self.entry_price * self.quantity
-        return self.unrealized_pnl / notional * HUNDRED if notional else ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class AccountStatus:
-    time_ms: int
-    wallet_balance: Decimal
-    unrealized_pnl: Decimal
-    margin_balance: Decimal
-    available_balance: Decimal
-    positions: list[PositionLine]
-    max_positions: int
-    pending_entries: list[str]  # symbols whose entry is recorded but not filled
-    realized_today: Decimal  # net of fees and funding
-    halted: str | None
-    notes: list[str] = field(default_factory=list)
 
 
 def position_lines(

@@ -29,6 +29,7 @@ from ats.execution import ExecutionDeferred, Executor
 from ats.lifecycle import CloseRequested
 from ats.log import redact
 from ats.notify import AlertNote, make_notifier, render
+from ats.operator import close_all_halter
 from db import risk_state
 from db.journal import PostgresJournal, enqueue_notification
 from db.outbox import deliver_pending
@@ -139,7 +140,9 @@ async def open_emergency(
 async def record_halt(em: Emergency, database: Database, reason: str) -> None:
     """Halt new entries until 00:00 UTC, so the next cycle does not open new positions."""
     with database.session() as session:
-        risk_state.record_halt(session, em.account, em.clock.now_ms(), f"close-all: {reason}")
+        risk_state.record_halt(
+            session, em.account, em.clock.now_ms(), f"close-all: {reason}", by=close_all_halter(em.source)
+        )
 
 
 async def close_managed_positions(em: Emergency, database: Database, reason: str) -> tuple[list[str], dict[str, str]]:

@@ -34,6 +34,7 @@ from ats.factors import last_closed_open_time
 from ats.health import health_policy
 from ats.lifecycle import OrderRejected, OrderState
 from ats.notify import AlertNote
+from ats.operator import LOSS_LIMIT
 from ats.placement import (
     SIGNAL_MAX_AGE_BARS,
     Candidate,
@@ -167,7 +168,7 @@ async def record_entries(
         if not dry_run:
             risk_state.note_unrealized(session, account, now, view.snapshot.unrealized_pnl, view.snapshot.daily_pnl)
             if new_halt and halted is not None:
-                risk_state.record_halt(session, account, now, halted)
+                risk_state.record_halt(session, account, now, halted, by=LOSS_LIMIT)
                 day = utc_day_start_ms(now)
                 enqueue_notification(session, account, f"halt:{day}", AlertNote("New entries halted", halted))
             for decision in decisions:

@@ -186,9 +186,7 @@ async def test_close_all_leaves_its_report_in_prefect_when_it_answers(
 def test_close_all_with_keys_in_unreachable_secret_blocks_says_how_to_fix_it(
     exchange_env: FlowEnv, tmp_path: Path
 ) -> None:
-    done = close_all(
-        exchange_env, tmp_path, ATS_EXCHANGE__API_KEY_BLOCK="key", ATS_EXCHANGE__API_SECRET_BLOCK="s"
-    )
+    done = close_all(exchange_env, tmp_path, ATS_EXCHANGE__API_KEY_BLOCK="key", ATS_EXCHANGE__API_SECRET_BLOCK="s")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "ATS_EXCHANGE__API_KEY_FILE" in done.stderr
