@@ -112,25 +112,33 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
     async with leading(settings, sim, db):
         await desk.open("BTCUSDT")
         entered, help_ = await ask(fake_telegram, "/help", answers=2)  # the outbox sends the entry's message first
-        assert "BTCUSDT</b> entered" in entered and "/closeall" in help_
+        assert "BTCUSDT</b> entered" in entered
+        assert "/closeall" in help_
 
         # Another chat is ignored: recorded and logged, never answered.
         stranger = fake_telegram.write("/closeall", chat_id="-999")
         (status,) = await ask(fake_telegram, "/status")
-        assert "Status" in status and "Positions 1/" in status and "New entries allowed" in status
+        assert "Status" in status
+        assert "Positions 1/" in status
+        assert "New entries allowed" in status
         assert status.startswith("<b>[SIM]</b>")
 
         (positions,) = await ask(fake_telegram, "/positions")
-        assert "BTCUSDT LONG" in positions and "stop " in positions and "TP1 waiting" in positions
+        assert "BTCUSDT LONG" in positions
+        assert "stop " in positions
+        assert "TP1 waiting" in positions
         (pools,) = await ask(fake_telegram, "/pools@ats_test_bot")
         assert "elite: not built yet" in pools
         (daily,) = await ask(fake_telegram, "/daily")
-        assert "Daily report" in daily and "Open (1)" in daily
+        assert "Daily report" in daily
+        assert "Open (1)" in daily
 
         (paused,) = await ask(fake_telegram, "/pause")
         assert "Paused" in paused
         day = ledger(db)
-        assert day.halted and day.until_resumed and day.halted_by == "telegram @operator"
+        assert day.halted
+        assert day.until_resumed
+        assert day.halted_by == "telegram @operator"
         (again,) = await ask(fake_telegram, "/pause")
         assert "Already paused by telegram @operator" in again
         (status,) = await ask(fake_telegram, "/status")
@@ -138,7 +146,8 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
         (resumed,) = await ask(fake_telegram, "/resume")
         assert "Resumed" in resumed
         day = ledger(db)
-        assert not day.halted and day.resumed_by == "telegram @operator"
+        assert not day.halted
+        assert day.resumed_by == "telegram @operator"
 
         (confirm,) = await ask(fake_telegram, "/closeall")
         assert f"/closeall {CODE}" in confirm
@@ -150,20 +159,25 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
         assert any("Close-all: /closeall by @operator" in m and "BTCUSDT" in m for m in told), told
         assert await desk.exchange.positions() == []
         day = ledger(db)
-        assert day.halted and day.halted_by == "close-all (telegram)"
+        assert day.halted
+        assert day.halted_by == "close-all (telegram)"
         (used,) = await ask(fake_telegram, f"/closeall {CODE}")
         assert "used already" in used
         (lifted,) = await ask(fake_telegram, "/resume")
-        assert "Resumed" in lifted and "close-all: /closeall by @operator" in lifted
+        assert "Resumed" in lifted
+        assert "close-all: /closeall by @operator" in lifted
         assert not ledger(db).halted
 
     rows = commands(db)
     (ignored,) = [r for r in rows if r.status == "ignored"]
-    assert ignored.update_id == stranger and ignored.chat_id == "-999" and ignored.answer is None
+    assert ignored.update_id == stranger
+    assert ignored.chat_id == "-999"
+    assert ignored.answer is None
     assert all(r.status == "answered" and r.answer for r in rows if r is not ignored)
     with db.session() as session:
         answers = session.scalars(select(NotificationRow.status).where(NotificationRow.kind == "answer")).all()
-    assert len(answers) == len(rows) - 1 and set(answers) == {"sent"}
+    assert len(answers) == len(rows) - 1
+    assert set(answers) == {"sent"}
 
     # A restart takes up after the newest recorded update: nothing is answered twice.
     sent_before, polls_before = len(fake_telegram.sent()), len(fake_telegram.offsets())
