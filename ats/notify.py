@@ -254,6 +254,7 @@ class DailyReport:
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
     halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
+    lifted: str | None = None  # who lifted that halt, and when
     notes: tuple[str, ...] = ()
 
     @property
@@ -456,6 +457,8 @@ def render_daily_report(note: DailyReport) -> str:
     ]
     if note.halted:
         lines.append(f"⛔ New entries halted: {_e(note.halted)}")
+    if note.lifted:
+        lines.append(f"✅ Halt lifted by {_e(note.lifted)}")
     if note.open_positions:
         lines.append(f"Open ({len(note.open_positions)}):")
         lines.extend(

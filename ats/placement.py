@@ -17,6 +17,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Signal, SymbolRules, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Action, Phase, Policy, Position, Role, open_position, open_risk
+from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
 
 ZERO = Decimal(0)
@@ -56,6 +57,13 @@ class EntryDecision:
     @property
     def approved(self) -> bool:
         return self.order is not None
+
+
+def refusal_note(decision: EntryDecision) -> AlertNote:
+    """The follow-up to a signal's message when the placement refuses it: it was not traded, and why."""
+    signal = decision.signal
+    why = f"{decision.reason or 'no reason given'} ({decision.code})" if decision.code else decision.reason or ""
+    return AlertNote(f"Signal not traded: {signal.direction.value} {signal.strength:.0f}", why, signal.symbol)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
+from ats.clock import datetime_to_ms, format_utc, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
@@ -145,6 +145,14 @@ def utc_day(day: str | None, now_ms: int) -> int:
     return datetime_to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
 
 
+def day_halt(ledger: LedgerDay) -> str | None:
+    """The day's halt as the report names it: its reason and who halted (None: the day was never halted)."""
+    if not ledger.halted and ledger.resumed_ms is None:
+        return None
+    reason = ledger.halted_reason or "reason not recorded"
+    return f"{reason} (by {ledger.halted_by})" if ledger.halted_by else reason
+
+
 def day_stats(
     day_start_ms: int,
     trades: list[risk_state.ClosedTrade],
@@ -181,7 +189,8 @@ def day_stats(
             )
             for p in sorted(positions, key=lambda p: p.symbol)
         ),
-        halted=(ledger.halted_reason or "reason not recorded") if ledger.halted else None,
+        halted=day_halt(ledger),
+        lifted=f"{ledger.resumed_by} at {format_utc(ledger.resumed_ms)}" if ledger.resumed_ms is not None else None,
         notes=tuple(notes),
     )
     return DayStats(report, dict(exits), tp1_hits, win_rate)

@@ -45,6 +45,7 @@ from ats.placement import (
     halt_reason,
     open_approved,
     placement_of,
+    refusal_note,
 )
 from ats.risk import AccountSnapshot
 from db import market, risk_state
@@ -193,6 +194,8 @@ def _record(
 ) -> None:
     if decision.order is None or decision.key is None:
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
+        key = f"refused:{decision.signal_id}:{decision.code}"
+        enqueue_notification(session, rt.account, key, refusal_note(decision))
         return
     order = decision.order
     # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
