@@ -107,7 +107,7 @@ async def serve(
         monitor = Monitor(
             settings=settings,
             exchange=exchange,
-            journal=PostgresJournal(database, settings.account, fence=fence),
+            journal=PostgresJournal(database, settings.account, fence=fence, language=settings.language),
             user_stream=BinanceUserStream.from_settings(settings, listen_keys, clock=clock),
             market_stream=BinanceMarketStream.from_settings(settings, clock=clock),
             clock=clock,
@@ -135,6 +135,7 @@ async def serve(
         health_check_s=settings.watchdog.check_interval_s,
         deliver=deliver,
         systemd=SystemdNotifier.from_env(),
+        language=settings.language,
     )
     try:
         await supervisor.run(stop)

@@ -156,7 +156,7 @@ class TelegramBot:
                 await self._answer(incoming, command, now, lambda _: positions_answer(status.positions, language))
             case "daily":
                 report = await self._operations.daily()
-                await self._answer(incoming, command, now, lambda _: render(report))
+                await self._answer(incoming, command, now, lambda _: render(report, language))
             case "pools":
                 await self._answer(incoming, command, now, self._pools)
             case "pause":

@@ -83,7 +83,8 @@ class Emergency:
         return self.settings.account
 
     def executor(self, database: Database) -> Executor:
-        return Executor(self.exchange, PostgresJournal(database, self.account), self.clock, source=self.source)
+        journal = PostgresJournal(database, self.account, language=self.settings.language)
+        return Executor(self.exchange, journal, self.clock, source=self.source)
 
 
 async def open_database(settings: Settings, wait_s: float = DATABASE_WAIT_S) -> tuple[Database | None, str | None]:
@@ -220,7 +221,9 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
     if em.database is not None:
         try:
             with em.database.session() as session:
-                enqueue_notification(session, em.account, f"close-all:{em.clock.now_ms()}", note)
+                enqueue_notification(
+                    session, em.account, f"close-all:{em.clock.now_ms()}", note, language=em.settings.language
+                )
         except Exception as exc:
             em.log.warning(f"the alert could not be recorded ({why(exc)}): sending it directly")
         else:
@@ -235,7 +238,7 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
             return None
     notifier = make_notifier(em.settings.telegram, venue=em.settings.venue)
     try:
-        await asyncio.wait_for(notifier.send(render(note)), NOTIFY_WAIT_S)
+        await asyncio.wait_for(notifier.send(render(note, em.settings.language)), NOTIFY_WAIT_S)
     except Exception as exc:
         em.log.warning(f"the alert could not be sent: {why(exc)}")
         return f"the alert could not be sent ({why(exc)})"

@@ -171,7 +171,9 @@ async def record_entries(
             if new_halt and halted is not None:
                 risk_state.record_halt(session, account, now, halted, by=LOSS_LIMIT)
                 day = utc_day_start_ms(now)
-                enqueue_notification(session, account, f"halt:{day}", AlertNote("New entries halted", halted))
+                enqueue_notification(
+                    session, account, f"halt:{day}", AlertNote("New entries halted", halted), language=settings.language
+                )
             for decision in decisions:
                 _record(session, rt, decision, rules, exchange.taker_fee_rate)
     logger = run_logger()
@@ -195,7 +197,7 @@ def _record(
     if decision.order is None or decision.key is None:
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
         key = f"refused:{decision.signal_id}:{decision.code}"
-        enqueue_notification(session, rt.account, key, refusal_note(decision))
+        enqueue_notification(session, rt.account, key, refusal_note(decision), language=rt.settings.language)
         return
     order = decision.order
     # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
@@ -220,7 +222,9 @@ def _record(
         tp1_qty=levels.tp1_qty,
         tp2_qty=levels.tp2_qty,
     )
-    record_new_position(session, rt.account, position, actions, source="flow", intent=intent)
+    record_new_position(
+        session, rt.account, position, actions, source="flow", intent=intent, language=rt.settings.language
+    )
     market.set_signal_status(session, decision.signal_id, "accepted", intent_key=decision.key)
 
 
