@@ -16,13 +16,12 @@ from ats.domain import Direction
 from ats.emergency import CloseAllReport
 from ats.messages import Language, say
 from ats.notify import DailyReport, fmt_pct, fmt_price, fmt_qty, fmt_usdt
-from ats.placement import LedgerDay
+from ats.placement import LOSS_LIMIT, LedgerDay
 from ats.universe import PoolResult
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
-LOSS_LIMIT = "daily-loss-limit"  # who halts a day at the daily loss limit: nobody may lift that halt
 CODE_TTL_MS = 60_000  # a /closeall confirmation code is good for this long, once
 COMMANDS = ("help", "start", "status", "positions", "daily", "pools", "pause", "resume", "closeall")
 

@@ -31,6 +31,10 @@ class SkipReason(StrEnum):
     CYCLE_LIMIT = "max_new_positions"
     NO_PRICE = "no_price"
     NO_MONITOR = "no_monitor"  # no monitor would protect the position (db.health.entry_refusal)
+    HALTED = "halted"  # a close-all's halt or a person's pause (the loss limit's is RefusalReason.DAILY_LOSS_LIMIT)
+
+
+LOSS_LIMIT = "daily-loss-limit"  # who halts a day at the daily loss limit: nobody may lift that halt
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,13 @@ def halt_reason(ledger: LedgerDay, snapshot: AccountSnapshot, limits: RiskLimits
     return None, False
 
 
+def halt_code(ledger: LedgerDay) -> str:
+    """The refusal code of entries refused by the day's halt: the loss limit's, or a close-all's or a pause's."""
+    if not ledger.halted or ledger.halted_by in (None, LOSS_LIMIT):
+        return RefusalReason.DAILY_LOSS_LIMIT
+    return SkipReason.HALTED
+
+
 def with_entry(snapshot: AccountSnapshot, order: SizedOrder, taker_fee_rate: Decimal) -> AccountSnapshot:
     """The snapshot after an approved entry: one more (pending) exposure, its margin and its risk spent."""
     spent = order.margin + order.notional * taker_fee_rate
@@ -126,6 +137,7 @@ def decide_entries(
     rules: Mapping[str, SymbolRules],
     marks: Mapping[str, Decimal],
     halted: str | None,
+    halted_code: str = RefusalReason.DAILY_LOSS_LIMIT,
     no_monitor: str | None = None,
     newest_bar_ms: int,
     interval: str,
@@ -145,7 +157,7 @@ def decide_entries(
         symbol_rules = rules.get(signal.symbol)
         mark = marks.get(signal.symbol)
         if halted is not None:
-            decisions.append(refuse(RefusalReason.DAILY_LOSS_LIMIT, halted))
+            decisions.append(refuse(halted_code, halted))
         elif no_monitor is not None:
             decisions.append(refuse(SkipReason.NO_MONITOR, no_monitor))
         elif signal.bar_open_time_ms < oldest_bar:

@@ -34,14 +34,15 @@ from ats.factors import last_closed_open_time
 from ats.health import health_policy
 from ats.lifecycle import OrderRejected, OrderState
 from ats.notify import AlertNote
-from ats.operator import LOSS_LIMIT
 from ats.placement import (
+    LOSS_LIMIT,
     SIGNAL_MAX_AGE_BARS,
     Candidate,
     EntryDecision,
     Placement,
     PlacementResult,
     decide_entries,
+    halt_code,
     halt_reason,
     open_approved,
     placement_of,
@@ -160,6 +161,7 @@ async def record_entries(
             rules=rules,
             marks=exchange.marks,
             halted=halted,
+            halted_code=halt_code(view.ledger),
             no_monitor=no_monitor,
             newest_bar_ms=newest_bar,
             interval=interval,

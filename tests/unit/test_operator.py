@@ -11,7 +11,6 @@ from ats.domain import Direction
 from ats.messages import LANGUAGES, Language
 from ats.operator import (
     CODE_TTL_MS,
-    LOSS_LIMIT,
     AccountStatus,
     Command,
     Incoming,
@@ -30,7 +29,8 @@ from ats.operator import (
     resume_refusal,
     status_answer,
 )
-from ats.placement import LedgerDay
+from ats.placement import LOSS_LIMIT, LedgerDay, SkipReason, halt_code
+from ats.risk import RefusalReason
 from ats.universe import PoolResult
 from tests.unit.test_notify import assert_valid_html
 
@@ -97,6 +97,10 @@ def test_pause_and_resume_decide_from_the_ledger() -> None:
     assert resume_refusal(closed, "en") is None
     assert "Nothing to resume" in (resume_refusal(free, "en") or "")
     assert "cannot be lifted" in (resume_refusal(limit, "en") or "")
+    # Entries refused by a halt say which halt it is: the loss limit's, or another one.
+    assert halt_code(limit) == RefusalReason.DAILY_LOSS_LIMIT
+    assert halt_code(closed) == SkipReason.HALTED
+    assert halt_code(paused) == SkipReason.HALTED
 
 
 def test_halt_lines_name_who_halted_and_who_lifted() -> None:

@@ -13,7 +13,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Band, Bars, Direction, Signal, SymbolRules, intent_key
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.lifecycle import Policy, open_position
-from ats.operator import LOSS_LIMIT
+from ats.placement import LOSS_LIMIT
 from ats.risk import AccountSnapshot, Approved, Exposure, check_entry
 from ats.universe import PoolResult
 from db import market, risk_state

@@ -16,6 +16,7 @@ from ats.clock import WallClock
 from ats.config import ExchangeSettings, MonitorSettings, Settings, TelegramSettings, Venue
 from ats.leadership import Fence
 from ats.notify import make_notifier
+from ats.placement import LedgerDay
 from db import risk_state
 from db.models import BotCommandRow, NotificationRow
 from db.outbox import deliver_pending
@@ -93,7 +94,7 @@ async def ask(telegram: FakeTelegram, text: str, *, answers: int = 1) -> list[st
     return sent[before:]
 
 
-def ledger(db: Database) -> risk_state.LedgerDay:
+def ledger(db: Database) -> LedgerDay:
     with db.session() as session:
         return risk_state.ledger_day(session, ACCOUNT, WallClock().now_ms())
 
