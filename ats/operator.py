@@ -6,6 +6,7 @@ The monitor (monitor/telegram.py) carries updates in and answers out; tasks and 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -130,7 +131,7 @@ def confirmation_request(code: str, language: Language) -> str:
 def pause_refusal(ledger: LedgerDay, language: Language) -> str | None:
     """Why a pause changes nothing (one is in force already), or None."""
     if ledger.halted and ledger.until_resumed:
-        return say(language, "bot.already_paused", by=ledger.halted_by or "?", at=_at(ledger.halted_ms))
+        return say(language, "bot.already_paused", by=_e(ledger.halted_by or "?"), at=_at(ledger.halted_ms))
     return None
 
 
@@ -139,7 +140,7 @@ def resume_refusal(ledger: LedgerDay, language: Language) -> str | None:
     if not ledger.halted:
         return say(language, "bot.not_halted")
     if ledger.halted_by == LOSS_LIMIT:
-        return say(language, "bot.loss_limit_stays", reason=ledger.halted_reason or "")
+        return say(language, "bot.loss_limit_stays", reason=_e(ledger.halted_reason or ""))
     return None
 
 
@@ -147,20 +148,26 @@ def halt_lines(ledger: LedgerDay, language: Language) -> list[str]:
     """Whether new entries are allowed, and why not: who halted them (and when a pause began); a lift today."""
     lines = []
     if ledger.halted and ledger.until_resumed:
-        lines.append(say(language, "bot.paused", by=ledger.halted_by or "?", at=_at(ledger.halted_ms)))
+        lines.append(say(language, "bot.paused", by=_e(ledger.halted_by or "?"), at=_at(ledger.halted_ms)))
     elif ledger.halted:
-        lines.append(say(language, "bot.halted", reason=ledger.halted_reason or "?", by=ledger.halted_by or "?"))
+        lines.append(
+            say(language, "bot.halted", reason=_e(ledger.halted_reason or "?"), by=_e(ledger.halted_by or "?"))
+        )
     if ledger.resumed_by is not None and not ledger.halted:
         lines.append(
             say(
                 language,
                 "bot.lifted",
-                by=ledger.resumed_by,
+                by=_e(ledger.resumed_by),
                 at=_at(ledger.resumed_ms),
-                reason=ledger.halted_reason or "?",
+                reason=_e(ledger.halted_reason or "?"),
             )
         )
     return lines or [say(language, "bot.entries_allowed")]
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 def _at(ms: int | None) -> str:
@@ -268,5 +275,5 @@ def pools_answer(pools: Mapping[str, PoolResult | None], language: Language, *, 
             )
         )
         if pool.fell_back:
-            lines.append(say(language, "bot.pool_fell_back", kind=kind, reason=pool.reason))
+            lines.append(say(language, "bot.pool_fell_back", kind=kind, reason=_e(pool.reason)))
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from ats.clock import Clock
 from ats.config import Settings
 from ats.leadership import Fence, NotLeader
-from ats.log import get_logger
+from ats.log import get_logger, redact
 from ats.messages import say
 from ats.notify import AnswerNote, NotifyError, TelegramNotifier, render
 from ats.operator import (
@@ -97,18 +98,21 @@ class TelegramBot:
                     break
                 for update in updates:
                     incoming = parse_update(update)
+                    try:
+                        if incoming is not None:
+                            self._fence.check("telegram command")
+                            await self.handle(incoming)
+                    except NotLeader:
+                        return  # the term ends; the next leader takes this update from the same offset
+                    except Exception as exc:  # the database: the update is taken again once it answers
+                        log.warning("cannot record a telegram update; retrying", error=str(exc), in_s=RETRY_S)
+                        await _pause(stop, RETRY_S)
+                        break
                     update_id = update.get("update_id")
                     if isinstance(update_id, int):
                         offset = max(offset or 0, update_id + 1)
-                    if incoming is None:
-                        continue
-                    try:
-                        self._fence.check("telegram command")
-                    except NotLeader:
-                        return  # the term ends; the next leader takes this update from the same offset
-                    await self.handle(incoming)
         finally:
-            for task in self._closing:  # an emergency stop in progress finishes (its steps are short)
+            for task in list(self._closing):  # an emergency stop in progress finishes (its steps are short)
                 with contextlib.suppress(Exception):
                     await task
             await self._api.aclose()
@@ -137,9 +141,9 @@ class TelegramBot:
             await self._dispatch(incoming, command, now)
         except NotLeader:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the exchange, or a bug: answered, and recorded as failed
             log.exception("telegram command failed", command=command.name)
-            text = say(self._language, "bot.unavailable", command=f"/{command.name}", error=type(exc).__name__)
+            text = say(self._language, "bot.unavailable", command=f"/{command.name}", error=_why(exc))
             await self._answer(incoming, command, now, lambda _: text, status="failed")
         with contextlib.suppress(Exception):  # what is not sent now, the outbox loop sends
             await self._deliver()
@@ -228,7 +232,7 @@ class TelegramBot:
             report = await self._operations.close_all(f"/closeall by {incoming.sender}", source)
         except Exception as exc:
             log.exception("close-all from Telegram failed")
-            text = say(self._language, "bot.unavailable", command="/closeall", error=type(exc).__name__)
+            text = say(self._language, "bot.unavailable", command="/closeall", error=_why(exc))
             await asyncio.to_thread(self._in_session, lambda s: self._fail(s, incoming, text))
             with contextlib.suppress(Exception):
                 await self._deliver()
@@ -281,6 +285,12 @@ class TelegramBot:
     def _in_session(self, work: Callable[[Session], Any]) -> Any:
         with self._database.session() as session:
             return work(session)
+
+
+def _why(exc: Exception) -> str:
+    """An error in an answer: its kind and first line, without secrets, as Telegram HTML."""
+    first = redact(str(exc)).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return html.escape(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, quote=False)
 
 
 async def _until(stop: asyncio.Event, work: Awaitable[Any]) -> Any:
