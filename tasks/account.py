@@ -122,7 +122,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         max_positions=rt.settings.limits.max_concurrent_positions,
         pending_entries=pending,
         realized_today=ledger.net_realized,
-        halted=ledger.halted_reason if ledger.halted else None,
+        halted=day_halt(ledger) if ledger.halted else None,
         notes=notes,
     )
 
