@@ -1,11 +1,11 @@
-"""Telegram commands through the real path: the supervisor's leader runs the monitor and the bot, which polls a
-loopback Telegram API, answers through the outbox and acts on the simulated exchange and PostgreSQL; a restart
-takes up at the recorded offset and handles nothing twice."""
+"""Telegram commands through the real path: `ats monitor`'s serve() leads, runs the monitor and the bot, which
+polls a loopback Telegram API, answers through the outbox and acts on the simulated exchange and PostgreSQL; a
+restart takes up at the recorded offset and handles nothing twice."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,23 +13,16 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from ats.clock import WallClock
-from ats.config import ExchangeSettings, MonitorSettings, Settings, TelegramSettings, Venue
-from ats.leadership import Fence
-from ats.notify import make_notifier
+from ats.config import ExchangeSettings, MonitorSettings, Settings, TelegramSettings, Venue, WatchdogSettings
 from ats.placement import LedgerDay
 from db import risk_state
 from db.models import BotCommandRow, NotificationRow
-from db.outbox import deliver_pending
 from db.session import Database
-from monitor.metrics import MonitorMetrics
-from monitor.supervisor import Runnable, Supervisor
-from monitor.telegram import TelegramBot, WithBot
+from monitor.app import serve
 from sim.server import SimServer
 from tasks.operations import RuntimeOperations
 from tests.fixtures.telegram import CHAT_ID, TOKEN, FakeTelegram
-from tests.integration.monitor.harness import ACCOUNT, Desk, build_monitor, wait_for
-
-CODE = "123456"
+from tests.integration.monitor.harness import ACCOUNT, FAST, Desk, wait_for
 
 
 def bot_settings(sim: SimServer, db: Database, api_url: str) -> Settings:
@@ -46,44 +39,25 @@ def bot_settings(sim: SimServer, db: Database, api_url: str) -> Settings:
         ),
         monitor=MonitorSettings(reconcile_interval_s=600.0),
         telegram=TelegramSettings(token=SecretStr(TOKEN), chat_id=CHAT_ID, api_url=api_url, poll_s=1.0),
+        watchdog=WatchdogSettings(cycle_overdue_min=0),  # no cycle runs here: nothing else to tell
     )
 
 
 @asynccontextmanager
-async def leading(settings: Settings, sim: SimServer, db: Database) -> AsyncIterator[MonitorMetrics]:
-    """The supervisor with the monitor and the bot, as monitor.app wires them, until the block ends."""
-    clock = WallClock()
-    metrics = MonitorMetrics()
-    notifier = make_notifier(settings.telegram, venue=settings.venue)
-    deliver = functools.partial(deliver_pending, db, ACCOUNT, notifier, clock)
-
-    async def build(fence: Fence) -> Runnable:
-        monitor = build_monitor(settings, sim.api_key, sim.api_secret, db, metrics, fence)
-        operations = RuntimeOperations(settings, db, clock)
-        bot = TelegramBot(settings, db, operations, clock, fence=fence, deliver=deliver, randbelow=lambda _: 123456)
-        return WithBot(monitor, bot)
-
-    supervisor = Supervisor(
-        account=ACCOUNT,
-        database=db,
-        build=build,
-        metrics=metrics,
-        clock=clock,
-        health_host="127.0.0.1",
-        health_port=0,
-        heartbeat_s=0.3,
-        standby_poll_s=0.1,
-        lease_s=4,
-    )
+async def leading(settings: Settings, telegram: FakeTelegram) -> AsyncIterator[None]:
+    """`ats monitor` in this event loop (monitor.app.serve, with the operations it is given and the test timings),
+    until the block ends; it leads once the bot polls."""
     stop = asyncio.Event()
-    running = asyncio.create_task(supervisor.run(stop))
+    polls = len(telegram.offsets())
+    running = asyncio.create_task(
+        serve(settings, health_host="127.0.0.1", health_port=0, stop=stop, tuning=FAST, operations=RuntimeOperations)
+    )
     try:
-        await wait_for(lambda: metrics.state.last_reconcile_ms, what="the first reconciliation")
-        yield metrics
+        await wait_for(lambda: len(telegram.offsets()) > polls or None, what="the leader's first poll")
+        yield
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=15)
-        await notifier.aclose()
 
 
 async def ask(telegram: FakeTelegram, text: str, *, answers: int = 1) -> list[str]:
@@ -110,10 +84,11 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
     sim: SimServer, db: Database, desk: Desk, fake_telegram: FakeTelegram
 ) -> None:
     settings = bot_settings(sim, db, fake_telegram.url)
-    async with leading(settings, sim, db):
+    async with leading(settings, fake_telegram):
         await desk.open("BTCUSDT")
-        entered, help_ = await ask(fake_telegram, "/help", answers=2)  # the outbox sends the entry's message first
+        (entered,) = await asyncio.to_thread(fake_telegram.wait_sent, 1)  # the monitor's outbox sends it
         assert "BTCUSDT</b> entered" in entered
+        (help_,) = await ask(fake_telegram, "/help")
         assert "/closeall" in help_
 
         # Another chat is ignored: recorded and logged, never answered.
@@ -151,18 +126,20 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
         assert day.resumed_by == "telegram @operator"
 
         (confirm,) = await ask(fake_telegram, "/closeall")
-        assert f"/closeall {CODE}" in confirm
-        (wrong,) = await ask(fake_telegram, "/closeall 000000")
+        found = re.search(r"/closeall (\d{6})", confirm)
+        assert found is not None, confirm
+        code = found.group(1)
+        (wrong,) = await ask(fake_telegram, f"/closeall {(int(code) + 1) % 1_000_000:06d}")
         assert "Wrong code" in wrong
         assert (await desk.exchange.positions()) != []
-        started, *told = await ask(fake_telegram, f"/closeall {CODE}", answers=3)  # and the close, and the report
+        started, *told = await ask(fake_telegram, f"/closeall {code}", answers=3)  # and the close, and the report
         assert "Close-all confirmed" in started
         assert any("Close-all: /closeall by @operator" in m and "BTCUSDT" in m for m in told), told
         assert await desk.exchange.positions() == []
         day = ledger(db)
         assert day.halted
         assert day.halted_by == "close-all (telegram)"
-        (used,) = await ask(fake_telegram, f"/closeall {CODE}")
+        (used,) = await ask(fake_telegram, f"/closeall {code}")
         assert "used already" in used
         (lifted,) = await ask(fake_telegram, "/resume")
         assert "Resumed" in lifted
@@ -182,7 +159,7 @@ async def test_each_command_answers_and_acts_once_from_the_configured_chat_only(
 
     # A restart takes up after the newest recorded update: nothing is answered twice.
     sent_before, polls_before = len(fake_telegram.sent()), len(fake_telegram.offsets())
-    async with leading(settings, sim, db):
+    async with leading(settings, fake_telegram):
         (status,) = await ask(fake_telegram, "/status")
         assert "Halt lifted by telegram @operator" in status
     assert fake_telegram.offsets()[polls_before] == rows[-1].update_id + 1
