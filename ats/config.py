@@ -182,7 +182,7 @@ class TelegramSettings(_Section):
     chat_id: str | None = None
     api_url: str = "https://api.telegram.org"
     commands: bool = Field(True, description="the leading monitor answers commands from chat_id (/status, ...)")
-    poll_s: float = Field(25.0, ge=0, le=50, description="getUpdates long-poll: how long one request waits")
+    poll_s: float = Field(25.0, ge=1, le=50, description="getUpdates long-poll: how long one request waits")
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
