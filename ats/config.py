@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from ats.domain import BINANCE_INTERVALS
 from ats.exchange.signing import make_signer
+from ats.messages import Language
 from ats.universe import UniverseConfig
 
 ENV_PREFIX = "ATS_"
@@ -185,6 +186,8 @@ class TelegramSettings(_Section):
     token_block: str | None = Field(None, description="Name of a Prefect Secret block holding the bot token")
     chat_id: str | None = None
     api_url: str = "https://api.telegram.org"
+    commands: bool = Field(True, description="the leading monitor answers commands from chat_id (/status, ...)")
+    poll_s: float = Field(25.0, ge=1, le=50, description="getUpdates long-poll: how long one request waits")
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
@@ -243,6 +246,7 @@ class Settings(BaseSettings):
     min_score: float = Field(DEFAULT_MIN_SCORE, ge=0, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+    language: Language = Field("en", description="messages and reports: en (English) or zh (Chinese)")
     exchange: ExchangeSettings = ExchangeSettings()
     limits: RiskLimits = RiskLimits()
     levels: LevelSettings = LevelSettings()

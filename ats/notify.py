@@ -26,6 +26,7 @@ from ats.clock import format_utc
 from ats.config import LevelSettings, RiskLimits, TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 from ats.log import get_logger, redact
+from ats.messages import Language, say
 from ats.risk import choose_leverage, level_prices, plan_levels
 
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ class NoteKind(StrEnum):
     RESULT = "result"
     ALERT = "alert"
     REPORT = "report"
+    ANSWER = "answer"  # the bot's answer to a command
 
 
 class ExitReason(StrEnum):
@@ -60,20 +62,6 @@ class ExitReason(StrEnum):
     MANUAL = "manual"  # a user or an emergency close
     LIQUIDATION = "liquidation"
     EXTERNAL = "external"  # closed outside the system, or vanished from the exchange
-
-
-_EXIT_TEXT = {
-    ExitReason.TP1: "TP1 hit (single target)",
-    ExitReason.TP2: "TP2 hit",
-    ExitReason.STOP: "stopped out",
-    ExitReason.BREAKEVEN_STOP: "stopped after TP1",
-    ExitReason.STOP_FAILED: "closed: stop could not be placed",
-    ExitReason.SUPERVISION: "closed: exchange stop did not fire",
-    ExitReason.REVERSAL: "closed on reversal",
-    ExitReason.MANUAL: "closed on request",
-    ExitReason.LIQUIDATION: "LIQUIDATED",
-    ExitReason.EXTERNAL: "closed outside the system",
-}
 
 
 # ---------------------------------------------------------------------------------------------- payloads
@@ -253,6 +241,7 @@ class DailyReport:
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
     halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
+    lifted: str | None = None  # who lifted that halt, and when
     notes: tuple[str, ...] = ()
 
     @property
@@ -264,7 +253,19 @@ class DailyReport:
         return self.realized_pnl - self.fees + self.funding
 
 
-Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote | DailyReport
+@dataclass(frozen=True, slots=True)
+class AnswerNote:
+    """The bot's answer to a person's command, rendered already (ats.operator builds it)."""
+
+    command: str
+    text: str
+
+    @property
+    def kind(self) -> NoteKind:
+        return NoteKind.ANSWER
+
+
+Notification = SignalNote | EntryNote | TakeProfitNote | ResultNote | AlertNote | DailyReport | AnswerNote
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -318,159 +319,253 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _side(direction: Direction) -> str:
-    return "🟢 LONG" if direction is Direction.LONG else "🔴 SHORT"
+def _side(direction: Direction, language: Language) -> str:
+    return say(language, f"side.{direction.value}")
 
 
-def _strength(strength: float, band: Band) -> str:
-    return f"{strength:.0f} ({band.value.replace('_', ' ')})"
+def _strength(strength: float, band: Band, language: Language) -> str:
+    return f"{strength:.0f} ({say(language, f'band.{band.value}')})"
 
 
 def _distance(price: Decimal, entry: Decimal) -> str:
     return fmt_pct((price - entry) / entry * 100) if entry else ""
 
 
-def _duration(ms: int) -> str:
+def _duration(ms: int, language: Language) -> str:
     minutes = max(ms, 0) // 60_000
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
     if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {mins}m" if hours else f"{mins}m"
+        return say(language, "duration.days", days=days, hours=hours)
+    if hours:
+        return say(language, "duration.hours", hours=hours, minutes=mins)
+    return say(language, "duration.minutes", minutes=mins)
 
 
-def _levels_lines(levels: Levels) -> list[str]:
-    lines = [f"Stop {fmt_decimal(levels.stop)} ({_distance(levels.stop, levels.entry)})"]
+def _levels_lines(levels: Levels, language: Language) -> list[str]:
+    lines = [say(language, "levels.stop", price=fmt_decimal(levels.stop), pct=_distance(levels.stop, levels.entry))]
     if levels.single_target:
         lines.append(
-            f"TP1 {fmt_decimal(levels.tp1)} ({_distance(levels.tp1, levels.entry)}) · all "
-            f"{fmt_qty(levels.tp1_qty)} (too small to split)"
+            say(
+                language,
+                "levels.single",
+                price=fmt_decimal(levels.tp1),
+                pct=_distance(levels.tp1, levels.entry),
+                qty=fmt_qty(levels.tp1_qty),
+            )
         )
     else:
         for name, price, qty in (("TP1", levels.tp1, levels.tp1_qty), ("TP2", levels.tp2, levels.tp2_qty)):
-            lines.append(f"{name} {fmt_decimal(price)} ({_distance(price, levels.entry)}) · {fmt_qty(qty)}")
+            lines.append(
+                say(
+                    language,
+                    "levels.target",
+                    name=name,
+                    price=fmt_decimal(price),
+                    pct=_distance(price, levels.entry),
+                    qty=fmt_qty(qty),
+                )
+            )
     if levels.adjustments:
-        lines.append(f"<i>Adjusted for {_e(', '.join(levels.adjustments))}</i>")
+        lines.append(say(language, "levels.adjusted", what=_e(", ".join(levels.adjustments))))
     return lines
 
 
 # ---------------------------------------------------------------------------------------------- rendering
+# Every text comes from the catalogue (ats.messages) in the configured language; only values are filled in.
 
 
-def render_signal(note: SignalNote) -> str:
+def render_signal(note: SignalNote, language: Language = "en") -> str:
     lines = [
-        f"📡 <b>Signal {_e(note.symbol)}</b> {_side(note.direction)} · {_strength(note.strength, note.band)}",
-        f"Price {fmt_decimal(note.price)} · bar {format_utc(note.bar_open_time_ms)}",
+        say(
+            language,
+            "signal.head",
+            symbol=_e(note.symbol),
+            side=_side(note.direction, language),
+            strength=_strength(note.strength, note.band, language),
+        ),
+        say(language, "signal.price", price=fmt_decimal(note.price), bar=format_utc(note.bar_open_time_ms)),
     ]
     if note.levels is not None:
-        lines.extend(_levels_lines(note.levels))
+        lines.extend(_levels_lines(note.levels, language))
     elif note.plan is not None:
         p = note.plan
         lines.append(
-            f"Plan: stop {fmt_decimal(p.stop)} ({_distance(p.stop, note.price)}) · TP1 {fmt_decimal(p.tp1)} "
-            f"({_distance(p.tp1, note.price)}) · TP2 {fmt_decimal(p.tp2)} ({_distance(p.tp2, note.price)}) · "
-            f"x{p.leverage}"
+            say(
+                language,
+                "signal.plan",
+                stop=fmt_decimal(p.stop),
+                stop_pct=_distance(p.stop, note.price),
+                tp1=fmt_decimal(p.tp1),
+                tp1_pct=_distance(p.tp1, note.price),
+                tp2=fmt_decimal(p.tp2),
+                tp2_pct=_distance(p.tp2, note.price),
+                leverage=p.leverage,
+            )
         )
     if note.factors:
-        lines.append("Factors " + " · ".join(f"{_e(name)} {score:+.0f}" for name, score in note.factors))
+        factors = " · ".join(f"{_e(name)} {score:+.0f}" for name, score in note.factors)
+        lines.append(say(language, "signal.factors", factors=factors))
     return "\n".join(lines)
 
 
-def render_entry(note: EntryNote) -> str:
+def render_entry(note: EntryNote, language: Language = "en") -> str:
     notional = note.quantity * note.entry_price
     return "\n".join(
         [
-            f"{_side(note.direction)} <b>{_e(note.symbol)}</b> entered · {_strength(note.strength, note.band)}",
-            f"Qty {fmt_qty(note.quantity)} @ {fmt_decimal(note.entry_price)} · {fmt_usdt(notional)} USDT · "
-            f"x{note.leverage}",
-            *_levels_lines(note.levels),
+            say(
+                language,
+                "entry.head",
+                side=_side(note.direction, language),
+                symbol=_e(note.symbol),
+                strength=_strength(note.strength, note.band, language),
+            ),
+            say(
+                language,
+                "entry.size",
+                qty=fmt_qty(note.quantity),
+                price=fmt_decimal(note.entry_price),
+                notional=fmt_usdt(notional),
+                leverage=note.leverage,
+            ),
+            *_levels_lines(note.levels, language),
         ]
     )
 
 
-def render_take_profit(note: TakeProfitNote) -> str:
+def render_take_profit(note: TakeProfitNote, language: Language = "en") -> str:
     notional = note.quantity * note.entry_price
     pct = note.pnl / notional * 100 if notional else Decimal(0)
     return "\n".join(
         [
-            f"🎯 <b>TP1 {_e(note.symbol)}</b> {note.direction.value} · {fmt_qty(note.quantity)} @ "
-            f"{fmt_decimal(note.price)}",
-            f"PnL {fmt_usdt(note.pnl, signed=True)} USDT ({fmt_pct(pct)})",
-            f"Stop moved to {fmt_decimal(note.new_stop)} (breakeven) · {fmt_qty(note.remaining_qty)} left",
+            say(
+                language,
+                "tp1.head",
+                symbol=_e(note.symbol),
+                direction=note.direction.value,
+                qty=fmt_qty(note.quantity),
+                price=fmt_decimal(note.price),
+            ),
+            say(language, "tp1.pnl", pnl=fmt_usdt(note.pnl, signed=True), pct=fmt_pct(pct)),
+            say(language, "tp1.stop", stop=fmt_decimal(note.new_stop), left=fmt_qty(note.remaining_qty)),
         ]
     )
 
 
-def render_result(note: ResultNote) -> str:
+def render_result(note: ResultNote, language: Language = "en") -> str:
     icon = {
         NoteKind.TP2: "🎯",
         NoteKind.STOP: "🛑",
     }.get(note.kind, "🚨" if note.reason is ExitReason.LIQUIDATION else "🏁")
     margin = note.entry_price * note.quantity / note.leverage if note.leverage else Decimal(0)
-    roe = f", ROE {fmt_pct(note.net_pnl / margin * 100)}" if margin else ""
+    roe = say(language, "result.roe", roe=fmt_pct(note.net_pnl / margin * 100)) if margin else ""
     approx = "≈" if note.estimated else ""
     lines = [
-        f"{icon} <b>{_e(note.symbol)} {note.direction.value}</b> {_EXIT_TEXT[note.reason]}",
-        f"Entry {fmt_decimal(note.entry_price)} → exit {approx}{fmt_decimal(note.exit_price)} · qty "
-        f"{fmt_qty(note.quantity)}",
-        f"<b>Net {approx}{fmt_usdt(note.net_pnl, signed=True)} USDT</b> ({fmt_pct(note.pnl_pct)}{roe})",
-        f"Gross {fmt_usdt(note.gross_pnl, signed=True)} · fees {fmt_usdt(-note.fees, signed=True)} · funding "
-        f"{fmt_usdt(note.funding, signed=True)}",
-        f"Held {_duration(note.closed_ms - note.opened_ms)}",
+        say(
+            language,
+            "result.head",
+            icon=icon,
+            symbol=_e(note.symbol),
+            direction=note.direction.value,
+            exit=say(language, f"exit.{note.reason.value}"),
+        ),
+        say(
+            language,
+            "result.prices",
+            entry=fmt_decimal(note.entry_price),
+            approx=approx,
+            exit=fmt_decimal(note.exit_price),
+            qty=fmt_qty(note.quantity),
+        ),
+        say(
+            language,
+            "result.net",
+            approx=approx,
+            net=fmt_usdt(note.net_pnl, signed=True),
+            pct=fmt_pct(note.pnl_pct),
+            roe=roe,
+        ),
+        say(
+            language,
+            "result.costs",
+            gross=fmt_usdt(note.gross_pnl, signed=True),
+            fees=fmt_usdt(-note.fees, signed=True),
+            funding=fmt_usdt(note.funding, signed=True),
+        ),
+        say(language, "result.held", duration=_duration(note.closed_ms - note.opened_ms, language)),
     ]
     if note.detail:
         lines.append(f"<i>{_e(note.detail)}</i>")
     return "\n".join(lines)
 
 
-ALERT_HEADS = {"critical": "🚨 <b>Alert", "warning": "⚠️ <b>Alert", "recovered": "✅ <b>Recovered"}
-
-
-def render_alert(note: AlertNote) -> str:
+def render_alert(note: AlertNote, language: Language = "en") -> str:
     where = f" {_e(note.symbol)}" if note.symbol else ""
-    head = f"{ALERT_HEADS[note.severity]}{where}</b>: {_e(note.title)}"
+    head = say(language, f"alert.{note.severity}", where=where, title=_e(note.title))
     return f"{head}\n{_e(note.detail)}" if note.detail else head
 
 
-def render_daily_report(note: DailyReport) -> str:
+def render_daily_report(note: DailyReport, language: Language = "en") -> str:
     lines = [
-        f"📊 <b>Daily report {_e(note.day)}</b>",
-        f"<b>Net {fmt_usdt(note.net_pnl, signed=True)} USDT</b> · {note.trades} trades "
-        f"({note.wins} won, {note.losses} lost)",
-        f"Realised {fmt_usdt(note.realized_pnl, signed=True)} · fees {fmt_usdt(-note.fees, signed=True)} · "
-        f"funding {fmt_usdt(note.funding, signed=True)}",
-        f"Balance {fmt_usdt(note.wallet_balance)} · equity {fmt_usdt(note.equity)} USDT",
+        say(language, "report.head", day=_e(note.day)),
+        say(
+            language,
+            "report.net",
+            net=fmt_usdt(note.net_pnl, signed=True),
+            trades=note.trades,
+            wins=note.wins,
+            losses=note.losses,
+        ),
+        say(
+            language,
+            "report.realised",
+            realized=fmt_usdt(note.realized_pnl, signed=True),
+            fees=fmt_usdt(-note.fees, signed=True),
+            funding=fmt_usdt(note.funding, signed=True),
+        ),
+        say(language, "report.balance", balance=fmt_usdt(note.wallet_balance), equity=fmt_usdt(note.equity)),
     ]
     if note.halted:
-        lines.append(f"⛔ New entries halted: {_e(note.halted)}")
+        lines.append(say(language, "report.halted", reason=_e(note.halted)))
+    if note.lifted:
+        lines.append(say(language, "report.lifted", who=_e(note.lifted)))
     if note.open_positions:
-        lines.append(f"Open ({len(note.open_positions)}):")
+        lines.append(say(language, "report.open", count=len(note.open_positions)))
         lines.extend(
-            f"· {_e(p.symbol)} {p.direction.value} {fmt_qty(p.quantity)} @ {fmt_decimal(p.entry_price)} · "
-            f"uPnL {fmt_usdt(p.unrealized_pnl, signed=True)}"
+            say(
+                language,
+                "report.position",
+                symbol=_e(p.symbol),
+                direction=p.direction.value,
+                qty=fmt_qty(p.quantity),
+                price=fmt_decimal(p.entry_price),
+                pnl=fmt_usdt(p.unrealized_pnl, signed=True),
+            )
             for p in note.open_positions
         )
     else:
-        lines.append("No open positions")
+        lines.append(say(language, "report.no_positions"))
     lines.extend(f"<i>{_e(n)}</i>" for n in note.notes)
     return "\n".join(lines)
 
 
-def render(note: Notification) -> str:
-    """The Telegram-HTML message for any notification payload."""
+def render(note: Notification, language: Language = "en") -> str:
+    """The Telegram-HTML message for any notification payload, in `language`."""
     match note:
         case SignalNote():
-            return render_signal(note)
+            return render_signal(note, language)
         case EntryNote():
-            return render_entry(note)
+            return render_entry(note, language)
         case TakeProfitNote():
-            return render_take_profit(note)
+            return render_take_profit(note, language)
         case ResultNote():
-            return render_result(note)
+            return render_result(note, language)
         case AlertNote():
-            return render_alert(note)
+            return render_alert(note, language)
         case DailyReport():
-            return render_daily_report(note)
+            return render_daily_report(note, language)
+        case AnswerNote():
+            return note.text
 
 
 _TAG_RE = re.compile(r"</?[a-z]+>")
@@ -587,6 +682,28 @@ class TelegramNotifier:
         result = response.json().get("result")
         username = result.get("username") if isinstance(result, dict) else None
         return f"@{username}" if username else "a bot without a username"
+
+    async def updates(self, offset: int | None, wait_s: float) -> list[dict[str, Any]]:
+        """getUpdates, long-polling up to `wait_s`: the messages sent to the bot from `offset` on (each earlier
+        update is confirmed to Telegram and never comes again)."""
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getUpdates"
+        query: dict[str, Any] = {"timeout": int(wait_s), "allowed_updates": ["message"]}
+        if offset is not None:
+            query["offset"] = offset
+        failure: NotifyError | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await self._client.post(url, json=query, timeout=wait_s + 10)
+        except httpx.TimeoutException:
+            failure = NotifyUnavailable("telegram: getUpdates timed out")
+        except httpx.HTTPError as exc:
+            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
+        if failure is not None:  # raised outside the except blocks, as in send()
+            raise failure
+        assert response is not None
+        self._check(response)
+        result = response.json().get("result")
+        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     def _check(self, response: httpx.Response) -> None:
         try:

@@ -17,6 +17,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Signal, SymbolRules, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Action, Phase, Policy, Position, Role, open_position, open_risk
+from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
 
 ZERO = Decimal(0)
@@ -30,6 +31,10 @@ class SkipReason(StrEnum):
     CYCLE_LIMIT = "max_new_positions"
     NO_PRICE = "no_price"
     NO_MONITOR = "no_monitor"  # no monitor would protect the position (db.health.entry_refusal)
+    HALTED = "halted"  # a close-all's halt or a person's pause (the loss limit's is RefusalReason.DAILY_LOSS_LIMIT)
+
+
+LOSS_LIMIT = "daily-loss-limit"  # who halts a day at the daily loss limit: nobody may lift that halt
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,13 @@ class EntryDecision:
         return self.order is not None
 
 
+def refusal_note(decision: EntryDecision) -> AlertNote:
+    """The follow-up to a signal's message when the placement refuses it: it was not traded, and why."""
+    signal = decision.signal
+    why = f"{decision.reason or 'no reason given'} ({decision.code})" if decision.code else decision.reason or ""
+    return AlertNote(f"Signal not traded: {signal.direction.value} {signal.strength:.0f}", why, signal.symbol)
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerDay:
     """One UTC day of the risk ledger (zeros for a day without entries)."""
@@ -66,8 +78,13 @@ class LedgerDay:
     realized_pnl: Decimal = ZERO  # gross, from fills
     fees: Decimal = ZERO
     funding: Decimal = ZERO  # signed: positive received
-    halted: bool = False
+    halted: bool = False  # new entries are halted now
     halted_reason: str | None = None
+    halted_by: str | None = None  # who or what halted them (ats.operator.LOSS_LIMIT, close-all (cli), a person)
+    halted_ms: int | None = None
+    until_resumed: bool = False  # a pause: it lasts past 00:00 UTC until someone resumes
+    resumed_by: str | None = None  # who lifted the day's last halt, and when
+    resumed_ms: int | None = None
 
     @property
     def net_realized(self) -> Decimal:
@@ -92,6 +109,13 @@ def halt_reason(ledger: LedgerDay, snapshot: AccountSnapshot, limits: RiskLimits
     return None, False
 
 
+def halt_code(ledger: LedgerDay) -> str:
+    """The refusal code of entries refused by the day's halt: the loss limit's, or a close-all's or a pause's."""
+    if not ledger.halted or ledger.halted_by in (None, LOSS_LIMIT):
+        return RefusalReason.DAILY_LOSS_LIMIT
+    return SkipReason.HALTED
+
+
 def with_entry(snapshot: AccountSnapshot, order: SizedOrder, taker_fee_rate: Decimal) -> AccountSnapshot:
     """The snapshot after an approved entry: one more (pending) exposure, its margin and its risk spent."""
     spent = order.margin + order.notional * taker_fee_rate
@@ -113,6 +137,7 @@ def decide_entries(
     rules: Mapping[str, SymbolRules],
     marks: Mapping[str, Decimal],
     halted: str | None,
+    halted_code: str = RefusalReason.DAILY_LOSS_LIMIT,
     no_monitor: str | None = None,
     newest_bar_ms: int,
     interval: str,
@@ -132,7 +157,7 @@ def decide_entries(
         symbol_rules = rules.get(signal.symbol)
         mark = marks.get(signal.symbol)
         if halted is not None:
-            decisions.append(refuse(RefusalReason.DAILY_LOSS_LIMIT, halted))
+            decisions.append(refuse(halted_code, halted))
         elif no_monitor is not None:
             decisions.append(refuse(SkipReason.NO_MONITOR, no_monitor))
         elif signal.bar_open_time_ms < oldest_bar:

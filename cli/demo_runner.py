@@ -393,7 +393,7 @@ class Demo:
         from db.journal import PostgresJournal
         from tasks.runtime import shared_database
 
-        return PostgresJournal(shared_database(self.settings), self.settings.account)
+        return PostgresJournal(shared_database(self.settings), self.settings.account, language=self.settings.language)
 
     # ------------------------------------------------------------------------------------------ run
 

@@ -354,6 +354,30 @@ def close_all(
         fail(f"close-all incomplete: {report.summary()}", code=1)
 
 
+@app.command("resume")
+def resume(venue: VenueOption = None) -> None:
+    """Lift today's halt of new entries: a close-all's or a pause (not the daily loss limit's), recording who did."""
+    import getpass
+
+    from ats.clock import WallClock
+    from ats.notify import to_plain_text
+    from ats.operator import resume_refusal
+    from db import risk_state
+    from tasks.runtime import shared_database
+
+    settings = settings_or_exit(venue=venue)
+    now = WallClock().now_ms()
+    by = f"cli {getpass.getuser()}"
+    with shared_database(settings).session() as session:
+        ledger = risk_state.ledger_day(session, settings.account, now)
+        refusal = resume_refusal(ledger, settings.language)
+        if refusal is None:
+            risk_state.record_resume(session, settings.account, now, by=by, halt=ledger)
+    if refusal is not None:
+        fail(to_plain_text(refusal), code=1)
+    console.print(f"new entries allowed again; lifted: {ledger.halted_reason} (recorded as lifted by {by})")
+
+
 @app.command("status")
 def status(venue: VenueOption = None) -> None:
     """The account now: balances, unrealised PnL, and each open position with its stop and TP1 state."""

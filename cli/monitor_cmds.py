@@ -29,7 +29,10 @@ def monitor(
     from monitor.app import StartupError, serve
 
     settings = settings_or_exit(venue=venue)
+
+    from tasks.operations import RuntimeOperations
+
     try:
-        asyncio.run(serve(settings, health_host=health_host, health_port=health_port))
+        asyncio.run(serve(settings, health_host=health_host, health_port=health_port, operations=RuntimeOperations))
     except StartupError as exc:
         fail(str(exc), code=1)

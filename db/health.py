@@ -27,6 +27,7 @@ from ats.health import (
     changes,
 )
 from ats.health import entry_refusal as refusal_for
+from ats.messages import Language
 from db.journal import enqueue_notification
 from db.lease import lease_holder
 from db.models import FlowRunRow, HealthCheckRow, PositionRow, RateLimitStateRow, WorkerHeartbeatRow
@@ -109,7 +110,9 @@ def observe(session: Session, account: str, now_ms: int) -> Observation:
     )
 
 
-def check_health(database: Database, account: str, policy: HealthPolicy, now_ms: int) -> list[Change]:
+def check_health(
+    database: Database, account: str, policy: HealthPolicy, now_ms: int, *, language: Language = "en"
+) -> list[Change]:
     """Run the checks once: record every check's state and queue a message for each change (returned)."""
     now = ms_to_datetime(now_ms)
     with database.session() as session:
@@ -144,7 +147,9 @@ def check_health(database: Database, account: str, policy: HealthPolicy, now_ms:
                 .on_conflict_do_update(index_elements=["account", "check"], set_=values)
             )
         for change in told:
-            enqueue_notification(session, account, f"health:{change.check.value}:{now_ms}", change.note)
+            enqueue_notification(
+                session, account, f"health:{change.check.value}:{now_ms}", change.note, language=language
+            )
     return told
 
 

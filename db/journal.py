@@ -44,6 +44,7 @@ from ats.lifecycle import (
     event_to_jsonable,
     transition,
 )
+from ats.messages import Language
 from ats.notify import Notification, render
 from db.lease import hold
 from db.models import (
@@ -66,11 +67,15 @@ FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_M
 class PostgresJournal:
     """The journal of one account's positions (see ats.execution.Journal)."""
 
-    def __init__(self, database: Database, account: str, *, fence: Fence | None = None) -> None:
-        """`fence`: record transitions only while it holds (the monitor's); None for everyone else."""
+    def __init__(
+        self, database: Database, account: str, *, fence: Fence | None = None, language: Language = "en"
+    ) -> None:
+        """`fence`: record transitions only while it holds (the monitor's); None for everyone else. `language`:
+        of the messages its transitions queue (settings.language)."""
         self._db = database
         self.account = account
         self._fence = fence
+        self._language = language
 
     def _hold(self, session: Session, what: str) -> None:
         """Refuse a transition (NotLeader) unless this journal's fence holds, here and in the database."""
@@ -93,7 +98,7 @@ class PostgresJournal:
             write_position(row, after)
             if isinstance(event, FundingPaid) and after.funding != before.funding:
                 add_to_ledger(session, self.account, event.time_ms, funding=after.funding - before.funding)
-            record_actions(session, self.account, row, after, actions, source)
+            record_actions(session, self.account, row, after, actions, source, self._language)
             log_event(
                 session,
                 self.account,
@@ -204,7 +209,7 @@ class PostgresJournal:
         """Record a position that has no intent row (adopted from the exchange) with its first actions."""
         with self._db.session() as session:
             self._hold(session, f"{position.key}: adopting the position")
-            record_new_position(session, self.account, position, actions, source=source)
+            record_new_position(session, self.account, position, actions, source=source, language=self._language)
 
     def note(self, kind: str, source: str, *, symbol: str | None = None, **data: Any) -> None:
         """Append one entry to the event log in its own transaction."""
@@ -223,6 +228,7 @@ def record_new_position(
     *,
     source: str,
     intent: OrderIntentRow | None = None,
+    language: Language = "en",
 ) -> PositionRow:
     """Insert a new position (and its intent) inside the caller's transaction, with its first actions' records."""
     if intent is not None:
@@ -237,7 +243,7 @@ def record_new_position(
     write_position(row, position)
     session.add(row)
     session.flush()
-    record_actions(session, account, row, position, actions, source)
+    record_actions(session, account, row, position, actions, source, language)
     log_event(
         session,
         account,
@@ -278,7 +284,13 @@ def write_position(row: PositionRow, position: Position) -> None:
 
 
 def record_actions(
-    session: Session, account: str, row: PositionRow, position: Position, actions: Sequence[Action], source: str
+    session: Session,
+    account: str,
+    row: PositionRow,
+    position: Position,
+    actions: Sequence[Action],
+    source: str,
+    language: Language = "en",
 ) -> None:
     for action in actions:
         match action:
@@ -317,7 +329,7 @@ def record_actions(
                 if order_id is not None:
                     session.add(OrderStatusRow(order_id=order_id, status="CANCEL_REQUESTED", detail={"by": source}))
             case Notify():
-                enqueue_notification(session, account, action.key, action.note)
+                enqueue_notification(session, account, action.key, action.note, language=language)
             case RecordFill():
                 _add_fill(session, account, row, action)
             case RecordResult():
@@ -355,8 +367,11 @@ def record_actions(
                 )
 
 
-def enqueue_notification(session: Session, account: str, dedupe_key: str, note: Notification) -> bool:
-    """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction.
+def enqueue_notification(
+    session: Session, account: str, dedupe_key: str, note: Notification, *, language: Language = "en"
+) -> bool:
+    """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction,
+    rendered in `language` (settings.language).
 
     Returns whether it is new (False: that key was queued before)."""
     inserted = session.scalar(
@@ -366,7 +381,7 @@ def enqueue_notification(session: Session, account: str, dedupe_key: str, note: 
             kind=note.kind.value,
             dedupe_key=f"{account}:{dedupe_key}",
             payload=to_jsonable(note),
-            text=render(note),
+            text=render(note, language),
         )
         .on_conflict_do_nothing(constraint="uq_notifications_dedupe_key")
         .returning(NotificationRow.id)

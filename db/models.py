@@ -430,6 +430,11 @@ class RiskLedgerRow(Base):
     worst_total_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default=sa_text("0"))
     halted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_text("false"))
     halted_reason: Mapped[str | None] = mapped_column(Text)
+    halted_by: Mapped[str | None] = mapped_column(Text)  # daily-loss-limit, close-all (cli), telegram @name, ...
+    halted_at: Mapped[datetime | None]
+    until_resumed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_text("false"))  # a pause
+    resumed_by: Mapped[str | None] = mapped_column(Text)  # who lifted the day's last halt
+    resumed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _now()
 
 
@@ -527,6 +532,31 @@ class WorkerHeartbeatRow(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa_text("'{}'::jsonb"))
+
+
+class BotCommandRow(Base):
+    """Every Telegram update the monitor took (commands, and messages it ignored), once: the update id is unique
+    per account, so a command is never handled twice, and the next poll's offset is the newest id + 1."""
+
+    __tablename__ = "bot_commands"
+    __table_args__ = (
+        UniqueConstraint("account", "update_id"),
+        CheckConstraint("status IN ('answered', 'ignored', 'executing', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account: Mapped[str] = mapped_column(String(32))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    command: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(String(16))  # a /closeall confirmation code it issued
+    received_ms: Mapped[int] = mapped_column(BigInteger)  # by the monitor's clock: the code's 60 s count from it
+    code_used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
 
 
 class MonitorLeaseRow(Base):

@@ -5,17 +5,20 @@ still pending come from PostgreSQL with their open risk (read under the order-pl
 cannot both use the same free slot or the same daily loss headroom), balances and unrealised PnL from the
 exchange, and what was realised today (PnL, fees, funding since 00:00 UTC) from the risk ledger the journal keeps.
 Once a day's PnL breaches the daily loss limit the day is halted in the ledger and stays halted until 00:00 UTC,
-whatever the PnL does next and across restarts.
+whatever the PnL does next and across restarts. A close-all halts the day as well, and a person's pause halts it
+until resumed (across days); those two can be lifted (`ats resume`, Telegram's /resume), with a record of who
+lifted them when; the loss limit's cannot (ats.operator.resume_refusal).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -30,12 +33,48 @@ ZERO = Decimal(0)
 
 
 def ledger_day(session: Session, account: str, time_ms: int) -> LedgerDay:
-    """The ledger of the UTC day containing `time_ms`."""
+    """The ledger of the UTC day containing `time_ms`, halted as well when an earlier day's pause still holds."""
     start = utc_day_start_ms(time_ms)
     row = session.get(RiskLedgerRow, (account, ms_to_datetime(start)))
-    if row is None:
-        return LedgerDay(start)
-    return LedgerDay(start, row.realized_pnl, row.fees, row.funding, row.halted, row.halted_reason)
+    day = LedgerDay(start) if row is None else _ledger(start, row)
+    if day.halted:
+        return day
+    pause = session.scalars(
+        select(RiskLedgerRow)
+        .where(RiskLedgerRow.account == account, RiskLedgerRow.until_resumed, RiskLedgerRow.day < ms_to_datetime(start))
+        .order_by(RiskLedgerRow.day.desc())
+        .limit(1)
+    ).first()
+    if pause is None:
+        return day
+    return replace(
+        day,
+        halted=True,
+        halted_reason=pause.halted_reason,
+        halted_by=pause.halted_by,
+        halted_ms=_ms(pause.halted_at),
+        until_resumed=True,
+    )
+
+
+def _ms(at: datetime | None) -> int | None:
+    return datetime_to_ms(at) if at is not None else None
+
+
+def _ledger(start: int, row: RiskLedgerRow) -> LedgerDay:
+    return LedgerDay(
+        start,
+        row.realized_pnl,
+        row.fees,
+        row.funding,
+        row.halted,
+        row.halted_reason,
+        row.halted_by,
+        _ms(row.halted_at),
+        row.until_resumed,
+        row.resumed_by,
+        _ms(row.resumed_at),
+    )
 
 
 def _upsert_day(session: Session, account: str, time_ms: int, values: dict[str, Any], update: dict[str, Any]) -> None:
@@ -46,16 +85,53 @@ def _upsert_day(session: Session, account: str, time_ms: int, values: dict[str, 
     )
 
 
-def record_halt(session: Session, account: str, time_ms: int, reason: str) -> None:
-    """Halt new entries for the rest of the UTC day; the first reason is kept."""
+def record_halt(
+    session: Session, account: str, time_ms: int, reason: str, *, by: str, until_resumed: bool = False
+) -> None:
+    """Halt new entries for the rest of the UTC day (`until_resumed`: until someone resumes, across days).
+
+    A halt in force keeps its first reason and author (a pause on top of it only makes it last until resumed);
+    a day whose halt was lifted takes the new one."""
     table = RiskLedgerRow.__table__
+    at = ms_to_datetime(time_ms)
+
+    def first(column: str, value: Any) -> Any:
+        return case((table.c.halted, table.c[column]), else_=value)
+
     _upsert_day(
         session,
         account,
         time_ms,
-        {"halted": True, "halted_reason": reason},
-        {"halted": True, "halted_reason": func.coalesce(table.c.halted_reason, reason)},
+        {"halted": True, "halted_reason": reason, "halted_by": by, "halted_at": at, "until_resumed": until_resumed},
+        {
+            "halted": True,
+            "halted_reason": first("halted_reason", reason),
+            "halted_by": first("halted_by", by),
+            "halted_at": first("halted_at", at),
+            "until_resumed": table.c.until_resumed | until_resumed,
+        },
     )
+
+
+def record_resume(session: Session, account: str, time_ms: int, *, by: str, halt: LedgerDay) -> None:
+    """Lift the halt in force (`halt`, as ledger_day gave it): new entries are allowed again, and the day records
+    who lifted which halt when. A pause carried from an earlier day ends as well."""
+    at = ms_to_datetime(time_ms)
+    session.execute(
+        update(RiskLedgerRow)
+        .where(RiskLedgerRow.account == account, RiskLedgerRow.until_resumed)
+        .values(until_resumed=False, updated_at=func.now())
+    )
+    lifted = {
+        "halted": False,
+        "until_resumed": False,
+        "resumed_by": by,
+        "resumed_at": at,
+        "halted_reason": halt.halted_reason,
+        "halted_by": halt.halted_by,
+        "halted_at": ms_to_datetime(halt.halted_ms) if halt.halted_ms is not None else None,
+    }
+    _upsert_day(session, account, time_ms, lifted, lifted)
 
 
 def note_unrealized(session: Session, account: str, time_ms: int, unrealized: Decimal, day_total: Decimal) -> None:

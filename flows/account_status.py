@@ -2,7 +2,8 @@
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from tasks.account import AccountStatus, read_account
+from ats.operator import AccountStatus
+from tasks.account import read_account
 from tasks.flow_runs import ats_flow
 from tasks.market import sync_time
 from tasks.reports import status_markdown, status_rows

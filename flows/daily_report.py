@@ -30,7 +30,9 @@ async def daily_report(day: str | None = None) -> DayStats:
             raise RunFailed(f"day must look like 2026-01-31, got {day!r}") from None
         stats = await gather_day(rt, start)
         with rt.database.session() as session:
-            enqueue_notification(session, rt.account, f"report:{stats.report.day}", stats.report)
+            enqueue_notification(
+                session, rt.account, f"report:{stats.report.day}", stats.report, language=rt.settings.language
+            )
         await send_notifications(rt)
         await acreate_markdown_artifact(
             day_markdown(stats), key="daily-report", description=f"Daily report {stats.report.day}"

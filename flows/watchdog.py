@@ -1,6 +1,7 @@
 """watchdog: tell a person what the system cannot tell itself (a dead monitor, runs that died, missing cycles)."""
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -41,7 +42,13 @@ async def watchdog(lookback_minutes: int = 60) -> WatchdogReport:
     prepare_logging(settings)
     database = await asyncio.to_thread(shared_database, settings)
     now_ms = WallClock().now_ms()
-    told = await asyncio.to_thread(check_health, database, settings.account, health_policy(settings), now_ms)
+    told = await asyncio.to_thread(
+        functools.partial(check_health, language=settings.language),
+        database,
+        settings.account,
+        health_policy(settings),
+        now_ms,
+    )
     since = ms_to_datetime(now_ms) - timedelta(minutes=lookback_minutes)
     alerted = await report_unfinished_runs(settings, since)
     if told:

@@ -12,8 +12,9 @@ import faulthandler
 import functools
 import os
 import signal
+from collections.abc import Callable
 
-from ats.clock import WallClock
+from ats.clock import Clock, WallClock
 from ats.config import ConfigError, Settings
 from ats.exchange.binance import BinanceFutures
 from ats.exchange.budget import roll
@@ -22,14 +23,16 @@ from ats.health import health_policy
 from ats.leadership import Fence
 from ats.log import get_logger, redact
 from ats.notify import make_notifier
+from ats.operator import Operations
 from db.journal import PostgresJournal
 from db.outbox import deliver_pending
 from db.rate_limits import PostgresBudgetStore
 from db.secrets import with_secret_blocks
 from db.session import Database
 from monitor.metrics import MonitorMetrics
-from monitor.supervisor import Supervisor
+from monitor.supervisor import Runnable, Supervisor
 from monitor.systemd import SystemdNotifier
+from monitor.telegram import TelegramBot, WithBot, commands_refusal
 from monitor.worker import ListenKeyTracker, Monitor, Tuning
 
 log = get_logger(__name__)
@@ -46,8 +49,12 @@ async def serve(
     health_port: int | None = None,
     stop: asyncio.Event | None = None,
     tuning: Tuning | None = None,
+    operations: Callable[[Settings, Database, Clock], Operations] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or `stop` is set): stand by, or monitor the account when leading.
+
+    With `operations` (how `ats monitor` makes tasks.operations.RuntimeOperations: monitor/ may not import tasks)
+    and a Telegram token and chat id, the leader also answers the chat's commands (monitor.telegram).
 
     A second signal exits at once, skipping the cleanup: nothing is lost (the next start re-drives and
     reconciles), it only takes a standby a lease longer to take over.
@@ -81,7 +88,12 @@ async def serve(
     notifier = make_notifier(settings.telegram, venue=settings.venue)
     deliver = functools.partial(deliver_pending, database, settings.account, notifier, clock)
 
-    async def build(fence: Fence) -> Monitor:
+    answering = commands_refusal(settings, operations is not None)
+    if answering is not None:
+        log.info(f"Telegram commands are not answered: {answering}")
+    ops = operations(settings, database, clock) if operations is not None else None
+
+    async def build(fence: Fence) -> Runnable:
         """One term's monitor: its orders and recorded transitions go through the term's fence."""
         exchange = BinanceFutures.from_settings(
             settings, clock=clock, budget_store=budget_store, write_guard=fence.check_write
@@ -92,10 +104,10 @@ async def serve(
             state = await asyncio.to_thread(budget_store.snapshot, exchange.budget.scope)
             return roll(state, exchange.budget.now_ms()).used_weight
 
-        return Monitor(
+        monitor = Monitor(
             settings=settings,
             exchange=exchange,
-            journal=PostgresJournal(database, settings.account, fence=fence),
+            journal=PostgresJournal(database, settings.account, fence=fence, language=settings.language),
             user_stream=BinanceUserStream.from_settings(settings, listen_keys, clock=clock),
             market_stream=BinanceMarketStream.from_settings(settings, clock=clock),
             clock=clock,
@@ -105,6 +117,9 @@ async def serve(
             weight_used=weight_used,
             tuning=tuning,
         )
+        if ops is None or answering is not None:
+            return monitor
+        return WithBot(monitor, TelegramBot(settings, database, ops, clock, fence=fence, deliver=deliver))
 
     supervisor = Supervisor(
         account=settings.account,
@@ -120,6 +135,7 @@ async def serve(
         health_check_s=settings.watchdog.check_interval_s,
         deliver=deliver,
         systemd=SystemdNotifier.from_env(),
+        language=settings.language,
     )
     try:
         await supervisor.run(stop)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from ats.clock import Clock
 from ats.health import HealthPolicy
 from ats.leadership import Busy, Decision, Fence, Held, LeaseTiming, Lost
 from ats.log import get_logger
+from ats.messages import Language
 from db.health import check_health
 from db.lease import claim, release
 from db.models import WorkerHeartbeatRow
@@ -75,6 +77,7 @@ class Supervisor:
         health_check_s: float = 15.0,
         deliver: Callable[[], Awaitable[int]] | None = None,
         systemd: SystemdNotifier | None = None,
+        language: Language = "en",
     ) -> None:
         """`build(fence)`: the active monitor for one term, its exchange writes and transitions behind `fence`."""
         self._account = account
@@ -88,6 +91,7 @@ class Supervisor:
         self._health_policy = health_policy or HealthPolicy()
         self._health_check_s = health_check_s
         self._deliver = deliver
+        self._language = language  # of the health checks' messages
         self._systemd = systemd or SystemdNotifier(None)
         self._health = HealthServer(
             metrics, host=health_host, port=health_port, live_within_s=5 * ALIVE_TICK_S, monotonic=clock.monotonic
@@ -274,7 +278,11 @@ class Supervisor:
                 break
             try:
                 told = await asyncio.to_thread(
-                    check_health, self._database, self._account, self._health_policy, self._clock.now_ms()
+                    functools.partial(check_health, language=self._language),
+                    self._database,
+                    self._account,
+                    self._health_policy,
+                    self._clock.now_ms(),
                 )
             except Exception as exc:
                 log.warning("cannot run the health checks", error=str(exc))

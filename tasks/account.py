@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ats.clock import datetime_to_ms, ms_to_datetime, utc_day_start_ms
-from ats.domain import Direction
+from ats.clock import datetime_to_ms, format_utc, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
+from ats.operator import AccountStatus, PositionLine
 from ats.placement import LedgerDay
 from db import market, risk_state
 from db.models import AccountSnapshotRow
@@ -43,42 +43,6 @@ async def send_notifications(rt: Runtime) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True, slots=True)
-class PositionLine:
-    symbol: str
-    direction: Direction
-    quantity: Decimal
-    entry_price: Decimal
-    mark_price: Decimal
-    unrealized_pnl: Decimal
-    leverage: int | None
-    stop: Decimal | None
-    tp1: str  # "waiting", "hit", "single target", "not placed yet" or "-" (not managed)
-    managed: bool
-    tick_size: Decimal | None = None  # the symbol's, for showing prices on its grid (None: not managed)
-
-    @property
-    def pnl_pct(self) -> Decimal:
-        """Unrealised PnL in percent of the entry notional."""
-        notional = self.entry_price * self.quantity
-        return self.unrealized_pnl / notional * HUNDRED if notional else ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class AccountStatus:
-    time_ms: int
-    wallet_balance: Decimal
-    unrealized_pnl: Decimal
-    margin_balance: Decimal
-    available_balance: Decimal
-    positions: list[PositionLine]
-    max_positions: int
-    pending_entries: list[str]  # symbols whose entry is recorded but not filled
-    realized_today: Decimal  # net of fees and funding
-    halted: str | None
-    notes: list[str] = field(default_factory=list)
 
 
 def position_lines(
@@ -158,7 +122,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         max_positions=rt.settings.limits.max_concurrent_positions,
         pending_entries=pending,
         realized_today=ledger.net_realized,
-        halted=ledger.halted_reason if ledger.halted else None,
+        halted=day_halt(ledger) if ledger.halted else None,
         notes=notes,
     )
 
@@ -179,6 +143,14 @@ def utc_day(day: str | None, now_ms: int) -> int:
     if day is None:
         return utc_day_start_ms(now_ms) - DAY_MS
     return datetime_to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
+
+
+def day_halt(ledger: LedgerDay) -> str | None:
+    """The day's halt as the report names it: its reason and who halted (None: the day was never halted)."""
+    if not ledger.halted and ledger.resumed_ms is None:
+        return None
+    reason = ledger.halted_reason or "reason not recorded"
+    return f"{reason} (by {ledger.halted_by})" if ledger.halted_by else reason
 
 
 def day_stats(
@@ -217,7 +189,8 @@ def day_stats(
             )
             for p in sorted(positions, key=lambda p: p.symbol)
         ),
-        halted=(ledger.halted_reason or "reason not recorded") if ledger.halted else None,
+        halted=day_halt(ledger),
+        lifted=f"{ledger.resumed_by} at {format_utc(ledger.resumed_ms)}" if ledger.resumed_ms is not None else None,
         notes=tuple(notes),
     )
     return DayStats(report, dict(exits), tp1_hits, win_rate)

@@ -29,6 +29,7 @@ from ats.execution import ExecutionDeferred, Executor
 from ats.lifecycle import CloseRequested
 from ats.log import redact
 from ats.notify import AlertNote, make_notifier, render
+from ats.operator import close_all_halter
 from db import risk_state
 from db.journal import PostgresJournal, enqueue_notification
 from db.outbox import deliver_pending
@@ -82,7 +83,8 @@ class Emergency:
         return self.settings.account
 
     def executor(self, database: Database) -> Executor:
-        return Executor(self.exchange, PostgresJournal(database, self.account), self.clock, source=self.source)
+        journal = PostgresJournal(database, self.account, language=self.settings.language)
+        return Executor(self.exchange, journal, self.clock, source=self.source)
 
 
 async def open_database(settings: Settings, wait_s: float = DATABASE_WAIT_S) -> tuple[Database | None, str | None]:
@@ -139,7 +141,9 @@ async def open_emergency(
 async def record_halt(em: Emergency, database: Database, reason: str) -> None:
     """Halt new entries until 00:00 UTC, so the next cycle does not open new positions."""
     with database.session() as session:
-        risk_state.record_halt(session, em.account, em.clock.now_ms(), f"close-all: {reason}")
+        risk_state.record_halt(
+            session, em.account, em.clock.now_ms(), f"close-all: {reason}", by=close_all_halter(em.source)
+        )
 
 
 async def close_managed_positions(em: Emergency, database: Database, reason: str) -> tuple[list[str], dict[str, str]]:
@@ -217,7 +221,9 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
     if em.database is not None:
         try:
             with em.database.session() as session:
-                enqueue_notification(session, em.account, f"close-all:{em.clock.now_ms()}", note)
+                enqueue_notification(
+                    session, em.account, f"close-all:{em.clock.now_ms()}", note, language=em.settings.language
+                )
         except Exception as exc:
             em.log.warning(f"the alert could not be recorded ({why(exc)}): sending it directly")
         else:
@@ -232,7 +238,7 @@ async def notify(em: Emergency, note: AlertNote) -> str | None:
             return None
     notifier = make_notifier(em.settings.telegram, venue=em.settings.venue)
     try:
-        await asyncio.wait_for(notifier.send(render(note)), NOTIFY_WAIT_S)
+        await asyncio.wait_for(notifier.send(render(note, em.settings.language)), NOTIFY_WAIT_S)
     except Exception as exc:
         em.log.warning(f"the alert could not be sent: {why(exc)}")
         return f"the alert could not be sent ({why(exc)})"

@@ -147,7 +147,10 @@ async def report(runs: list[FinishedRun], settings: Settings) -> int:
             with database.session() as session:
                 for run in runs:
                     record_flow_run(session, settings.account, run)
-                return sum(enqueue_notification(session, settings.account, alert_key(r), n) for r, n in alerts)
+                return sum(
+                    enqueue_notification(session, settings.account, alert_key(r), n, language=settings.language)
+                    for r, n in alerts
+                )
 
         queued = await asyncio.to_thread(write)
     except Exception as exc:
@@ -174,7 +177,7 @@ async def _send_directly(settings: Settings, notes: list[AlertNote]) -> None:
     try:
         for note in notes:
             try:
-                await notifier.send(render(note))
+                await notifier.send(render(note, settings.language))
             except Exception:
                 log.exception("cannot send the alert %r either: it is only in this log", note.title)
     finally:

@@ -35,15 +35,18 @@ from ats.health import health_policy
 from ats.lifecycle import OrderRejected, OrderState
 from ats.notify import AlertNote
 from ats.placement import (
+    LOSS_LIMIT,
     SIGNAL_MAX_AGE_BARS,
     Candidate,
     EntryDecision,
     Placement,
     PlacementResult,
     decide_entries,
+    halt_code,
     halt_reason,
     open_approved,
     placement_of,
+    refusal_note,
 )
 from ats.risk import AccountSnapshot
 from db import market, risk_state
@@ -158,6 +161,7 @@ async def record_entries(
             rules=rules,
             marks=exchange.marks,
             halted=halted,
+            halted_code=halt_code(view.ledger),
             no_monitor=no_monitor,
             newest_bar_ms=newest_bar,
             interval=interval,
@@ -167,9 +171,11 @@ async def record_entries(
         if not dry_run:
             risk_state.note_unrealized(session, account, now, view.snapshot.unrealized_pnl, view.snapshot.daily_pnl)
             if new_halt and halted is not None:
-                risk_state.record_halt(session, account, now, halted)
+                risk_state.record_halt(session, account, now, halted, by=LOSS_LIMIT)
                 day = utc_day_start_ms(now)
-                enqueue_notification(session, account, f"halt:{day}", AlertNote("New entries halted", halted))
+                enqueue_notification(
+                    session, account, f"halt:{day}", AlertNote("New entries halted", halted), language=settings.language
+                )
             for decision in decisions:
                 _record(session, rt, decision, rules, exchange.taker_fee_rate)
     logger = run_logger()
@@ -192,6 +198,8 @@ def _record(
 ) -> None:
     if decision.order is None or decision.key is None:
         market.set_signal_status(session, decision.signal_id, "refused", code=decision.code, reason=decision.reason)
+        key = f"refused:{decision.signal_id}:{decision.code}"
+        enqueue_notification(session, rt.account, key, refusal_note(decision), language=rt.settings.language)
         return
     order = decision.order
     # The executor and the monitor measure a position's age on the local clock: open it on that clock too.
@@ -216,7 +224,9 @@ def _record(
         tp1_qty=levels.tp1_qty,
         tp2_qty=levels.tp2_qty,
     )
-    record_new_position(session, rt.account, position, actions, source="flow", intent=intent)
+    record_new_position(
+        session, rt.account, position, actions, source="flow", intent=intent, language=rt.settings.language
+    )
     market.set_signal_status(session, decision.signal_id, "accepted", intent_key=decision.key)
 
 

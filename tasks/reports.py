@@ -10,9 +10,10 @@ from typing import Any
 from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
 from ats.notify import fmt_decimal, fmt_pct, fmt_price, fmt_qty, fmt_usdt
+from ats.operator import AccountStatus
 from ats.placement import Placement, PlacementResult
 from db.market import scan_ranking
-from tasks.account import AccountStatus, DayStats
+from tasks.account import DayStats
 from tasks.market import PoolsOutcome
 from tasks.placement import Decided
 from tasks.scanning import ScanOutcome, Scored

@@ -113,7 +113,7 @@ class Runtime:
         return self.exchange.server_now_ms()
 
     def journal(self) -> PostgresJournal:
-        return PostgresJournal(self.database, self.account)
+        return PostgresJournal(self.database, self.account, language=self.settings.language)
 
     def executor(self, source: str = "flow") -> Executor:
         return Executor(self.exchange, self.journal(), self.clock, source=source)

@@ -179,7 +179,8 @@ async def record_scan(
                     if symbol_rules is None
                     else signal_plan(signal, symbol_rules, settings.levels, settings.limits)
                 )
-                enqueue_notification(session, account, key, signal_note(signal, plan=plan))
+                note = signal_note(signal, plan=plan)
+                enqueue_notification(session, account, key, note, language=settings.language)
         market.finish_scan(
             session,
             scan_id,

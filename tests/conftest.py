@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.prefect",
     "tests.fixtures.monitor",
+    "tests.fixtures.telegram",
 ]
 
 

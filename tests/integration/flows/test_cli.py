@@ -4,6 +4,7 @@ trading cycle run in-process on the Prefect engine."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import socket
 from decimal import Decimal
 
@@ -12,10 +13,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from ats.clock import WallClock
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
+from ats.placement import LOSS_LIMIT
 from cli import app
+from db import risk_state
 from db.models import BarRow, FlowRunRow, NotificationRow, ScanRow, SignalRow
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_cycle import LIQUID
@@ -158,3 +162,24 @@ def test_scan_prints_the_ranked_factor_table(flow_env: FlowEnv, monkeypatch: pyt
         assert session.scalars(select(ScanRow)).first() is not None
         assert session.scalars(select(SignalRow)).first() is None
         assert session.scalars(select(NotificationRow)).first() is None
+
+
+def test_resume_lifts_a_close_all_halt_with_who_and_never_the_loss_limit(exchange_env: FlowEnv) -> None:
+    now = WallClock().now_ms()
+    with exchange_env.database.session() as session:
+        risk_state.record_halt(session, "main", now, "close-all: test", by="close-all (cli)")
+    lifted = runner.invoke(app, ["resume"])
+    assert lifted.exit_code == 0, lifted.output
+    assert "lifted: close-all: test" in lifted.output
+    with exchange_env.database.session() as session:
+        day = risk_state.ledger_day(session, "main", now)
+    assert not day.halted
+    assert day.resumed_by == f"cli {getpass.getuser()}"
+    again = runner.invoke(app, ["resume"])
+    assert again.exit_code == 1
+    assert "Nothing to resume" in again.output
+    with exchange_env.database.session() as session:
+        risk_state.record_halt(session, "main", now, "daily loss limit reached", by=LOSS_LIMIT)
+    refused = runner.invoke(app, ["resume"])
+    assert refused.exit_code == 1
+    assert "cannot be lifted" in refused.output

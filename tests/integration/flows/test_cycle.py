@@ -120,6 +120,11 @@ async def test_a_sixth_signal_with_five_open_is_refused_and_recorded(flow_env: F
     assert len(refused) == len(signals) - 5
     assert {s.refusal_code for s in refused} == {"max_positions"}
     assert all("limit 5" in (s.refusal_reason or "") for s in refused)
+    # Each refused signal's message is followed up: not traded, and why.
+    with flow_env.database.session() as session:
+        told = session.scalars(select(NotificationRow.text).where(NotificationRow.dedupe_key.like("%:refused:%"))).all()
+    assert len(told) == len(refused)
+    assert all("Signal not traded" in text and "(max_positions)" in text for text in told)
 
 
 async def test_two_cycles_started_together_never_exceed_the_limit(

@@ -115,7 +115,7 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     stats = await today.aresult()
     assert stats.report.trades == 2
     assert stats.exits == {"manual": 2}
-    assert stats.report.halted == "close-all: test emergency"  # the real reason, not the daily loss limit's
+    assert stats.report.halted == "close-all: test emergency (by close-all (flow))"  # the real reason and who
     assert stats.report.fees > 0
     with flow_env.database.session() as session:
         kinds = session.scalars(select(NotificationRow.kind).where(NotificationRow.status == "sent")).all()

@@ -13,6 +13,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Band, Bars, Direction, Signal, SymbolRules, intent_key
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.lifecycle import Policy, open_position
+from ats.placement import LOSS_LIMIT
 from ats.risk import AccountSnapshot, Approved, Exposure, check_entry
 from ats.universe import PoolResult
 from db import market, risk_state
@@ -127,8 +128,8 @@ def test_the_risk_view_joins_positions_pending_entries_ledger_and_exchange(db: D
     with db.session() as session:
         record_new_position(session, "main", position, actions, source="test", intent=intent)
         add_to_ledger(session, "main", now, realized_pnl=D(-30), fees=D(2), funding=D(1))
-        risk_state.record_halt(session, "main", now, "first reason")
-        risk_state.record_halt(session, "main", now, "second reason")
+        risk_state.record_halt(session, "main", now, "first reason", by=LOSS_LIMIT)
+        risk_state.record_halt(session, "main", now, "second reason", by="close-all (cli)")
         risk_state.note_unrealized(session, "main", now, D(-5), D(-36))
         risk_state.note_unrealized(session, "main", now, D(3), D(-28))
     info = AccountInfo(D(10_000), D(-12), D(9_988), D(9_000), D(9_000))
@@ -148,7 +149,34 @@ def test_the_risk_view_joins_positions_pending_entries_ledger_and_exchange(db: D
     assert snap.realized_pnl_today == D(-31)
     assert snap.daily_pnl == D(-43)
     assert view.unmanaged == ("ZZZUSDT",)
-    assert (view.ledger.halted, view.ledger.halted_reason) == (True, "first reason")
+    assert (view.ledger.halted, view.ledger.halted_reason, view.ledger.halted_by) == (True, "first reason", LOSS_LIMIT)
     with db.session() as session:
         row = session.scalars(select(RiskLedgerRow)).one()
     assert (row.last_unrealized_pnl, row.worst_total_pnl) == (D(3), D(-36))
+
+
+def test_a_pause_lasts_past_midnight_until_resumed_and_a_lift_is_recorded(db: Database) -> None:
+    day = 86_400_000
+    monday = 20_000 * day + 3_600_000  # 01:00 UTC
+    with db.session() as session:
+        risk_state.record_halt(session, "main", monday, "paused by telegram @op", by="telegram @op", until_resumed=True)
+        risk_state.record_halt(session, "main", monday + 60_000, "close-all: test", by="close-all (cli)")
+    with db.session() as session:
+        tuesday = risk_state.ledger_day(session, "main", monday + day)  # no row of its own: the pause holds
+        # A close-all on a paused day keeps the pause's reason and author.
+        assert (tuesday.halted, tuesday.until_resumed, tuesday.halted_by) == (True, True, "telegram @op")
+        risk_state.record_resume(session, "main", monday + day, by="cli alice", halt=tuesday)
+    with db.session() as session:
+        tuesday = risk_state.ledger_day(session, "main", monday + day)
+        wednesday = risk_state.ledger_day(session, "main", monday + 2 * day)
+        monday_ = risk_state.ledger_day(session, "main", monday)
+    assert (tuesday.halted, tuesday.resumed_by, tuesday.resumed_ms) == (False, "cli alice", monday + day)
+    assert tuesday.halted_reason == "paused by telegram @op"  # the lifted halt, for the report
+    assert not wednesday.halted
+    assert monday_.halted  # the record of the day it began stays
+    with db.session() as session:  # halted again after the lift: the new halt's reason and author
+        risk_state.record_halt(session, "main", monday + day + 60_000, "close-all: again", by="close-all (flow)")
+    with db.session() as session:
+        tuesday = risk_state.ledger_day(session, "main", monday + day)
+    assert (tuesday.halted, tuesday.halted_reason, tuesday.halted_by) == (True, "close-all: again", "close-all (flow)")
+    assert not tuesday.until_resumed

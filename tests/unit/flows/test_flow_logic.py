@@ -15,6 +15,7 @@ from ats.emergency import CloseAllReport, close_all_markdown, market_slices
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.execution import ExecutionDeferred
 from ats.factors import FactorConfig
+from ats.operator import AccountStatus, PositionLine
 from ats.placement import (
     Candidate,
     EntryDecision,
@@ -29,7 +30,7 @@ from ats.risk import AccountSnapshot, Exposure
 from ats.universe import PoolResult, UniverseConfig
 from db.risk_state import ClosedTrade
 from flows.place_orders import why_placement_failed
-from tasks.account import AccountStatus, PositionLine, day_stats, utc_day
+from tasks.account import day_stats, utc_day
 from tasks.market import BarRefresh, PoolsOutcome, fetch_window, pools_due
 from tasks.placement import Decided
 from tasks.reports import day_markdown, placement_markdown, pools_markdown, status_markdown
