@@ -123,4 +123,8 @@ def write_files(result: Backtest, folder: Path) -> list[Path]:
         path = folder / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    for name, png in sorted(result.plots.items()):
+        path = folder / name
+        path.write_bytes(png)
+        written.append(path)
     return written

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ats.backtest.engine import Closes, Run, Tape, TradeSettings, baseline_rules, record_tape, trade
 from ats.backtest.history import RULES_NOTE, History
+from ats.backtest.plots import equity_png
 from ats.backtest.report import (
     Baselines,
     Stats,
@@ -30,13 +31,15 @@ __all__ = ["WARMUP_BARS", "Backtest", "History", "TradeSettings", "backtest"]
 
 @dataclass(frozen=True, slots=True)
 class Backtest:
-    """A finished backtest: its trades and statistics, the baselines', and its files (name -> text)."""
+    """A finished backtest: its trades and statistics, the baselines', its text files (name -> text) and its plot
+    (name -> PNG bytes)."""
 
     run: Run
     trades: list[Trade]
     stats: Stats
     baselines: Baselines | None
     files: dict[str, str]
+    plots: dict[str, bytes]
 
     @property
     def summary(self) -> str:
@@ -119,7 +122,9 @@ def backtest(
         "summary.json": summary,
         "report.md": report,
     }
-    return Backtest(run, trades, stats, baselines, files)
+    title = f"Backtest {parameters['from']} to {parameters['to']}, min_score {options.min_score:g}"
+    plots = {"equity.png": equity_png(run.equity, options.balance, f"{title}: equity and drawdown")}
+    return Backtest(run, trades, stats, baselines, files, plots)
 
 
 def _report(

@@ -35,7 +35,7 @@ def test_backtest_writes_the_same_files_twice_and_refuses_what_is_not_stored(
     common = ("backtest", "--from", "2025-01-25", "--to", "2025-02-07", "--min-score", "60", "--random-draws", "2")
     first = invoke(*common, "--out", str(tmp_path / "one"))
     invoke(*common, "--out", str(tmp_path / "two"))
-    names = ("equity.csv", "report.md", "summary.json", "trades.csv")
+    names = ("equity.csv", "equity.png", "report.md", "summary.json", "trades.csv")
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     summary = json.loads((tmp_path / "one" / "summary.json").read_text())
@@ -47,6 +47,7 @@ def test_backtest_writes_the_same_files_twice_and_refuses_what_is_not_stored(
     trades = (tmp_path / "one" / "trades.csv").read_text().splitlines()
     assert trades[0].startswith("symbol,direction,opened,closed")
     assert len(trades) - 1 == summary["model"]["trades"]
+    assert (tmp_path / "one" / "equity.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
     refused = CliRunner().invoke(app, [*common[:5], "--symbols", "ZZZUSDT", "--out", str(tmp_path / "three")])
     assert refused.exit_code != 0
