@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import typer
 
@@ -28,9 +29,15 @@ def monitor(
     """
     from monitor.app import StartupError, serve
 
-    settings = settings_or_exit(venue=venue)
-
+    # The Telegram commands' operations come from tasks/, which imports Prefect, and Prefect's logging setup on import
+    # replaces the root logger's handlers: imported after our logging, it silenced the monitor's whole log. So it
+    # comes first, and the monitor (no flow run) keeps only its own handler (else every line would print twice).
     from tasks.operations import RuntimeOperations
+
+    settings = settings_or_exit(venue=venue)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if not getattr(h, "_ats_handler", False)]:
+        root.removeHandler(handler)
 
     try:
         asyncio.run(serve(settings, health_host=health_host, health_port=health_port, operations=RuntimeOperations))
