@@ -11,9 +11,12 @@ same on a schedule. One pass:
 3. Fills the journal has not recorded (userTrades since the last pass, per symbol with a position) are replayed;
    the lifecycle deduplicates by trade id. Liquidations and manual fills reduce the position like our own exits.
 4. Funding payments (income FUNDING_FEE) are fed to the positions that held through them.
-5. Legs whose placement outcome is unknown are re-driven once they are a few seconds old (look before place).
+5. Legs whose placement outcome is unknown are re-driven once they are a few seconds old (look before place);
+   every stop that a replayed fill or a look-up calls for is looked up before it is placed (it may have been sent
+   ahead of its record while the database was down, see ats.execution).
    Entries are only looked up, never re-sent: client ids are unique among *open* orders only.
-6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans).
+6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans), except those of an open
+   position that does not know them yet (sent ahead of their record: the replay adopts them).
 7. A position the exchange no longer holds, even after the replay, is reported vanished (liquidation, ADL, a
    manual close); a position the exchange holds that nobody recorded is adopted and protected, and the user told.
 8. A position whose market close was paused (it reduced nothing, -2022) and that the exchange still holds after
@@ -140,6 +143,7 @@ def window_start(opened_ms: int, since_ms: int | None) -> int:
 def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms: int | None) -> Plan:
     """What one reconciliation pass must look at, from the open positions and the exchange's snapshot."""
     listed = snapshot.listed
+    open_by_key = {p.key: p for p in positions if not p.is_terminal}
     lookups: dict[str, tuple[LegOrder, ...]] = {}
     pending: dict[str, tuple[str, ...]] = {}
     live_ids: set[str] = set()
@@ -177,6 +181,13 @@ def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms:
         start = window_start(p.opened_ms, since_ms)
         windows[p.symbol] = min(windows.get(p.symbol, start), start)
     recorded_symbols = {p.symbol for p in positions if not p.is_terminal}
+    # An order of an open position that the position does not know at all was sent ahead of its record (the
+    # journal was down): replaying the fill that called for it adopts it. Cancelling it would unprotect the position.
+    live_ids |= {
+        cid
+        for cid in snapshot.listed
+        if (owner := open_by_key.get(key_of(cid) or "")) is not None and owner.order(cid) is None
+    }
     orphans = tuple(
         [
             Orphan(o.client_order_id, o.symbol, algo=False)
@@ -588,7 +599,7 @@ class _Pass:
             await self.on_position(key, "applying funding", self.apply, key, events)
 
     async def apply(self, key: str, events: Sequence[Any]) -> Any:
-        return await self.executor.execute(key, [], outcomes=events)
+        return await self.executor.execute(key, [], outcomes=events, late=True)
 
     async def cancel_orphan(self, orphan: Orphan) -> None:
         log.warning("cancelling an orphaned order of ours", symbol=orphan.symbol, client_id=orphan.client_id)

@@ -206,8 +206,8 @@ class Monitor:
         self._warmed: set[str] = set()
         self._marks: dict[str, Decimal] = {}
         self._mark_busy: set[str] = set()
-        self._checking: set[str] = set()  # positions whose reached levels are being checked
-        self._checked: dict[str, tuple[frozenset[str], float]] = {}  # key -> (legs checked, monotonic until)
+        self._checking: dict[str, set[str]] = {}  # key -> legs whose reached level is being checked
+        self._checked: dict[str, dict[str, float]] = {}  # key -> {leg checked: monotonic time to recheck it}
         self._redrive_after: dict[str, tuple[float, float]] = {}  # key -> (monotonic not before, backoff)
         self._problems: frozenset[str] = frozenset()  # found by the last watchdog check
         self._reported: frozenset[str] = frozenset()  # logged as lasting, not yet recovered
@@ -546,18 +546,21 @@ class Monitor:
             self._mark_busy.discard(key)
 
     def _watch_levels(self, watch: Watch, mark: Decimal) -> None:
-        """A tick that reached a live stop or take-profit: the exchange fires it now and its fill must follow."""
-        if watch.key in self._checking:
-            return
+        """A tick that reached a live stop or take-profit: the exchange fires it now and its fill must follow.
+
+        Each leg is checked on its own: a tick that reaches the breakeven stop while TP1's check is still in its
+        grace is checked too (skipped, the stop's fill waited for the 15 s probe when the stream was mute)."""
         reached = watch.reached(mark)
         if not reached:
             return
-        legs = frozenset(t.client_id for t in reached)
-        checked, until = self._checked.get(watch.key, (frozenset(), 0.0))
-        if legs <= checked and self._clock.monotonic() < until:
+        now = self._clock.monotonic()
+        checking = self._checking.get(watch.key, set())
+        recheck_at = self._checked.get(watch.key, {})
+        new = tuple(t for t in reached if t.client_id not in checking and now >= recheck_at.get(t.client_id, 0.0))
+        if not new:
             return
-        self._checking.add(watch.key)
-        self._spawn(self._check_levels(watch, reached, mark), f"monitor-levels-{watch.key}")
+        self._checking[watch.key] = checking | {t.client_id for t in new}
+        self._spawn(self._check_levels(watch, new, mark), f"monitor-levels-{watch.key}")
 
     async def _check_levels(self, watch: Watch, reached: tuple[ExitTrigger, ...], mark: Decimal) -> None:
         """No fill within the grace after its level was reached: reconcile the symbol now, not minutes later."""
@@ -577,9 +580,15 @@ class Monitor:
             )
             await self._verify(frozenset({watch.symbol}), "level")
         finally:
-            self._checking.discard(watch.key)
-            legs = frozenset(t.client_id for t in reached)
-            self._checked[watch.key] = (legs, self._clock.monotonic() + self._tuning.recheck_s)
+            legs = {t.client_id for t in reached}
+            checking = self._checking.get(watch.key, set()) - legs
+            if checking:
+                self._checking[watch.key] = checking
+            else:
+                self._checking.pop(watch.key, None)
+            if self._book.get(watch.key) is not None:  # (a closed position's are forgotten)
+                recheck_at = self._clock.monotonic() + self._tuning.recheck_s
+                self._checked.setdefault(watch.key, {}).update(dict.fromkeys(legs, recheck_at))
 
     async def _verify(self, symbols: frozenset[str], trigger: str) -> None:
         """Reconcile these symbols now. Fills the pass finds that the user stream never delivered (though it had

@@ -133,6 +133,30 @@ async def test_tp1_and_the_stop_crossed_while_the_user_stream_is_mute(
     await _settled(sim, exchange, db)
 
 
+async def test_a_stop_reached_while_tp1_is_still_being_checked_is_checked_too(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database
+) -> None:
+    """Chaos runs after user-stream faults: the breakeven stop fired unheard while TP1's level check was still in
+    its grace; that check skipped the new level, and the stop's fill waited for the probe (15-50 s)."""
+    tuning = replace(FAST, fill_grace_s=2.0, probe_interval_s=600.0)  # only the level check can find the fill
+    monitor = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db, tuning=tuning)
+    try:
+        key = await desk.open(SYMBOL)
+        p = await desk.wait(key, _open, "protected")
+        assert p.levels is not None
+        tick = p.policy.rules.tick_size
+        await sim.set_price(SYMBOL, p.levels.tp1 + tick)  # heard: TP1's level check now waits out its grace
+        p = await desk.wait(key, breakeven_up, "the breakeven stop")
+        assert p.stop_price is not None
+        _stall(sim)
+        await sim.set_price(SYMBOL, p.stop_price - tick)  # the breakeven stop fires on the exchange, unheard
+        p = await desk.wait(key, _closed, "closed from the level check", timeout_s=10.0)
+        assert p.exit_reason is ExitReason.BREAKEVEN_STOP
+        await _settled(sim, exchange, db)
+    finally:
+        await monitor.shutdown()
+
+
 async def test_a_supervision_close_refused_as_reducing_nothing_is_reconciled_not_retried(
     sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database
 ) -> None:
