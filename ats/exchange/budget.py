@@ -96,8 +96,13 @@ class BudgetState:
     banned_until_ms: int = 0  # after a 418: nothing is sent before this
 
 
+class BudgetStoreUnavailable(Exception):
+    """The shared store cannot be reached (its database is down)."""
+
+
 class BudgetStore(Protocol):
-    """Where the budget state lives. An implementation must make `update` atomic across processes.
+    """Where the budget state lives. An implementation must make `update` atomic across processes, and raise
+    BudgetStoreUnavailable when it cannot be reached.
 
     PostgreSQL: `SELECT ... FOR UPDATE` the scope's row (insert a default row first if missing), call
     `change` with it, `UPDATE` the row with the returned state, commit, return the second element.
@@ -312,6 +317,10 @@ class RequestBudget:
     Windows are measured in server time: the client tells the budget its clock offset after each sync.
     The last state read from the store is kept, so an answer whose weight headers tell nothing new (the usual
     case: every request was reserved before it was sent) costs no second round trip to the store.
+
+    Requests never wait for the store: while it cannot be reached, this process counts on from that last state on
+    its own (a stop must not wait for the database), and the weight the exchange reports in every answer brings
+    the shared count back in line once the store is back.
     """
 
     def __init__(
@@ -330,6 +339,7 @@ class RequestBudget:
         self._max_wait_ms = int(max_wait_s * 1000)
         self._offset_ms = 0
         self._seen: BudgetState | None = None  # the store's state after this process's last update
+        self._alone = False  # the store is unreachable: counting locally
 
     @property
     def scope(self) -> str:
@@ -346,7 +356,17 @@ class RequestBudget:
             new_state, result = change(state)
             return new_state, (new_state, result)
 
-        self._seen, result = await self._store.update(self._scope, tracked)
+        try:
+            self._seen, result = await self._store.update(self._scope, tracked)
+        except BudgetStoreUnavailable as exc:
+            if not self._alone:
+                log.warning("shared request budget unreachable: counting this process's requests alone", error=str(exc))
+                self._alone = True
+            self._seen, (_, result) = tracked(self._seen or BudgetState())
+            return result
+        if self._alone:
+            log.info("shared request budget reachable again")
+            self._alone = False
         return result
 
     async def acquire(self, weight: int, orders: int = 0, priority: Priority = Priority.NORMAL) -> None:
