@@ -26,7 +26,9 @@ A pass may cover a few symbols only (`symbols`): the monitor's quick look when a
 
 The planning steps are pure functions (tested without I/O); `reconcile` is the shell over the Exchange protocol,
 the journal and the executor, shared by the monitor and the flow. It imports neither the database nor Prefect.
-Its requests are protective work for the shared request budget: a scan using up the minute never holds it up.
+Its requests are protective work for the shared request budget: a scan using up the minute never holds it up. The
+account-wide reads of a full pass are a sweep (ats.exchange.budget): they leave the last of the budget to the work
+of single positions and fail instead of waiting, so a full pass never holds up the look-up of a fired stop.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ats.clock import Clock
 from ats.config import Settings
 from ats.domain import Band, Signal, SymbolRules, is_own_client_id
 from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade
-from ats.exchange.budget import protective
+from ats.exchange.budget import Priority, protective, request_priority
 from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of
 from ats.lifecycle import (
     Action,
@@ -476,13 +478,14 @@ def _settled(position: Position | None) -> bool:
 
 
 async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> ExchangeSnapshot:
-    """Positions, open orders and open algo orders: the account's, or those of a few symbols."""
+    """Positions, open orders and open algo orders: the account's (a sweep), or those of a few symbols."""
     if symbols is None:
-        return ExchangeSnapshot(
-            positions=tuple(await exchange.positions()),
-            open_orders=tuple(await exchange.open_orders()),
-            open_algo_orders=tuple(await exchange.open_algo_orders()),
-        )
+        with request_priority(Priority.SWEEP):
+            return ExchangeSnapshot(
+                positions=tuple(await exchange.positions()),
+                open_orders=tuple(await exchange.open_orders()),
+                open_algo_orders=tuple(await exchange.open_algo_orders()),
+            )
     positions: list[PositionInfo] = []
     orders: list[Order] = []
     algos: list[AlgoOrder] = []
@@ -495,7 +498,8 @@ async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> Excha
 
 async def _positions(exchange: Exchange, symbols: frozenset[str] | None) -> list[PositionInfo]:
     if symbols is None:
-        return await exchange.positions()
+        with request_priority(Priority.SWEEP):
+            return await exchange.positions()
     return [info for symbol in sorted(symbols) for info in await exchange.positions(symbol)]
 
 
@@ -589,7 +593,8 @@ class _Pass:
 
     async def apply_funding(self, start_ms: int) -> None:
         try:
-            incomes = await self.exchange.income(income_type="FUNDING_FEE", start_ms=start_ms)
+            with request_priority(Priority.SWEEP):
+                incomes = await self.exchange.income(income_type="FUNDING_FEE", start_ms=start_ms)
         except Exception as exc:
             log.warning("cannot read funding payments", error=str(exc))
             self.report.errors.append(f"reading funding: {exc}")

@@ -319,6 +319,8 @@ class Monitor:
         if after is None:
             self._redrive_after.pop(key, None)
             self._checked.pop(key, None)
+        else:
+            self._levels_since_last_tick(after)
         self._metrics.state.open_positions = len(self._book)
 
     def _refresh_all(self) -> None:
@@ -331,7 +333,17 @@ class Monitor:
         self._book.replace_all(positions)
         if self._book.symbols() != symbols or self._book.symbols() != self._subscribed:
             self._streams_dirty.set()
+        for watch in self._book:
+            self._levels_since_last_tick(watch)
         self._metrics.state.open_positions = len(self._book)
+
+    def _levels_since_last_tick(self, watch: Watch) -> None:
+        """The last mark against levels the view has just learnt: a stop placed by other work (a reconciliation, a
+        flow) may have been reached by a tick that came before the view knew it. With the user stream mute, that
+        stop's fill was found only by the next full pass or probe (up to 24 s in the chaos runs)."""
+        mark = self._marks.get(watch.symbol)
+        if mark is not None:
+            self._watch_levels(watch, mark)
 
     # ------------------------------------------------------------------------------------------ user stream
 

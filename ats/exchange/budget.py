@@ -14,6 +14,11 @@ IP, so no reserve helps there: protective requests go again the moment the back-
 later) and keep going, without a growing back-off of their own, until the exchange takes them. The priority is
 set for a block of work with `request_priority(...)` (a context variable, so it follows the work into the tasks
 it starts) and read by the client for each request.
+
+The account-wide reads of a full reconciliation pass (all open orders, all algo orders, all income: 30-40 weight
+each) are protective too, but stop short of the last `critical_reserve` and never wait for the budget: a pass that
+does not fit is retried later. Repeated stream faults each call for a full pass; they used up the whole minute,
+and the look-up of a stop that had fired unheard waited for the next one (15-57 s).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class Priority(IntEnum):
     """Who may use the last part of the budget (see the module docstring)."""
 
     NORMAL = 0  # market data, scans, warming the scorer, entries
-    PROTECTIVE = 1  # stops, take-profits, cancels, closes, their look-ups, reconciliation, the listenKey
+    SWEEP = 1  # a reconciliation pass's account-wide reads (all open orders, all income: 30-40 weight each)
+    PROTECTIVE = 2  # stops, take-profits, cancels, closes, their look-ups, a position's reconciliation, listenKey
 
 
 _PRIORITY: ContextVar[Priority | None] = ContextVar("ats_request_priority", default=None)
@@ -163,15 +169,21 @@ class BudgetLimits:
     orders_per_minute: int = 1200
     safety_margin: float = 0.2  # fraction of every limit nobody uses (other users of the IP, counting lag)
     protective_reserve: float = 0.15  # fraction of every limit that only protective work may use
+    critical_reserve: float = 0.05  # the part of it (at most all) that account-wide reads (SWEEP) leave alone
     resume_gap_ms: int = 1000  # after a 429 back-off, normal work resumes this much later than protective work
 
     def __post_init__(self) -> None:
         if self.safety_margin < 0 or self.protective_reserve < 0 or self.safety_margin + self.protective_reserve >= 1:
             raise ValueError("the safety margin and the protective reserve must be >= 0 and leave some budget")
+        if self.critical_reserve < 0:
+            raise ValueError("the critical reserve must be >= 0")
 
     def cap(self, limit: int, priority: Priority) -> int:
-        """How much of `limit` requests of this priority may use: normal work leaves the protective reserve."""
-        unused = self.safety_margin + (0.0 if priority is Priority.PROTECTIVE else self.protective_reserve)
+        """How much of `limit` requests of this priority may use: normal work leaves the protective reserve, a
+        sweep its critical part."""
+        critical = min(self.critical_reserve, self.protective_reserve)
+        kept = {Priority.NORMAL: self.protective_reserve, Priority.SWEEP: critical}.get(priority, 0.0)
+        unused = self.safety_margin + kept
         return max(1, math.floor(limit * (1.0 - unused) + 1e-9))
 
 
@@ -383,9 +395,10 @@ class RequestBudget:
                     "this IP is banned by Binance; no request is sent until the ban ends",
                     until_ms=reservation.banned_until_ms,
                 )
-            if reservation.wait_ms > self._max_wait_ms:
+            if reservation.wait_ms > self._max_wait_ms or priority is Priority.SWEEP:
+                waiting = "an account-wide read does not wait" if priority is Priority.SWEEP else "longer than allowed"
                 raise RateLimited(
-                    f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s is longer than allowed",
+                    f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s: {waiting}",
                     retry_after_s=reservation.wait_ms / 1000,
                 )
             log.info(
