@@ -603,9 +603,10 @@ class Monitor:
                 recheck_at = self._clock.monotonic() + self._tuning.recheck_s
                 self._checked.setdefault(watch.key, {}).update(dict.fromkeys(legs, recheck_at))
 
-    async def _verify(self, symbols: frozenset[str], trigger: str) -> None:
+    async def _verify(self, symbols: frozenset[str], trigger: str, *, after_gap: bool = False) -> None:
         """Reconcile these symbols now. Fills the pass finds that the user stream never delivered (though it had
-        time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow)."""
+        time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow). Not
+        `after_gap`: a gap explains them, and each replacement would call for another full pass."""
         try:
             async with self._passes:
                 before = [p for p in self._journal.open_positions() if p.symbol in symbols]  # after any other pass
@@ -624,7 +625,7 @@ class Monitor:
         self._metrics.fill_checks.labels(trigger, "missed" if missed else "clean").inc()
         if report.paused:
             self.request_reconcile("a close that reduced nothing awaits the exchange")
-        if missed:
+        if missed and not after_gap:
             log.warning(
                 "the user stream missed fills the exchange made: replacing its connection",
                 symbols=sorted(symbols),
@@ -748,7 +749,7 @@ class Monitor:
             log.warning("full reconciliation refused by the request budget: reconciling the positions", error=str(exc))
             symbols = frozenset(p.symbol for p in self._journal.open_positions())
             if symbols:
-                await self._verify(symbols, "sweep")
+                await self._verify(symbols, "sweep", after_gap=True)
             return False
         except ExchangeError as exc:
             self._metrics.reconciles.labels("failed").inc()
