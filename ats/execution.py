@@ -16,6 +16,15 @@ sent, shared by the order-placement flow and the monitor, so both behave the sam
   outage); `ExecutionDeferred` tells the caller to try again later.
 - Refusals (-2021 would trigger, -2019 margin, filters, ...) are reported as OrderRejected: the state machine
   decides (a refused stop closes the position at market and alerts).
+- A protective stop outranks its bookkeeping. Should the journal fail (the database is down) after an entry was
+  sent, or while a stop is being recorded, the stops the lifecycle calls for are sent anyway, unrecorded, under
+  their deterministic client ids, and the failure propagates. Whoever records the position later (reconciliation
+  replaying the fill once the database is back) gets the same client ids from the same transition, and because
+  that path is late (`execute(..., late=True)`: replays and look-ups) it looks every stop up before placing it:
+  the one sent ahead is adopted, never doubled, even if it already triggered (a re-send would then land, as
+  client ids are unique among *open* orders only). Sending the stop before or with the entry is not an option:
+  its trigger comes from the entry's fill price, and one placed before an entry that then fails would be left
+  behind to close the next position on the symbol.
 - Everything sent from here is protective work for the shared request budget (ats.exchange.budget), except an
   entry itself: scans and entries that used up their share of the minute never delay a stop or a close.
 
@@ -25,6 +34,7 @@ transaction, under a row lock, so the flow and the monitor can both drive the sa
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +82,7 @@ from ats.lifecycle import (
     Position,
     RequestReconcile,
     Role,
+    transition,
 )
 from ats.log import get_logger
 from ats.notify import ExitReason
@@ -85,6 +96,10 @@ _NOT_NOW = (ExchangeUnavailable, RateLimited, IpBanned, Throttled)
 
 class ExecutionDeferred(Exception):
     """The exchange could not be reached (or asked us to wait); the action stays pending for a later re-drive."""
+
+
+class JournalUnavailable(Exception):
+    """The journal could not be read or written (the database is unreachable): nothing was recorded."""
 
 
 class UnknownPosition(KeyError):
@@ -105,7 +120,8 @@ class OrderOutcome:
 
 
 class Journal(Protocol):
-    """Where positions live (PostgreSQL in db/journal.py). Each call is one committed transaction."""
+    """Where positions live (PostgreSQL in db/journal.py). Each call is one committed transaction; a call that
+    cannot reach its store raises JournalUnavailable."""
 
     def apply(self, key: str, event: Event, *, source: str) -> tuple[Position, list[Action]]:
         """Lock the position, run `lifecycle.transition` with the event, persist the new state and the records its
@@ -263,6 +279,16 @@ def action_for_leg(position: Position, leg: LegOrder) -> Action | None:
     return None
 
 
+def stops_called_for(position: Position, events: Sequence[Event]) -> list[PlaceStop]:
+    """The stops the lifecycle places when `events` reach `position` (what must go out when they cannot be
+    recorded)."""
+    stops: list[PlaceStop] = []
+    for event in events:
+        position, actions = transition(position, event)
+        stops.extend(action for action in actions if isinstance(action, PlaceStop))
+    return stops
+
+
 def key_of(client_id: str) -> str | None:
     parsed = parse_client_id(client_id)
     return parsed[0] if parsed else None
@@ -372,20 +398,24 @@ class Executor:
         self._source = source
         self._settings = settings or ExecutionSettings()
 
-    async def apply(self, key: str, events: Sequence[Event]) -> list[RequestReconcile]:
-        """Apply events to a position (fills, order outcomes, marks, requests), then carry out what they ask for."""
-        return await self.execute(key, self._applied(key, events))
+    async def apply(self, key: str, events: Sequence[Event], *, late: bool = False) -> list[RequestReconcile]:
+        """Apply events to a position (fills, order outcomes, marks, requests), then carry out what they ask for
+        (`late`: as `execute`'s)."""
+        return await self.execute(key, self._applied(key, events), late=late)
 
     def record_update(self, client_id: str, update: OrderUpdate | AlgoUpdate) -> None:
         """Keep the orders table current from the user stream, as every REST answer does."""
         self._journal.record_outcome(client_id, outcome_of_update(update))
 
     @protective
-    async def execute(self, key: str, actions: Sequence[Action]) -> list[RequestReconcile]:
+    async def execute(self, key: str, actions: Sequence[Action], *, late: bool = False) -> list[RequestReconcile]:
         """Carry out actions in order, applying each outcome at once (which may ask for more).
 
         Records and notifications were persisted with the transition that produced them; requests to reconcile
-        are returned for the caller to schedule. Raises ExecutionDeferred when the exchange cannot be reached.
+        are returned for the caller to schedule. Raises ExecutionDeferred when the exchange cannot be reached,
+        and JournalUnavailable when the journal fails, after sending the stops it could not record.
+        `late`: the outcomes were found after the fact (replayed, looked up), so every stop that follows is
+        looked up before it is placed: whoever saw them first may have sent it ahead of its record.
         """
         pending: deque[Action] = deque(actions)
         reconciles: list[RequestReconcile] = []
@@ -394,7 +424,15 @@ class Executor:
             if isinstance(action, RequestReconcile):
                 reconciles.append(action)
                 continue
-            pending.extend(self._applied(key, await self._perform(action)))
+            before = self._journal.position(key) if isinstance(action, PlaceEntry) else None
+            try:
+                pending.extend(self._applied(key, await self._perform(action, late)))
+            except JournalUnavailable:
+                stops = [a for a in (action, *pending) if isinstance(a, PlaceStop)]
+                if isinstance(action, PlaceEntry) and before is not None:
+                    stops += await self._entry_stops(before, action)
+                await self._send_ahead(stops)
+                raise
         return reconciles
 
     def _applied(self, key: str, events: Sequence[Event]) -> list[Action]:
@@ -435,7 +473,7 @@ class Executor:
             actions.append(action)
         # The outcomes are applied before anything is sent; what they ask for follows the re-sends.
         follow_ups = self._applied(key, outcomes)
-        return await self.execute(key, [*actions, *follow_ups])
+        return await self.execute(key, [*actions, *follow_ups], late=True)
 
     @protective
     async def refresh(self, key: str, legs: Sequence[LegOrder]) -> list[RequestReconcile]:
@@ -453,18 +491,18 @@ class Executor:
         for leg in legs:
             outcomes.extend(await self._lookup(position.symbol, leg))
         outcomes.sort(key=lambda event: isinstance(event, OrderCanceled))  # stable: each leg's order is kept
-        return await self.apply(key, outcomes)
+        return await self.apply(key, outcomes, late=True)
 
     # ------------------------------------------------------------------------------------------ actions
 
-    async def _perform(self, action: Action) -> list[Event]:
+    async def _perform(self, action: Action, late: bool = False) -> list[Event]:
         match action:
             case PlaceEntry() | MarketClose():
                 log.info(_describe(action), **_fields(action), source=self._source)
                 return await self._place_order(action)
             case PlaceStop() | PlaceTakeProfit():
                 log.info(_describe(action), **_fields(action), source=self._source)
-                return await self._place_algo(action)
+                return await self._place_algo(action, look_first=late and isinstance(action, PlaceStop))
             case CancelOrder():
                 log.info(_describe(action), **_fields(action), source=self._source)
                 return await self._cancel(action)
@@ -493,11 +531,11 @@ class Executor:
                 return self._unknown(cid)
         return await self._order_events(cid, order)
 
-    async def _place_algo(self, action: PlaceStop | PlaceTakeProfit) -> list[Event]:
+    async def _place_algo(self, action: PlaceStop | PlaceTakeProfit, *, look_first: bool = False) -> list[Event]:
         request = action.request()
         cid = request.client_algo_id
         algo: AlgoOrder | None = None
-        if self._journal.record_attempt(cid):
+        if self._journal.record_attempt(cid) or look_first:
             algo = await self._guard(self._exchange.get_algo_order(client_algo_id=cid))
         resends = 0
         while algo is None:
@@ -571,18 +609,43 @@ class Executor:
         self._journal.record_outcome(action.client_id, OrderOutcome("EXPIRED", error="never reached the exchange"))
         return [OrderCanceled(action.client_id, self._clock.now_ms(), expired=True, filled_qty=ZERO)]
 
+    async def _entry_stops(self, before: Position, entry: PlaceEntry) -> list[PlaceStop]:
+        """The stops an entry's fills call for, from the exchange's answer alone (the journal failed after the
+        entry may have been sent): none if it was never sent or has not filled."""
+        try:
+            order = await self._guard(self._exchange.get_order(entry.symbol, client_order_id=entry.client_id))
+            if order is None or order.executed_qty <= 0:
+                return []
+            return stops_called_for(before, await self._order_events(entry.client_id, order, record=False))
+        except (ExecutionDeferred, ExchangeError) as exc:
+            log.error("the entry's fills cannot be read: its stop waits for the journal", error=str(exc))
+            return []
+
+    async def _send_ahead(self, stops: Sequence[PlaceStop]) -> None:
+        """Place stops the journal could not record: the position must not wait for the database unprotected.
+        Client ids are deterministic, so the late recording finds each one by its id (and adopts it)."""
+        for cid, stop in {stop.client_id: stop for stop in stops}.items():
+            log.warning("placing a stop ahead of its record: the journal is unavailable", **_fields(stop))
+            try:
+                await self._send(functools.partial(self._exchange.new_algo_order, stop.request()))
+            except DuplicateClientId:
+                pass  # already on the exchange
+            except ExchangeError as exc:
+                log.error("a stop sent ahead of its record failed", client_id=cid, error=str(exc))
+
     # ------------------------------------------------------------------------------------------ outcomes
 
-    async def _order_events(self, cid: str, order: Order) -> list[Event]:
-        self._journal.record_outcome(
-            cid,
-            OrderOutcome(
-                status=order.status.value,
-                exchange_order_id=order.order_id,
-                executed_qty=order.executed_qty,
-                avg_price=order.avg_price if order.executed_qty > 0 else None,
-            ),
-        )
+    async def _order_events(self, cid: str, order: Order, *, record: bool = True) -> list[Event]:
+        if record:
+            self._journal.record_outcome(
+                cid,
+                OrderOutcome(
+                    status=order.status.value,
+                    exchange_order_id=order.order_id,
+                    executed_qty=order.executed_qty,
+                    avg_price=order.avg_price if order.executed_qty > 0 else None,
+                ),
+            )
         if order.status is OrderStatus.REJECTED:
             return [OrderRejected(cid, order.update_time_ms, None, "rejected by the exchange")]
         events: list[Event] = [OrderAccepted(cid, order.update_time_ms)]

@@ -11,9 +11,12 @@ same on a schedule. One pass:
 3. Fills the journal has not recorded (userTrades since the last pass, per symbol with a position) are replayed;
    the lifecycle deduplicates by trade id. Liquidations and manual fills reduce the position like our own exits.
 4. Funding payments (income FUNDING_FEE) are fed to the positions that held through them.
-5. Legs whose placement outcome is unknown are re-driven once they are a few seconds old (look before place).
+5. Legs whose placement outcome is unknown are re-driven once they are a few seconds old (look before place);
+   every stop that a replayed fill or a look-up calls for is looked up before it is placed (it may have been sent
+   ahead of its record while the database was down, see ats.execution).
    Entries are only looked up, never re-sent: client ids are unique among *open* orders only.
-6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans).
+6. Orders with our client-id prefix that belong to no live leg are cancelled (orphans), except those of an open
+   position that does not know them yet (sent ahead of their record: the replay adopts them).
 7. A position the exchange no longer holds, even after the replay, is reported vanished (liquidation, ADL, a
    manual close); a position the exchange holds that nobody recorded is adopted and protected, and the user told.
 8. A position whose market close was paused (it reduced nothing, -2022) and that the exchange still holds after
@@ -23,7 +26,9 @@ A pass may cover a few symbols only (`symbols`): the monitor's quick look when a
 
 The planning steps are pure functions (tested without I/O); `reconcile` is the shell over the Exchange protocol,
 the journal and the executor, shared by the monitor and the flow. It imports neither the database nor Prefect.
-Its requests are protective work for the shared request budget: a scan using up the minute never holds it up.
+Its requests are protective work for the shared request budget: a scan using up the minute never holds it up. The
+account-wide reads of a full pass are a sweep (ats.exchange.budget): they leave the last of the budget to the work
+of single positions and fail instead of waiting, so a full pass never holds up the look-up of a fired stop.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ from ats.clock import Clock
 from ats.config import Settings
 from ats.domain import Band, Signal, SymbolRules, is_own_client_id
 from ats.exchange.base import AlgoOrder, Exchange, Income, Order, PositionInfo, Trade, is_liquidation_client_id
-from ats.exchange.budget import protective
-from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, owner
+from ats.exchange.budget import Priority, protective, request_priority
+from ats.execution import QUOTE_ASSET, ExecutionDeferred, Executor, Journal, fills_of, key_of, owner
 from ats.lifecycle import (
     Action,
     Event,
@@ -135,6 +140,7 @@ def window_start(opened_ms: int, since_ms: int | None) -> int:
 def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms: int | None) -> Plan:
     """What one reconciliation pass must look at, from the open positions and the exchange's snapshot."""
     listed = snapshot.listed
+    open_by_key = {p.key: p for p in positions if not p.is_terminal}
     lookups: dict[str, tuple[LegOrder, ...]] = {}
     pending: dict[str, tuple[str, ...]] = {}
     live_ids: set[str] = set()
@@ -172,6 +178,13 @@ def plan(positions: Sequence[Position], snapshot: ExchangeSnapshot, *, since_ms:
         start = window_start(p.opened_ms, since_ms)
         windows[p.symbol] = min(windows.get(p.symbol, start), start)
     recorded_symbols = {p.symbol for p in positions if not p.is_terminal}
+    # An order of an open position that the position does not know at all was sent ahead of its record (the
+    # journal was down): replaying the fill that called for it adopts it. Cancelling it would unprotect the position.
+    live_ids |= {
+        cid
+        for cid in snapshot.listed
+        if (holder := open_by_key.get(key_of(cid) or "")) is not None and holder.order(cid) is None
+    }
     orphans = tuple(
         [
             Orphan(o.client_order_id, o.symbol, algo=False)
@@ -460,13 +473,14 @@ def _settled(position: Position | None) -> bool:
 
 
 async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> ExchangeSnapshot:
-    """Positions, open orders and open algo orders: the account's, or those of a few symbols."""
+    """Positions, open orders and open algo orders: the account's (a sweep), or those of a few symbols."""
     if symbols is None:
-        return ExchangeSnapshot(
-            positions=tuple(await exchange.positions()),
-            open_orders=tuple(await exchange.open_orders()),
-            open_algo_orders=tuple(await exchange.open_algo_orders()),
-        )
+        with request_priority(Priority.SWEEP):
+            return ExchangeSnapshot(
+                positions=tuple(await exchange.positions()),
+                open_orders=tuple(await exchange.open_orders()),
+                open_algo_orders=tuple(await exchange.open_algo_orders()),
+            )
     positions: list[PositionInfo] = []
     orders: list[Order] = []
     algos: list[AlgoOrder] = []
@@ -479,7 +493,8 @@ async def _snapshot(exchange: Exchange, symbols: frozenset[str] | None) -> Excha
 
 async def _positions(exchange: Exchange, symbols: frozenset[str] | None) -> list[PositionInfo]:
     if symbols is None:
-        return await exchange.positions()
+        with request_priority(Priority.SWEEP):
+            return await exchange.positions()
     return [info for symbol in sorted(symbols) for info in await exchange.positions(symbol)]
 
 
@@ -576,7 +591,8 @@ class _Pass:
 
     async def apply_funding(self, start_ms: int) -> None:
         try:
-            incomes = await self.exchange.income(income_type="FUNDING_FEE", start_ms=start_ms)
+            with request_priority(Priority.SWEEP):
+                incomes = await self.exchange.income(income_type="FUNDING_FEE", start_ms=start_ms)
         except Exception as exc:
             log.warning("cannot read funding payments", error=str(exc))
             self.report.errors.append(f"reading funding: {exc}")
@@ -586,7 +602,7 @@ class _Pass:
             await self.on_position(key, "applying funding", self.apply, key, events)
 
     async def apply(self, key: str, events: Sequence[Event]) -> list[RequestReconcile]:
-        return await self.executor.apply(key, events)
+        return await self.executor.apply(key, events, late=True)
 
     async def cancel_orphan(self, orphan: Orphan) -> None:
         log.warning("cancelling an orphaned order of ours", symbol=orphan.symbol, client_id=orphan.client_id)

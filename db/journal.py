@@ -12,18 +12,20 @@ records nothing when it wakes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from ats.clock import ms_to_datetime, utc_day_start_ms
 from ats.codec import from_jsonable, to_jsonable
 from ats.domain import parse_client_id
-from ats.execution import OrderOutcome, UnknownPosition
+from ats.execution import JournalUnavailable, OrderOutcome, UnknownPosition
 from ats.leadership import Fence
 from ats.lifecycle import (
     Action,
@@ -77,6 +79,16 @@ class PostgresJournal:
         self._fence = fence
         self._language = language
 
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One transaction; the database unreachable (or dropping the connection) is JournalUnavailable, on which
+        the executor still sends the stops it could not record."""
+        try:
+            with self._db.session() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise JournalUnavailable(f"the journal's database is unavailable: {type(exc.orig).__name__}") from exc
+
     def _hold(self, session: Session, what: str) -> None:
         """Refuse a transition (NotLeader) unless this journal's fence holds, here and in the database."""
         if self._fence is not None:
@@ -86,7 +98,7 @@ class PostgresJournal:
     # ------------------------------------------------------------------------------------------ Journal
 
     def apply(self, key: str, event: Event, *, source: str) -> tuple[Position, list[Action]]:
-        with self._db.session() as session:
+        with self._session() as session:
             self._hold(session, f"{key}: {type(event).__name__}")
             row = session.scalars(select(PositionRow).where(PositionRow.key == key).with_for_update()).one_or_none()
             if row is None:
@@ -112,12 +124,12 @@ class PostgresJournal:
             return after, actions
 
     def position(self, key: str) -> Position | None:
-        with self._db.session() as session:
+        with self._session() as session:
             stored = session.scalar(select(PositionRow.lifecycle).where(PositionRow.key == key))
         return None if stored is None else from_jsonable(Position, stored)
 
     def record_attempt(self, client_id: str) -> bool:
-        with self._db.session() as session:
+        with self._session() as session:
             attempts = session.scalar(
                 update(OrderRow)
                 .where(OrderRow.account == self.account, OrderRow.client_id == client_id)
@@ -131,7 +143,7 @@ class PostgresJournal:
         return attempts is None or attempts > 1
 
     def record_outcome(self, client_id: str, outcome: OrderOutcome) -> None:
-        with self._db.session() as session:
+        with self._session() as session:
             order = session.scalars(
                 select(OrderRow)
                 .where(OrderRow.account == self.account, OrderRow.client_id == client_id)
@@ -164,7 +176,7 @@ class PostgresJournal:
 
     def open_positions(self) -> list[Position]:
         """Every position not yet closed or failed (the monitor's working set)."""
-        with self._db.session() as session:
+        with self._session() as session:
             stored = session.scalars(
                 select(PositionRow.lifecycle)
                 .where(PositionRow.account == self.account, PositionRow.closed_at.is_(None))
@@ -174,7 +186,7 @@ class PostgresJournal:
 
     def client_id_for_order(self, exchange_order_id: int) -> str | None:
         """Our client id for an exchange order id: a normal order's, or the algo order that created it."""
-        with self._db.session() as session:
+        with self._session() as session:
             return session.scalar(
                 select(OrderRow.client_id).where(
                     OrderRow.account == self.account,
@@ -184,7 +196,7 @@ class PostgresJournal:
 
     def recorded_trade_ids(self, symbol: str, since_ms: int) -> set[int]:
         """Trade ids of the symbol's fills already recorded at or after `since_ms` (reconciliation skips them)."""
-        with self._db.session() as session:
+        with self._session() as session:
             ids = session.scalars(
                 select(FillRow.trade_id).where(
                     FillRow.account == self.account, FillRow.symbol == symbol, FillRow.time_ms >= since_ms
@@ -197,7 +209,7 @@ class PostgresJournal:
         if not client_ids:
             return {}
         age = func.extract("epoch", func.now() - OrderRow.created_at)
-        with self._db.session() as session:
+        with self._session() as session:
             rows = session.execute(
                 select(OrderRow.client_id, age).where(
                     OrderRow.account == self.account, OrderRow.client_id.in_(list(client_ids))
@@ -207,13 +219,13 @@ class PostgresJournal:
 
     def create(self, position: Position, actions: Sequence[Action], *, source: str) -> None:
         """Record a position that has no intent row (adopted from the exchange) with its first actions."""
-        with self._db.session() as session:
+        with self._session() as session:
             self._hold(session, f"{position.key}: adopting the position")
             record_new_position(session, self.account, position, actions, source=source, language=self._language)
 
     def note(self, kind: str, source: str, *, symbol: str | None = None, **data: Any) -> None:
         """Append one entry to the event log in its own transaction."""
-        with self._db.session() as session:
+        with self._session() as session:
             log_event(session, self.account, kind, source, symbol=symbol, data=to_jsonable(data))
 
 

@@ -9,8 +9,9 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from ats.exchange.budget import BudgetState
+from ats.exchange.budget import BudgetState, BudgetStoreUnavailable
 from db.models import RateLimitStateRow
 
 T = TypeVar("T")
@@ -24,7 +25,10 @@ class PostgresBudgetStore:
         self._engine = engine
 
     async def update(self, scope: str, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T:
-        return await asyncio.to_thread(self._update, scope, change)
+        try:
+            return await asyncio.to_thread(self._update, scope, change)
+        except (OperationalError, InterfaceError) as exc:
+            raise BudgetStoreUnavailable(f"the budget's database is unavailable: {type(exc.orig).__name__}") from exc
 
     def _update(self, scope: str, change: Callable[[BudgetState], tuple[BudgetState, T]]) -> T:
         table = RateLimitStateRow.__table__

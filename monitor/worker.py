@@ -52,7 +52,8 @@ from ats.exchange.base import (
     UserEvent,
     UserStream,
 )
-from ats.exchange.errors import ExchangeError
+from ats.exchange.budget import protective
+from ats.exchange.errors import ExchangeError, RateLimited
 from ats.exchange.streams import ListenKeyApi
 from ats.execution import (
     ExecutionDeferred,
@@ -208,8 +209,8 @@ class Monitor:
         self._warmed: set[str] = set()
         self._marks: dict[str, Decimal] = {}
         self._mark_busy: set[str] = set()
-        self._checking: set[str] = set()  # positions whose reached levels are being checked
-        self._checked: dict[str, tuple[frozenset[str], float]] = {}  # key -> (legs checked, monotonic until)
+        self._checking: dict[str, set[str]] = {}  # key -> legs whose reached level is being checked
+        self._checked: dict[str, dict[str, float]] = {}  # key -> {leg checked: monotonic time to recheck it}
         self._redrive_after: dict[str, tuple[float, float]] = {}  # key -> (monotonic not before, backoff)
         self._problems: frozenset[str] = frozenset()  # found by the last watchdog check
         self._reported: frozenset[str] = frozenset()  # logged as lasting, not yet recovered
@@ -321,6 +322,8 @@ class Monitor:
         if after is None:
             self._redrive_after.pop(key, None)
             self._checked.pop(key, None)
+        else:
+            self._levels_since_last_tick(after)
         self._metrics.state.open_positions = len(self._book)
 
     def _refresh_all(self) -> None:
@@ -333,7 +336,17 @@ class Monitor:
         self._book.replace_all(positions)
         if self._book.symbols() != symbols or self._book.symbols() != self._subscribed:
             self._streams_dirty.set()
+        for watch in self._book:
+            self._levels_since_last_tick(watch)
         self._metrics.state.open_positions = len(self._book)
+
+    def _levels_since_last_tick(self, watch: Watch) -> None:
+        """The last mark against levels the view has just learnt: a stop placed by other work (a reconciliation, a
+        flow) may have been reached by a tick that came before the view knew it. With the user stream mute, that
+        stop's fill was found only by the next full pass or probe (up to 24 s in the chaos runs)."""
+        mark = self._marks.get(watch.symbol)
+        if mark is not None:
+            self._watch_levels(watch, mark)
 
     # ------------------------------------------------------------------------------------------ user stream
 
@@ -528,18 +541,21 @@ class Monitor:
             self._mark_busy.discard(key)
 
     def _watch_levels(self, watch: Watch, mark: Decimal) -> None:
-        """A tick that reached a live stop or take-profit: the exchange fires it now and its fill must follow."""
-        if watch.key in self._checking:
-            return
+        """A tick that reached a live stop or take-profit: the exchange fires it now and its fill must follow.
+
+        Each leg is checked on its own: a tick that reaches the breakeven stop while TP1's check is still in its
+        grace is checked too (skipped, the stop's fill waited for the 15 s probe when the stream was mute)."""
         reached = watch.reached(mark)
         if not reached:
             return
-        legs = frozenset(t.client_id for t in reached)
-        checked, until = self._checked.get(watch.key, (frozenset(), 0.0))
-        if legs <= checked and self._clock.monotonic() < until:
+        now = self._clock.monotonic()
+        checking = self._checking.get(watch.key, set())
+        recheck_at = self._checked.get(watch.key, {})
+        new = tuple(t for t in reached if t.client_id not in checking and now >= recheck_at.get(t.client_id, 0.0))
+        if not new:
             return
-        self._checking.add(watch.key)
-        self._spawn(self._check_levels(watch, reached, mark), f"monitor-levels-{watch.key}")
+        self._checking[watch.key] = checking | {t.client_id for t in new}
+        self._spawn(self._check_levels(watch, new, mark), f"monitor-levels-{watch.key}")
 
     async def _check_levels(self, watch: Watch, reached: tuple[ExitTrigger, ...], mark: Decimal) -> None:
         """No fill within the grace after its level was reached: reconcile the symbol now, not minutes later."""
@@ -559,13 +575,20 @@ class Monitor:
             )
             await self._verify(frozenset({watch.symbol}), "level")
         finally:
-            self._checking.discard(watch.key)
-            legs = frozenset(t.client_id for t in reached)
-            self._checked[watch.key] = (legs, self._clock.monotonic() + self._tuning.recheck_s)
+            legs = {t.client_id for t in reached}
+            checking = self._checking.get(watch.key, set()) - legs
+            if checking:
+                self._checking[watch.key] = checking
+            else:
+                self._checking.pop(watch.key, None)
+            if self._book.get(watch.key) is not None:  # (a closed position's are forgotten)
+                recheck_at = self._clock.monotonic() + self._tuning.recheck_s
+                self._checked.setdefault(watch.key, {}).update(dict.fromkeys(legs, recheck_at))
 
-    async def _verify(self, symbols: frozenset[str], trigger: str) -> None:
+    async def _verify(self, symbols: frozenset[str], trigger: str, *, after_gap: bool = False) -> None:
         """Reconcile these symbols now. Fills the pass finds that the user stream never delivered (though it had
-        time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow)."""
+        time to) prove the stream stalled: its connection is replaced (a StreamGap and a full pass follow). Not
+        `after_gap`: a gap explains them, and each replacement would call for another full pass."""
         try:
             async with self._passes:
                 before = [p for p in self._journal.open_positions() if p.symbol in symbols]  # after any other pass
@@ -584,7 +607,7 @@ class Monitor:
         self._metrics.fill_checks.labels(trigger, "missed" if missed else "clean").inc()
         if report.paused:
             self.request_reconcile("a close that reduced nothing awaits the exchange")
-        if missed:
+        if missed and not after_gap:
             log.warning(
                 "the user stream missed fills the exchange made: replacing its connection",
                 symbols=sorted(symbols),
@@ -700,6 +723,16 @@ class Monitor:
         try:
             async with self._passes:
                 report = await self._reconcile()
+        except RateLimited as exc:
+            # The budget refused the account-wide reads (a sweep), or the exchange said 429. The positions' own
+            # symbols cost little and may use what the sweeps leave: a gap's unheard fills are found now, not when
+            # the next weight minute lets a full pass through (up to 35 s in the chaos runs).
+            self._metrics.reconciles.labels("failed").inc()
+            log.warning("full reconciliation refused by the request budget: reconciling the positions", error=str(exc))
+            symbols = frozenset(p.symbol for p in self._journal.open_positions())
+            if symbols:
+                await self._verify(symbols, "sweep", after_gap=True)
+            return False
         except ExchangeError as exc:
             self._metrics.reconciles.labels("failed").inc()
             log.warning("reconciliation failed: the exchange cannot be read; retrying", error=str(exc))
@@ -783,6 +816,7 @@ class Monitor:
             except Exception:
                 log.exception("probing the exchange's positions failed")
 
+    @protective  # (it finds fills nobody heard of: a scan using up its share must not hold it up)
     async def _probe(self) -> frozenset[str]:
         snapshot = ExchangeSnapshot(tuple(await self._exchange.positions()), (), ())
         return mismatched_symbols(self._journal.open_positions(), snapshot)

@@ -14,6 +14,11 @@ IP, so no reserve helps there: protective requests go again the moment the back-
 later) and keep going, without a growing back-off of their own, until the exchange takes them. The priority is
 set for a block of work with `request_priority(...)` (a context variable, so it follows the work into the tasks
 it starts) and read by the client for each request.
+
+The account-wide reads of a full reconciliation pass (all open orders, all algo orders, all income: 30-40 weight
+each) are protective too, but stop short of the last `critical_reserve` and never wait for the budget: a pass that
+does not fit is retried later. Repeated stream faults each call for a full pass; they used up the whole minute,
+and the look-up of a stop that had fired unheard waited for the next one (15-57 s).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class Priority(IntEnum):
     """Who may use the last part of the budget (see the module docstring)."""
 
     NORMAL = 0  # market data, scans, warming the scorer, entries
-    PROTECTIVE = 1  # stops, take-profits, cancels, closes, their look-ups, reconciliation, the listenKey
+    SWEEP = 1  # a reconciliation pass's account-wide reads (all open orders, all income: 30-40 weight each)
+    PROTECTIVE = 2  # stops, take-profits, cancels, closes, their look-ups, a position's reconciliation, listenKey
 
 
 _PRIORITY: ContextVar[Priority | None] = ContextVar("ats_request_priority", default=None)
@@ -96,8 +102,13 @@ class BudgetState:
     banned_until_ms: int = 0  # after a 418: nothing is sent before this
 
 
+class BudgetStoreUnavailable(Exception):
+    """The shared store cannot be reached (its database is down)."""
+
+
 class BudgetStore(Protocol):
-    """Where the budget state lives. An implementation must make `update` atomic across processes.
+    """Where the budget state lives. An implementation must make `update` atomic across processes, and raise
+    BudgetStoreUnavailable when it cannot be reached.
 
     PostgreSQL: `SELECT ... FOR UPDATE` the scope's row (insert a default row first if missing), call
     `change` with it, `UPDATE` the row with the returned state, commit, return the second element.
@@ -158,15 +169,21 @@ class BudgetLimits:
     orders_per_minute: int = 1200
     safety_margin: float = 0.2  # fraction of every limit nobody uses (other users of the IP, counting lag)
     protective_reserve: float = 0.15  # fraction of every limit that only protective work may use
+    critical_reserve: float = 0.05  # the part of it (at most all) that account-wide reads (SWEEP) leave alone
     resume_gap_ms: int = 1000  # after a 429 back-off, normal work resumes this much later than protective work
 
     def __post_init__(self) -> None:
         if self.safety_margin < 0 or self.protective_reserve < 0 or self.safety_margin + self.protective_reserve >= 1:
             raise ValueError("the safety margin and the protective reserve must be >= 0 and leave some budget")
+        if self.critical_reserve < 0:
+            raise ValueError("the critical reserve must be >= 0")
 
     def cap(self, limit: int, priority: Priority) -> int:
-        """How much of `limit` requests of this priority may use: normal work leaves the protective reserve."""
-        unused = self.safety_margin + (0.0 if priority is Priority.PROTECTIVE else self.protective_reserve)
+        """How much of `limit` requests of this priority may use: normal work leaves the protective reserve, a
+        sweep its critical part."""
+        critical = min(self.critical_reserve, self.protective_reserve)
+        kept = {Priority.NORMAL: self.protective_reserve, Priority.SWEEP: critical}.get(priority, 0.0)
+        unused = self.safety_margin + kept
         return max(1, math.floor(limit * (1.0 - unused) + 1e-9))
 
 
@@ -312,6 +329,10 @@ class RequestBudget:
     Windows are measured in server time: the client tells the budget its clock offset after each sync.
     The last state read from the store is kept, so an answer whose weight headers tell nothing new (the usual
     case: every request was reserved before it was sent) costs no second round trip to the store.
+
+    Requests never wait for the store: while it cannot be reached, this process counts on from that last state on
+    its own (a stop must not wait for the database), and the weight the exchange reports in every answer brings
+    the shared count back in line once the store is back.
     """
 
     def __init__(
@@ -330,6 +351,7 @@ class RequestBudget:
         self._max_wait_ms = int(max_wait_s * 1000)
         self._offset_ms = 0
         self._seen: BudgetState | None = None  # the store's state after this process's last update
+        self._alone = False  # the store is unreachable: counting locally
 
     @property
     def scope(self) -> str:
@@ -346,7 +368,17 @@ class RequestBudget:
             new_state, result = change(state)
             return new_state, (new_state, result)
 
-        self._seen, result = await self._store.update(self._scope, tracked)
+        try:
+            self._seen, result = await self._store.update(self._scope, tracked)
+        except BudgetStoreUnavailable as exc:
+            if not self._alone:
+                log.warning("shared request budget unreachable: counting this process's requests alone", error=str(exc))
+                self._alone = True
+            self._seen, (_, result) = tracked(self._seen or BudgetState())
+            return result
+        if self._alone:
+            log.info("shared request budget reachable again")
+            self._alone = False
         return result
 
     async def acquire(self, weight: int, orders: int = 0, priority: Priority = Priority.NORMAL) -> None:
@@ -363,9 +395,10 @@ class RequestBudget:
                     "this IP is banned by Binance; no request is sent until the ban ends",
                     until_ms=reservation.banned_until_ms,
                 )
-            if reservation.wait_ms > self._max_wait_ms:
+            if reservation.wait_ms > self._max_wait_ms or priority is Priority.SWEEP:
+                waiting = "an account-wide read does not wait" if priority is Priority.SWEEP else "longer than allowed"
                 raise RateLimited(
-                    f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s is longer than allowed",
+                    f"{reservation.reason}; the wait of {reservation.wait_ms / 1000:.0f} s: {waiting}",
                     retry_after_s=reservation.wait_ms / 1000,
                 )
             log.info(

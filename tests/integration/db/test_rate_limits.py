@@ -10,9 +10,10 @@ from sqlalchemy import create_engine
 
 from ats.clock import FakeClock
 from ats.exchange.budget import BudgetLimits, Priority, RequestBudget
-from ats.exchange.errors import IpBanned
+from ats.exchange.errors import IpBanned, RateLimited
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
+from tests.chaos.pgproxy import PgProxy
 
 
 @pytest.fixture
@@ -65,3 +66,27 @@ async def test_a_scan_in_one_process_leaves_the_reserve_to_the_stops_of_another(
         await monitor.acquire(5, priority=Priority.PROTECTIVE)
     assert two_processes[0].snapshot("ip:reserve").used_weight == 90
     assert clock.now_ms() == 1_767_225_600_000  # nobody waited
+
+
+async def test_requests_do_not_wait_for_the_database_and_still_count(db: Database) -> None:
+    """With the shared budget's database down, requests went nowhere: the stop of an entry that filled at that moment
+    waited seconds for PostgreSQL. The process now counts on alone from the last state it saw, within the limits."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    proxy = PgProxy.for_url(url)
+    proxy.start()
+    engine = create_engine(proxy.url(url), pool_pre_ping=True)
+    try:
+        clock = FakeClock()
+        limits = BudgetLimits(weight_per_minute=100, safety_margin=0.0, protective_reserve=0.0)
+        budget = RequestBudget(PostgresBudgetStore(engine), scope="ip:down", clock=clock, limits=limits, max_wait_s=1)
+        await budget.acquire(60)
+        proxy.cut(600.0)
+        await budget.acquire(30, priority=Priority.PROTECTIVE)
+        with pytest.raises(RateLimited):  # 60 + 30 counted alone: 20 more do not fit this minute
+            await budget.acquire(20)
+        proxy.heal()
+        await budget.acquire(30)  # the store again (it never heard of the 30 taken alone)
+        assert PostgresBudgetStore(db.engine).snapshot("ip:down").used_weight == 90
+    finally:
+        engine.dispose()
+        proxy.stop()

@@ -12,17 +12,27 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from ats.clock import WallClock
-from ats.config import LevelSettings, MonitorSettings, RiskLimits
+from ats.config import ExchangeSettings, LevelSettings, MonitorSettings, RiskLimits, Settings, Venue
 from ats.domain import Band, Direction, Signal, client_id, intent_key
 from ats.exchange.binance import BinanceFutures
-from ats.execution import ExecutionDeferred, ExecutionSettings, Executor, OrderOutcome, action_for_leg
+from ats.execution import (
+    ExecutionDeferred,
+    ExecutionSettings,
+    Executor,
+    JournalUnavailable,
+    OrderOutcome,
+    action_for_leg,
+)
 from ats.lifecycle import Action, OrderState, Phase, Policy, Position, Role, open_position
+from ats.reconcile import reconcile
 from ats.risk import AccountSnapshot, Approved, check_entry
 from db.journal import PostgresJournal, record_new_position
 from db.models import FillRow, NotificationRow, OrderRow, OrderStatusRow, PositionRow
 from db.session import Database
 from sim.engine import SimError
 from sim.server import SimServer
+from tests.chaos.pgproxy import PgProxy
+from tests.integration.monitor.harness import fills_in_db, fills_on_exchange
 
 SYMBOL = "BTCUSDT"
 FAST = ExecutionSettings(
@@ -174,6 +184,62 @@ async def test_crash_after_recording_then_redrive_places_once(
     algos = [a.client_algo_id for a in sim.engine.algo_orders.values()]
     assert algos.count(stop_id) == 1
     assert sorted(algos) == sorted(client_id(key, leg) for leg in ("S1", "T1", "T2"))
+
+
+@pytest.mark.parametrize("stop_fired_meanwhile", [False, True], ids=["stop_adopted", "stop_fired_meanwhile"])
+async def test_the_database_down_when_the_entry_fills_does_not_hold_back_its_stop(
+    sim: SimServer, exchange: BinanceFutures, db: Database, stop_fired_meanwhile: bool
+) -> None:
+    """The stop goes out though the journal cannot record it (it used to wait for the database, seconds without
+    a stop). Once the database is back, reconciliation records the fill and finds the stop by its client id: it
+    is adopted, never sent twice, also when it fired meanwhile (a second send would then land)."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    proxy = PgProxy.for_url(url)
+    proxy.start()
+    down = Database(proxy.url(url))
+    try:
+        journal = PostgresJournal(down, "main")
+        key = await _open(exchange, journal, db)
+        position = journal.position(key)
+        assert position is not None
+
+        def stop_the_database_on_the_fill(event: dict[str, Any]) -> None:
+            if event.get("e") == "ORDER_TRADE_UPDATE" and event["o"].get("x") == "TRADE":
+                proxy.cut(600.0)
+
+        unsubscribe = sim.engine.subscribe(stop_the_database_on_the_fill)
+        with pytest.raises(JournalUnavailable):
+            await _executor(exchange, journal).execute(key, [_entry_action(position)])
+        unsubscribe()
+        stop_id = client_id(key, "S1")
+        (stop,) = await exchange.open_algo_orders(SYMBOL)
+        assert (stop.client_algo_id, stop.close_position) == (stop_id, True)
+        if stop_fired_meanwhile:  # and the price came back: a second send of the stop would be taken
+            mark = (await exchange.premium_index(SYMBOL))[0].mark_price
+            await sim.set_price(SYMBOL, stop.trigger_price - 10)
+            await sim.set_price(SYMBOL, mark)
+            assert not await exchange.open_algo_orders(SYMBOL)
+
+        proxy.heal()
+        settings = Settings(venue=Venue.SIM, account="main", exchange=ExchangeSettings(rest_url=sim.rest_url))
+        await reconcile(exchange, journal, _executor(exchange, journal), WallClock(), settings, since_ms=None)
+        position = journal.position(key)
+        assert position is not None
+        stops = [a for a in sim.engine.algo_orders.values() if a.client_algo_id == stop_id]
+        assert len(stops) == 1
+        if stop_fired_meanwhile:
+            assert position.phase is Phase.CLOSED
+            assert not await exchange.open_algo_orders(SYMBOL)
+        else:
+            leg = position.order(stop_id)
+            assert leg is not None
+            assert leg.state is OrderState.ACTIVE
+            assert position.phase is Phase.OPEN
+            assert stop_id in {a.client_algo_id for a in await exchange.open_algo_orders(SYMBOL)}  # not an orphan
+        assert fills_in_db(db) == fills_on_exchange(sim.engine.trades)
+    finally:
+        down.dispose()
+        proxy.stop()
 
 
 async def test_exchange_down_defers_and_changes_nothing(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:

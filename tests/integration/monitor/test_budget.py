@@ -15,9 +15,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import create_engine
 
+from ats.clock import WallClock
 from ats.domain import client_id
-from ats.exchange.binance import BinanceFutures
-from ats.exchange.budget import BudgetLimits, Priority, reserve
+from ats.exchange.binance import BinanceFutures, budget_scope
+from ats.exchange.budget import MINUTE_MS, BudgetLimits, Priority, RequestBudget, reserve
 from ats.exchange.errors import RateLimited
 from ats.lifecycle import Phase
 from db.rate_limits import PostgresBudgetStore
@@ -139,3 +140,35 @@ async def test_the_breakeven_stop_goes_out_as_a_429_storm_ends(
     assert placed - ended < 1.5  # the last Retry-After (1 s) and one round trip
     assert sim.limits.ban_check("127.0.0.1") is None  # every Retry-After honoured: no ban
     await desk.wait(key, breakeven_up, "breakeven stop in place, the original one cancelled")
+
+
+async def use_the_sweeps_share(store: PostgresBudgetStore, scope: str) -> None:
+    """Account-wide reads until the budget refuses the next (at least 15 s of the minute left)."""
+    budget = RequestBudget(store, scope=scope, clock=WallClock(), limits=BudgetLimits())
+    left_ms = MINUTE_MS - budget.now_ms() % MINUTE_MS
+    if left_ms < 15_000:  # too near the end of the minute: use the next one
+        await asyncio.sleep(left_ms / 1000 + 0.2)
+    with contextlib.suppress(RateLimited):
+        while True:
+            await budget.acquire(40, priority=Priority.SWEEP)
+
+
+async def test_a_stream_gap_when_sweeps_used_up_the_minute_is_filled_from_the_positions_symbols(
+    sim: SimServer, desk: Desk, db: Database, shared: PostgresBudgetStore, other_process: PostgresBudgetStore
+) -> None:
+    """Chaos runs: repeated stream faults each called for a full pass; once their account-wide reads had used up
+    their part of the minute, the gap of the next fault was filled only when the minute ended (up to 35 s), though
+    the positions' own symbols cost little."""
+    tuning = replace(PRODUCTION_REDRIVE, fill_grace_s=600.0, probe_interval_s=600.0)  # only the gap finds the fill
+    monitor = await start_monitor(
+        sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db, budget_store=shared, tuning=tuning
+    )
+    try:
+        key, tp1 = await open_position(desk)
+        assert sim.stall_websockets(None, "/private/*") == 1
+        await sim.set_price(SYMBOL, tp1)  # TP1 fills, unheard
+        await use_the_sweeps_share(other_process, budget_scope(sim.rest_url))
+        await sim.disconnect_websockets("/private/*")  # a gap: its full pass is refused by the budget
+        await desk.wait(key, breakeven_up, "the breakeven stop, from the positions' own symbols", timeout_s=10.0)
+    finally:
+        await monitor.shutdown()

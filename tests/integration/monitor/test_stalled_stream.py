@@ -17,15 +17,19 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from ats.clock import WallClock
+from ats.config import ExchangeSettings, Settings, Venue
 from ats.domain import Side
 from ats.exchange.base import OrderRequest, OrderType, PositionInfo
 from ats.exchange.binance import BinanceFutures
 from ats.lifecycle import OrderState, Phase, Position, Role
 from ats.notify import ExitReason
+from ats.reconcile import reconcile
 from db.models import NotificationRow
 from db.session import Database
 from sim.server import SimServer
 from tests.integration.monitor.harness import (
+    ACCOUNT,
     FAST,
     Desk,
     RunningMonitor,
@@ -131,6 +135,56 @@ async def test_tp1_and_the_stop_crossed_while_the_user_stream_is_mute(
     assert not [o for o in p.orders if o.role is Role.CLOSE]  # no market close was sent: nothing to reject
     assert [kind for kind, _ in _notifications(db)] == ["entry", "tp1", "stop"]  # no alert
     await _settled(sim, exchange, db)
+
+
+async def test_a_stop_reached_while_tp1_is_still_being_checked_is_checked_too(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database
+) -> None:
+    """Chaos runs after user-stream faults: the breakeven stop fired unheard while TP1's level check was still in
+    its grace; that check skipped the new level, and the stop's fill waited for the probe (15-50 s)."""
+    tuning = replace(FAST, fill_grace_s=2.0, probe_interval_s=600.0)  # only the level check can find the fill
+    monitor = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db, tuning=tuning)
+    try:
+        key = await desk.open(SYMBOL)
+        p = await desk.wait(key, _open, "protected")
+        assert p.levels is not None
+        tick = p.policy.rules.tick_size
+        await sim.set_price(SYMBOL, p.levels.tp1 + tick)  # heard: TP1's level check now waits out its grace
+        p = await desk.wait(key, breakeven_up, "the breakeven stop")
+        assert p.stop_price is not None
+        _stall(sim)
+        await sim.set_price(SYMBOL, p.stop_price - tick)  # the breakeven stop fires on the exchange, unheard
+        p = await desk.wait(key, _closed, "closed from the level check", timeout_s=10.0)
+        assert p.exit_reason is ExitReason.BREAKEVEN_STOP
+        await _settled(sim, exchange, db)
+    finally:
+        await monitor.shutdown()
+
+
+async def test_a_stop_reached_before_the_monitor_knew_it_is_checked_when_it_learns_it(
+    sim: SimServer, exchange: BinanceFutures, desk: Desk, db: Database
+) -> None:
+    """Chaos runs: a reconciliation placed the breakeven stop and the mark reached it before the monitor's view
+    knew it; with the user stream mute, its fill was found only by the next full pass (24 s, budget permitting)."""
+    tuning = replace(FAST, pending_interval_s=1.0, probe_interval_s=600.0)  # the view is refreshed every second
+    monitor = await start_monitor(sim.rest_url, sim.ws_url, sim.api_key, sim.api_secret, db, tuning=tuning)
+    try:
+        key = await desk.open(SYMBOL)
+        p = await desk.wait(key, _open, "protected")
+        assert p.levels is not None
+        tick = p.policy.rules.tick_size
+        _stall(sim)
+        await sim.set_price(SYMBOL, p.levels.tp1 + tick)  # TP1 fills, unheard
+        settings = Settings(venue=Venue.SIM, account=ACCOUNT, exchange=ExchangeSettings(rest_url=sim.rest_url))
+        await reconcile(exchange, desk.journal, desk.executor, WallClock(), settings)  # the reconcile flow's pass
+        p = await desk.wait(key, breakeven_up, "the breakeven stop, placed by the reconciliation")
+        assert p.stop_price is not None
+        await sim.set_price(SYMBOL, p.stop_price - tick)  # fires on the exchange, unheard, maybe before the view knows
+        p = await desk.wait(key, _closed, "closed from a level check", timeout_s=10.0)
+        assert p.exit_reason is ExitReason.BREAKEVEN_STOP
+        await _settled(sim, exchange, db)
+    finally:
+        await monitor.shutdown()
 
 
 async def test_a_supervision_close_refused_as_reducing_nothing_is_reconciled_not_retried(

@@ -209,6 +209,22 @@ def test_normal_work_leaves_the_weight_reserve_to_protective_work() -> None:
     assert "kept" not in refused.reason
 
 
+async def test_an_account_wide_sweep_leaves_the_last_of_the_budget_to_a_position_and_never_waits() -> None:
+    """Repeated user-stream faults each called for a full reconciliation (120 weight): they used up the minute, and
+    the look-up of a stop that had fired unheard waited up to 57 s for the next one."""
+    assert [RESERVED.cap(100, p) for p in (NORMAL, Priority.SWEEP, PROTECTIVE)] == [70, 85, 90]
+    clock = FakeClock(start_ms=T0)
+    budget = RequestBudget(InMemoryBudgetStore(), scope="ip", clock=clock, limits=RESERVED, max_wait_s=90)
+    for _ in range(2):
+        await budget.acquire(40, priority=Priority.SWEEP)
+    with pytest.raises(RateLimited, match="does not wait"):
+        await budget.acquire(40, priority=Priority.SWEEP)
+    assert clock.now_ms() == T0  # refused at once: the pass is retried later, holding up nothing meanwhile
+    await budget.acquire(5, priority=PROTECTIVE)  # the stop's look-up still fits
+    await budget.acquire(5, priority=PROTECTIVE)
+    assert clock.now_ms() == T0
+
+
 def test_normal_work_leaves_the_order_reserve_to_protective_work() -> None:
     state = BudgetState()
     for _ in range(7):
