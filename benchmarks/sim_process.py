@@ -1,12 +1,13 @@
 """The simulated exchange in its own process, for the benchmarks that time or count what the exchange receives.
 
-Run as a script it serves the same `SimServer` as `ats sim serve --mode manual`, with one addition: every HTTP
-request is recorded on arrival (system clock in ns, so comparable with other processes on this host; method, path,
-the order's symbol, type, side and client ids; for the admin API the symbol it names), and `GET /bench/requests?
-since=N` returns the records from the N-th on. The recorder sits in front of the sim's ASGI entry, so a latency
-measured from an admin request (`/sim/price`, `/sim/advance`: the market moves) to an order's arrival is what the
-exchange sees: the tick's publication, the client's reaction and both network legs, nothing of the driver's own
-timing. `SimProcess` starts it from a benchmark and drives it through the admin API (`sim.server.SimControl`).
+Run as a script it serves the same `SimServer` as `ats sim serve --mode manual` (or realtime), with one addition:
+every HTTP request is recorded on arrival (system clock in ns, so comparable with other processes on this host;
+method, path, the order's symbol, type, side and client ids; for the admin API the symbol it names), and
+`GET /bench/requests?since=N` returns the records from the N-th on. The recorder sits in front of the sim's ASGI
+entry, so a latency measured from an admin request (`/sim/price`, `/sim/advance`: the market moves) to an order's
+arrival is what the exchange sees: the tick's publication, the client's reaction and both network legs, nothing of
+the driver's own timing. `SimProcess` starts it from a benchmark and drives it through the admin API
+(`sim.server.SimControl`).
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ class RecordingSim(SimServer):
 class SimProcess:
     """`python benchmarks/sim_process.py` as a child process: its URLs, its admin API and its request record."""
 
-    def __init__(self, *, seed: int = 3, replay_dir: Path | None = None, history_bars: int = 1500) -> None:
+    def __init__(
+        self, *, seed: int = 3, replay_dir: Path | None = None, history_bars: int = 1500, realtime: bool = False
+    ) -> None:
         self._seed = seed
+        self._realtime = realtime
         self._replay = replay_dir
         self._history = history_bars
         self._tmp = tempfile.TemporaryDirectory(prefix="ats-bench-sim-")
@@ -117,6 +121,8 @@ class SimProcess:
         port_file = Path(self._tmp.name) / "port"
         argv = [sys.executable, __file__, "--port-file", str(port_file), "--seed", str(self._seed)]
         argv += ["--history-bars", str(self._history)]
+        if self._realtime:
+            argv.append("--realtime")
         if self._replay is not None:
             argv += ["--replay", str(self._replay)]
         self.log_path = Path(self._tmp.name) / "sim.log"
@@ -160,7 +166,7 @@ class SimProcess:
 async def _serve(args: argparse.Namespace) -> None:
     config = SimConfig(
         seed=args.seed,
-        mode="manual",
+        mode="realtime" if args.realtime else "manual",
         port=0,
         weight_limit=WEIGHT_LIMIT,
         replay_dir=args.replay,
@@ -181,6 +187,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--replay", type=Path, default=None)
     parser.add_argument("--history-bars", type=int, default=1500)
+    parser.add_argument("--realtime", action="store_true", help="the market ticks every second (default: manual)")
     asyncio.run(_serve(parser.parse_args()))
 
 
