@@ -74,10 +74,12 @@ def protected(p: Position) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def stack(*, seed: int = 3, replay_dir: Path | None = None, realtime: bool = False) -> AsyncIterator[Stack]:
+async def stack(
+    *, seed: int = 3, replay_dir: Path | None = None, history_bars: int = 1500, realtime: bool = False
+) -> AsyncIterator[Stack]:
     with (
         scratch_database() as database,
-        SimProcess(seed=seed, replay_dir=replay_dir, realtime=realtime) as sim,
+        SimProcess(seed=seed, replay_dir=replay_dir, history_bars=history_bars, realtime=realtime) as sim,
         tempfile.TemporaryDirectory(prefix="ats-bench-") as tmp,
     ):
         exchange = client(sim.rest_url, SIM_API_KEY, SIM_API_SECRET, weight_limit=WEIGHT_LIMIT)

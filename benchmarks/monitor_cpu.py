@@ -1,0 +1,97 @@
+"""Monitor CPU with 300 symbols of markPrice@1s (target < 20 % of a core): the real `ats monitor` process watching
+one protected position on each of 300 symbols, the sim in its own process in realtime mode (every symbol's mark
+price every second, as Binance's `<symbol>@markPrice@1s`; the closed-bar streams too).
+
+The sim replays generated klines (a seeded random walk, 300 symbols x 800 1h bars, written to a temporary
+directory) because its synthetic catalogue has fewer symbols. The positions are opened in batches and protected
+before the window starts; the sample is the monitor process's CPU time (user + system) over each window of wall
+time divided by the window. `--symbols N` (default 300), `--window S` (default 20), `--runs N` (default 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import load_average, report, summary
+from stack import Stack, cpu_seconds, stack, wait_ready
+
+BARS = 800
+HOUR_MS = 3_600_000
+
+
+def write_klines(directory: Path, symbols: int, seed: int = 5) -> None:
+    """One <SYMBOL>-1h.csv per symbol in Binance's 12-column kline format, ending at the last full hour."""
+    rng = np.random.default_rng(seed)
+    end = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
+    opens = np.arange(end - BARS * HOUR_MS, end, HOUR_MS)
+    for n in range(symbols):
+        start = float(rng.uniform(1.0, 200.0))
+        closes = start * np.exp(np.cumsum(rng.normal(0.0, 0.008, BARS)))
+        previous = np.concatenate([[start], closes[:-1]])
+        highs = np.maximum(previous, closes) * (1 + rng.uniform(0.0, 0.004, BARS))
+        lows = np.minimum(previous, closes) * (1 - rng.uniform(0.0, 0.004, BARS))
+        volumes = rng.uniform(20_000.0, 80_000.0, BARS)
+        lines = [
+            f"{t},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v:.1f},{t + HOUR_MS - 1},{v * c:.2f},{int(v // 50)},"
+            f"{v / 2:.1f},{v * c / 2:.2f},0"
+            for t, o, h, lo, c, v in zip(opens, previous, highs, lows, closes, volumes, strict=True)
+        ]
+        (directory / f"S{n:03d}USDT-1h.csv").write_text("\n".join(lines) + "\n")
+
+
+async def open_all(s: Stack, symbols: list[str], batch: int = 10) -> None:
+    for first in range(0, len(symbols), batch):
+        await asyncio.gather(*(s.open_protected(symbol) for symbol in symbols[first : first + batch]))
+
+
+async def measure(count: int, window_s: float, runs: int) -> None:
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="ats-bench-klines-") as tmp:
+        write_klines(Path(tmp), count)
+        async with stack(replay_dir=Path(tmp), history_bars=BARS - 100, realtime=True) as s:
+            symbols = sorted(x for x in await s.exchange.exchange_info() if x.startswith("S"))[:count]
+            s.sim.control.set_balance("10000000")
+            monitor = s.monitor()
+            monitor.start()
+            try:
+                wait_ready(s.database, monitor)
+                opening = time.monotonic()
+                await open_all(s, symbols)
+                opened_s = time.monotonic() - opening
+                await asyncio.sleep(5)  # the last protections' follow-ups settle
+                shares = []
+                for _ in range(runs):
+                    cpu, started = cpu_seconds(monitor.pid), time.monotonic()
+                    await asyncio.sleep(window_s)
+                    shares.append((cpu_seconds(monitor.pid) - cpu) / (time.monotonic() - started))
+                still_open = sum(1 for _ in s.desk.journal.open_positions())
+            finally:
+                monitor.terminate()
+    report(
+        f"monitor CPU, {count} symbols of markPrice@1s",
+        unit="% of a core",
+        target=20.0,
+        setup={"symbols": count, "positions": count, "open_at_end": still_open, "window_s": window_s, "runs": runs,
+               "sim": "own process, realtime, replayed klines", "monitor": "ats monitor, own process, default timings",
+               "opening_all_s": round(opened_s, 1)},
+        stats=summary(shares, scale=100.0),
+        load_average={"before": load_before, "after": load_average()},
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--symbols", type=int, default=300)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(measure(args.symbols, args.window, args.runs))
+
+
+if __name__ == "__main__":
+    main()
