@@ -17,6 +17,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the repository first on the path)
 import httpx
+import numpy as np
 import psutil
 from sim_process import WEIGHT_LIMIT, SimProcess
 
@@ -105,3 +106,28 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+BARS = 800
+HOUR_MS = 3_600_000
+
+
+def write_klines(directory: Path, symbols: int, seed: int = 5) -> None:
+    """Klines for a sim with more symbols than its synthetic catalogue to replay (a seeded random walk): one
+    S<nnn>USDT-1h.csv per symbol, Binance's 12-column format, BARS bars ending at the last full hour."""
+    rng = np.random.default_rng(seed)
+    end = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
+    opens = np.arange(end - BARS * HOUR_MS, end, HOUR_MS)
+    for n in range(symbols):
+        start = float(rng.uniform(1.0, 200.0))
+        closes = start * np.exp(np.cumsum(rng.normal(0.0, 0.008, BARS)))
+        previous = np.concatenate([[start], closes[:-1]])
+        highs = np.maximum(previous, closes) * (1 + rng.uniform(0.0, 0.004, BARS))
+        lows = np.minimum(previous, closes) * (1 - rng.uniform(0.0, 0.004, BARS))
+        volumes = rng.uniform(20_000.0, 80_000.0, BARS)
+        lines = [
+            f"{t},{o:.4f},{h:.4f},{lo:.4f},{c:.4f},{v:.1f},{t + HOUR_MS - 1},{v * c:.2f},{int(v // 50)},"
+            f"{v / 2:.1f},{v * c / 2:.2f},0"
+            for t, o, h, lo, c, v in zip(opens, previous, highs, lows, closes, volumes, strict=True)
+        ]
+        (directory / f"S{n:03d}USDT-1h.csv").write_text("\n".join(lines) + "\n")
