@@ -97,7 +97,7 @@ async def measure(window_s: float) -> None:
                 "met": monitor_rate + flow_rate <= 3.0,
                 "setup": {"positions": POSITIONS, "open_at_end": still_open, "window_s": round(elapsed, 1),
                           "sim": "own process, realtime", "monitor": "ats monitor, own process, default timings"},
-                "per_minute": round(monitor_rate + flow_rate, 2),
+                "value": round(monitor_rate + flow_rate, 2),
                 "monitor_per_minute": round(monitor_rate, 2),
                 "monitor_reconcile_passes_in_window": passes,
                 "monitor_requests": dict(monitor_requests.most_common()),
