@@ -12,7 +12,8 @@ Two figures, one sample of each per position (positions opened one after the oth
 Both ends are the sim's arrival times (sim_process.py records each request on arrival), so a sample holds the
 tick's publication, the monitor's work and both network legs on loopback: what a user would see.
 
-`--samples N` (default 100; at least 100 for a p99 that is not simply the maximum). Prints one JSON object.
+`--samples N` (default 100; at least 100 for a p99 that is not simply the maximum); `--profile FILE` runs the
+monitor under cProfile (slower: for where the time goes, not for the figures). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from common import figure, load_average, report_all, summary
 from sim_process import Received
@@ -89,10 +91,10 @@ async def one_position(s: Stack, symbol: str, clock: Skew) -> tuple[float, float
     return (breakeven - moved) / 1e6, (close - ticked) / 1e6
 
 
-async def measure(samples: int) -> None:
+async def measure(samples: int, profile: Path | None) -> None:
     load_before = load_average()
     async with stack() as s:
-        monitor = s.monitor()
+        monitor = s.monitor(profile=profile)
         monitor.start()
         try:
             wait_ready(s.database, monitor)
@@ -136,7 +138,9 @@ async def measure(samples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=100)
-    asyncio.run(measure(parser.parse_args().samples))
+    parser.add_argument("--profile", type=Path, default=None, help="run the monitor under cProfile, stats here")
+    args = parser.parse_args()
+    asyncio.run(measure(args.samples, args.profile))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from tests.fixtures.db import DEFAULT_SERVER, DatabaseFactory
 from tests.integration.monitor.harness import Desk, client
 from tests.integration.monitor.processes import MonitorProcess, detail, monitor_env, wait_role
 
+# `ats monitor` under cProfile (cProfile.run catches the SystemExit of a graceful stop and writes the statistics).
+PROFILED_CLI = "import cProfile; from cli import main; cProfile.run('main()', {path!r})"
+
 
 @contextlib.contextmanager
 def scratch_database() -> Iterator[Database]:
@@ -51,11 +54,15 @@ class Stack:
     desk: Desk
     data_dir: Path
 
-    def monitor(self, name: str = "monitor", **env: str) -> MonitorProcess:
-        """The real `ats monitor` (not started), pointed at this stack's sim and database."""
+    def monitor(self, name: str = "monitor", *, profile: Path | None = None, **env: str) -> MonitorProcess:
+        """The real `ats monitor` (not started), pointed at this stack's sim and database; under cProfile, writing
+        its statistics to `profile` when it stops, if asked."""
         base = monitor_env(self.sim.rest_url, self.sim.ws_url, self.database, self.data_dir, **env)
         base.pop("ATS_MONITOR__LEASE_S")  # the deployed default, not the tests' short lease
-        return MonitorProcess(base, self.data_dir / f"{name}.log")
+        process = MonitorProcess(base, self.data_dir / f"{name}.log")
+        if profile is not None:
+            process._code = PROFILED_CLI.format(path=str(profile))  # the same command, profiled
+        return process
 
     async def open_protected(self, symbol: str, direction: Direction = Direction.LONG) -> Position:
         """A position opened by the desk and protected by the monitor (stop and take-profits acknowledged)."""
