@@ -5,10 +5,10 @@ Two figures, one sample of each per position (positions opened one after the oth
   fills TP1 and pushes the fill on the user stream); the sample ends when the sim receives the breakeven stop
   (`POST /fapi/v1/algoOrder`, STOP_MARKET, that symbol).
 - mark tick -> order sent (target < 5 ms p99): the one tick that makes the monitor send an order, the supervision
-  close (the exchange stop did not fire within 5 s of exchange time). Its private stream stalled and its stop
-  cancelled behind its back, the price is set 3 % beyond the stop (the monitor records the crossing), then the
-  market moves 5 s on in one tick (`POST /sim/advance`); the sample ends when the sim receives the close
-  (`POST /fapi/v1/order`, that symbol).
+  close (the exchange stop did not fire within 5 s of exchange time). Its stop cancelled behind its back (the
+  event hidden by a short stall of the private stream), the price is set 3 % beyond the stop (the monitor records
+  the crossing), then the market moves 5 s on in one tick (`POST /sim/advance`); the sample ends when the sim
+  receives the close (`POST /fapi/v1/order`, that symbol).
 Both ends are the sim's arrival times (sim_process.py records each request on arrival), so a sample holds the
 tick's publication, the monitor's work and both network legs on loopback: what a user would see.
 
@@ -70,8 +70,11 @@ async def one_position(s: Stack, symbol: str, clock: Skew) -> tuple[float, float
     stop = p.current_order(Role.STOP)
     assert stop is not None
     assert p.stop_price is not None
+    # The stop vanishes behind the monitor's back: its cancellation is hidden (the private stream stalled while it
+    # happens, the event lost); the stream is back before the price moves, so the close's fill arrives as usual.
     s.sim.admin("/sim/ws/stall", {"path": "/private/*", "seconds": 30})
     await s.exchange.cancel_algo_order(client_algo_id=stop.client_id)
+    s.sim.admin("/sim/ws/resume", {"path": "/private/*"})
     s.sim.control.set_price(symbol, p.stop_price * Decimal("0.97"))
     await s.desk.wait(p.key, lambda p: p.stop_crossed_ms is not None, "the crossing recorded", timeout_s=10)
     # The sim's clock jumps with the market: without a skew its server time would run 5 s ahead of the clients'
@@ -84,7 +87,6 @@ async def one_position(s: Stack, symbol: str, clock: Skew) -> tuple[float, float
     s.sim.control.advance(5, tick_seconds=5)
     await s.desk.wait(p.key, lambda p: p.phase is Phase.CLOSED, "closed by supervision", timeout_s=30)
     s.sim.admin("/sim/faults", {"clock_skew_ms": -clock.advanced_ms, "rules": [], "replace": False})
-    s.sim.admin("/sim/ws/resume", {"path": "/private/*"})
     seen = s.sim.received(since)
     ticked = next(r.ns for r in seen if r.path == "/sim/advance")
     close = arrival(seen, "/fapi/v1/order", symbol, ticked, type="MARKET")
