@@ -60,21 +60,28 @@ def timed(run: Callable[[], object], runs: int) -> tuple[list[float], list[float
     return wall, cpu
 
 
+def figure(
+    name: str, *, unit: str, target: float, setup: dict[str, Any], stats: dict[str, float], **extra: Any
+) -> dict[str, Any]:
+    """One figure as a JSON object; `met` compares the p99 with the target (lower is better)."""
+    return {
+        "figure": name,
+        "unit": unit,
+        "target": target,
+        "met": stats["p99"] <= target,
+        "setup": setup,
+        **stats,
+        **extra,
+    }
+
+
 def report(
-    figure: str, *, unit: str, target: float, setup: dict[str, Any], stats: dict[str, float], **extra: Any
+    name: str, *, unit: str, target: float, setup: dict[str, Any], stats: dict[str, float], **extra: Any
 ) -> None:
-    """Print the figure as one JSON object; `met` compares the p99 with the target (lower is better)."""
-    print(
-        json.dumps(
-            {
-                "figure": figure,
-                "unit": unit,
-                "target": target,
-                "met": stats["p99"] <= target,
-                "setup": setup,
-                **stats,
-                **extra,
-            }
-        ),
-        flush=True,
-    )
+    """Print the figure as one JSON object (see `figure`)."""
+    print(json.dumps(figure(name, unit=unit, target=target, setup=setup, stats=stats, **extra)), flush=True)
+
+
+def report_all(figures: list[dict[str, Any]], **shared: Any) -> None:
+    """Print several figures measured in one run as one JSON object: {"figures": [...], **shared}."""
+    print(json.dumps({"figures": figures, **shared}), flush=True)
