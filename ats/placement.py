@@ -17,6 +17,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Signal, SymbolRules, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Action, Phase, Policy, Position, Role, open_position, open_risk
+from ats.messages import MESSAGES, Text, data, text
 from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
 
@@ -66,8 +67,15 @@ class EntryDecision:
 def refusal_note(decision: EntryDecision) -> AlertNote:
     """The follow-up to a signal's message when the placement refuses it: it was not traded, and why."""
     signal = decision.signal
-    why = f"{decision.reason or 'no reason given'} ({decision.code})" if decision.code else decision.reason or ""
-    return AlertNote(f"Signal not traded: {signal.direction.value} {signal.strength:.0f}", why, signal.symbol)
+    reason = data(decision.reason) if decision.reason else text("placement.no_reason")
+    code = decision.code
+    if code:
+        named = text(f"refusal.{code}") if f"refusal.{code}" in MESSAGES else code
+        detail: tuple[Text, ...] = (text("placement.refused_detail", reason=reason, code=named),)
+    else:
+        detail = (data(decision.reason),) if decision.reason else ()
+    title = text("placement.refused", direction=signal.direction.value, strength=f"{signal.strength:.0f}")
+    return AlertNote(title, detail, signal.symbol)
 
 
 @dataclass(frozen=True, slots=True)
