@@ -247,6 +247,19 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "zh": "在交易所消失时仍有 {qty} 未平（强平、自动减仓或手动平仓）；出场价为估算",
     },
     "lifecycle.entry_failed": {"en": "Entry failed", "zh": "入场失败"},
+    "lifecycle.entry_rejected": {"en": "entry rejected: {reason}", "zh": "入场单被拒绝：{reason}"},
+    "lifecycle.entry_expired": {"en": "entry expired without a fill", "zh": "入场单过期，未成交"},
+    "lifecycle.entry_canceled_unfilled": {"en": "entry was canceled without a fill", "zh": "入场单被撤销，未成交"},
+    "lifecycle.stop_failed": {"en": "stop {leg} rejected: {reason}", "zh": "止损单 {leg} 被拒绝：{reason}"},
+    "lifecycle.stop_missed": {
+        "en": "mark {price} beyond the stop {stop} for {seconds} s without a stop fill",
+        "zh": "标记价 {price} 越过止损 {stop} 已 {seconds} 秒，止损仍未成交",
+    },
+    "lifecycle.reversal": {
+        "en": "{direction} signal of strength {strength}",
+        "zh": "{direction} 反向信号，强度 {strength}",
+    },
+    "lifecycle.closed_by": {"en": "closed by {client_id}", "zh": "由 {client_id} 平仓"},
     "lifecycle.entry_canceled": {"en": "Entry canceled on request", "zh": "入场单已按请求撤销"},
     "lifecycle.close_failed": {"en": "Cannot close the position: act now", "zh": "无法平仓：请立即处理"},
     "lifecycle.close_failed_detail": {

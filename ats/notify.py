@@ -175,7 +175,7 @@ class ResultNote:
     opened_ms: int
     closed_ms: int
     estimated: bool = False  # part of the exit price is an estimate (the position vanished)
-    detail: str = ""
+    detail: Text | None = None  # why it was closed, when the reason alone does not say
 
     @property
     def kind(self) -> NoteKind:
@@ -499,8 +499,8 @@ def render_result(note: ResultNote, language: Language) -> str:
         ),
         say(language, "result.held", duration=_duration(note.closed_ms - note.opened_ms, language)),
     ]
-    if note.detail:
-        lines.append(f"<i>{_e(note.detail)}</i>")
+    if note.detail is not None:
+        lines.append(f"<i>{_e(say_text(language, note.detail))}</i>")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -44,6 +45,7 @@ from ats.lifecycle import (
     open_risk,
     triggers_reached,
 )
+from ats.messages import say_text
 from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, alert_text, render
 from tests.unit.lifecycle.harness import FEE_RATE as FEE
 from tests.unit.lifecycle.harness import KEY, RULES, Driver, of_type, policy
@@ -716,7 +718,8 @@ def test_vanished_position_closes_with_an_estimate() -> None:
     (result,) = of_type(actions, RecordResult)
     assert result.result.estimated
     assert result.result.exit_price == D("95.00")
-    assert "vanished on the exchange" in result.result.detail
+    assert result.result.detail is not None
+    assert "vanished on the exchange" in say_text("en", result.result.detail)
     # The result is an estimate and the cause unknown: a person is alerted to look at the account, once.
     (alert,) = [n.note for n in only_notes(actions) if isinstance(n.note, AlertNote)]
     assert alert.severity == "critical"
@@ -846,6 +849,19 @@ def test_position_survives_a_json_round_trip_at_every_step() -> None:
     states.append(d.p)
     for state in states:
         assert from_jsonable(Position, json.loads(json.dumps(to_jsonable(state)))) == state
+
+
+def test_a_stored_reason_round_trips_and_an_older_row_still_loads() -> None:
+    """Why a position closes (or failed) is stored as a catalogue text; rows written before it was one held English
+    strings under close_note and error: they still load, without the reason."""
+    d = Driver()
+    d.open_fully()
+    d.send(CloseRequested("close-all: test", d.tick()))
+    stored = json.loads(json.dumps(to_jsonable(d.p)))
+    assert from_jsonable(Position, stored) == d.p
+    assert d.p.close_note == "close-all: test"
+    old = {k: v for k, v in stored.items() if k != "close_why"} | {"close_note": "old text", "error": "old text"}
+    assert from_jsonable(Position, old) == replace(d.p, close_why=None)
 
 
 def test_events_round_trip_for_the_event_log() -> None:

@@ -84,3 +84,31 @@ def test_a_text_is_told_with_its_parts_in_one_language() -> None:
     assert say_text("zh", told) == "监控进程已 3 分钟 未就绪，有 2 个持仓"
     with pytest.raises(KeyError):
         Text("no.such.message")
+
+
+def told_by_the_lifecycle() -> list[Notification]:
+    """Every message a few lifecycle stories send: an entry that expired, a stop canceled on the exchange, an
+    exchange stop that did not fire (alert and result), a position that vanished."""
+    from ats.lifecycle import Notify
+    from tests.unit.lifecycle.harness import Driver
+
+    expired = Driver()
+    expired.accept("E")
+    actions = expired.cancel("E", expired=True, filled="0")
+    supervised = Driver()
+    supervised.open_fully()
+    supervised.mark("97.99")
+    actions += supervised.mark("97.80", after_ms=5_000) + supervised.cancel("T2")
+    actions += supervised.fill("X1", "1.000", "97.70")
+    vanished = Driver()
+    vanished.open_fully()
+    actions += vanished.vanish()
+    return [a.note for a in actions if isinstance(a, Notify)]
+
+
+def test_what_the_lifecycle_tells_is_all_chinese_in_chinese() -> None:
+    notes = told_by_the_lifecycle()
+    assert len(notes) >= 5
+    for note in notes:
+        chinese = to_plain_text(render(note, "zh"))
+        assert latin_words(chinese.replace("TESTUSDT", "")) == [], chinese

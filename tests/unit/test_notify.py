@@ -279,7 +279,7 @@ def test_result_message() -> None:
     ],
 )
 def test_result_kind_and_headline_per_exit_reason(reason: ExitReason, kind: NoteKind, headline: str) -> None:
-    note = result(reason, net_pnl=D("-2.5"), detail="why <it> closed")
+    note = result(reason, net_pnl=D("-2.5"), detail=data("why <it> closed"))
     assert note.kind is kind
     message = render(note, "en")
     assert headline in message
