@@ -206,6 +206,14 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "zh": "· {symbol} {direction} {qty} @ {price} · 未实现 {pnl}",
     },
     "report.no_positions": {"en": "No open positions", "zh": "无持仓"},
+    "report.halted_by": {"en": "{reason} (by {by})", "zh": "{reason}（{by}）"},
+    "report.no_reason": {"en": "reason not recorded", "zh": "未记录原因"},
+    "report.lifted_at": {"en": "{who} at {at}", "zh": "{who}，{at}"},
+    "report.win_rate": {
+        "en": "win rate {rate} % · TP1 reached in {tp1} of {trades}",
+        "zh": "胜率 {rate} % · {trades} 笔中 {tp1} 笔达到 TP1",
+    },
+    "report.exits": {"en": "exits: {exits}", "zh": "出场：{exits}"},
     # -------------------------------------------------------------------------------- alerts (titles, details)
     # Alert texts hold no HTML: the alert frame escapes them whole.
     "text.data": {"en": "{text}", "zh": "{text}"},  # a free-form value (an exchange's message) as it came

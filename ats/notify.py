@@ -245,9 +245,9 @@ class DailyReport:
     wins: int
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
-    halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
-    lifted: str | None = None  # who lifted that halt, and when
-    notes: tuple[str, ...] = ()
+    halted: Text | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
+    lifted: Text | None = None  # who lifted that halt, and when
+    notes: tuple[Text, ...] = ()
 
     @property
     def kind(self) -> NoteKind:
@@ -536,10 +536,10 @@ def render_daily_report(note: DailyReport, language: Language) -> str:
         ),
         say(language, "report.balance", balance=fmt_usdt(note.wallet_balance), equity=fmt_usdt(note.equity)),
     ]
-    if note.halted:
-        lines.append(say(language, "report.halted", reason=_e(note.halted)))
-    if note.lifted:
-        lines.append(say(language, "report.lifted", who=_e(note.lifted)))
+    if note.halted is not None:
+        lines.append(say(language, "report.halted", reason=_e(say_text(language, note.halted))))
+    if note.lifted is not None:
+        lines.append(say(language, "report.lifted", who=_e(say_text(language, note.lifted))))
     if note.open_positions:
         lines.append(say(language, "report.open", count=len(note.open_positions)))
         lines.extend(
@@ -556,7 +556,7 @@ def render_daily_report(note: DailyReport, language: Language) -> str:
         )
     else:
         lines.append(say(language, "report.no_positions"))
-    lines.extend(f"<i>{_e(n)}</i>" for n in note.notes)
+    lines.extend(f"<i>{_e(say_text(language, n))}</i>" for n in note.notes)
     return "\n".join(lines)
 
 

@@ -307,11 +307,13 @@ def test_daily_report() -> None:
     assert "Balance 10,120.50 · equity 10,180.00 USDT" in message
     assert "ETHUSDT SHORT 0.1 @ 3000.5 · uPnL +12.00" in message
     reason = "daily loss -52.10 USDT (realised -40.00, unrealised -12.10) reached the limit of 50.00 USDT"
-    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=reason)
+    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=data(reason))
     text = to_plain_text(render(halted, "en"))
     assert f"⛔ New entries halted: {reason}" in text
     assert "No open positions" in text
-    closed = DailyReport("2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted="close-all: end of the week")
+    closed = DailyReport(
+        "2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted=data("close-all: end of the week")
+    )
     assert "New entries halted: close-all: end of the week" in to_plain_text(render(closed, "en"))  # a winning day
 
 
