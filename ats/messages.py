@@ -309,6 +309,74 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "refusal.stale_signal": {"en": "stale_signal", "zh": "信号已过期"},
     "refusal.max_new_positions": {"en": "max_new_positions", "zh": "已达本轮开仓上限"},
     "refusal.no_price": {"en": "no_price", "zh": "无标记价格"},
+    "risk.rules_mismatch": {
+        "en": "symbol rules are for {rules}, not {symbol}",
+        "zh": "合约规则属于 {rules}，而不是 {symbol}",
+    },
+    "risk.not_perpetual": {
+        "en": "{symbol} is not a trading USDT perpetual",
+        "zh": "{symbol} 不是可交易的 USDT 永续合约",
+    },
+    "risk.unusable": {
+        "en": "{symbol}: unusable price {price} or strength",
+        "zh": "{symbol}：价格 {price} 或强度不可用",
+    },
+    "risk.busy_pending": {"en": "{symbol} already has an entry pending", "zh": "{symbol} 已有待成交的入场单"},
+    "risk.busy_open": {"en": "{symbol} already has an open position", "zh": "{symbol} 已有持仓"},
+    "risk.max_positions": {
+        "en": "{count} positions and pending entries, limit {limit}",
+        "zh": "{count} 个持仓和待成交入场单，上限 {limit}",
+    },
+    "risk.loss_figures": {
+        "en": (
+            "realised today {realised} USDT, open risk {risk} USDT (lost if the stops of {count} positions and "
+            "pending entries are hit), unrealised {unrealised} USDT"
+        ),
+        "zh": (
+            "今日已实现 {realised} USDT，未平风险 {risk} USDT（{count} 个持仓和待成交入场单的止损全部触发时的亏损），"
+            "未实现 {unrealised} USDT"
+        ),
+    },
+    "risk.loss_spent": {
+        "en": "{symbol}: nothing is left of the daily loss limit of {limit} USDT: {figures}",
+        "zh": "{symbol}：每日亏损上限 {limit} USDT 已用完：{figures}",
+    },
+    "risk.no_equity": {"en": "equity is {equity} USDT", "zh": "权益为 {equity} USDT"},
+    "risk.no_margin": {"en": "no available balance for margin", "zh": "没有可用余额作保证金"},
+    "risk.too_big": {
+        "en": "{symbol}: the smallest order ({smallest} USDT) exceeds the maximum position size ({limit} USDT)",
+        "zh": "{symbol}：最小订单（{smallest} USDT）超过最大仓位（{limit} USDT）",
+    },
+    "risk.loss_left": {
+        "en": (
+            "{symbol}: {headroom} USDT is left of the daily loss limit of {limit} USDT ({figures}); at this stop it "
+            "allows {allowed} USDT, below the smallest order of {smallest} USDT"
+        ),
+        "zh": (
+            "{symbol}：每日亏损上限 {limit} USDT 还剩 {headroom} USDT（{figures}）；按此止损只允许 {allowed} USDT，"
+            "低于最小订单 {smallest} USDT"
+        ),
+    },
+    "risk.cap": {
+        "en": "{symbol}: the {cap} limit allows {allowed} USDT, below the smallest order of {smallest} USDT",
+        "zh": "{symbol}：{cap}限制只允许 {allowed} USDT，低于最小订单 {smallest} USDT",
+    },
+    "cap.max_notional": {"en": "max_notional", "zh": "最大仓位价值"},
+    "cap.risk": {"en": "risk", "zh": "单笔风险"},
+    "cap.daily_loss": {"en": "daily_loss", "zh": "每日亏损"},
+    "cap.margin": {"en": "margin", "zh": "保证金"},
+    "cap.account_leverage": {"en": "account_leverage", "zh": "账户总杠杆"},
+    "cap.max_qty": {"en": "max_qty", "zh": "最大下单量"},
+    "placement.stale": {
+        "en": "the signal's bar is older than the newest closed bar",
+        "zh": "信号的K线早于最新收盘的K线",
+    },
+    "placement.cycle_limit": {
+        "en": "this run opens at most {count} new positions",
+        "zh": "本轮最多开 {count} 个新仓",
+    },
+    "placement.no_rules": {"en": "{symbol} is not in exchange info", "zh": "交易所信息中没有 {symbol}"},
+    "placement.no_price": {"en": "no mark price for {symbol}", "zh": "{symbol} 没有标记价格"},
     "emergency.title": {"en": "Close-all: {reason}", "zh": "全部平仓：{reason}"},
     "emergency.closed": {"en": "Closed: {symbols}.", "zh": "已平仓：{symbols}。"},
     "emergency.nothing_open": {"en": "nothing was open", "zh": "无持仓"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+from decimal import Decimal as D
 
 import pytest
 
@@ -112,3 +113,22 @@ def test_what_the_lifecycle_tells_is_all_chinese_in_chinese() -> None:
     for note in notes:
         chinese = to_plain_text(render(note, "zh"))
         assert latin_words(chinese.replace("TESTUSDT", "")) == [], chinese
+
+
+def test_a_refused_signal_is_followed_up_in_chinese() -> None:
+    from ats.domain import Band, Direction, Signal
+    from ats.placement import EntryDecision, refusal_note
+
+    figures = text("risk.loss_figures", realised="-40.00", risk="10.00", count=2, unrealised="-5.00")
+    why = text("risk.loss_spent", symbol="DUSDT", limit="50", figures=figures)
+    signal = Signal("DUSDT", Direction.SHORT, 91.0, Band.VERY_STRONG, 0, D("2.5"))
+    note = refusal_note(EntryDecision(7, signal, code="daily_loss_limit", why=why))
+    english, chinese = (to_plain_text(render(note, language)) for language in ("en", "zh"))
+    assert english.endswith(
+        "DUSDT: nothing is left of the daily loss limit of 50 USDT: realised today -40.00 USDT, open risk 10.00 USDT "
+        "(lost if the stops of 2 positions and pending entries are hit), unrealised -5.00 USDT (daily_loss_limit)"
+    )
+    assert chinese.startswith(
+        "⚠️ 警告 DUSDT：信号未交易：SHORT 91\n已达每日亏损上限：DUSDT：每日亏损上限 50 USDT 已用完"
+    )
+    assert latin_words(chinese.replace("DUSDT", "")) == []
