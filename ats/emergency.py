@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ats.exchange.base import AlgoOrder, Order, OrderRequest, OrderType, PositionInfo
+from ats.messages import MESSAGES, text
 from ats.notify import AlertNote
 
 ZERO = Decimal(0)
@@ -77,25 +78,23 @@ def closing_orders(
     return plans
 
 
-NOT_RECORDED_ADVICE = (
-    "The monitor (or the reconcile flow) records the closes once the database is back. New entries were NOT "
-    "halted: pause the trading-cycle schedule."
-)
+NOT_RECORDED_ADVICE = MESSAGES["emergency.advice"]["en"]  # the markdown report is English, as Prefect's pages are
 
 
 def close_all_alert(report: CloseAllReport, reason: str) -> AlertNote:
     """The alert that tells the user what the emergency stop did."""
     closed = report.managed_closed + report.unmanaged_closed
-    detail = f"Closed: {', '.join(closed) or 'nothing was open'}."
+    detail = [text("emergency.closed", symbols=", ".join(closed) if closed else text("emergency.nothing_open"))]
     if report.still_open:
-        detail += f" STILL OPEN: {', '.join(report.still_open)}: act now."
+        detail.append(text("emergency.still_open", symbols=", ".join(report.still_open)))
     if report.failures:
-        detail += " Failed: " + "; ".join(f"{s}: {why}" for s, why in sorted(report.failures.items()))
+        failures = "; ".join(f"{s}: {why}" for s, why in sorted(report.failures.items()))
+        detail.append(text("emergency.failed", failures=failures))
     if report.halted:
-        detail += " New entries are halted until 00:00 UTC."
+        detail.append(text("emergency.halted"))
     if report.not_recorded is not None:
-        detail += f" Nothing was recorded in the database ({report.not_recorded}). {NOT_RECORDED_ADVICE}"
-    return AlertNote(f"Close-all: {reason}", detail, severity="critical")
+        detail.append(text("emergency.not_recorded", why=report.not_recorded, advice=text("emergency.advice")))
+    return AlertNote(text("emergency.title", reason=reason), tuple(detail), severity="critical")
 
 
 def close_all_markdown(report: CloseAllReport) -> str:

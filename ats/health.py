@@ -27,6 +27,7 @@ from typing import Literal
 from ats.clock import format_utc
 from ats.config import Settings
 from ats.domain import interval_ms
+from ats.messages import Text, say_text, text
 from ats.notify import AlertNote
 
 
@@ -85,8 +86,8 @@ class Observation:
 class Finding:
     check: Check
     severity: Literal["warning", "critical"]
-    title: str
-    detail: str
+    title: Text
+    detail: Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +102,6 @@ class CheckState:
     since_ms: int  # when the check entered this state
 
 
-RECOVERED = {
-    Check.MONITOR: "a monitor is active again",
-    Check.MONITOR_READY: "the monitor is ready again",
-    Check.CYCLES: "trading cycles complete again",
-    Check.EXCHANGE_BAN: "the exchange ban has ended: requests reach Binance again",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Change:
     """A check changed state: record it and send `note`."""
@@ -118,13 +111,17 @@ class Change:
     note: AlertNote
 
 
-def _ago(now_ms: int, then_ms: int) -> str:
+def _ago(now_ms: int, then_ms: int) -> Text:
     seconds = max(0, (now_ms - then_ms) // 1000)
     if seconds < 120:
-        return f"{seconds} s"
+        return text("health.seconds", n=seconds)
     if seconds < 2 * 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds / 3600:.1f} h"
+        return text("health.minutes", n=seconds // 60)
+    return text("health.hours", n=f"{seconds / 3600:.1f}")
+
+
+def _positions(count: int) -> Text:
+    return text("health.positions_one" if count == 1 else "health.positions_many", count=count)
 
 
 def active_monitor(obs: Observation, policy: HealthPolicy) -> MonitorBeat | None:
@@ -141,38 +138,40 @@ def active_monitor(obs: Observation, policy: HealthPolicy) -> MonitorBeat | None
     )
 
 
-def _why_no_monitor(obs: Observation, policy: HealthPolicy) -> str:
+def _why_no_monitor(obs: Observation, policy: HealthPolicy) -> Text:
     latest = max(obs.monitors, key=lambda m: m.heartbeat_ms, default=None)
     if latest is None:
-        return "no monitor has ever run for this account (start `ats monitor`)"
-    seen = f"last heartbeat {_ago(obs.now_ms, latest.heartbeat_ms)} ago from {latest.name} ({latest.role})"
+        return text("health.never_ran")
+    seen = text("health.last_seen", ago=_ago(obs.now_ms, latest.heartbeat_ms), name=latest.name, role=latest.role)
     if obs.leader is None and latest.role == "active":
-        return f"the leader's lease has expired (frozen, hung or cut off?); {seen}"
+        return text("health.lease_expired", seen=seen)
     if obs.leader is not None and latest.name != obs.leader:
-        return f"the lease holder {obs.leader} has no fresh heartbeat; {seen}"
-    return f"no active monitor; {seen}"
+        return text("health.holder_silent", leader=obs.leader, seen=seen)
+    return text("health.none_active", seen=seen)
 
 
 def entry_refusal(obs: Observation, policy: HealthPolicy) -> str | None:
-    """Why a new position must not be opened now (no monitor would protect it), or None when one leads."""
+    """Why a new position must not be opened now (no monitor would protect it), or None when one leads.
+
+    In English: it is recorded as the signal's refusal reason, a value the refusal message carries as data."""
     if active_monitor(obs, policy) is not None:
         return None
-    return f"no monitor is protecting positions: {_why_no_monitor(obs, policy)}"
+    return f"no monitor is protecting positions: {say_text('en', _why_no_monitor(obs, policy))}"
 
 
 def assess(obs: Observation, policy: HealthPolicy) -> Assessment:
     """Every check that fails now, with what to tell a person."""
     findings: dict[Check, Finding] = {}
     unknown: set[Check] = set()
-    positions = f"{obs.open_positions} open position{'s' if obs.open_positions != 1 else ''}"
+    positions = _positions(obs.open_positions)
     leader = active_monitor(obs, policy)
     if leader is None:
         at_risk = obs.open_positions > 0
         findings[Check.MONITOR] = Finding(
             Check.MONITOR,
             "critical" if at_risk else "warning",
-            "no monitor is running" + (f" with {positions}" if at_risk else ""),
-            f"{_why_no_monitor(obs, policy)}. Stops are not moved and new entries are refused until one runs.",
+            text("health.no_monitor_at_risk", positions=positions) if at_risk else text("health.no_monitor"),
+            text("health.no_monitor_detail", why=_why_no_monitor(obs, policy)),
         )
         unknown.add(Check.MONITOR_READY)  # no monitor to be ready: that is the other check's news
     elif (
@@ -180,36 +179,36 @@ def assess(obs: Observation, policy: HealthPolicy) -> Assessment:
         and leader.unready_since_ms is not None
         and obs.now_ms - leader.unready_since_ms > policy.unready_alert_s * 1000
     ):
-        why = ", ".join(leader.problems) or "not ready"
+        why = ", ".join(leader.problems) or text("health.not_ready_why")
         findings[Check.MONITOR_READY] = Finding(
             Check.MONITOR_READY,
             "critical",
-            f"monitor not ready for {_ago(obs.now_ms, leader.unready_since_ms)} with {positions}",
-            f"{leader.name}: {why}. The exchange-side stops still protect the positions.",
+            text("health.not_ready", ago=_ago(obs.now_ms, leader.unready_since_ms), positions=positions),
+            text("health.not_ready_detail", name=leader.name, why=why),
         )
     if obs.banned_until_ms > obs.now_ms:
+        ban = _ago(obs.banned_until_ms, obs.now_ms)
         findings[Check.EXCHANGE_BAN] = Finding(
             Check.EXCHANGE_BAN,
             "critical" if obs.open_positions > 0 else "warning",
-            f"Binance banned this IP for {_ago(obs.banned_until_ms, obs.now_ms)} (HTTP 418)"
-            + (f" with {positions}" if obs.open_positions > 0 else ""),
-            f"Until {format_utc(obs.banned_until_ms)} no request reaches the exchange: stops cannot be moved or "
-            "replaced and positions cannot be closed by the system; the stops already on the exchange still "
-            "protect them. Requests went on after 429 answers: look for 'rate limited by binance' in the logs.",
+            text("health.banned_at_risk", ago=ban, positions=positions)
+            if obs.open_positions > 0
+            else text("health.banned", ago=ban),
+            text("health.banned_detail", until=format_utc(obs.banned_until_ms)),
         )
     if policy.cycle_overdue_s is not None:
         reference = max(obs.last_cycle_ms or 0, obs.watching_since_ms)
         if obs.now_ms - reference > policy.cycle_overdue_s * 1000:
             last = (
-                f"the last one ended {format_utc(obs.last_cycle_ms)}"
+                text("health.last_cycle", at=format_utc(obs.last_cycle_ms))
                 if obs.last_cycle_ms is not None
-                else "none has completed yet"
+                else text("health.no_cycle_yet")
             )
             findings[Check.CYCLES] = Finding(
                 Check.CYCLES,
                 "warning",
-                f"no trading cycle completed in {_ago(obs.now_ms, reference)}",
-                f"{last}. Check the Prefect server, the worker and the trading-cycle schedule.",
+                text("health.cycles_late", ago=_ago(obs.now_ms, reference)),
+                text("health.cycles_late_detail", last=last),
             )
     return Assessment(findings, frozenset(unknown))
 
@@ -227,10 +226,13 @@ def changes(previous: Mapping[Check, CheckState], assessment: Assessment, now_ms
         finding = assessment.findings.get(check)
         was_failing = before is not None and before.failing
         if finding is not None and not was_failing:
-            note = AlertNote(finding.title, finding.detail, severity=finding.severity)
+            note = AlertNote(finding.title, (finding.detail,), severity=finding.severity)
             told.append(Change(check, True, note))
         elif finding is None and was_failing:
             assert before is not None
-            note = AlertNote(RECOVERED[check], f"after {_ago(now_ms, before.since_ms)}", severity="recovered")
+            recovered = text(f"health.recovered.{check.value}")
+            note = AlertNote(
+                recovered, (text("health.after", ago=_ago(now_ms, before.since_ms)),), severity="recovered"
+            )
             told.append(Change(check, False, note))
     return told

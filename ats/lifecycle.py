@@ -57,6 +57,7 @@ from ats.codec import from_jsonable, to_jsonable
 from ats.config import MonitorSettings, OnReversal
 from ats.domain import Band, Direction, Levels, Side, SymbolRules, client_id, is_own_client_id
 from ats.exchange.base import AlgoOrderRequest, OrderRequest, OrderType, WorkingType
+from ats.messages import Text, data, say_text, text
 from ats.notify import AlertNote, EntryNote, ExitReason, Notification, ResultNote, TakeProfitNote
 from ats.risk import (
     DEFAULT_TAKER_FEE_RATE,
@@ -202,9 +203,9 @@ class Position:
     levels: Levels | None = None  # set when the entry completes
     breakeven_set: bool = False
     close_reason: ExitReason | None = None  # set when we decided to close at market
-    close_note: str = ""
+    close_why: Text | None = None  # why we close at market (or who closed it), told with the result
     exit_reason: ExitReason | None = None
-    error: str = ""  # why the entry failed
+    failure: Text | None = None  # why the entry failed
     adopted: bool = False
     vanished: bool = False
     needs_attention: bool = False  # market closes kept failing; a human must look
@@ -262,6 +263,16 @@ class Position:
         tp1 = [o for o in self.orders if o.role is Role.TP1]
         filled = sum((o.filled_qty for o in tp1), ZERO)
         return filled > 0 and (filled >= self.levels.tp1_qty or any(o.complete for o in tp1))
+
+    @property
+    def error(self) -> str:
+        """Why the entry failed, in English: for logs and run reports (messages tell `failure` in their language)."""
+        return "" if self.failure is None else say_text("en", self.failure)
+
+    @property
+    def close_note(self) -> str:
+        """Why it was closed at market, in English: for logs and run reports (see `error`)."""
+        return "" if self.close_why is None else say_text("en", self.close_why)
 
     @property
     def is_terminal(self) -> bool:
@@ -703,11 +714,11 @@ def _alert(
     p: Position,
     out: list[Action],
     suffix: str,
-    title: str,
-    detail: str = "",
+    title: Text,
+    detail: Text | None = None,
     severity: Literal["warning", "critical"] = "warning",
 ) -> Position:
-    return _notify(p, out, f"alert:{suffix}", AlertNote(title, detail, p.symbol, severity))
+    return _notify(p, out, f"alert:{suffix}", AlertNote(title, () if detail is None else (detail,), p.symbol, severity))
 
 
 def _cancel(p: Position, order: LegOrder, out: list[Action]) -> Position:
@@ -715,10 +726,10 @@ def _cancel(p: Position, order: LegOrder, out: list[Action]) -> Position:
     return _put(p, replace(order, state=OrderState.CANCELING, cancel_sent=True))
 
 
-def _start_close(p: Position, reason: ExitReason, note: str) -> Position:
+def _start_close(p: Position, reason: ExitReason, why: Text) -> Position:
     if p.close_reason is not None:
         return p
-    return replace(p, close_reason=reason, close_note=note)
+    return replace(p, close_reason=reason, close_why=why)
 
 
 def _exceeds_position(p: Position, qty: Decimal) -> bool:
@@ -787,7 +798,7 @@ def _on_fill(p: Position, e: Fill, out: list[Action]) -> Position:
             p = replace(p, entry_final_qty=e.order_filled_qty)
         if p.phase is Phase.FAILED:
             p = replace(p, closed_ms=None)
-            p = _alert(p, out, "late_entry", "Entry filled after it was reported failed: protecting it", "", "critical")
+            p = _alert(p, out, "late_entry", text("lifecycle.late_entry"), None, "critical")
     else:
         p = replace(p, exit_qty=p.exit_qty + e.qty, exit_value=p.exit_value + value)
         p = _confirm_supervision(p, order, out)
@@ -817,12 +828,14 @@ def _on_foreign_fill(p: Position, e: Fill, out: list[Action]) -> Position:
         out.append(RecordFill(p.key, "LIQ", "liquidation", e))
         if closes_it:
             return p
-        return _alert(p, out, "liquidation", "Position partly liquidated", f"{e.qty} at {e.price}", "critical")
+        fill = text("lifecycle.fill", qty=e.qty, price=e.price)
+        return _alert(p, out, "liquidation", text("lifecycle.partly_liquidated"), fill, "critical")
     p = replace(p, external_qty=p.external_qty + e.qty)
     out.append(RecordFill(p.key, "EXT", "external", e))
     if closes_it:
-        return replace(p, close_note=p.close_note or f"closed by {e.client_id}")
-    return _alert(p, out, "external", "Position reduced outside the system", f"{e.qty} at {e.price} ({e.client_id})")
+        return replace(p, close_why=p.close_why or text("lifecycle.closed_by", client_id=e.client_id))
+    fill = text("lifecycle.fill_by", qty=e.qty, price=e.price, client_id=e.client_id)
+    return _alert(p, out, "external", text("lifecycle.reduced_outside"), fill)
 
 
 def _on_accepted(p: Position, e: OrderAccepted, out: list[Action]) -> Position:
@@ -854,12 +867,13 @@ def _on_rejected(p: Position, e: OrderRejected, out: list[Action]) -> Position:
     p = _put(p, replace(order, state=OrderState.REJECTED))
     reason = _reason_text(e.code, e.message)
     if order.role is Role.ENTRY:
-        return replace(p, error=f"entry rejected: {reason}")
+        return replace(p, failure=text("lifecycle.entry_rejected", reason=data(reason)))
     if not wanted or p.is_terminal:
         return p
     if order.role is Role.STOP:
-        p = _start_close(p, ExitReason.STOP_FAILED, f"stop {order.leg} rejected: {reason}")
-        return _alert(p, out, f"stop_rejected:{order.leg}", "Stop rejected: closing at market", reason, "critical")
+        p = _start_close(p, ExitReason.STOP_FAILED, text("lifecycle.stop_failed", leg=order.leg, reason=data(reason)))
+        title = text("lifecycle.stop_rejected")
+        return _alert(p, out, f"stop_rejected:{order.leg}", title, data(reason), "critical")
     if order.role is Role.CLOSE:
         if e.code == REDUCE_ONLY_REJECTED:
             # Nothing to reduce: most likely a stop or target closed it and the fill is still on its way. The
@@ -870,9 +884,7 @@ def _on_rejected(p: Position, e: OrderRejected, out: list[Action]) -> Position:
         return p
     if order.algo and e.code == -2021 and p.close_reason is None:
         return _take_profit_at_market(p, order, out)
-    return _alert(
-        p, out, f"tp_rejected:{order.leg}", f"Take-profit {order.leg} rejected; the stop still protects", reason
-    )
+    return _alert(p, out, f"tp_rejected:{order.leg}", text("lifecycle.tp_rejected", leg=order.leg), data(reason))
 
 
 def _take_profit_at_market(p: Position, target: LegOrder, out: list[Action]) -> Position:
@@ -896,17 +908,19 @@ def _on_canceled(p: Position, e: OrderCanceled, out: list[Action]) -> Position:
         return p
     expected = order.state is OrderState.CANCELING
     p = _put(p, replace(order, state=OrderState.CANCELED))
-    what = "expired" if e.expired else "was canceled"
     if order.role is Role.ENTRY:
         if e.filled_qty is not None:
             p = replace(p, entry_final_qty=e.filled_qty)
-        return p if p.error or p.entry_qty > 0 else replace(p, error=f"entry {what} without a fill")
+        if p.failure is not None or p.entry_qty > 0:
+            return p
+        return replace(p, failure=text("lifecycle.entry_expired" if e.expired else "lifecycle.entry_canceled_unfilled"))
     if expected or p.is_terminal or p.close_reason is not None:
         return p
     if order.role is Role.STOP:
-        return _alert(p, out, f"stop_canceled:{order.leg}", f"Stop {order.leg} {what} on the exchange: replacing it")
+        title = text("lifecycle.stop_expired" if e.expired else "lifecycle.stop_canceled", leg=order.leg)
+        return _alert(p, out, f"stop_canceled:{order.leg}", title)
     if order.role in (Role.TP1, Role.TP2) and not e.expired:
-        return _alert(p, out, f"tp_canceled:{order.leg}", f"Take-profit {order.leg} {what} on the exchange")
+        return _alert(p, out, f"tp_canceled:{order.leg}", text("lifecycle.tp_canceled", leg=order.leg))
     # A target that expired was ended by the exchange itself (a reduce-only order outliving the position it
     # reduced, e.g. after the stop filled): the fills tell what happened; nobody needs to act on it.
     return p
@@ -927,8 +941,8 @@ def _on_mark(p: Position, e: MarkPrice, out: list[Action]) -> Position:
     waited = e.time_ms - p.stop_crossed_ms
     if waited < p.policy.supervision_grace_ms:
         return p
-    detail = f"mark {e.price} beyond the stop {p.stop_price} for {waited / 1000:.1f} s without a stop fill"
-    return _start_close(p, ExitReason.SUPERVISION, detail)  # told once the exchange takes the close
+    why = text("lifecycle.stop_missed", price=e.price, stop=str(p.stop_price), seconds=f"{waited / 1000:.1f}")
+    return _start_close(p, ExitReason.SUPERVISION, why)  # told once the exchange takes the close
 
 
 def _confirm_supervision(p: Position, order: LegOrder, out: list[Action]) -> Position:
@@ -936,7 +950,7 @@ def _confirm_supervision(p: Position, order: LegOrder, out: list[Action]) -> Pos
     stop really did not fire. Told only now: a close refused as reducing nothing (-2022) means it did fire."""
     if order.role is not Role.CLOSE or p.close_reason is not ExitReason.SUPERVISION:
         return p
-    return _alert(p, out, "supervision", "Exchange stop did not fire: closing at market", p.close_note, "critical")
+    return _alert(p, out, "supervision", text("lifecycle.supervision"), p.close_why, "critical")
 
 
 def _on_funding(p: Position, e: FundingPaid, out: list[Action]) -> Position:
@@ -954,8 +968,8 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
     if p.entry_qty <= 0 or not _finite(e.price):
         return _anomaly(p, out, e, "no position to vanish: the entry has not filled")
     remaining = max(p.open_qty, ZERO)
-    note = f"vanished on the exchange with {remaining} open (liquidation, ADL or a manual close); exit estimated"
-    p = replace(p, vanished=True, close_note=note)
+    why = text("lifecycle.vanished_detail", qty=remaining)
+    p = replace(p, vanished=True, close_why=why)
     if remaining > 0:
         price = e.price if e.price is not None and e.price > 0 else p.entry_price
         p = replace(
@@ -966,7 +980,7 @@ def _on_vanished(p: Position, e: PositionVanished, out: list[Action]) -> Positio
         )
     # Its exit and result are estimates, and the cause (liquidation, ADL, a person, an exchange that lost its
     # books) is unknown here: a person must look at the account.
-    return _alert(p, out, "vanished", "Position vanished from the exchange: check the account", note, "critical")
+    return _alert(p, out, "vanished", text("lifecycle.vanished"), why, "critical")
 
 
 def _on_held(p: Position, e: PositionHeld) -> Position:
@@ -994,7 +1008,8 @@ def _on_reversal(p: Position, e: ReversalSignal, out: list[Action]) -> Position:
     if response is ReversalResponse.TIGHTEN:
         return replace(p, stop_price=reversal_stop(p.stop_price, e.mark_price, p.direction, p.policy.rules))
     if response is ReversalResponse.CLOSE:
-        return _start_close(p, ExitReason.REVERSAL, f"{e.direction.value} signal of strength {e.strength:.0f}")
+        why = text("lifecycle.reversal", direction=e.direction.value, strength=f"{e.strength:.0f}")
+        return _start_close(p, ExitReason.REVERSAL, why)
     return p
 
 
@@ -1006,7 +1021,7 @@ def _on_close_requested(p: Position, e: CloseRequested) -> Position:
     p = replace(p, close_requested_ms=e.time_ms)
     if p.needs_attention:
         return replace(p, needs_attention=False, close_round=p.close_no)
-    return _start_close(p, ExitReason.MANUAL, e.reason)
+    return _start_close(p, ExitReason.MANUAL, data(e.reason))
 
 
 # ---------------------------------------------------------------------------------------------- settling
@@ -1026,8 +1041,8 @@ def _settle(p: Position, time_ms: int, out: list[Action]) -> Position:
                 p = _cancel(p, entry, out)
             return replace(p, phase=Phase.PENDING_ENTRY)
         p = replace(p, phase=Phase.FAILED, closed_ms=time_ms)
-        title = "Entry canceled on request" if p.close_reason is ExitReason.MANUAL else "Entry failed"
-        return _notify(p, out, "failed", AlertNote(title, p.error, p.symbol))
+        title = text("lifecycle.entry_canceled" if p.close_reason is ExitReason.MANUAL else "lifecycle.entry_failed")
+        return _notify(p, out, "failed", AlertNote(title, () if p.failure is None else (p.failure,), p.symbol))
     if p.entry_done and p.open_qty <= 0:
         return _close_out(p, time_ms, out)
     if p.close_reason is not None and entry is not None and entry.state.working:
@@ -1058,8 +1073,8 @@ def _ensure_close(p: Position, out: list[Action]) -> Position:
             p,
             out,
             f"close_failed:{p.close_no}",
-            "Cannot close the position: act now",
-            f"{p.policy.max_close_attempts} market closes were rejected; {p.open_qty} still open",
+            text("lifecycle.close_failed"),
+            text("lifecycle.close_failed_detail", attempts=p.policy.max_close_attempts, qty=p.open_qty),
             "critical",
         )
     number = p.close_no + 1
@@ -1116,8 +1131,8 @@ def _ensure_targets(p: Position, out: list[Action]) -> Position:
             p,
             out,
             "no_targets",
-            "Position too small for take-profits",
-            f"{p.entry_qty} is below the minimum order quantity; only the stop protects it",
+            text("lifecycle.no_targets"),
+            text("lifecycle.no_targets_detail", qty=p.entry_qty),
         )
     note = EntryNote(
         symbol=p.symbol,
@@ -1205,7 +1220,7 @@ def _close_out(p: Position, time_ms: int, out: list[Action]) -> Position:
         opened_ms=p.opened_ms,
         closed_ms=time_ms,
         estimated=p.vanished,
-        detail=p.close_note,
+        detail=p.close_why,
     )
     out.append(RecordResult(p.key, result))
     return _notify(p, out, "result", result)

@@ -26,7 +26,7 @@ from ats.clock import format_utc
 from ats.config import LevelSettings, RiskLimits, TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal, SymbolRules
 from ats.log import get_logger, redact
-from ats.messages import Language, say
+from ats.messages import MESSAGES, Language, Text, data, say, say_text, text
 from ats.risk import choose_leverage, level_prices, plan_levels
 
 log = get_logger(__name__)
@@ -175,7 +175,7 @@ class ResultNote:
     opened_ms: int
     closed_ms: int
     estimated: bool = False  # part of the exit price is an estimate (the position vanished)
-    detail: str = ""
+    detail: Text | None = None  # why it was closed, when the reason alone does not say
 
     @property
     def kind(self) -> NoteKind:
@@ -194,8 +194,10 @@ class ResultNote:
 
 @dataclass(frozen=True, slots=True)
 class AlertNote:
-    title: str
-    detail: str = ""
+    """Something a person must know: what, told in the configured language when it is queued (ats.messages.Text)."""
+
+    title: Text
+    detail: tuple[Text, ...] = ()  # sentences, told in order
     symbol: str | None = None
     severity: Literal["warning", "critical", "recovered"] = "warning"
 
@@ -204,8 +206,6 @@ class AlertNote:
         return NoteKind.ALERT
 
 
-# How a flow run ended, in words (Prefect's state type, or its state name when that says more).
-RUN_OUTCOMES = {"TimedOut": "timed out", "FAILED": "failed", "CRASHED": "crashed", "CANCELLED": "was cancelled"}
 CRITICAL_FLOWS = frozenset({"close-all"})  # a failed emergency stop may leave positions open
 
 
@@ -214,9 +214,14 @@ def flow_run_alert(flow: str, run_name: str, state: str, reason: str | None, whe
 
     `state` is the state's name or type (TimedOut, FAILED, CRASHED, CANCELLED); `where` a link or the run's id.
     """
-    outcome = RUN_OUTCOMES.get(state, state.lower())
+    outcome = text(f"run.{state}") if f"run.{state}" in MESSAGES else state.lower()
     severity: Literal["warning", "critical"] = "critical" if flow in CRITICAL_FLOWS else "warning"
-    return AlertNote(f"{flow} {outcome}", f"{reason or 'no reason given'} (run {run_name}: {where})", severity=severity)
+    why = data(reason) if reason else text("run.no_reason")
+    return AlertNote(
+        text("run.ended", flow=flow, outcome=outcome),
+        (text("run.detail", reason=why, run=run_name, where=where),),
+        severity=severity,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +245,9 @@ class DailyReport:
     wins: int
     losses: int
     open_positions: tuple[OpenPositionLine, ...] = ()
-    halted: str | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
-    lifted: str | None = None  # who lifted that halt, and when
-    notes: tuple[str, ...] = ()
+    halted: Text | None = None  # why new entries were halted that day (the daily loss limit, a close-all, ...)
+    lifted: Text | None = None  # who lifted that halt, and when
+    notes: tuple[Text, ...] = ()
 
     @property
     def kind(self) -> NoteKind:
@@ -375,7 +380,7 @@ def _levels_lines(levels: Levels, language: Language) -> list[str]:
 # Every text comes from the catalogue (ats.messages) in the configured language; only values are filled in.
 
 
-def render_signal(note: SignalNote, language: Language = "en") -> str:
+def render_signal(note: SignalNote, language: Language) -> str:
     lines = [
         say(
             language,
@@ -409,7 +414,7 @@ def render_signal(note: SignalNote, language: Language = "en") -> str:
     return "\n".join(lines)
 
 
-def render_entry(note: EntryNote, language: Language = "en") -> str:
+def render_entry(note: EntryNote, language: Language) -> str:
     notional = note.quantity * note.entry_price
     return "\n".join(
         [
@@ -433,7 +438,7 @@ def render_entry(note: EntryNote, language: Language = "en") -> str:
     )
 
 
-def render_take_profit(note: TakeProfitNote, language: Language = "en") -> str:
+def render_take_profit(note: TakeProfitNote, language: Language) -> str:
     notional = note.quantity * note.entry_price
     pct = note.pnl / notional * 100 if notional else Decimal(0)
     return "\n".join(
@@ -452,7 +457,7 @@ def render_take_profit(note: TakeProfitNote, language: Language = "en") -> str:
     )
 
 
-def render_result(note: ResultNote, language: Language = "en") -> str:
+def render_result(note: ResultNote, language: Language) -> str:
     icon = {
         NoteKind.TP2: "🎯",
         NoteKind.STOP: "🛑",
@@ -494,18 +499,24 @@ def render_result(note: ResultNote, language: Language = "en") -> str:
         ),
         say(language, "result.held", duration=_duration(note.closed_ms - note.opened_ms, language)),
     ]
-    if note.detail:
-        lines.append(f"<i>{_e(note.detail)}</i>")
+    if note.detail is not None:
+        lines.append(f"<i>{_e(say_text(language, note.detail))}</i>")
     return "\n".join(lines)
 
 
-def render_alert(note: AlertNote, language: Language = "en") -> str:
+def alert_text(note: AlertNote, language: Language) -> tuple[str, str]:
+    """The alert's title and detail in `language`, as plain text."""
+    return say_text(language, note.title), " ".join(say_text(language, sentence) for sentence in note.detail)
+
+
+def render_alert(note: AlertNote, language: Language) -> str:
     where = f" {_e(note.symbol)}" if note.symbol else ""
-    head = say(language, f"alert.{note.severity}", where=where, title=_e(note.title))
-    return f"{head}\n{_e(note.detail)}" if note.detail else head
+    title, detail = alert_text(note, language)
+    head = say(language, f"alert.{note.severity}", where=where, title=_e(title))
+    return f"{head}\n{_e(detail)}" if detail else head
 
 
-def render_daily_report(note: DailyReport, language: Language = "en") -> str:
+def render_daily_report(note: DailyReport, language: Language) -> str:
     lines = [
         say(language, "report.head", day=_e(note.day)),
         say(
@@ -525,10 +536,10 @@ def render_daily_report(note: DailyReport, language: Language = "en") -> str:
         ),
         say(language, "report.balance", balance=fmt_usdt(note.wallet_balance), equity=fmt_usdt(note.equity)),
     ]
-    if note.halted:
-        lines.append(say(language, "report.halted", reason=_e(note.halted)))
-    if note.lifted:
-        lines.append(say(language, "report.lifted", who=_e(note.lifted)))
+    if note.halted is not None:
+        lines.append(say(language, "report.halted", reason=_e(say_text(language, note.halted))))
+    if note.lifted is not None:
+        lines.append(say(language, "report.lifted", who=_e(say_text(language, note.lifted))))
     if note.open_positions:
         lines.append(say(language, "report.open", count=len(note.open_positions)))
         lines.extend(
@@ -545,11 +556,11 @@ def render_daily_report(note: DailyReport, language: Language = "en") -> str:
         )
     else:
         lines.append(say(language, "report.no_positions"))
-    lines.extend(f"<i>{_e(n)}</i>" for n in note.notes)
+    lines.extend(f"<i>{_e(say_text(language, n))}</i>" for n in note.notes)
     return "\n".join(lines)
 
 
-def render(note: Notification, language: Language = "en") -> str:
+def render(note: Notification, language: Language) -> str:
     """The Telegram-HTML message for any notification payload, in `language`."""
     match note:
         case SignalNote():

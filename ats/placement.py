@@ -17,6 +17,7 @@ from ats.config import LevelSettings, MonitorSettings, RiskLimits
 from ats.domain import Signal, SymbolRules, intent_key, interval_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Action, Phase, Policy, Position, Role, open_position, open_risk
+from ats.messages import MESSAGES, Text, data, say_text, text
 from ats.notify import AlertNote
 from ats.risk import DEFAULT_TAKER_FEE_RATE, AccountSnapshot, Approved, Exposure, RefusalReason, SizedOrder, check_entry
 
@@ -56,18 +57,30 @@ class EntryDecision:
     order: SizedOrder | None = None  # approved: what to send
     key: str | None = None  # the intent key (client ids derive from it)
     code: str | None = None  # refused: machine-readable reason
-    reason: str | None = None  # refused: for people
+    why: Text | None = None  # refused: for people, told in the configured language by the refusal's message
 
     @property
     def approved(self) -> bool:
         return self.order is not None
 
+    @property
+    def reason(self) -> str | None:
+        """`why` in English: for the signal's record, the run's report and the CLI."""
+        return None if self.why is None else say_text("en", self.why)
+
 
 def refusal_note(decision: EntryDecision) -> AlertNote:
     """The follow-up to a signal's message when the placement refuses it: it was not traded, and why."""
     signal = decision.signal
-    why = f"{decision.reason or 'no reason given'} ({decision.code})" if decision.code else decision.reason or ""
-    return AlertNote(f"Signal not traded: {signal.direction.value} {signal.strength:.0f}", why, signal.symbol)
+    reason = decision.why or text("placement.no_reason")
+    code = decision.code
+    if code:
+        named = text(f"refusal.{code}") if f"refusal.{code}" in MESSAGES else code
+        detail: tuple[Text, ...] = (text("placement.refused_detail", reason=reason, code=named),)
+    else:
+        detail = () if decision.why is None else (decision.why,)
+    title = text("placement.refused", direction=signal.direction.value, strength=f"{signal.strength:.0f}")
+    return AlertNote(title, detail, signal.symbol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,23 +164,25 @@ def decide_entries(
     for candidate in candidates:
         signal = candidate.signal
 
-        def refuse(code: str, reason: str, c: Candidate = candidate) -> EntryDecision:
-            return EntryDecision(c.id, c.signal, c.source, code=code, reason=reason)
+        def refuse(code: str, why: Text, c: Candidate = candidate) -> EntryDecision:
+            return EntryDecision(c.id, c.signal, c.source, code=code, why=why)
 
         symbol_rules = rules.get(signal.symbol)
         mark = marks.get(signal.symbol)
         if halted is not None:
-            decisions.append(refuse(halted_code, halted))
+            decisions.append(refuse(halted_code, data(halted)))
         elif no_monitor is not None:
-            decisions.append(refuse(SkipReason.NO_MONITOR, no_monitor))
+            decisions.append(refuse(SkipReason.NO_MONITOR, data(no_monitor)))
         elif signal.bar_open_time_ms < oldest_bar:
-            decisions.append(refuse(SkipReason.STALE_SIGNAL, "the signal's bar is older than the newest closed bar"))
+            decisions.append(refuse(SkipReason.STALE_SIGNAL, text("placement.stale")))
         elif max_new is not None and opened >= max_new:
-            decisions.append(refuse(SkipReason.CYCLE_LIMIT, f"this run opens at most {max_new} new positions"))
+            decisions.append(refuse(SkipReason.CYCLE_LIMIT, text("placement.cycle_limit", count=max_new)))
         elif symbol_rules is None:
-            decisions.append(refuse(RefusalReason.SYMBOL_NOT_TRADABLE, f"{signal.symbol} is not in exchange info"))
+            decisions.append(
+                refuse(RefusalReason.SYMBOL_NOT_TRADABLE, text("placement.no_rules", symbol=signal.symbol))
+            )
         elif mark is None or mark <= 0:
-            decisions.append(refuse(SkipReason.NO_PRICE, f"no mark price for {signal.symbol}"))
+            decisions.append(refuse(SkipReason.NO_PRICE, text("placement.no_price", symbol=signal.symbol)))
         else:
             decision = check_entry(
                 signal,
@@ -184,7 +199,7 @@ def decide_entries(
                 snapshot = with_entry(snapshot, decision.order, taker_fee_rate)
                 opened += 1
             else:
-                decisions.append(refuse(decision.reason, decision.message))
+                decisions.append(refuse(decision.reason, decision.why))
     return decisions
 
 

@@ -64,6 +64,7 @@ from ats.lifecycle import (
     adopt_position,
 )
 from ats.log import get_logger
+from ats.messages import text
 from ats.notify import AlertNote
 from ats.risk import plan_levels
 
@@ -322,12 +323,14 @@ def adoption(
         policy=policy,
         time_ms=time_ms,
     )
-    note = AlertNote(
-        "Adopted a position found on the exchange",
-        f"{direction.value} {qty} at {info.entry_price}, recorded by nobody: protecting it with a stop at "
-        f"{position.stop_price} and the default take-profits",
-        info.symbol,
+    detail = text(
+        "reconcile.adopted_detail",
+        direction=direction.value,
+        qty=qty,
+        price=info.entry_price,
+        stop=str(position.stop_price),
     )
+    note = AlertNote(text("reconcile.adopted"), (detail,), info.symbol)
     return position, [*actions, Notify(f"{key}:alert:adopted", note)]
 
 

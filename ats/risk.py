@@ -30,6 +30,7 @@ from typing import Literal
 
 from ats.config import LevelSettings, OnReversal, RiskLimits
 from ats.domain import Band, Direction, Levels, Signal, SymbolRules
+from ats.messages import Text, say_text, text
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -378,8 +379,13 @@ class Approved:
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: RefusalReason
-    message: str
+    why: Text  # the figures behind the refusal, told in the configured language by the refusal's message
     approved: Literal[False] = False
+
+    @property
+    def message(self) -> str:
+        """`why` in English: for the signal's record, logs and the CLI."""
+        return say_text("en", self.why)
 
 
 Decision = Approved | Refused
@@ -411,12 +417,14 @@ _REASON_FOR_CAP = {
 }
 
 
-def _daily_loss_figures(snapshot: AccountSnapshot) -> str:
+def _daily_loss_figures(snapshot: AccountSnapshot) -> Text:
     """What the daily loss limit was spent on, for the refusal's message."""
-    return (
-        f"realised today {snapshot.realized_pnl_today:.2f} USDT, open risk {snapshot.open_risk:.2f} USDT (lost if "
-        f"the stops of {len(snapshot.exposures)} positions and pending entries are hit), unrealised "
-        f"{snapshot.unrealized_pnl:.2f} USDT"
+    return text(
+        "risk.loss_figures",
+        realised=f"{snapshot.realized_pnl_today:.2f}",
+        risk=f"{snapshot.open_risk:.2f}",
+        count=len(snapshot.exposures),
+        unrealised=f"{snapshot.unrealized_pnl:.2f}",
     )
 
 
@@ -439,32 +447,33 @@ def check_entry(
     """
     price = signal.price if entry_price is None else entry_price
     if rules.symbol != signal.symbol:
-        return Refused(RefusalReason.INVALID_SIGNAL, f"symbol rules are for {rules.symbol}, not {signal.symbol}")
+        why = text("risk.rules_mismatch", rules=rules.symbol, symbol=signal.symbol)
+        return Refused(RefusalReason.INVALID_SIGNAL, why)
     if not rules.is_tradable_perpetual:
-        return Refused(RefusalReason.SYMBOL_NOT_TRADABLE, f"{signal.symbol} is not a trading USDT perpetual")
+        return Refused(RefusalReason.SYMBOL_NOT_TRADABLE, text("risk.not_perpetual", symbol=signal.symbol))
     if not (price.is_finite() and price > 0) or not math.isfinite(signal.strength):
-        return Refused(RefusalReason.INVALID_SIGNAL, f"{signal.symbol}: unusable price {price} or strength")
+        return Refused(RefusalReason.INVALID_SIGNAL, text("risk.unusable", symbol=signal.symbol, price=price))
     busy = next((e for e in snapshot.exposures if e.symbol == signal.symbol), None)
     if busy is not None:
-        what = "an entry pending" if busy.pending else "an open position"
-        return Refused(RefusalReason.SYMBOL_BUSY, f"{signal.symbol} already has {what}")
+        why = text("risk.busy_pending" if busy.pending else "risk.busy_open", symbol=signal.symbol)
+        return Refused(RefusalReason.SYMBOL_BUSY, why)
     if len(snapshot.exposures) >= limits.max_concurrent_positions:
-        return Refused(
-            RefusalReason.MAX_POSITIONS,
-            f"{len(snapshot.exposures)} positions and pending entries, limit {limits.max_concurrent_positions}",
-        )
+        why = text("risk.max_positions", count=len(snapshot.exposures), limit=limits.max_concurrent_positions)
+        return Refused(RefusalReason.MAX_POSITIONS, why)
     headroom = limits.max_daily_loss_usdt + snapshot.committed_pnl
     if headroom <= 0:
-        return Refused(
-            RefusalReason.DAILY_LOSS_LIMIT,
-            f"{signal.symbol}: nothing is left of the daily loss limit of {limits.max_daily_loss_usdt} USDT: "
-            f"{_daily_loss_figures(snapshot)}",
+        why = text(
+            "risk.loss_spent",
+            symbol=signal.symbol,
+            limit=limits.max_daily_loss_usdt,
+            figures=_daily_loss_figures(snapshot),
         )
+        return Refused(RefusalReason.DAILY_LOSS_LIMIT, why)
     equity = snapshot.equity
     if equity <= 0 or snapshot.wallet_balance <= 0:
-        return Refused(RefusalReason.INSUFFICIENT_BALANCE, f"equity is {equity} USDT")
+        return Refused(RefusalReason.INSUFFICIENT_BALANCE, text("risk.no_equity", equity=equity))
     if snapshot.available_balance <= 0:
-        return Refused(RefusalReason.INSUFFICIENT_MARGIN, "no available balance for margin")
+        return Refused(RefusalReason.INSUFFICIENT_MARGIN, text("risk.no_margin"))
 
     plan = plan_levels(signal.direction, signal, level_settings)
     stop = stop_price_for(price, plan.stop_pct, signal.direction, rules)
@@ -488,24 +497,28 @@ def check_entry(
     smallest = max(minimum_qty * price, rules.min_notional, limits.min_order_size_usdt)
     too_small = notional < rules.min_notional or notional < limits.min_order_size_usdt
     if quantity <= 0 or quantity < minimum_qty or too_small:
+        smallest_text = format(smallest, "f")
         if smallest > limits.max_position_size_usdt:
-            return Refused(
-                RefusalReason.MAX_NOTIONAL,
-                f"{signal.symbol}: the smallest order ({smallest:f} USDT) exceeds the maximum position size "
-                f"({limits.max_position_size_usdt} USDT)",
+            why = text(
+                "risk.too_big", symbol=signal.symbol, smallest=smallest_text, limit=limits.max_position_size_usdt
             )
+            return Refused(RefusalReason.MAX_NOTIONAL, why)
+        allows = f"{max(allowed, ZERO):.2f}"
         if cap is SizingCap.DAILY_LOSS:
-            return Refused(
-                _REASON_FOR_CAP[cap],
-                f"{signal.symbol}: {headroom:.2f} USDT is left of the daily loss limit of "
-                f"{limits.max_daily_loss_usdt} USDT ({_daily_loss_figures(snapshot)}); at this stop it allows "
-                f"{max(allowed, ZERO):.2f} USDT, below the smallest order of {smallest:f} USDT",
+            why = text(
+                "risk.loss_left",
+                symbol=signal.symbol,
+                headroom=f"{headroom:.2f}",
+                limit=limits.max_daily_loss_usdt,
+                figures=_daily_loss_figures(snapshot),
+                allowed=allows,
+                smallest=smallest_text,
             )
-        return Refused(
-            _REASON_FOR_CAP[cap],
-            f"{signal.symbol}: the {cap.value} limit allows {max(allowed, ZERO):.2f} USDT, below the smallest "
-            f"order of {smallest:f} USDT",
+            return Refused(_REASON_FOR_CAP[cap], why)
+        why = text(
+            "risk.cap", symbol=signal.symbol, cap=text(f"cap.{cap.value}"), allowed=allows, smallest=smallest_text
         )
+        return Refused(_REASON_FOR_CAP[cap], why)
 
     levels = levels_for(plan, price, quantity, rules)
     return Approved(

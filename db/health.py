@@ -27,7 +27,7 @@ from ats.health import (
     changes,
 )
 from ats.health import entry_refusal as refusal_for
-from ats.messages import Language
+from ats.messages import Language, say_text
 from db.journal import enqueue_notification
 from db.lease import lease_holder
 from db.models import FlowRunRow, HealthCheckRow, PositionRow, RateLimitStateRow, WorkerHeartbeatRow
@@ -111,9 +111,10 @@ def observe(session: Session, account: str, now_ms: int) -> Observation:
 
 
 def check_health(
-    database: Database, account: str, policy: HealthPolicy, now_ms: int, *, language: Language = "en"
+    database: Database, account: str, policy: HealthPolicy, now_ms: int, *, language: Language
 ) -> list[Change]:
-    """Run the checks once: record every check's state and queue a message for each change (returned)."""
+    """Run the checks once: record every check's state and queue a message for each change (returned), told in
+    `language` (settings.language)."""
     now = ms_to_datetime(now_ms)
     with database.session() as session:
         advisory_xact_lock(session, f"health:{account}")
@@ -136,7 +137,9 @@ def check_health(
             finding = assessment.findings.get(check)
             values = {
                 "failing": finding is not None,
-                "detail": f"{finding.title}: {finding.detail}" if finding else "",
+                "detail": f"{say_text(language, finding.title)}: {say_text(language, finding.detail)}"
+                if finding
+                else "",
                 "checked_at": now,
             }
             if check in changed:

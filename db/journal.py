@@ -69,9 +69,7 @@ FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_M
 class PostgresJournal:
     """The journal of one account's positions (see ats.execution.Journal)."""
 
-    def __init__(
-        self, database: Database, account: str, *, fence: Fence | None = None, language: Language = "en"
-    ) -> None:
+    def __init__(self, database: Database, account: str, *, language: Language, fence: Fence | None = None) -> None:
         """`fence`: record transitions only while it holds (the monitor's); None for everyone else. `language`:
         of the messages its transitions queue (settings.language)."""
         self._db = database
@@ -240,7 +238,7 @@ def record_new_position(
     *,
     source: str,
     intent: OrderIntentRow | None = None,
-    language: Language = "en",
+    language: Language,
 ) -> PositionRow:
     """Insert a new position (and its intent) inside the caller's transaction, with its first actions' records."""
     if intent is not None:
@@ -302,7 +300,7 @@ def record_actions(
     position: Position,
     actions: Sequence[Action],
     source: str,
-    language: Language = "en",
+    language: Language,
 ) -> None:
     for action in actions:
         match action:
@@ -380,7 +378,7 @@ def record_actions(
 
 
 def enqueue_notification(
-    session: Session, account: str, dedupe_key: str, note: Notification, *, language: Language = "en"
+    session: Session, account: str, dedupe_key: str, note: Notification, *, language: Language
 ) -> bool:
     """Put one message in the outbox, once per dedupe key (scoped to the account), in the caller's transaction,
     rendered in `language` (settings.language).

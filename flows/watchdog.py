@@ -8,6 +8,7 @@ from datetime import timedelta
 from ats.clock import WallClock, ms_to_datetime
 from ats.config import load_settings
 from ats.health import health_policy
+from ats.messages import say_text
 from db.health import check_health
 from db.secrets import with_secret_blocks
 from tasks.flow_runs import ats_flow, deliver_outbox, report_unfinished_runs
@@ -54,8 +55,8 @@ async def watchdog(lookback_minutes: int = 60) -> WatchdogReport:
     if told:
         await deliver_outbox(settings, database)
     report = WatchdogReport(
-        failing=[c.note.title for c in told if c.failing],
-        recovered=[c.note.title for c in told if not c.failing],
+        failing=[say_text(settings.language, c.note.title) for c in told if c.failing],
+        recovered=[say_text(settings.language, c.note.title) for c in told if not c.failing],
         runs_alerted=alerted,
     )
     logger = run_logger()

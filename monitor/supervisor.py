@@ -37,7 +37,7 @@ from ats.clock import Clock
 from ats.health import HealthPolicy
 from ats.leadership import Busy, Decision, Fence, Held, LeaseTiming, Lost
 from ats.log import get_logger
-from ats.messages import Language
+from ats.messages import Language, say_text
 from db.health import check_health
 from db.lease import claim, release
 from db.models import WorkerHeartbeatRow
@@ -77,7 +77,7 @@ class Supervisor:
         health_check_s: float = 15.0,
         deliver: Callable[[], Awaitable[int]] | None = None,
         systemd: SystemdNotifier | None = None,
-        language: Language = "en",
+        language: Language,
     ) -> None:
         """`build(fence)`: the active monitor for one term, its exchange writes and transitions behind `fence`."""
         self._account = account
@@ -289,7 +289,7 @@ class Supervisor:
                 continue
             for change in told:
                 (log.error if change.failing else log.info)(
-                    "health check changed", check=change.check.value, title=change.note.title
+                    "health check changed", check=change.check.value, title=say_text(self._language, change.note.title)
                 )
             if told and self._deliver is not None:  # a standby has no outbox loop: tell the news now
                 try:

@@ -245,7 +245,13 @@ class TelegramBot:
 
     def _fail(self, session: Session, incoming: Incoming, text: str) -> None:
         bot.finish(session, self._account, incoming.update_id, status="failed", answer=text)
-        enqueue_notification(session, self._account, f"bot:{incoming.update_id}:failed", AnswerNote("closeall", text))
+        enqueue_notification(
+            session,
+            self._account,
+            f"bot:{incoming.update_id}:failed",
+            AnswerNote("closeall", text),
+            language=self._language,
+        )
 
     # ------------------------------------------------------------------------------------------ recording
 
@@ -277,7 +283,13 @@ class TelegramBot:
             text = decide(session)
             final = status() if callable(status) else status
             bot.finish(session, self._account, incoming.update_id, status=final, answer=text)
-            enqueue_notification(session, self._account, f"bot:{incoming.update_id}", AnswerNote(command.name, text))
+            enqueue_notification(
+                session,
+                self._account,
+                f"bot:{incoming.update_id}",
+                AnswerNote(command.name, text),
+                language=self._language,
+            )
             return True
 
         return await asyncio.to_thread(self._in_session, work)

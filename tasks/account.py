@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 from ats.clock import datetime_to_ms, format_utc, ms_to_datetime, utc_day_start_ms
 from ats.exchange.base import AccountInfo, PositionInfo
 from ats.lifecycle import Phase, Position
+from ats.messages import Text, data, say_text, text
 from ats.notify import DailyReport, ExitReason, OpenPositionLine, make_notifier
 from ats.operator import AccountStatus, PositionLine
 from ats.placement import LedgerDay
@@ -112,6 +113,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         if s not in on_exchange and p.phase is not Phase.PENDING_ENTRY
     ]
     notes += [f"{p.symbol}: position not managed by this system" for p in positions if p.symbol not in managed]
+    halt = day_halt(ledger) if ledger.halted else None
     return AccountStatus(
         time_ms=now,
         wallet_balance=info.total_wallet_balance,
@@ -122,7 +124,7 @@ async def read_account(rt: Runtime) -> AccountStatus:
         max_positions=rt.settings.limits.max_concurrent_positions,
         pending_entries=pending,
         realized_today=ledger.net_realized,
-        halted=day_halt(ledger) if ledger.halted else None,
+        halted=None if halt is None else say_text("en", halt),  # the CLI's and Prefect's status: English
         notes=notes,
     )
 
@@ -145,12 +147,12 @@ def utc_day(day: str | None, now_ms: int) -> int:
     return datetime_to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
 
 
-def day_halt(ledger: LedgerDay) -> str | None:
-    """The day's halt as the report names it: its reason and who halted (None: the day was never halted)."""
+def day_halt(ledger: LedgerDay) -> Text | None:
+    """The day's halt as the report names it: its reason (as recorded) and who halted (None: never halted)."""
     if not ledger.halted and ledger.resumed_ms is None:
         return None
-    reason = ledger.halted_reason or "reason not recorded"
-    return f"{reason} (by {ledger.halted_by})" if ledger.halted_by else reason
+    reason = data(ledger.halted_reason) if ledger.halted_reason else text("report.no_reason")
+    return text("report.halted_by", reason=reason, by=ledger.halted_by) if ledger.halted_by else reason
 
 
 def day_stats(
@@ -167,8 +169,10 @@ def day_stats(
     win_rate = Decimal(wins) / len(trades) * HUNDRED if trades else None
     notes = []
     if trades:
-        notes.append(f"win rate {win_rate:.0f} % · TP1 reached in {tp1_hits} of {len(trades)}")
-        notes.append("exits: " + " · ".join(f"{reason} {count}" for reason, count in sorted(exits.items())))
+        notes.append(text("report.win_rate", rate=f"{win_rate:.0f}", tp1=tp1_hits, trades=len(trades)))
+        notes.append(
+            text("report.exits", exits=" · ".join(f"{reason} {count}" for reason, count in sorted(exits.items())))
+        )
     report = DailyReport(
         day=ms_to_datetime(day_start_ms).strftime("%Y-%m-%d"),
         wallet_balance=info.total_wallet_balance,
@@ -190,7 +194,9 @@ def day_stats(
             for p in sorted(positions, key=lambda p: p.symbol)
         ),
         halted=day_halt(ledger),
-        lifted=f"{ledger.resumed_by} at {format_utc(ledger.resumed_ms)}" if ledger.resumed_ms is not None else None,
+        lifted=text("report.lifted_at", who=ledger.resumed_by or "?", at=format_utc(ledger.resumed_ms))
+        if ledger.resumed_ms is not None
+        else None,
         notes=tuple(notes),
     )
     return DayStats(report, dict(exits), tp1_hits, win_rate)

@@ -155,7 +155,7 @@ async def close_managed_positions(em: Emergency, database: Database, reason: str
     executor = em.executor(database)
     closed: list[str] = []
     deferred: dict[str, str] = {}
-    for position in PostgresJournal(database, em.account).open_positions():
+    for position in PostgresJournal(database, em.account, language=em.settings.language).open_positions():
         try:
             await executor.apply(position.key, [CloseRequested(reason, em.clock.now_ms())])
         except ExecutionDeferred as exc:

@@ -33,6 +33,7 @@ from ats.execution import OrderOutcome, action_for_leg
 from ats.factors import last_closed_open_time
 from ats.health import health_policy
 from ats.lifecycle import OrderRejected, OrderState
+from ats.messages import data, text
 from ats.notify import AlertNote
 from ats.placement import (
     LOSS_LIMIT,
@@ -173,9 +174,8 @@ async def record_entries(
             if new_halt and halted is not None:
                 risk_state.record_halt(session, account, now, halted, by=LOSS_LIMIT)
                 day = utc_day_start_ms(now)
-                enqueue_notification(
-                    session, account, f"halt:{day}", AlertNote("New entries halted", halted), language=settings.language
-                )
+                note = AlertNote(text("placement.halted"), (data(halted),))
+                enqueue_notification(session, account, f"halt:{day}", note, language=settings.language)
             for decision in decisions:
                 _record(session, rt, decision, rules, exchange.taker_fee_rate)
     logger = run_logger()

@@ -9,6 +9,7 @@ from typing import Any
 
 from ats.clock import format_utc
 from ats.factors import DIRECTIONAL, ScanResult
+from ats.messages import say_text
 from ats.notify import fmt_decimal, fmt_pct, fmt_price, fmt_qty, fmt_usdt
 from ats.operator import AccountStatus
 from ats.placement import Placement, PlacementResult
@@ -276,8 +277,8 @@ def day_markdown(stats: DayStats) -> str:
     if stats.exits:
         lines += ["", "| exit | trades |", "|---|---|"]
         lines += [f"| {reason} | {count} |" for reason, count in sorted(stats.exits.items())]
-    if r.halted:
-        lines += ["", f"> New entries were halted that day: {r.halted}"]
+    if r.halted is not None:
+        lines += ["", f"> New entries were halted that day: {say_text('en', r.halted)}"]  # Prefect's pages: English
     if r.open_positions:
         lines += ["", f"Open now: {', '.join(p.symbol for p in r.open_positions)}"]
     return "\n".join(lines)

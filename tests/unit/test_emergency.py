@@ -12,6 +12,7 @@ from ats.domain import Side
 from ats.emergency import CloseAllReport, close_all_alert, close_all_markdown, closing_orders, symbols_to_cancel
 from ats.exchange.base import OrderType
 from ats.exchange.budget import BudgetState, FallbackBudgetStore, InMemoryBudgetStore
+from ats.notify import alert_text
 from tests.unit.test_reconcile import algo, held, order
 
 D = Decimal
@@ -70,17 +71,17 @@ def test_the_report_is_complete_only_when_nothing_is_open_and_nothing_failed() -
 
 def test_the_user_is_told_what_was_closed_and_what_was_not_recorded() -> None:
     note = close_all_alert(report(halted=True), "test")
-    assert note.title == "Close-all: test"
+    assert alert_text(note, "en")[0] == "Close-all: test"
     assert note.severity == "critical"
-    assert "Closed: AAAUSDT, BBBUSDT." in note.detail
-    assert "halted until 00:00 UTC" in note.detail
-    assert "recorded" not in note.detail
+    assert "Closed: AAAUSDT, BBBUSDT." in alert_text(note, "en")[1]
+    assert "halted until 00:00 UTC" in alert_text(note, "en")[1]
+    assert "recorded" not in alert_text(note, "en")[1]
 
     bad = close_all_alert(report(still_open=["CCCUSDT"], not_recorded="connection refused"), "test")
-    assert "STILL OPEN: CCCUSDT: act now." in bad.detail
-    assert "Nothing was recorded in the database (connection refused)" in bad.detail
-    assert "halted until" not in bad.detail
-    assert "NOT halted" in bad.detail
+    assert "STILL OPEN: CCCUSDT: act now." in alert_text(bad, "en")[1]
+    assert "Nothing was recorded in the database (connection refused)" in alert_text(bad, "en")[1]
+    assert "halted until" not in alert_text(bad, "en")[1]
+    assert "NOT halted" in alert_text(bad, "en")[1]
 
 
 def test_the_report_says_when_nothing_was_recorded() -> None:

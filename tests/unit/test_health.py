@@ -17,6 +17,7 @@ from ats.health import (
     entry_refusal,
     health_policy,
 )
+from ats.messages import say_text
 from ats.notify import render
 
 NOW = 1_767_225_600_000
@@ -74,7 +75,7 @@ def test_no_monitor_is_critical_with_positions_open_and_a_warning_without() -> N
     at_risk = assess(observe(leader(age_s=120), positions=2), POLICY)
     finding = at_risk.findings[Check.MONITOR]
     assert finding.severity == "critical"
-    assert finding.title == "no monitor is running with 2 open positions"
+    assert say_text("en", finding.title) == "no monitor is running with 2 open positions"
     assert Check.MONITOR_READY in at_risk.unknown  # no monitor to be ready: not a second message
     idle = assess(observe(positions=0), POLICY)
     assert idle.findings[Check.MONITOR].severity == "warning"
@@ -86,21 +87,21 @@ def test_an_unready_monitor_alerts_only_after_the_grace_period_and_only_with_pos
     late = assess(observe(leader(unready_for_s=75, problems=("user stream disconnected",)), positions=1), POLICY)
     finding = late.findings[Check.MONITOR_READY]
     assert finding.severity == "critical"
-    assert finding.title == "monitor not ready for 75 s with 1 open position"
-    assert "user stream disconnected" in finding.detail
+    assert say_text("en", finding.title) == "monitor not ready for 75 s with 1 open position"
+    assert "user stream disconnected" in say_text("en", finding.detail)
 
 
 def test_a_missing_trading_cycle_is_overdue_after_the_period_counted_from_the_last_one_or_the_start() -> None:
     fresh = assess(observe(leader(), last_cycle_ms=NOW - 64 * 60 * S), POLICY)
     assert Check.CYCLES not in fresh.findings
     overdue = assess(observe(leader(), last_cycle_ms=NOW - 66 * 60 * S), POLICY).findings[Check.CYCLES]
-    assert overdue.title == "no trading cycle completed in 66 min"
-    assert "the last one ended 2025-12-31 22:54 UTC" in overdue.detail
+    assert say_text("en", overdue.title) == "no trading cycle completed in 66 min"
+    assert "the last one ended 2025-12-31 22:54 UTC" in say_text("en", overdue.detail)
     # Never completed: counted from when the watching began, so a fresh installation is not late at once.
     young = assess(observe(leader(), last_cycle_ms=None, watching_since_ms=NOW - 5 * 60 * S), POLICY)
     assert Check.CYCLES not in young.findings
     never = assess(observe(leader(), last_cycle_ms=None), POLICY).findings[Check.CYCLES]
-    assert "none has completed yet" in never.detail
+    assert "none has completed yet" in say_text("en", never.detail)
     unchecked = HealthPolicy(cycle_overdue_s=None)
     assert Check.CYCLES not in assess(observe(leader(), last_cycle_ms=None), unchecked).findings
 
@@ -109,12 +110,12 @@ def test_each_change_is_told_once_an_alert_when_failing_and_a_recovery_when_pass
     failing = assess(observe(leader(age_s=120), positions=1), POLICY)
     first = changes({}, failing, NOW)
     assert [(c.check, c.failing) for c in first] == [(Check.MONITOR, True)]
-    assert render(first[0].note).startswith("🚨 <b>Alert</b>: no monitor is running with 1 open position")
+    assert render(first[0].note, "en").startswith("🚨 <b>Alert</b>: no monitor is running with 1 open position")
     still = {Check.MONITOR: CheckState(True, NOW - 600 * S)}
     assert changes(still, failing, NOW) == []
     recovered = changes(still, assess(observe(leader(), positions=1), POLICY), NOW)
     assert [(c.check, c.failing) for c in recovered] == [(Check.MONITOR, False)]
-    assert render(recovered[0].note) == "✅ <b>Recovered</b>: a monitor is active again\nafter 10 min"
+    assert render(recovered[0].note, "en") == "✅ <b>Recovered</b>: a monitor is active again\nafter 10 min"
 
 
 def test_an_unknown_check_keeps_its_state_no_false_recovery() -> None:
@@ -128,8 +129,8 @@ def test_an_exchange_ban_is_told_at_once_and_its_end_too() -> None:
     banned = assess(replace(observe(leader(), positions=2), banned_until_ms=NOW + 120 * S), POLICY)
     finding = banned.findings[Check.EXCHANGE_BAN]
     assert finding.severity == "critical"
-    assert finding.title == "Binance banned this IP for 2 min (HTTP 418) with 2 open positions"
-    assert "stops cannot be moved" in finding.detail
+    assert say_text("en", finding.title) == "Binance banned this IP for 2 min (HTTP 418) with 2 open positions"
+    assert "stops cannot be moved" in say_text("en", finding.detail)
     told = changes({}, banned, NOW)
     assert [(c.check, c.failing) for c in told] == [(Check.EXCHANGE_BAN, True)]
     idle = assess(replace(observe(leader()), banned_until_ms=NOW + 30 * S), POLICY).findings[Check.EXCHANGE_BAN]
@@ -137,7 +138,7 @@ def test_an_exchange_ban_is_told_at_once_and_its_end_too() -> None:
     over = assess(replace(observe(leader(), positions=2), banned_until_ms=NOW), POLICY)
     recovered = changes({Check.EXCHANGE_BAN: CheckState(True, NOW - 120 * S)}, over, NOW)
     assert [(c.check, c.failing) for c in recovered] == [(Check.EXCHANGE_BAN, False)]
-    assert "requests reach Binance again" in render(recovered[0].note)
+    assert "requests reach Binance again" in render(recovered[0].note, "en")
 
 
 def test_the_policy_follows_the_bar_interval_unless_configured() -> None:

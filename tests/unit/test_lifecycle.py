@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -44,7 +45,8 @@ from ats.lifecycle import (
     open_risk,
     triggers_reached,
 )
-from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, render
+from ats.messages import say_text
+from ats.notify import AlertNote, EntryNote, ExitReason, NoteKind, ResultNote, TakeProfitNote, alert_text, render
 from tests.unit.lifecycle.harness import FEE_RATE as FEE
 from tests.unit.lifecycle.harness import KEY, RULES, Driver, of_type, policy
 from tests.unit.test_notify import NOTES
@@ -87,7 +89,7 @@ def test_entry_rejected_fails_once_with_an_alert() -> None:
     assert d.phase() is Phase.FAILED
     (note,) = only_notes(actions)
     assert isinstance(note.note, AlertNote)
-    assert "-2019" in note.note.detail
+    assert "-2019" in alert_text(note.note, "en")[1]
     assert d.reject("E", -2019, "Margin is insufficient.") == []
 
 
@@ -96,7 +98,7 @@ def test_entry_expired_without_fill_fails() -> None:
     d.accept("E")
     actions = d.cancel("E", expired=True, filled="0")
     assert d.phase() is Phase.FAILED
-    assert "expired" in alert_of(only_notes(actions)[0]).detail
+    assert "expired" in alert_text(alert_of(only_notes(actions)[0]), "en")[1]
 
 
 def test_complete_entry_fill_places_stop_first_then_targets_and_notifies_once() -> None:
@@ -211,7 +213,7 @@ def test_close_requested_before_the_fill_cancels_the_entry() -> None:
     assert of_type(actions, CancelOrder) == [CancelOrder(d.cid("E"), "TESTUSDT", False)]
     actions = d.cancel("E", filled="0")
     assert d.phase() is Phase.FAILED
-    assert alert_of(only_notes(actions)[0]).title == "Entry canceled on request"
+    assert alert_text(alert_of(only_notes(actions)[0]), "en")[0] == "Entry canceled on request"
 
 
 def test_close_requested_before_the_fill_closes_a_late_fill_at_market() -> None:
@@ -257,7 +259,7 @@ def test_stop_canceled_on_the_exchange_is_replaced_and_alerted() -> None:
     assert stop.client_id == d.cid("S2")
     assert stop.trigger == D("98.00")
     assert stop.quantity is None  # S1 is gone, so closePosition is allowed again
-    assert "replacing" in alert_of(only_notes(actions)[0]).title
+    assert "replacing" in alert_text(alert_of(only_notes(actions)[0]), "en")[0]
     assert d.cancel("S1") == []
 
 
@@ -290,7 +292,7 @@ def test_target_rejected_otherwise_only_alerts() -> None:
     d.fill("E", "1.000", "100.00", done=True)
     actions = d.reject("T2", -2022, "ReduceOnly Order is rejected.")
     assert kinds(actions) == ["Notify"]
-    assert "T2" in alert_of(only_notes(actions)[0]).title
+    assert "T2" in alert_text(alert_of(only_notes(actions)[0]), "en")[0]
 
 
 def test_target_canceled_on_the_exchange_alerts_without_replacing() -> None:
@@ -464,8 +466,8 @@ def test_mark_beyond_the_stop_without_a_fill_closes_after_the_grace() -> None:
     assert d.mark("97.00", after_ms=10_000) == []  # one close only
     (alert,) = only_notes(d.accept("X1"))
     assert alert_of(alert).severity == "critical"
-    assert alert_of(alert).title == "Exchange stop did not fire: closing at market"
-    assert "without a stop fill" in alert_of(alert).detail
+    assert alert_text(alert_of(alert), "en")[0] == "Exchange stop did not fire: closing at market"
+    assert "without a stop fill" in alert_text(alert_of(alert), "en")[1]
     assert [n.key for n in only_notes(d.fill("X1", "1.000", "97.70"))] == [f"{KEY}:result"]  # told once
 
 
@@ -554,7 +556,7 @@ def test_manual_close_retries_with_new_ids_then_asks_for_a_human() -> None:
     assert not of_type(actions, MarketClose)
     refused = d.p
     assert refused.needs_attention
-    assert alert_of(only_notes(actions)[0]).title == "Cannot close the position: act now"
+    assert alert_text(alert_of(only_notes(actions)[0]), "en")[0] == "Cannot close the position: act now"
     assert d.reject("X3", -1008, "throttled") == []
     # the operator asks again: a new round of attempts, and a new alert if it fails too; a replay is no request
     request = CloseRequested("operator", d.tick())
@@ -606,7 +608,7 @@ def test_a_paused_close_goes_ahead_when_the_exchange_still_holds_the_position() 
     actions = d.send(PositionHeld(d.tick(), D("1.000")))
     assert not of_type(actions, MarketClose)
     assert d.p.needs_attention  # three closes refused while the exchange holds it: a human must look
-    assert alert_of(only_notes(actions)[0]).title == "Cannot close the position: act now"
+    assert alert_text(alert_of(only_notes(actions)[0]), "en")[0] == "Cannot close the position: act now"
 
 
 def test_the_levels_a_mark_reaches_are_the_live_stops_and_targets_it_fires() -> None:
@@ -678,7 +680,7 @@ def test_liquidation_fill_closes_with_a_critical_alert() -> None:
     assert d.p.exit_reason is ExitReason.LIQUIDATION
     (note,) = only_notes(actions)  # one message: the result says LIQUIDATED
     assert note.key == f"{KEY}:result"
-    assert render(note.note).startswith("🚨")
+    assert render(note.note, "en").startswith("🚨")
     assert of_type(actions, RecordFill)[0].leg == "LIQ"
     assert len(of_type(actions, CancelOrder)) == 3
 
@@ -690,7 +692,7 @@ def test_partial_liquidation_alerts_and_keeps_managing_the_rest() -> None:
     (record, alert) = d.send(fill)
     assert isinstance(record, RecordFill)
     assert isinstance(alert, Notify)
-    assert alert_of(alert).title == "Position partly liquidated"
+    assert alert_text(alert_of(alert), "en")[0] == "Position partly liquidated"
     assert d.phase() is Phase.CLOSING
     d.fill("S1", "0.600", "97.00", done=True)
     assert d.p.exit_reason is ExitReason.LIQUIDATION
@@ -716,11 +718,12 @@ def test_vanished_position_closes_with_an_estimate() -> None:
     (result,) = of_type(actions, RecordResult)
     assert result.result.estimated
     assert result.result.exit_price == D("95.00")
-    assert "vanished on the exchange" in result.result.detail
+    assert result.result.detail is not None
+    assert "vanished on the exchange" in say_text("en", result.result.detail)
     # The result is an estimate and the cause unknown: a person is alerted to look at the account, once.
     (alert,) = [n.note for n in only_notes(actions) if isinstance(n.note, AlertNote)]
     assert alert.severity == "critical"
-    assert "vanished from the exchange" in alert.title
+    assert "vanished from the exchange" in alert_text(alert, "en")[0]
     assert len(only_notes(actions)) == 2
     assert d.p.exit_qty == d.p.entry_qty
     assert d.vanish("95.00") == []
@@ -846,6 +849,19 @@ def test_position_survives_a_json_round_trip_at_every_step() -> None:
     states.append(d.p)
     for state in states:
         assert from_jsonable(Position, json.loads(json.dumps(to_jsonable(state)))) == state
+
+
+def test_a_stored_reason_round_trips_and_an_older_row_still_loads() -> None:
+    """Why a position closes (or failed) is stored as a catalogue text; rows written before it was one held English
+    strings under close_note and error: they still load, without the reason."""
+    d = Driver()
+    d.open_fully()
+    d.send(CloseRequested("close-all: test", d.tick()))
+    stored = json.loads(json.dumps(to_jsonable(d.p)))
+    assert from_jsonable(Position, stored) == d.p
+    assert d.p.close_note == "close-all: test"
+    old = {k: v for k, v in stored.items() if k != "close_why"} | {"close_note": "old text", "error": "old text"}
+    assert from_jsonable(Position, old) == replace(d.p, close_why=None)
 
 
 def test_events_round_trip_for_the_event_log() -> None:

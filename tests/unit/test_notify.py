@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from ats.config import RiskLimits, TelegramSettings, Venue
 from ats.domain import Band, Direction, Levels, Signal
 from ats.log import configure_logging
+from ats.messages import data, text
 from ats.notify import (
     MAX_MESSAGE_CHARS,
     AlertNote,
@@ -87,7 +88,9 @@ NOTES: list[Notification] = [
     EntryNote("BTCUSDT", LONG, D("1.000"), D("100.00"), 5, 82.0, Band.STRONG, LEVELS, D("0.05")),
     TakeProfitNote("BTCUSDT", LONG, D("0.500"), D("104.00"), D("100.00"), D("1.974"), D("0.500"), D("100.21")),
     result(),
-    AlertNote("Stop rejected: closing at market", "[-2021] Order would immediately trigger.", "BTCUSDT", "critical"),
+    AlertNote(
+        text("lifecycle.stop_rejected"), (data("[-2021] Order would immediately trigger."),), "BTCUSDT", "critical"
+    ),
     DailyReport(
         "2026-01-01",
         D("10120.5"),
@@ -164,7 +167,7 @@ def test_quantities_money_and_percentages() -> None:
 
 @pytest.mark.parametrize("note", NOTES, ids=lambda n: type(n).__name__)
 def test_every_message_is_valid_telegram_html_and_short(note: Notification) -> None:
-    message = render(note)
+    message = render(note, "en")
     assert_valid_html(message)
     assert len(message) < 1000
     assert "E+" not in message
@@ -173,7 +176,7 @@ def test_every_message_is_valid_telegram_html_and_short(note: Notification) -> N
 
 
 def test_signal_message() -> None:
-    message = render(NOTES[0])
+    message = render(NOTES[0], "en")
     assert "Signal BTCUSDT" in message
     assert "LONG" in message
     assert "82 (strong)" in message
@@ -196,8 +199,8 @@ def test_signal_note_shows_the_strongest_factors() -> None:
     note = signal_note(signal, top=3)
     assert note.factors == (("S", 80.0), ("T", -70.0), ("B", 30.0))
     assert note.kind is NoteKind.SIGNAL
-    assert "S +80 · T -70 · B +30" in render(note)
-    assert "91 (very strong)" in render(note)
+    assert "S +80 · T -70 · B +30" in render(note, "en")
+    assert "91 (very strong)" in render(note, "en")
 
 
 @pytest.mark.parametrize(("direction", "strength"), [(LONG, 75.0), (SHORT, 92.0)])
@@ -213,7 +216,7 @@ def test_the_signal_message_shows_the_plan_the_risk_check_would_give(direction: 
         order.levels.tp2,
         order.leverage,
     )
-    message = to_plain_text(render(signal_note(signal, plan=plan)))
+    message = to_plain_text(render(signal_note(signal, plan=plan), "en"))
     sign = "-" if direction is LONG else "+"
     assert f"Plan: stop {plan.stop} ({sign}" in message
     assert f"TP1 {plan.tp1} (" in message
@@ -222,7 +225,7 @@ def test_the_signal_message_shows_the_plan_the_risk_check_would_give(direction: 
 
 
 def test_entry_message() -> None:
-    message = to_plain_text(render(NOTES[1]))
+    message = to_plain_text(render(NOTES[1], "en"))
     assert "LONG BTCUSDT entered · 82 (strong)" in message
     assert "Qty 1 @ 100.00 · 100.00 USDT · x5" in message
     assert "Stop 98.00 (-2.00 %)" in message
@@ -234,14 +237,14 @@ def test_entry_message() -> None:
 def test_entry_message_says_when_there_is_one_target() -> None:
     single = Levels(D("100"), D("98"), D("104"), D("108"), D("0.001"), D("0"), single_target=True)
     note = EntryNote("BTCUSDT", SHORT, D("0.001"), D("100"), 3, 75.0, Band.GOOD, single, D("0"))
-    message = to_plain_text(render(note))
+    message = to_plain_text(render(note, "en"))
     assert "SHORT" in message
     assert "too small to split" in message
     assert "TP2" not in message
 
 
 def test_take_profit_message() -> None:
-    message = to_plain_text(render(NOTES[2]))
+    message = to_plain_text(render(NOTES[2], "en"))
     assert message.splitlines() == [
         "🎯 TP1 BTCUSDT LONG · 0.5 @ 104.00",
         "PnL +1.97 USDT (+3.95 %)",
@@ -250,7 +253,7 @@ def test_take_profit_message() -> None:
 
 
 def test_result_message() -> None:
-    message = to_plain_text(render(result()))
+    message = to_plain_text(render(result(), "en"))
     assert message.splitlines() == [
         "🎯 BTCUSDT LONG TP2 hit",
         "Entry 100.00 → exit 106.00 · qty 1",
@@ -276,40 +279,42 @@ def test_result_message() -> None:
     ],
 )
 def test_result_kind_and_headline_per_exit_reason(reason: ExitReason, kind: NoteKind, headline: str) -> None:
-    note = result(reason, net_pnl=D("-2.5"), detail="why <it> closed")
+    note = result(reason, net_pnl=D("-2.5"), detail=data("why <it> closed"))
     assert note.kind is kind
-    message = render(note)
+    message = render(note, "en")
     assert headline in message
     assert "Net -2.50 USDT" in message
     assert "why &lt;it&gt; closed" in message
 
 
 def test_estimated_result_is_marked() -> None:
-    message = render(result(ExitReason.EXTERNAL, estimated=True))
+    message = render(result(ExitReason.EXTERNAL, estimated=True), "en")
     assert "exit ≈106.00" in message
     assert "Net ≈+5.88" in message
 
 
 def test_alert_escapes_exchange_text() -> None:
-    message = render(AlertNote("Take-profit T2 rejected", "<script> & co", "BTC<USDT"))
+    message = render(AlertNote(text("lifecycle.tp_rejected", leg="T2"), (data("<script> & co"),), "BTC<USDT"), "en")
     assert message.startswith("⚠️ <b>Alert BTC&lt;USDT</b>")
     assert "&lt;script&gt; &amp; co" in message
-    assert render(AlertNote("Cannot close", severity="critical")).startswith("🚨")
+    assert render(AlertNote(text("lifecycle.close_failed"), severity="critical"), "en").startswith("🚨")
 
 
 def test_daily_report() -> None:
-    message = to_plain_text(render(NOTES[5]))
+    message = to_plain_text(render(NOTES[5], "en"))
     assert "Daily report 2026-01-01" in message
     assert "Net +120.50 USDT · 5 trades (3 won, 2 lost)" in message
     assert "Balance 10,120.50 · equity 10,180.00 USDT" in message
     assert "ETHUSDT SHORT 0.1 @ 3000.5 · uPnL +12.00" in message
     reason = "daily loss -52.10 USDT (realised -40.00, unrealised -12.10) reached the limit of 50.00 USDT"
-    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=reason)
-    text = to_plain_text(render(halted))
+    halted = DailyReport("2026-01-02", D(1), D(1), D(-5), D(0), D(0), 1, 0, 1, halted=data(reason))
+    text = to_plain_text(render(halted, "en"))
     assert f"⛔ New entries halted: {reason}" in text
     assert "No open positions" in text
-    closed = DailyReport("2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted="close-all: end of the week")
-    assert "New entries halted: close-all: end of the week" in to_plain_text(render(closed))  # a winning day
+    closed = DailyReport(
+        "2026-01-03", D(1), D(1), D(35), D(0), D(0), 2, 2, 0, halted=data("close-all: end of the week")
+    )
+    assert "New entries halted: close-all: end of the week" in to_plain_text(render(closed, "en"))  # a winning day
 
 
 def test_kinds_match_the_outbox_vocabulary() -> None:
@@ -393,13 +398,13 @@ def assert_clean(exc: BaseException) -> None:
 
 async def test_sends_html_to_the_bot_api(bot_api: BotApi) -> None:
     notifier = telegram(bot_api.url)
-    await notifier.send(render(NOTES[1]))
+    await notifier.send(render(NOTES[1], "en"))
     await notifier.aclose()
     ((path, body),) = bot_api.requests
     assert path == f"/bot{TOKEN}/sendMessage"
     assert body == {
         "chat_id": "-100123",
-        "text": render(NOTES[1]),
+        "text": render(NOTES[1], "en"),
         "parse_mode": "HTML",
         "disable_web_page_preview": True,
     }
@@ -496,7 +501,7 @@ def test_prices_show_on_the_symbols_tick(price: str, tick: str | None, shown: st
 
 
 def test_every_venue_but_mainnet_leads_its_messages() -> None:
-    message = render(NOTES[4])
+    message = render(NOTES[4], "en")
     assert venue_marked(message, Venue.MAINNET) == message
     assert to_plain_text(venue_marked(message, Venue.SIM)).startswith("[SIM] 🚨 Alert BTCUSDT")
     assert to_plain_text(venue_marked(message, Venue.TESTNET)).startswith("[TESTNET] ")
@@ -527,7 +532,7 @@ def notify_log() -> Iterator[list[str]]:
 
 async def test_without_telegram_the_message_goes_to_the_log(notify_log: list[str]) -> None:
     notifier = make_notifier(TelegramSettings(), venue=Venue.TESTNET)
-    await notifier.send(render(NOTES[4]))
+    await notifier.send(render(NOTES[4], "en"))
     await notifier.aclose()
     (line,) = notify_log
     assert "no Telegram configured" in line
@@ -539,10 +544,10 @@ async def test_with_telegram_the_marked_message_goes_there_and_to_the_log(
     bot_api: BotApi, notify_log: list[str]
 ) -> None:
     notifier = LoggedNotifier(telegram(bot_api.url), Venue.SIM)
-    await notifier.send(render(NOTES[1]))
+    await notifier.send(render(NOTES[1], "en"))
     await notifier.aclose()
     ((_, body),) = bot_api.requests
-    assert body["text"] == "<b>[SIM]</b> " + render(NOTES[1])
+    assert body["text"] == "<b>[SIM]</b> " + render(NOTES[1], "en")
     (line,) = notify_log
     assert line.startswith("sent to Telegram:\n[SIM] 🟢 LONG BTCUSDT entered")
 

@@ -15,13 +15,18 @@ from ats.exchange.budget import RequestBudget
 from ats.exchange.errors import IpBanned
 from ats.health import Check, HealthPolicy
 from ats.leadership import Busy, Held
+from ats.lifecycle import OrderCanceled
+from ats.messages import say_text
+from ats.notify import to_plain_text
 from db.health import check_health, entry_refusal
+from db.journal import PostgresJournal
 from db.lease import claim, lease_holder
 from db.models import HealthCheckRow, NotificationRow
 from db.rate_limits import PostgresBudgetStore
 from db.session import Database
 from sim.server import SimServer
 from tests.fixtures.monitor import MonitorStandIn
+from tests.unit.lifecycle.harness import KEY, Driver
 
 POLICY = HealthPolicy(heartbeat_stale_s=30, unready_alert_s=60, cycle_overdue_s=None)
 
@@ -56,13 +61,13 @@ def _expiry(db: Database, account: str) -> int:
 def test_watchers_running_at_once_tell_each_change_once_and_the_recovery_once(db: Database) -> None:
     now = WallClock().now_ms()
     with ThreadPoolExecutor(4) as pool:
-        told = list(pool.map(lambda _: check_health(db, "main", POLICY, now), range(4)))
-    assert [c.note.title for changes in told for c in changes] == ["no monitor is running"]
+        told = list(pool.map(lambda _: check_health(db, "main", POLICY, now, language="en"), range(4)))
+    assert [say_text("en", c.note.title) for changes in told for c in changes] == ["no monitor is running"]
 
     with MonitorStandIn(db), ThreadPoolExecutor(4) as pool:
         later = WallClock().now_ms()
-        recovered = list(pool.map(lambda _: check_health(db, "main", POLICY, later), range(4)))
-    assert [c.note.title for changes in recovered for c in changes] == ["a monitor is active again"]
+        recovered = list(pool.map(lambda _: check_health(db, "main", POLICY, later, language="en"), range(4)))
+    assert [say_text("en", c.note.title) for changes in recovered for c in changes] == ["a monitor is active again"]
 
     with db.session() as session:
         texts = session.scalars(select(NotificationRow.text).order_by(NotificationRow.id)).all()
@@ -85,12 +90,31 @@ async def test_an_ip_ban_answered_by_the_exchange_is_told_at_once_and_its_end_to
         with pytest.raises(IpBanned):
             await client.server_time()
     with MonitorStandIn(db):
-        told = check_health(db, "main", POLICY, clock.now_ms())
+        told = check_health(db, "main", POLICY, clock.now_ms(), language="en")
         assert [(c.check, c.failing) for c in told] == [(Check.EXCHANGE_BAN, True)]
-        assert check_health(db, "main", POLICY, clock.now_ms()) == []  # told once
-        over = check_health(db, "main", POLICY, until + 1000)  # (the stand-in's heartbeat is old by then)
+        assert check_health(db, "main", POLICY, clock.now_ms(), language="en") == []  # told once
+        over = check_health(
+            db, "main", POLICY, until + 1000, language="en"
+        )  # (the stand-in's heartbeat is old by then)
     assert [c.failing for c in over if c.check is Check.EXCHANGE_BAN] == [False]
     with db.session() as session:
         texts = session.scalars(select(NotificationRow.text).order_by(NotificationRow.id)).all()
     assert texts[0].startswith("⚠️ <b>Alert</b>: Binance banned this IP for")
     assert any(text.startswith("✅ <b>Recovered</b>: the exchange ban has ended") for text in texts[1:])
+
+
+def test_with_language_zh_lifecycle_and_watchdog_alerts_reach_the_outbox_in_chinese(db: Database) -> None:
+    """ATS_LANGUAGE=zh: an alert the lifecycle raises (a stop canceled on the exchange, told through the journal)
+    and one the watchdog raises (no monitor) are queued in Chinese."""
+    driver = Driver()
+    driver.accept("E")
+    driver.fill("E", "1.000", "100.00", done=True)
+    driver.accept("S1")
+    journal = PostgresJournal(db, "main", language="zh")
+    journal.create(driver.p, [], source="test")
+    journal.apply(KEY, OrderCanceled(driver.cid("S1"), driver.tick()), source="test")
+    check_health(db, "main", POLICY, WallClock().now_ms(), language="zh")
+    with db.session() as session:
+        told = sorted(to_plain_text(row.text) for row in session.scalars(select(NotificationRow)))
+    assert "⚠️ 警告 TESTUSDT：止损单 S1 在交易所被撤销：正在重新挂出" in told
+    assert any(t.startswith("🚨 警报：没有监控进程在运行，有 1 个持仓\n此账户从未运行过监控进程") for t in told), told

@@ -59,7 +59,7 @@ async def _open(exchange: BinanceFutures, journal: PostgresJournal, db: Database
     policy = Policy.build(rules, decision.order.plan, MonitorSettings())
     position, actions = open_position(key=key, order=decision.order, policy=policy, time_ms=WallClock().now_ms())
     with db.session() as session:
-        record_new_position(session, "main", position, actions, source="test")
+        record_new_position(session, "main", position, actions, source="test", language="en")
     return key
 
 
@@ -68,7 +68,7 @@ def _executor(exchange: BinanceFutures, journal: PostgresJournal) -> Executor:
 
 
 async def test_entry_fills_and_protection_is_placed(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -101,7 +101,7 @@ async def test_entry_fills_and_protection_is_placed(sim: SimServer, exchange: Bi
 
 
 async def test_lost_answer_is_adopted_not_repeated(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -122,7 +122,7 @@ async def test_an_entry_answered_by_a_gateway_after_it_executed_is_adopted_not_s
 ) -> None:
     """Issue 16, hole 5: a 503 "Service Unavailable." or a 403 (a WAF, a gateway) answered after the entry executed
     used to be re-sent: two fills under one client id, twice the approved size."""
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -149,7 +149,7 @@ async def test_an_entry_answered_by_a_gateway_after_it_executed_is_adopted_not_s
 async def test_crash_after_recording_then_redrive_places_once(
     sim: SimServer, exchange: BinanceFutures, db: Database
 ) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -243,7 +243,7 @@ async def test_the_database_down_when_the_entry_fills_does_not_hold_back_its_sto
 
 
 async def test_exchange_down_defers_and_changes_nothing(sim: SimServer, exchange: BinanceFutures, db: Database) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -264,7 +264,7 @@ async def test_exchange_down_defers_and_changes_nothing(sim: SimServer, exchange
 async def test_rejected_stop_closes_the_position_and_alerts(
     sim: SimServer, exchange: BinanceFutures, db: Database
 ) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -290,7 +290,7 @@ async def test_a_stop_whose_sends_all_go_unanswered_is_resent_then_the_position_
 ) -> None:
     """Issue 16, hole 7: a stop sent and answered 503 "Unknown error" but not executed is re-sent at once under the
     same client id (a few times); if it still is not there, the position must not stay unprotected."""
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -320,7 +320,7 @@ async def test_a_stop_that_landed_but_was_not_found_yet_is_adopted_when_its_rese
     (the query lags the placement). The re-send is refused because the first one is there: as a duplicate client
     id (-4116, the sim's order of checks) or, should Binance check it first, as a second closePosition stop
     (-4130). Either way the stop is looked up again and adopted: no second stop, no market close, no alert."""
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     position = journal.position(key)
     assert position is not None
@@ -373,7 +373,7 @@ def _entry_action(position: Position) -> Action:
 async def test_a_late_answer_never_turns_a_final_status_back(
     sim: SimServer, exchange: BinanceFutures, db: Database
 ) -> None:
-    journal = PostgresJournal(db, "main")
+    journal = PostgresJournal(db, "main", language="en")
     key = await _open(exchange, journal, db)
     entry = client_id(key, "E")
     journal.record_outcome(entry, OrderOutcome("FILLED", exchange_order_id=7, executed_qty=Decimal(2)))

@@ -35,7 +35,7 @@ async def test_a_lapsed_fence_sends_nothing_and_a_taken_lease_records_nothing(si
     fence = Fence(ME, LeaseTiming(10), mono.monotonic, on_lapse=lapses.append)
     fence.begin(1, mono.monotonic())
     exchange = client(sim.rest_url, sim.api_key, sim.api_secret, fence=fence)
-    journal = PostgresJournal(db, ACCOUNT, fence=fence)
+    journal = PostgresJournal(db, ACCOUNT, fence=fence, language="en")
     executor = Executor(exchange, journal, WallClock(), source="monitor", settings=FAST_EXECUTION)
     try:
         # Frozen for a minute, then woken in the middle of moving the stop: the cancel never leaves the process.

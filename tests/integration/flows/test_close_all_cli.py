@@ -65,7 +65,7 @@ async def busy_account(exchange_env: FlowEnv, exchange: BinanceFutures) -> Accou
     keys = [await desk.open(symbol, direction) for symbol, direction in MANAGED.items()]
     # What the monitor does on the entry fills: reconciliation places the protection.
     settings = Settings(venue=Venue.SIM, account=ACCOUNT, exchange=ExchangeSettings(rest_url=exchange_env.sim.rest_url))
-    journal = PostgresJournal(exchange_env.database, ACCOUNT)
+    journal = PostgresJournal(exchange_env.database, ACCOUNT, language="en")
     executor = Executor(exchange, journal, WallClock(), source="test")
     for _ in range(20):
         if all(desk.position(k).phase is Phase.OPEN for k in keys):
@@ -162,7 +162,7 @@ async def test_close_all_needs_no_database(
 
     # The database is back: reconciliation records the closes.
     settings = Settings(venue=Venue.SIM, account=ACCOUNT, exchange=ExchangeSettings(rest_url=exchange_env.sim.rest_url))
-    journal = PostgresJournal(exchange_env.database, ACCOUNT)
+    journal = PostgresJournal(exchange_env.database, ACCOUNT, language="en")
     executor = Executor(exchange, journal, WallClock(), source="test")
     await reconcile(exchange, journal, executor, WallClock(), settings, since_ms=None)
     assert exchange_env.open_positions() == []

@@ -15,6 +15,7 @@ from ats.clock import ms_to_datetime
 from ats.domain import Side
 from ats.exchange.base import MarginType, OrderRequest, OrderType
 from ats.exchange.binance import BinanceFutures
+from ats.messages import say_text
 from db.models import AccountSnapshotRow, NotificationRow, PositionRow, RiskLedgerRow, SignalRow
 from flows.account_status import account_status
 from flows.close_all import close_all
@@ -115,7 +116,9 @@ async def test_close_all_closes_everything_and_the_day_is_reported(flow_env: Flo
     stats = await today.aresult()
     assert stats.report.trades == 2
     assert stats.exits == {"manual": 2}
-    assert stats.report.halted == "close-all: test emergency (by close-all (flow))"  # the real reason and who
+    assert stats.report.halted is not None
+    # the real reason and who
+    assert say_text("en", stats.report.halted) == "close-all: test emergency (by close-all (flow))"
     assert stats.report.fees > 0
     with flow_env.database.session() as session:
         kinds = session.scalars(select(NotificationRow.kind).where(NotificationRow.status == "sent")).all()

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ats.clock import FakeClock, WallClock, ms_to_datetime
 from ats.config import TelegramSettings
 from ats.log import configure_logging
+from ats.messages import data
 from ats.notify import AlertNote, NotifyError, NotifyRejected, NotifyUnavailable, TelegramNotifier
 from db.journal import enqueue_notification
 from db.models import NotificationRow
@@ -55,7 +56,7 @@ class Recorder:
 def enqueue(db: Database, *titles: str) -> None:
     with db.session() as session:
         for title in titles:
-            enqueue_notification(session, ACCOUNT, f"test:{title}", AlertNote(title))
+            enqueue_notification(session, ACCOUNT, f"test:{title}", AlertNote(data(title)), language="en")
 
 
 def rows(db: Database) -> list[NotificationRow]:

@@ -126,7 +126,7 @@ def test_the_risk_view_joins_positions_pending_entries_ledger_and_exchange(db: D
         tp2_qty=order.levels.tp2_qty,
     )  # fmt: skip
     with db.session() as session:
-        record_new_position(session, "main", position, actions, source="test", intent=intent)
+        record_new_position(session, "main", position, actions, source="test", intent=intent, language="en")
         add_to_ledger(session, "main", now, realized_pnl=D(-30), fees=D(2), funding=D(1))
         risk_state.record_halt(session, "main", now, "first reason", by=LOSS_LIMIT)
         risk_state.record_halt(session, "main", now, "second reason", by="close-all (cli)")

@@ -109,7 +109,7 @@ class Desk:
     def __init__(self, exchange: BinanceFutures, database: Database) -> None:
         self.exchange = exchange
         self.database = database
-        self.journal = PostgresJournal(database, ACCOUNT)
+        self.journal = PostgresJournal(database, ACCOUNT, language="en")
         self.executor = Executor(exchange, self.journal, WallClock(), source="test", settings=FAST_EXECUTION)
         self._bar = 0
 
@@ -151,7 +151,7 @@ class Desk:
         policy = Policy.build(rules, decision.order.plan, monitor or MonitorSettings())
         position, actions = open_position(key=key, order=decision.order, policy=policy, time_ms=WallClock().now_ms())
         with self.database.session() as session:
-            record_new_position(session, ACCOUNT, position, actions, source="test")
+            record_new_position(session, ACCOUNT, position, actions, source="test", language="en")
         return position
 
     def position(self, key: str) -> Position:
@@ -211,7 +211,7 @@ def build_monitor(
     return Monitor(
         settings=settings,
         exchange=exchange,
-        journal=PostgresJournal(database, ACCOUNT, fence=fence),
+        journal=PostgresJournal(database, ACCOUNT, fence=fence, language="en"),
         user_stream=BinanceUserStream(listen_keys, settings.ws_url, clock=clock, ping_interval_s=user_ping_s),
         market_stream=BinanceMarketStream(settings.ws_url, clock=clock),
         clock=clock,

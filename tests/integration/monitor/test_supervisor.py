@@ -50,6 +50,7 @@ async def test_a_leader_whose_lease_is_taken_steps_down_at_once_and_leads_again_
         heartbeat_s=0.3,
         standby_poll_s=0.1,
         lease_s=4,
+        language=settings.language,
     )
     stop = asyncio.Event()
     running = asyncio.create_task(supervisor.run(stop))
@@ -125,6 +126,7 @@ async def test_a_monitor_not_ready_with_a_position_open_says_so_once_and_says_wh
         health_policy=HealthPolicy(heartbeat_stale_s=10, unready_alert_s=1.0, cycle_overdue_s=None),
         health_check_s=0.3,
         deliver=deliver,
+        language=settings.language,
     )
     stop = asyncio.Event()
     running = asyncio.create_task(supervisor.run(stop))

@@ -15,6 +15,7 @@ from ats.emergency import CloseAllReport, close_all_markdown, market_slices
 from ats.exchange.base import AccountInfo, MarginType, PositionInfo
 from ats.execution import ExecutionDeferred
 from ats.factors import FactorConfig
+from ats.notify import render, to_plain_text
 from ats.operator import AccountStatus, PositionLine
 from ats.placement import (
     Candidate,
@@ -218,6 +219,10 @@ def test_the_day_counts_wins_exits_and_take_profits() -> None:
     markdown = day_markdown(stats)
     assert "| +8.50 |" in markdown
     assert "| breakeven_stop | 1 |" in markdown
+    english, chinese = (to_plain_text(render(report, language)) for language in ("en", "zh"))
+    assert "win rate 67 % · TP1 reached in 2 of 3" in english
+    assert "胜率 67 % · 3 笔中 2 笔达到 TP1" in chinese
+    assert "出场：breakeven_stop 1 · stop 1 · tp2 1" in chinese  # the exit codes, as the run's table has them
 
 
 def test_the_report_day_defaults_to_yesterday() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ats.notify import render
+from ats.notify import alert_text, render
 from db.health import FinishedRun
 from tasks.flow_runs import alert_key, run_alert
 
@@ -24,7 +24,7 @@ def finished(
 def test_a_failed_top_level_run_is_one_alert_with_the_flow_the_reason_and_the_run() -> None:
     note = run_alert(finished("FAILED", message="build-pools failed: exchange unreachable: GET /fapi/v1/time"))
     assert note is not None
-    text = render(note)
+    text = render(note, "en")
     assert text.startswith("⚠️ <b>Alert</b>: trading-cycle failed")
     assert "build-pools failed: exchange unreachable: GET /fapi/v1/time" in text
     # Where to look: the run's page in the Prefect UI (by its id), or the id alone when no UI address is known.
@@ -35,10 +35,10 @@ def test_a_failed_top_level_run_is_one_alert_with_the_flow_the_reason_and_the_ru
 def test_crashed_and_timed_out_runs_say_so_and_a_failed_close_all_is_critical() -> None:
     crashed = run_alert(finished("CRASHED", message="No heartbeat for 120 s"))
     assert crashed is not None
-    assert crashed.title == "trading-cycle crashed"
+    assert alert_text(crashed, "en")[0] == "trading-cycle crashed"
     timed_out = run_alert(finished("FAILED", name="TimedOut", message="Flow run exceeded timeout of 1200.0 second(s)"))
     assert timed_out is not None
-    assert timed_out.title == "trading-cycle timed out"
+    assert alert_text(timed_out, "en")[0] == "trading-cycle timed out"
     emergency = run_alert(finished("FAILED", flow="close-all", message="close-all incomplete: still open: BTCUSDT"))
     assert emergency is not None
     assert emergency.severity == "critical"
@@ -53,7 +53,7 @@ def test_completed_runs_subflows_and_cancellations_by_a_person_are_not_alerts() 
 def test_a_cycle_dropped_by_the_concurrency_limit_is_an_alert() -> None:
     note = run_alert(finished("CANCELLED", message="Deployment concurrency limit reached."))
     assert note is not None
-    assert note.title == "trading-cycle was cancelled"
+    assert alert_text(note, "en")[0] == "trading-cycle was cancelled"
 
 
 def test_the_hook_and_the_watchdog_tell_of_a_run_under_one_key() -> None:
