@@ -186,6 +186,7 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "duration.hours": {"en": "{hours}h {minutes}m", "zh": "{hours}小时{minutes}分"},
     "duration.minutes": {"en": "{minutes}m", "zh": "{minutes}分"},
     "alert.critical": {"en": "🚨 <b>Alert{where}</b>: {title}", "zh": "🚨 <b>警报{where}</b>：{title}"},
+    "alert.notice": {"en": "ℹ️ <b>Notice{where}</b>: {title}", "zh": "ℹ️ <b>提示{where}</b>：{title}"},
     "alert.warning": {"en": "⚠️ <b>Alert{where}</b>: {title}", "zh": "⚠️ <b>警告{where}</b>：{title}"},
     "alert.recovered": {"en": "✅ <b>Recovered{where}</b>: {title}", "zh": "✅ <b>已恢复{where}</b>：{title}"},
     "report.head": {"en": "📊 <b>Daily report {day}</b>", "zh": "📊 <b>日报 {day}</b>"},

@@ -199,11 +199,12 @@ class AlertNote:
     title: Text
     detail: tuple[Text, ...] = ()  # sentences, told in order
     symbol: str | None = None
-    severity: Literal["warning", "critical", "recovered"] = "warning"
+    severity: Literal["notice", "warning", "critical", "recovered"] = "warning"
 
     @property
     def kind(self) -> NoteKind:
-        return NoteKind.ALERT
+        """A notice follows up a signal (nothing is wrong: it was refused by the limits); the rest are alerts."""
+        return NoteKind.SIGNAL if self.severity == "notice" else NoteKind.ALERT
 
 
 CRITICAL_FLOWS = frozenset({"close-all"})  # a failed emergency stop may leave positions open

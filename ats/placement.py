@@ -80,7 +80,7 @@ def refusal_note(decision: EntryDecision) -> AlertNote:
     else:
         detail = () if decision.why is None else (decision.why,)
     title = text("placement.refused", direction=signal.direction.value, strength=f"{signal.strength:.0f}")
-    return AlertNote(title, detail, signal.symbol)
+    return AlertNote(title, detail, signal.symbol, severity="notice")
 
 
 @dataclass(frozen=True, slots=True)

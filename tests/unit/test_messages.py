@@ -129,6 +129,6 @@ def test_a_refused_signal_is_followed_up_in_chinese() -> None:
         "(lost if the stops of 2 positions and pending entries are hit), unrealised -5.00 USDT (daily_loss_limit)"
     )
     assert chinese.startswith(
-        "⚠️ 警告 DUSDT：信号未交易：SHORT 91\n已达每日亏损上限：DUSDT：每日亏损上限 50 USDT 已用完"
+        "ℹ️ 提示 DUSDT：信号未交易：SHORT 91\n已达每日亏损上限：DUSDT：每日亏损上限 50 USDT 已用完"
     )
     assert latin_words(chinese.replace("DUSDT", "")) == []

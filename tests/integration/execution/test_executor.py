@@ -198,7 +198,7 @@ async def test_the_database_down_when_the_entry_fills_does_not_hold_back_its_sto
     proxy.start()
     down = Database(proxy.url(url))
     try:
-        journal = PostgresJournal(down, "main")
+        journal = PostgresJournal(down, "main", language="en")
         key = await _open(exchange, journal, db)
         position = journal.position(key)
         assert position is not None
