@@ -153,9 +153,10 @@ def _forget_accounts(config: SimConfig) -> None:
 
 
 def alert_titles(database: Database) -> list[str]:
+    """Each alert as it was told (the payload holds its catalogue id and values, the text is what was sent)."""
     with database.session() as session:
-        payloads = session.scalars(select(NotificationRow.payload).where(NotificationRow.kind == "alert")).all()
-    return [str(payload.get("title", "")) for payload in payloads]
+        texts = session.scalars(select(NotificationRow.text).where(NotificationRow.kind == "alert")).all()
+    return [text.splitlines()[0] if text else "" for text in texts]
 
 
 # ------------------------------------------------------------------------------------------- the bench
