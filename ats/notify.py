@@ -661,13 +661,21 @@ class TelegramNotifier:
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }
-        url = f"{self._api_url}/bot{self._token.get_secret_value()}/sendMessage"
+        await self._call("sendMessage", payload)
+
+    async def _call(self, method: str, payload: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
+        """One Bot API call (POST with a JSON body, GET without); its checked `result`. NotifyError otherwise."""
+        url = f"{self._api_url}/bot{self._token.get_secret_value()}/{method}"
         failure: NotifyError | None = None
         response: httpx.Response | None = None
         try:
-            response = await self._client.post(url, json=payload)
+            if payload is None:
+                response = await self._client.get(url)
+            else:
+                timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
+                response = await self._client.post(url, json=payload, timeout=timeout)
         except httpx.TimeoutException:
-            failure = NotifyUnavailable("telegram: request timed out")
+            failure = NotifyUnavailable(f"telegram: {method} timed out")
         except httpx.HTTPError as exc:
             failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
         # Raised here, outside the except blocks: no chained httpx exception (which holds the URL) travels along.
@@ -675,46 +683,21 @@ class TelegramNotifier:
             raise failure
         assert response is not None
         self._check(response)
+        return response.json().get("result")
 
     async def whoami(self) -> str:
         """The bot's @username by getMe: proof that the API answers and takes the token (sends nothing)."""
-        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getMe"
-        failure: NotifyError | None = None
-        response: httpx.Response | None = None
-        try:
-            response = await self._client.get(url)
-        except httpx.TimeoutException:
-            failure = NotifyUnavailable("telegram: request timed out")
-        except httpx.HTTPError as exc:
-            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
-        if failure is not None:  # raised outside the except blocks, as in send()
-            raise failure
-        assert response is not None
-        self._check(response)
-        result = response.json().get("result")
+        result = await self._call("getMe")
         username = result.get("username") if isinstance(result, dict) else None
         return f"@{username}" if username else "a bot without a username"
 
     async def updates(self, offset: int | None, wait_s: float) -> list[dict[str, Any]]:
         """getUpdates, long-polling up to `wait_s`: the messages sent to the bot from `offset` on (each earlier
         update is confirmed to Telegram and never comes again)."""
-        url = f"{self._api_url}/bot{self._token.get_secret_value()}/getUpdates"
         query: dict[str, Any] = {"timeout": int(wait_s), "allowed_updates": ["message"]}
         if offset is not None:
             query["offset"] = offset
-        failure: NotifyError | None = None
-        response: httpx.Response | None = None
-        try:
-            response = await self._client.post(url, json=query, timeout=wait_s + 10)
-        except httpx.TimeoutException:
-            failure = NotifyUnavailable("telegram: getUpdates timed out")
-        except httpx.HTTPError as exc:
-            failure = NotifyUnavailable(f"telegram: {type(exc).__name__}")
-        if failure is not None:  # raised outside the except blocks, as in send()
-            raise failure
-        assert response is not None
-        self._check(response)
-        result = response.json().get("result")
+        result = await self._call("getUpdates", query, timeout_s=wait_s + 10)
         return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     def _check(self, response: httpx.Response) -> None:
